@@ -1,0 +1,295 @@
+//! The real daemon and real workloads, started and always cleaned up.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The workspace's target dir (tests run from `tests/`).
+fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+pub fn daemon_bin() -> PathBuf {
+    std::env::var_os("ZOMBIE_DAEMON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/zombie-daemon"))
+}
+
+pub fn workload_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zombie-workload"))
+}
+
+/// Orphans of our workloads come to us, not to the machine's init (which may not reap);
+/// tests reap what they made.
+pub fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with plain integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER failed");
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the end-to-end tests load eBPF programs: run them as root (cargo xtask test)"
+        );
+    });
+}
+
+/// Reaps `pid` if it is our child (or was handed to us); ignores it otherwise.
+pub fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid with a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `zombie-daemon run`, stopped on drop.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        become_subreaper();
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("zombie-daemon-e2e-{port}.log"));
+        let child = Command::new(daemon_bin())
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "info,zombie_daemon=debug",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", daemon_bin().display()));
+        let mut d = Daemon { child, port, log };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited with {status}:\n{}", d.log_text());
+            }
+            if let Ok((200, _)) = d.get("/readyz") {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("the daemon was not ready within 30 s:\n{}", d.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A minimal HTTP/1.0 GET: (status, body).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    pub fn zombies(&self) -> Vec<Value> {
+        let (status, body) = self.get("/zombies").expect("GET /zombies");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Vec<Value>>(&body).expect("/zombies is a JSON array")
+    }
+
+    /// Zombies whose parent is `ppid`.
+    pub fn children_of(&self, ppid: i32) -> Vec<Value> {
+        self.zombies()
+            .into_iter()
+            .filter(|z| z["ppid"].as_i64() == Some(ppid as i64))
+            .collect()
+    }
+
+    pub fn has_pid(&self, pid: i32) -> bool {
+        self.zombies()
+            .iter()
+            .any(|z| z["pid"].as_i64() == Some(pid as i64))
+    }
+
+    /// The value of an unlabelled metric, or the sum over a labelled one's series.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics").expect("GET /metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// SIGTERM; returns how long the daemon took to exit and its exit code.
+    pub fn terminate(&mut self) -> (Duration, Option<i32>) {
+        let start = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let status = poll("daemon exit", Duration::from_secs(10), || {
+            self.child.try_wait().unwrap()
+        });
+        (start.elapsed(), status.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+            let start = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(5) {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A running `zombie-workload`, killed and reaped (with its children) on drop.
+pub struct Workload {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// Pids this workload reported, reaped on drop in case they were handed to us.
+    pub known: Vec<i32>,
+}
+
+impl Workload {
+    pub fn spawn(args: &[&str]) -> (Self, Value) {
+        Self::spawn_cmd(Command::new(workload_bin()).args(args))
+    }
+
+    pub fn spawn_cmd(cmd: &mut Command) -> (Self, Value) {
+        become_subreaper();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn workload");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut w = Workload {
+            child,
+            stdin,
+            stdout,
+            known: vec![],
+        };
+        let first = w.read_json();
+        w.remember(&first);
+        (w, first)
+    }
+
+    fn remember(&mut self, v: &Value) {
+        if let Some(kids) = v["children"].as_array() {
+            self.known
+                .extend(kids.iter().filter_map(|p| p.as_i64()).map(|p| p as i32));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn read_json(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("workload output");
+        let v: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("workload said {line:?}: {e}"));
+        self.remember(&v);
+        v
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin: the workload exits (its zombies are handed to us, the subreaper).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the workload itself to exit and reaps it.
+    pub fn wait(&mut self) -> Option<i32> {
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.known {
+            // Only reaps what was handed to us; a stranger's pid is not our child (ECHILD).
+            let mut status = 0;
+            // SAFETY: non-blocking waitpid with a valid out-pointer.
+            unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
+        }
+    }
+}

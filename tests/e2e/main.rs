@@ -1,0 +1,345 @@
+//! End-to-end tests: the real daemon with its eBPF programs attached to this kernel, and real
+//! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
+
+mod harness;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use harness::{Daemon, Workload, poll, reap};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn pids(v: &serde_json::Value, key: &str) -> Vec<i32> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap() as i32)
+        .collect()
+}
+
+#[test]
+fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
+    let d = Daemon::start();
+    let (mut w, hello) = Workload::spawn(&["never-wait", "3"]);
+    let kids = pids(&hello, "children");
+
+    let found = poll("3 zombies in /zombies", SECOND, || {
+        let z = d.children_of(w.pid());
+        (z.len() == 3).then_some(z)
+    });
+    for z in &found {
+        assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)));
+        assert_eq!(z["comm"], "zombie-workload");
+        assert_eq!(z["parent_comm"], "zombie-workload");
+        assert_eq!(z["exit_code"], 7);
+        assert_eq!(z["signal"], serde_json::Value::Null);
+        assert_eq!(z["exited_at_estimated"], false);
+        assert!(z["age_seconds"].as_f64().unwrap() < 5.0);
+        assert!(z["exited_at"].as_str().unwrap().ends_with('Z'));
+        assert!(z["cgroup_id"].as_u64().is_some());
+    }
+    poll("zombie_processes >= 3", SECOND, || {
+        (d.metric("zombie_processes") >= 3.0).then_some(())
+    });
+
+    w.send("reap");
+    assert_eq!(w.read_json()["reaped"], 3);
+    let t = Instant::now();
+    poll("the reaped zombies to disappear", SECOND, || {
+        d.children_of(w.pid()).is_empty().then_some(())
+    });
+    eprintln!("gone {:?} after the reap", t.elapsed());
+    assert!(d.metric("zombie_reaped_total") >= 3.0);
+    assert!(d.metric("zombie_reap_latency_seconds_count") >= 3.0);
+}
+
+#[test]
+fn zombies_disappear_when_their_parent_dies_and_the_reaper_collects_them() {
+    let d = Daemon::start();
+    let (mut w, hello) = Workload::spawn(&["never-wait", "2"]);
+    let kids = pids(&hello, "children");
+    poll("2 zombies", SECOND, || {
+        (d.children_of(w.pid()).len() == 2).then_some(())
+    });
+
+    // The parent exits; its zombies are handed to us (the subreaper), and we reap them as an
+    // init would.
+    w.close_stdin();
+    w.wait();
+    for pid in &kids {
+        reap(*pid);
+    }
+    poll("orphaned zombies to disappear", SECOND, || {
+        kids.iter().all(|p| !d.has_pid(*p)).then_some(())
+    });
+}
+
+#[test]
+fn a_non_reaping_pid1_of_a_new_pid_namespace_has_all_its_orphans_counted() {
+    let d = Daemon::start();
+    let (mut w, hello) = Workload::spawn_cmd(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(harness::workload_bin())
+            .args(["pid1-orphans", "5"]),
+    );
+    assert_eq!(hello["pid"], 1, "the workload is PID 1 of its namespace");
+    // The namespace's PID 1, seen from the host: unshare's only child.
+    let pid1 = poll("PID 1's host pid", SECOND, || {
+        let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid())).ok()?;
+        text.split_whitespace().next()?.parse::<i32>().ok()
+    });
+    // 5 orphans adopted by PID 1, plus the child that made them.
+    let zombies = poll("6 zombies under the namespace's PID 1", 3 * SECOND, || {
+        let z = d.children_of(pid1);
+        (z.len() == 6).then_some(z)
+    });
+    assert_eq!(zombies.iter().filter(|z| z["exit_code"] == 5).count(), 5);
+    assert!(d.metric("zombie_processes") >= 6.0);
+
+    // Killing PID 1 tears the namespace down; the kernel reaps everything in it.
+    // SAFETY: signalling a process we started.
+    unsafe { libc::kill(pid1, libc::SIGKILL) };
+    w.wait();
+    poll("the namespace's zombies to disappear", SECOND, || {
+        d.children_of(pid1).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn children_of_a_parent_that_ignores_sigchld_are_never_counted() {
+    let d = Daemon::start();
+    let before = d.metric("zombie_autoreaped_total");
+    let (w, hello) = Workload::spawn(&["ignore-sigchld", "20"]);
+    assert_eq!(pids(&hello, "children").len(), 20);
+    poll("20 autoreaped exits", SECOND, || {
+        (d.metric("zombie_autoreaped_total") - before >= 20.0).then_some(())
+    });
+    assert!(
+        d.children_of(w.pid()).is_empty(),
+        "{:?}",
+        d.children_of(w.pid())
+    );
+}
+
+#[test]
+fn a_multithreaded_process_that_exits_is_one_zombie_and_no_thread_is() {
+    let d = Daemon::start();
+    let exits_before = d.metric("zombie_process_exits_total");
+    let (mut w, hello) = Workload::spawn(&["threads", "8"]);
+    assert_eq!(hello["threads"], 9);
+    let pid = w.pid();
+    // The test is the parent and does not wait yet: the process is a zombie.
+    let z = poll("the process's zombie", SECOND, || {
+        d.zombies()
+            .into_iter()
+            .find(|z| z["pid"].as_i64() == Some(pid as i64))
+    });
+    assert_eq!(z["exit_code"], 3);
+    assert_eq!(z["ppid"].as_i64(), Some(std::process::id() as i64));
+    // No thread of it is anywhere in the table.
+    let ours: Vec<_> = d.children_of(std::process::id() as i32);
+    assert_eq!(
+        ours.iter()
+            .filter(|z| z["comm"] == "zombie-workload")
+            .count(),
+        1,
+        "{ours:?}"
+    );
+    assert!(d.metric("zombie_process_exits_total") - exits_before < 3.0);
+    w.wait();
+    poll("reaped", SECOND, || (!d.has_pid(pid)).then_some(()));
+}
+
+#[test]
+fn a_process_whose_main_thread_exits_first_is_not_a_zombie_until_the_last_thread_exits() {
+    let d = Daemon::start();
+    let (mut w, _) = Workload::spawn(&["leader-exits-first", "3", "1500"]);
+    let pid = w.pid();
+    // /proc shows the leader as Z while its threads run; it is not a zombie process.
+    std::thread::sleep(Duration::from_millis(500));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        state.contains(") Z "),
+        "the leader should look like a zombie in /proc: {state}"
+    );
+    assert!(!d.has_pid(pid), "counted a live process as a zombie");
+    // After the last thread exits it is one.
+    poll("the zombie after the last thread exits", 3 * SECOND, || {
+        d.has_pid(pid).then_some(())
+    });
+    w.wait();
+    poll("reaped", SECOND, || (!d.has_pid(pid)).then_some(()));
+}
+
+#[test]
+fn zombies_that_exist_before_the_daemon_starts_are_found_with_their_parent() {
+    let (w, hello) = Workload::spawn(&["never-wait", "2"]);
+    let kids = pids(&hello, "children");
+    std::thread::sleep(Duration::from_millis(1200));
+    let d = Daemon::start();
+    let found = d.children_of(w.pid());
+    assert_eq!(found.len(), 2, "{found:?}");
+    for z in &found {
+        assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)));
+        assert_eq!(z["exited_at_estimated"], true);
+        assert_eq!(z["parent_comm"], "zombie-workload");
+        assert_eq!(z["exit_code"], 7);
+        // They exited about 1.2 s before the daemon started; the estimate must say so.
+        let age = z["age_seconds"].as_f64().unwrap();
+        assert!((0.9..30.0).contains(&age), "estimated age {age}");
+    }
+}
+
+#[test]
+fn a_reused_pid_is_a_new_process_not_the_old_zombie() {
+    let d = Daemon::start();
+    let (mut w, hello) = Workload::spawn(&["reuse"]);
+    let first = pids(&hello, "children")[0];
+    let old = poll("the first zombie", SECOND, || {
+        d.zombies()
+            .into_iter()
+            .find(|z| z["pid"].as_i64() == Some(first as i64))
+    });
+    w.send("next");
+    let again = w.read_json();
+    let second = pids(&again, "children")[0];
+    assert_eq!(second, first, "clone3 set_tid must reuse the pid");
+    let new = poll("the second zombie with the same pid", SECOND, || {
+        d.zombies().into_iter().find(|z| {
+            z["pid"].as_i64() == Some(first as i64) && z["start_ticks"] != old["start_ticks"]
+        })
+    });
+    assert_eq!(new["exit_code"], 2);
+    assert_eq!(old["exit_code"], 1);
+    let same_pid: Vec<_> = d
+        .zombies()
+        .into_iter()
+        .filter(|z| z["pid"].as_i64() == Some(first as i64))
+        .collect();
+    assert_eq!(
+        same_pid.len(),
+        1,
+        "the old process must be gone: {same_pid:?}"
+    );
+    w.send("reap");
+    w.read_json();
+    poll("reaped", SECOND, || (!d.has_pid(first)).then_some(()));
+}
+
+#[test]
+fn sigterm_detaches_and_exits_zero_within_a_second() {
+    let mut d = Daemon::start();
+    assert_eq!(d.metric("zombie_ebpf_programs_attached"), 3.0);
+    let (took, code) = d.terminate();
+    assert_eq!(code, Some(0), "{}", d.log_text());
+    assert!(took < SECOND, "took {took:?}");
+    assert!(d.log_text().contains("programs detached"));
+}
+
+#[test]
+fn health_and_readiness_endpoints_answer() {
+    let d = Daemon::start();
+    assert_eq!(d.get("/healthz").unwrap().0, 200);
+    assert_eq!(d.get("/readyz").unwrap().0, 200);
+    assert_eq!(d.get("/nope").unwrap().0, 404);
+    let (_, metrics) = d.get("/metrics").unwrap();
+    for name in [
+        "zombie_processes",
+        "zombie_oldest_age_seconds",
+        "zombie_process_exits_total",
+        "zombie_reaped_total",
+        "zombie_reap_latency_seconds_bucket",
+        "zombie_ebpf_events_lost_total",
+        "zombie_resyncs_total",
+        "zombie_build_info",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[test]
+fn list_shows_the_daemons_zombies_and_scans_proc_with_once() {
+    let d = Daemon::start();
+    let (w, hello) = Workload::spawn(&["never-wait", "1"]);
+    let kid = pids(&hello, "children")[0];
+    poll("the zombie", SECOND, || d.has_pid(kid).then_some(()));
+    let endpoint = format!("http://127.0.0.1:{}", d.port);
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("PID"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&kid.to_string())),
+        "{text}"
+    );
+
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--once", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.iter().any(
+        |z| z["pid"].as_i64() == Some(kid as i64) && z["ppid"].as_i64() == Some(w.pid() as i64)
+    ));
+
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--endpoint", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one clear error line: {err}");
+}
+
+#[test]
+fn check_passes_here_and_bad_flags_exit_2() {
+    let out = Command::new(harness::daemon_bin())
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(harness::daemon_bin())
+        .args(["check", "--btf-path", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  btf"));
+    for bad in [
+        &["run", "--listen", "nope"][..],
+        &["run", "--bogus"],
+        &["frobnicate"],
+    ] {
+        let out = Command::new(harness::daemon_bin())
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    // A bad BTF path for `run` is one clear error, exit 1, no panic.
+    let out = Command::new(harness::daemon_bin())
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--btf-path",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BTF") && !err.contains("panicked"), "{err}");
+}

@@ -1,0 +1,209 @@
+//! Processes that make zombies in the ways real programs do, driven by the end-to-end tests.
+//!
+//! Every mode prints one JSON line on stdout once its zombies exist, then obeys stdin:
+//! `reap` waits for its children (and prints `{"reaped":N}`), EOF makes it exit (its zombie
+//! children are then handed to a subreaper or init).
+//!
+//! Modes:
+//! - `never-wait N`: N children exit at once (exit code 7) and are never waited for.
+//! - `ignore-sigchld N`: the same with SIGCHLD ignored: the kernel reaps them at once.
+//! - `threads N`: N threads sleep, then the whole process exits with code 3.
+//! - `leader-exits-first N MS`: the main thread exits first; N threads live MS ms longer.
+//! - `pid1-orphans N`: meant as PID 1 of a new PID namespace: a child starts N grandchildren
+//!   and exits; the grandchildren, orphaned to us, exit; we never wait.
+//! - `reuse`: a child exits; on `next` it is reaped and a new child is created with the same
+//!   pid (clone3 set_tid), which exits too.
+
+use std::{
+    io::{BufRead, Write},
+    thread,
+    time::Duration,
+};
+
+fn fork_exit(code: i32) -> i32 {
+    // SAFETY: the child only calls async-signal-safe _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe { libc::_exit(code) };
+    }
+    assert!(pid > 0, "fork failed");
+    pid
+}
+
+/// clone3 with a chosen pid (needs CAP_SYS_ADMIN); the child exits with `code`.
+fn clone_with_pid(pid: i32, code: i32) -> i32 {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let tid: [libc::pid_t; 1] = [pid];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..Default::default()
+    };
+    // SAFETY: fork-like clone3 (no CLONE_VM); the child only calls _exit.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        unsafe { libc::_exit(code) };
+    }
+    ret as i32
+}
+
+fn wait_for(pid: i32) {
+    let mut status = 0;
+    // SAFETY: plain waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Obeys stdin until EOF: `reap` reaps `children`.
+fn serve(children: &mut Vec<i32>) {
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "reap" {
+            let n = children.len();
+            for pid in children.drain(..) {
+                wait_for(pid);
+            }
+            say(&format!("{{\"reaped\":{n}}}"));
+        }
+    }
+}
+
+fn pids_json(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    format!("[{}]", list.join(","))
+}
+
+fn arg(args: &[String], i: usize, default: u64) -> u64 {
+    args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let me = std::process::id();
+    match args.get(1).map(String::as_str) {
+        Some("never-wait") => {
+            let mut kids: Vec<i32> = (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect();
+            say(&format!(
+                "{{\"pid\":{me},\"children\":{}}}",
+                pids_json(&kids)
+            ));
+            serve(&mut kids);
+        }
+        Some("ignore-sigchld") => {
+            // SAFETY: setting a disposition at start, single-threaded.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            let kids: Vec<i32> = (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect();
+            thread::sleep(Duration::from_millis(200));
+            say(&format!(
+                "{{\"pid\":{me},\"children\":{}}}",
+                pids_json(&kids)
+            ));
+            serve(&mut Vec::new());
+        }
+        Some("threads") => {
+            let n = arg(&args, 2, 4);
+            let handles: Vec<_> = (0..n)
+                .map(|_| thread::spawn(|| thread::sleep(Duration::from_secs(3600))))
+                .collect();
+            thread::sleep(Duration::from_millis(200));
+            say(&format!(
+                "{{\"pid\":{me},\"threads\":{}}}",
+                handles.len() + 1
+            ));
+            // exit_group with threads still running: one process exits, not N+1.
+            std::process::exit(3);
+        }
+        Some("leader-exits-first") => {
+            let n = arg(&args, 2, 4);
+            let ms = arg(&args, 3, 1000);
+            for _ in 0..n {
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(ms));
+                    // SAFETY: ends the whole process from the last thread standing.
+                    unsafe { libc::_exit(0) };
+                });
+            }
+            say(&format!("{{\"pid\":{me},\"threads\":{}}}", n + 1));
+            // The main thread alone leaves (the exit syscall, not exit_group); the process lives
+            // on in its threads. Not pthread_exit: it would unwind through Rust frames.
+            // SAFETY: ends only this thread; nothing of it is used afterwards.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!();
+        }
+        Some("pid1-orphans") => {
+            let n = arg(&args, 2, 3);
+            // SAFETY: the child forks and exits; async-signal-safe calls only.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                for _ in 0..n {
+                    // SAFETY: as above.
+                    if unsafe { libc::fork() } == 0 {
+                        unsafe { libc::usleep(100_000) };
+                        unsafe { libc::_exit(5) };
+                    }
+                }
+                unsafe { libc::_exit(0) };
+            }
+            say(&format!("{{\"pid\":{me},\"orphans\":{n}}}"));
+            // A PID 1 that never reaps: sleep until killed.
+            loop {
+                thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Some("reuse") => {
+            let first = fork_exit(1);
+            say(&format!("{{\"pid\":{me},\"children\":[{first}]}}"));
+            let mut kids = vec![];
+            let mut line = String::new();
+            // One line only: `serve` below takes the stdin lock again.
+            while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                if line.trim() == "next" {
+                    wait_for(first);
+                    // Later than the first one's start tick, so /proc tells them apart too.
+                    thread::sleep(Duration::from_millis(30));
+                    let second = clone_with_pid(first, 2);
+                    say(&format!("{{\"pid\":{me},\"children\":[{second}]}}"));
+                    if second > 0 {
+                        kids.push(second);
+                    }
+                    break;
+                }
+                line.clear();
+            }
+            serve(&mut kids);
+        }
+        _ => {
+            eprintln!(
+                "usage: zombie-workload never-wait N | ignore-sigchld N | threads N | \
+                 leader-exits-first N MS | pid1-orphans N | reuse"
+            );
+            std::process::exit(2);
+        }
+    }
+}

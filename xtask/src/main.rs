@@ -1,0 +1,346 @@
+//! Project tasks: `cargo xtask setup | build | run | test | lint`.
+//!
+//! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
+//! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
+//! idempotent and takes about a second when everything is there. `run` and `test` call it
+//! first, so each is the one command it claims to be.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain and test tools when missing (needs root and apt).
+    Setup {
+        /// Also install what the test suite needs.
+        #[arg(long)]
+        test: bool,
+    },
+    /// Build the daemon (and, through its build.rs, the eBPF programs).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build in release mode and run the daemon as root; extra arguments go to
+    /// `zombie-daemon run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, lint, and pass the whole test suite (unit, end-to-end with real eBPF,
+    /// alerting rules, deployment manifests).
+    Test,
+    /// cargo fmt --check and clippy -D warnings on every crate, the eBPF crate included.
+    Lint,
+}
+
+/// Debian packages: Rust 1.96 with a prebuilt `core` for bpfel-unknown-none, and LLVM 22 for
+/// bpf-linker (the same major as that rustc's LLVM).
+const TOOLCHAIN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+    "llvm-22-dev",
+];
+/// What the end-to-end tests run for real.
+const TEST_PACKAGES: &[&str] = &["util-linux", "procps"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup { test } => setup(test),
+        Task::Build { release } => build(release),
+        Task::Run { args } => run(&args),
+        Task::Test => test(),
+        Task::Lint => lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn status(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: $ {shown}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !st.success() {
+        bail!("{shown} failed ({st})");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+    pkgs.iter()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "these Debian packages are missing: {}; run `cargo xtask setup` as root",
+            pkgs.join(" ")
+        );
+    }
+    let install = |pkgs: &[String]| {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    eprintln!("xtask: installing {}", pkgs.join(" "));
+    if install(pkgs) {
+        return Ok(());
+    }
+    // A fresh machine's package lists may be missing or stale.
+    status(Command::new("apt-get").arg("update"))?;
+    if !install(pkgs) {
+        bail!("apt-get install {} failed", pkgs.join(" "));
+    }
+    Ok(())
+}
+
+/// LLVM's major version in Debian's rustc, which bpf-linker must match.
+fn rustc_llvm_major() -> anyhow::Result<String> {
+    let out = Command::new("/usr/bin/rustc")
+        .arg("-vV")
+        .output()
+        .context("run /usr/bin/rustc -vV")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("no LLVM version in `/usr/bin/rustc -vV`")?;
+    Ok(line.split('.').next().unwrap_or(line).to_string())
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("/usr/local/bin/bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false)
+}
+
+fn setup(for_tests: bool) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mut pkgs = missing_packages(TOOLCHAIN_PACKAGES);
+    if for_tests {
+        pkgs.extend(missing_packages(TEST_PACKAGES));
+    }
+    apt_install(&pkgs)?;
+    let major = rustc_llvm_major()?;
+    if !Path::new(&format!("/usr/lib/llvm-{major}/bin/llvm-config")).exists() {
+        apt_install(&[format!("llvm-{major}-dev")])?;
+    }
+    if !bpf_linker_ok() {
+        if !is_root() {
+            bail!("bpf-linker {BPF_LINKER_VERSION} is missing; run `cargo xtask setup` as root");
+        }
+        status(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "--locked",
+                    &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                ])
+                .args([
+                    "--no-default-features",
+                    "--features",
+                    &format!("llvm-{major}"),
+                ])
+                .args(["--root", "/usr/local"])
+                .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")),
+        )?;
+    }
+    eprintln!("xtask: setup done in {:.1}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["build", "--locked", "-p", "zombie-daemon"]);
+    if release {
+        c.arg("--release");
+    }
+    status(&mut c)
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the daemon loads eBPF programs: run `cargo xtask run` as root");
+    }
+    setup(false)?;
+    build(true)?;
+    let bin = root().join("target/release/zombie-daemon");
+    let mut c = Command::new(bin);
+    c.arg("run").args(args);
+    // The daemon handles SIGINT/SIGTERM itself; pass its exit code through.
+    status(&mut c)
+}
+
+fn lint() -> anyhow::Result<()> {
+    status(cargo().args(["fmt", "--all", "--check"]))?;
+    status(
+        Command::new("cargo")
+            .current_dir(root().join("zombie-ebpf"))
+            .args(["fmt", "--check"]),
+    )?;
+    status(cargo().args([
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate, checked for the host with its programs enabled (aya-ebpf builds there).
+    status(
+        Command::new("cargo")
+            .current_dir(root().join("zombie-ebpf"))
+            .args([
+                "clippy",
+                "--locked",
+                "--all-targets",
+                "--features",
+                "programs",
+            ])
+            .args(["--target-dir"])
+            .arg(root().join("target/ebpf-clippy"))
+            .args(["--", "-D", "warnings"]),
+    )
+}
+
+fn test() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the test suite loads eBPF programs for real: run `cargo xtask test` as root");
+    }
+    let t = Instant::now();
+    setup(true)?;
+    let mut passed = 0;
+    let mut failed = Vec::new();
+    let mut suite = |name: &str, cmd: &mut Command| {
+        eprintln!("\nxtask: === {name} ===");
+        match status(cmd) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                eprintln!("xtask: {name} FAILED: {e:#}");
+                failed.push(name.to_string());
+            }
+        }
+    };
+    suite(
+        "lint",
+        Command::new(std::env::current_exe().unwrap()).arg("lint"),
+    );
+    suite(
+        "build",
+        cargo().args(["build", "--locked", "--workspace", "--all-targets"]),
+    );
+    suite(
+        "unit tests",
+        cargo().args([
+            "test",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "zombie-tests",
+        ]),
+    );
+    suite(
+        "eBPF shared types",
+        Command::new("cargo")
+            .current_dir(root().join("zombie-ebpf"))
+            .args(["test", "--locked", "--lib", "--target-dir"])
+            .arg(root().join("target/ebpf-host")),
+    );
+    suite(
+        "end-to-end (real eBPF, real processes)",
+        cargo().args([
+            "test",
+            "--locked",
+            "-p",
+            "zombie-tests",
+            "--",
+            "--test-threads=1",
+        ]),
+    );
+    for (name, script) in [
+        ("alerting rules and dashboard", "tests/alerting/run.sh"),
+        ("deployment manifests", "tests/deploy/run.sh"),
+    ] {
+        if root().join(script).exists() {
+            suite(
+                name,
+                Command::new("bash")
+                    .arg(root().join(script))
+                    .current_dir(root()),
+            );
+        }
+    }
+    eprintln!(
+        "\nxtask: test suites took {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    println!("suites: {passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join(", "));
+    }
+    Ok(())
+}

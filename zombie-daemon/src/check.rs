@@ -1,0 +1,328 @@
+//! `zombie-daemon check`: a preflight that names what a node lacks, and the daemon's own
+//! statement of what it needs from its host (used to keep the DaemonSet honest).
+
+use std::{fs, os::unix::fs::MetadataExt, path::Path};
+
+use serde::Serialize;
+
+use crate::{
+    cgroups::{self, CgroupMode},
+    cli::CheckArgs,
+    http,
+    probe::{self, ProbeConfig},
+};
+
+/// The oldest kernel supported: BTF tracepoints, `bpf_ktime_get_boot_ns`, ring buffers.
+pub const MIN_KERNEL: (u32, u32) = (5, 8);
+/// The inode of the initial PID namespace (PROC_PID_INIT_INO), fixed in the kernel ABI.
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+fn finding(check: &'static str, verdict: Verdict, detail: impl Into<String>) -> Finding {
+    Finding {
+        check,
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+/// A host mount the daemon reads.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostPath {
+    pub host_path: &'static str,
+    pub mount_path: &'static str,
+    pub read_only: bool,
+    pub why: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Requirements {
+    pub capabilities: Vec<&'static str>,
+    pub capabilities_remediation: Vec<&'static str>,
+    pub host_pid: bool,
+    pub host_paths: Vec<HostPath>,
+    pub port: u16,
+    pub liveness_path: &'static str,
+    pub readiness_path: &'static str,
+    pub metrics_path: &'static str,
+}
+
+/// What the daemon needs from a Kubernetes node, derived from the code's own constants.
+pub fn requirements() -> Requirements {
+    Requirements {
+        // bpf() program/map creation needs CAP_BPF; attaching tracing programs CAP_PERFMON.
+        capabilities: vec!["BPF", "PERFMON"],
+        capabilities_remediation: vec!["KILL"],
+        // Events carry pids of the initial PID namespace; /proc must show the same ones.
+        host_pid: true,
+        host_paths: vec![
+            HostPath {
+                host_path: "/sys/kernel/btf",
+                mount_path: "/sys/kernel/btf",
+                read_only: true,
+                why: "kernel BTF: struct offsets and BTF tracepoint types",
+            },
+            HostPath {
+                host_path: "/proc",
+                mount_path: "/host/proc",
+                read_only: true,
+                why: "bootstrap and resync of the zombie table, parents, cgroup paths",
+            },
+            HostPath {
+                host_path: "/sys/fs/cgroup",
+                mount_path: "/host/sys/fs/cgroup",
+                read_only: true,
+                why: "cgroup ids to paths, cgroup mode, pids limits",
+            },
+        ],
+        port: 9899,
+        liveness_path: http::HEALTHZ_PATH,
+        readiness_path: http::READYZ_PATH,
+        metrics_path: http::METRICS_PATH,
+    }
+}
+
+fn kernel_release() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
+    let mut out = Vec::new();
+
+    match kernel_release() {
+        Some(rel) => match parse_kernel_version(&rel) {
+            Some(v) if v >= MIN_KERNEL => out.push(finding("kernel", Verdict::Ok, rel)),
+            _ => out.push(finding(
+                "kernel",
+                Verdict::Fail,
+                format!(
+                    "{rel}: Linux {}.{} or newer is needed",
+                    MIN_KERNEL.0, MIN_KERNEL.1
+                ),
+            )),
+        },
+        None => out.push(finding(
+            "kernel",
+            Verdict::Warn,
+            "cannot read the kernel release",
+        )),
+    }
+
+    let caps = effective_caps().unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    let privileged = (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN);
+    out.push(if privileged {
+        finding("privileges", Verdict::Ok, format!("CapEff {caps:#x}"))
+    } else {
+        finding(
+            "privileges",
+            Verdict::Fail,
+            "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them",
+        )
+    });
+
+    let btf_ok = match probe::offsets::from_btf(&args.paths.btf_path) {
+        Ok(layout) => {
+            let o = layout.offsets;
+            out.push(finding(
+                "btf",
+                Verdict::Ok,
+                format!(
+                    "{}: task_struct offsets resolved (pid@{}, start_boottime@{}), tracepoints {}",
+                    args.paths.btf_path.display(),
+                    o.task_pid,
+                    o.task_start_boottime,
+                    probe::TRACEPOINTS.join(", ")
+                ),
+            ));
+            true
+        }
+        Err(e) => {
+            out.push(finding("btf", Verdict::Fail, e.to_string()));
+            false
+        }
+    };
+
+    match fs::metadata("/proc/self/ns/pid") {
+        Ok(m) if m.ino() == PROC_PID_INIT_INO => out.push(finding(
+            "pid namespace",
+            Verdict::Ok,
+            "initial PID namespace (hostPID)",
+        )),
+        Ok(_) => out.push(finding(
+            "pid namespace",
+            Verdict::Fail,
+            "not in the initial PID namespace: pids from the kernel would not match /proc; \
+             in Kubernetes set hostPID: true",
+        )),
+        Err(e) => out.push(finding(
+            "pid namespace",
+            Verdict::Warn,
+            format!("cannot tell: {e}"),
+        )),
+    }
+
+    let proc_ok = args.paths.proc_root.join("1/stat").exists();
+    out.push(if proc_ok {
+        finding(
+            "procfs",
+            Verdict::Ok,
+            args.paths.proc_root.display().to_string(),
+        )
+    } else {
+        finding(
+            "procfs",
+            Verdict::Fail,
+            format!(
+                "{} is not a procfs (no 1/stat): pass the host's /proc with --proc-root",
+                args.paths.proc_root.display()
+            ),
+        )
+    });
+
+    let (mode, v2) = cgroups::detect(&args.paths.cgroup_root);
+    out.push(match mode {
+        CgroupMode::Unified | CgroupMode::Hybrid => finding(
+            "cgroups",
+            Verdict::Ok,
+            format!(
+                "{mode:?} (cgroup2 at {})",
+                v2.as_deref().unwrap_or(Path::new("?")).display()
+            )
+            .to_lowercase(),
+        ),
+        CgroupMode::Legacy => finding(
+            "cgroups",
+            Verdict::Warn,
+            "cgroup v1 only: zombies are attributed from /proc/<pid>/cgroup, not cgroup ids",
+        ),
+        CgroupMode::None => finding(
+            "cgroups",
+            Verdict::Warn,
+            format!(
+                "no cgroup filesystem at {} (--cgroup-root): no container attribution",
+                args.paths.cgroup_root.display()
+            ),
+        ),
+    });
+
+    let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find(|p| Path::new(p).join("events").exists());
+    out.push(finding(
+        "tracefs",
+        Verdict::Ok,
+        match tracefs {
+            Some(p) => format!("mounted at {p} (not needed: BTF tracepoints attach without it)"),
+            None => "not mounted; not needed: BTF tracepoints attach without it".into(),
+        },
+    ));
+
+    if privileged && btf_ok {
+        let cfg = ProbeConfig {
+            btf_path: args.paths.btf_path.clone(),
+            ..ProbeConfig::default()
+        };
+        match probe::Probe::load(&cfg) {
+            Ok(p) => out.push(finding(
+                "ebpf",
+                Verdict::Ok,
+                format!(
+                    "{} programs loaded and attached (then detached)",
+                    p.attached()
+                ),
+            )),
+            Err(e) => out.push(finding("ebpf", Verdict::Fail, format!("{e:#}"))),
+        }
+    } else {
+        out.push(finding(
+            "ebpf",
+            Verdict::Fail,
+            "not tried: fix the failures above first",
+        ));
+    }
+    out
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
+    if args.print_requirements {
+        println!("{}", serde_json::to_string_pretty(&requirements())?);
+        return Ok(0);
+    }
+    let findings = run_checks(&args);
+    let failed = findings.iter().any(|f| f.verdict == Verdict::Fail);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        for f in &findings {
+            let v = match f.verdict {
+                Verdict::Ok => "ok  ",
+                Verdict::Warn => "warn",
+                Verdict::Fail => "FAIL",
+            };
+            println!("{v}  {:<14} {}", f.check, f.detail);
+        }
+        println!(
+            "{}",
+            if failed {
+                "zombie-daemon cannot run here: fix the FAIL lines above."
+            } else {
+                "zombie-daemon can run here."
+            }
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v782"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("5.8.0"), Some((5, 8)));
+        assert!(parse_kernel_version("5.4.0-generic").unwrap() < MIN_KERNEL);
+        assert_eq!(parse_kernel_version("garbage"), None);
+    }
+
+    #[test]
+    fn requirements_match_the_http_paths() {
+        let r = requirements();
+        assert_eq!(r.liveness_path, "/healthz");
+        assert_eq!(r.readiness_path, "/readyz");
+        assert!(r.host_paths.iter().all(|p| p.read_only));
+    }
+}

@@ -1,0 +1,140 @@
+//! Command-line interface. Subcommand and flag names are a public contract.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zombie-daemon",
+    version,
+    about = "Tracks every zombie process on a node with eBPF, and the pod that leaks it"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent: attach the eBPF programs, keep the zombie table, serve HTTP.
+    Run(RunArgs),
+    /// Show current zombies, from a running daemon or (with --once) straight from /proc.
+    List(ListArgs),
+    /// Preflight: say what this node lacks to run the daemon; non-zero exit if it cannot.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where the node's kernel interfaces are (in a DaemonSet, host paths are mounted elsewhere).
+#[derive(Clone, Debug, Args)]
+pub struct HostPaths {
+    /// The host's procfs (with hostPID).
+    #[arg(long, default_value = "/proc", env = "ZOMBIE_PROC_ROOT")]
+    pub proc_root: PathBuf,
+    /// The host's cgroup filesystem root.
+    #[arg(long, default_value = "/sys/fs/cgroup", env = "ZOMBIE_CGROUP_ROOT")]
+    pub cgroup_root: PathBuf,
+    /// The running kernel's BTF.
+    #[arg(
+        long,
+        default_value = "/sys/kernel/btf/vmlinux",
+        env = "ZOMBIE_BTF_PATH"
+    )]
+    pub btf_path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address for /metrics, /healthz, /readyz and /zombies.
+    #[arg(long, default_value = "0.0.0.0:9899", env = "ZOMBIE_LISTEN")]
+    pub listen: SocketAddr,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ZOMBIE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `zombie_daemon=debug`.
+    #[arg(long, default_value = "info", env = "ZOMBIE_LOG_LEVEL")]
+    pub log_level: String,
+    #[command(flatten)]
+    pub paths: HostPaths,
+    /// Ring buffer size in bytes (a power of two, a multiple of the page size).
+    #[arg(long, default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_bytes: u32,
+    /// Drain the ring buffer at least this often (ms); bounds detection latency.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub drain_interval_ms: u64,
+    /// Full /proc resync this often as a safety net, in seconds (0: only after lost events).
+    #[arg(long, default_value_t = 300)]
+    pub resync_interval_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// A running daemon's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9899", env = "ZOMBIE_ENDPOINT")]
+    pub endpoint: String,
+    /// Don't ask a daemon: scan /proc once (exit times are then estimates).
+    #[arg(long)]
+    pub once: bool,
+    /// Print JSON (the `/zombies` array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub paths: HostPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub paths: HostPaths,
+    /// Only print what the daemon needs from its host (capabilities, mounts, ports) as JSON.
+    #[arg(long)]
+    pub print_requirements: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n.is_power_of_two() && n >= 4096 && n.is_multiple_of(4096) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is not a power of two of at least 4096"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_bad_input() {
+        let cli = Cli::try_parse_from(["zombie-daemon", "run"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.listen.to_string(), "0.0.0.0:9899");
+        assert_eq!(run.ring_buffer_bytes, 4 << 20);
+        for bad in [
+            vec!["zombie-daemon", "run", "--listen", "nope"],
+            vec!["zombie-daemon", "run", "--ring-buffer-bytes", "1000"],
+            vec!["zombie-daemon", "run", "--log-format", "xml"],
+            vec!["zombie-daemon", "frobnicate"],
+        ] {
+            let err = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+}

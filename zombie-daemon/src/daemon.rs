@@ -1,0 +1,332 @@
+//! `zombie-daemon run`: wires the probe, the tracker, /proc and the HTTP API together.
+//!
+//! One task owns the probe and applies events in batches; /proc scans run on the blocking
+//! pool while events keep flowing, and are reconciled against the table when done.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::{signal::unix::SignalKind, task::JoinHandle, time::MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::{
+    clock,
+    metrics::Metrics,
+    probe::{Probe, ProbeConfig, TickConverter},
+    procfs::{ProcFs, ScanError},
+    tracker::{Event, Ns, ScanEntry, Tracker},
+    view::Attributor,
+};
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub listen: SocketAddr,
+    pub proc_root: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub probe: ProbeConfig,
+    /// How often pending events are drained when the kernel has not asked for a wakeup.
+    pub drain_interval: Duration,
+    /// A full /proc resync this often, as a safety net (zero: never).
+    pub resync_interval: Duration,
+}
+
+/// State shared with the HTTP handlers.
+pub struct Shared {
+    pub tracker: Arc<Mutex<Tracker>>,
+    pub attributor: Arc<Mutex<Attributor>>,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    /// CLOCK_BOOTTIME of the event loop's last iteration (for /healthz).
+    pub heartbeat: AtomicU64,
+}
+
+/// Why the table is rebuilt from /proc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResyncReason {
+    Startup,
+    LostEvents,
+    Periodic,
+}
+
+impl ResyncReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::LostEvents => "lost_events",
+            Self::Periodic => "periodic",
+        }
+    }
+}
+
+type ScanTask = JoinHandle<(Result<Vec<ScanEntry>, ScanError>, Duration)>;
+
+/// A resync in flight: when it started and why.
+struct Resync {
+    started: Ns,
+    reason: ResyncReason,
+    task: ScanTask,
+}
+
+/// Losses are checked this often; a resync starts at most once per `RESYNC_MIN_GAP`.
+const COUNTER_POLL: Duration = Duration::from_millis(250);
+const RESYNC_MIN_GAP: Duration = Duration::from_secs(1);
+const PARENT_REFRESH: Duration = Duration::from_secs(1);
+/// Reparented zombies re-read per refresh, to bound the time the loop spends in /proc.
+const PARENT_REFRESH_BATCH: usize = 512;
+
+pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
+    let local = listener.local_addr()?;
+
+    let ticks = TickConverter::from_system();
+    let procfs = ProcFs::new(&cfg.proc_root, ticks);
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let attributor = Arc::new(Mutex::new(Attributor::new(
+        &cfg.proc_root,
+        &cfg.cgroup_root,
+    )));
+    let metrics = Metrics::new(tracker.clone(), attributor.clone());
+    let shared = Arc::new(Shared {
+        tracker,
+        attributor,
+        metrics,
+        ready: AtomicBool::new(false),
+        heartbeat: AtomicU64::new(clock::boottime_now()),
+    });
+
+    let server = {
+        let app = crate::http::router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!("HTTP server stopped: {e}");
+            }
+        })
+    };
+    info!(listen = %local, "serving /metrics, /healthz, /readyz, /zombies");
+
+    let mut probe = Probe::load(&cfg.probe)?;
+    shared
+        .metrics
+        .programs_attached
+        .set(probe.attached() as i64);
+    info!(programs = probe.attached(), "eBPF programs attached");
+
+    let result = event_loop(&cfg, &mut probe, &procfs, &shared, ticks).await;
+    shared.ready.store(false, Ordering::Release);
+    drop(probe); // detaches the programs
+    shared.metrics.programs_attached.set(0);
+    server.abort();
+    info!("programs detached, exiting");
+    result
+}
+
+async fn event_loop(
+    cfg: &RunConfig,
+    probe: &mut Probe,
+    procfs: &ProcFs,
+    shared: &Arc<Shared>,
+    ticks: TickConverter,
+) -> anyhow::Result<()> {
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let mut drain_tick = tokio::time::interval(cfg.drain_interval);
+    drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let mut batch: Vec<Event> = Vec::with_capacity(4096);
+    let v2_root = crate::cgroups::detect(&cfg.cgroup_root).1;
+    let (mut lost_seen, mut errors_seen) = probe.counters();
+    let start = clock::boottime_now();
+    let mut last_counter_poll = start;
+    let mut last_resync_start: Option<Ns> = None;
+    let mut last_parent_refresh = start;
+    let mut pending_resync: Option<ResyncReason> = None;
+    let mut resync = Some(start_resync(procfs, &v2_root, ResyncReason::Startup));
+
+    loop {
+        tokio::select! {
+            _ = probe.readable() => {}
+            _ = drain_tick.tick() => {}
+            r = async { (&mut resync.as_mut().expect("guarded").task).await }, if resync.is_some() => {
+                let Resync { started, reason, .. } = resync.take().expect("guarded");
+                // Apply everything queued up to now first, so the table is current.
+                drain(probe, shared, &mut batch, ticks);
+                finish_resync(shared, started, reason, r);
+                last_resync_start = Some(started);
+            }
+            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
+            _ = sigint.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
+        }
+        drain(probe, shared, &mut batch, ticks);
+        let now = clock::boottime_now();
+        shared.heartbeat.store(now, Ordering::Relaxed);
+
+        if now.saturating_sub(last_counter_poll) >= COUNTER_POLL.as_nanos() as u64 {
+            last_counter_poll = now;
+            probe.flush_logs();
+            let (lost, errors) = probe.counters();
+            if lost > lost_seen || errors > errors_seen {
+                warn!(
+                    lost = lost - lost_seen,
+                    read_errors = errors - errors_seen,
+                    "kernel events were lost; resyncing from /proc"
+                );
+                shared.metrics.events_lost.inc_by(lost - lost_seen);
+                shared.metrics.read_errors.inc_by(errors - errors_seen);
+                lost_seen = lost;
+                errors_seen = errors;
+                pending_resync = Some(ResyncReason::LostEvents);
+            }
+            if !cfg.resync_interval.is_zero()
+                && pending_resync.is_none()
+                && last_resync_start
+                    .is_some_and(|t| now.saturating_sub(t) >= cfg.resync_interval.as_nanos() as u64)
+            {
+                pending_resync = Some(ResyncReason::Periodic);
+            }
+        }
+        if resync.is_none()
+            && let Some(reason) = pending_resync
+            && last_resync_start
+                .is_none_or(|t| now.saturating_sub(t) >= RESYNC_MIN_GAP.as_nanos() as u64)
+        {
+            pending_resync = None;
+            resync = Some(start_resync(procfs, &v2_root, reason));
+        }
+        if now.saturating_sub(last_parent_refresh) >= PARENT_REFRESH.as_nanos() as u64 {
+            last_parent_refresh = now;
+            refresh_parents(procfs, shared);
+        }
+    }
+}
+
+/// Applies every pending kernel event to the table, in one lock.
+fn drain(probe: &mut Probe, shared: &Shared, batch: &mut Vec<Event>, ticks: TickConverter) {
+    let bad = probe.drain(batch, &ticks);
+    if bad > 0 {
+        warn!(records = bad, "malformed ring-buffer records skipped");
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let mut counts = [0u64; 3];
+    {
+        let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        for ev in batch.iter() {
+            let applied = tracker.apply(ev);
+            shared.metrics.record(applied);
+            counts[match ev {
+                Event::Exit(_) => 0,
+                Event::Free { .. } => 1,
+                Event::Wait { .. } => 2,
+            }] += 1;
+        }
+    }
+    for (kind, n) in ["exit", "free", "wait"].iter().zip(counts) {
+        if n > 0 {
+            shared.metrics.events.with_label_values(&[kind]).inc_by(n);
+        }
+    }
+    batch.clear();
+}
+
+fn start_resync(procfs: &ProcFs, v2_root: &Option<PathBuf>, reason: ResyncReason) -> Resync {
+    let started = clock::boottime_now();
+    let procfs = procfs.clone();
+    let v2_root = v2_root.clone();
+    debug!(reason = reason.as_str(), "resync from /proc started");
+    let task = tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        let result = procfs.zombies(started, |pid| {
+            crate::cgroups::id_of_pid(procfs.root(), v2_root.as_deref(), pid)
+        });
+        (result, t0.elapsed())
+    });
+    Resync {
+        started,
+        reason,
+        task,
+    }
+}
+
+fn finish_resync(
+    shared: &Shared,
+    started: Ns,
+    reason: ResyncReason,
+    result: Result<(Result<Vec<ScanEntry>, ScanError>, Duration), tokio::task::JoinError>,
+) {
+    let (scan, took) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("the /proc scan task failed: {e}");
+            return;
+        }
+    };
+    shared.metrics.scan_seconds.observe(took.as_secs_f64());
+    match scan {
+        Ok(entries) => {
+            let report = {
+                let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+                tracker.reconcile(started, &entries)
+            };
+            shared
+                .metrics
+                .resyncs
+                .with_label_values(&[reason.as_str()])
+                .inc();
+            info!(
+                reason = reason.as_str(),
+                zombies_in_proc = entries.len(),
+                added = report.added,
+                removed = report.removed,
+                took_ms = took.as_millis() as u64,
+                "resynced from /proc"
+            );
+            if reason == ResyncReason::Startup {
+                shared.ready.store(true, Ordering::Release);
+                info!("ready");
+            }
+        }
+        Err(e) => warn!("resync from /proc failed: {e}"),
+    }
+}
+
+/// Zombies whose parent died were handed to a new parent: read who from /proc.
+fn refresh_parents(procfs: &ProcFs, shared: &Shared) {
+    let keys: Vec<_> = {
+        let tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        tracker
+            .parent_gone()
+            .take(PARENT_REFRESH_BATCH)
+            .map(|z| z.key)
+            .collect()
+    };
+    if keys.is_empty() {
+        return;
+    }
+    let updates: Vec<_> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let me = procfs.info(key.pid)?;
+            if me.key != key {
+                return None; // already reaped; the free event settles it
+            }
+            let parent = procfs.info(me.ppid);
+            Some((key, me.ppid, parent))
+        })
+        .collect();
+    let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+    for (key, ppid, parent) in updates {
+        let (start, comm) = parent.map_or((0, Default::default()), |p| (p.key.start_ticks, p.comm));
+        tracker.set_parent(&key, ppid, start, comm);
+    }
+}

@@ -1,0 +1,72 @@
+//! The read-only HTTP API: `/metrics`, `/healthz`, `/readyz`, `/zombies`.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+
+use crate::{
+    clock::{self, WallClock},
+    daemon::Shared,
+    view,
+};
+
+/// The event loop is considered hung when it has not run for this long.
+const STALL_NS: u64 = 10_000_000_000;
+
+pub const METRICS_PATH: &str = "/metrics";
+pub const HEALTHZ_PATH: &str = "/healthz";
+pub const READYZ_PATH: &str = "/readyz";
+pub const ZOMBIES_PATH: &str = "/zombies";
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(READYZ_PATH, get(readyz))
+        .route(ZOMBIES_PATH, get(zombies))
+        .with_state(shared)
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let last = s.heartbeat.load(Ordering::Relaxed);
+    if clock::boottime_now().saturating_sub(last) < STALL_NS {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "event loop stalled\n")
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: eBPF programs attaching or /proc bootstrap running\n",
+        )
+    }
+}
+
+async fn zombies(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let now = clock::boottime_now();
+    let wall = WallClock::now();
+    let tracker = s.tracker.lock().unwrap_or_else(|e| e.into_inner());
+    let mut attributor = s.attributor.lock().unwrap_or_else(|e| e.into_inner());
+    Json(view::snapshot(&tracker, &mut attributor, now, &wall))
+}

@@ -1,0 +1,19 @@
+//! zombie-daemon: an eBPF node agent that keeps an exact, live table of a node's zombie
+//! processes and tells which pod leaks them.
+//!
+//! The functional core ([`tracker`]) knows nothing about the kernel; [`probe`] (eBPF),
+//! [`procfs`] (/proc), [`cgroups`] and [`http`] are thin adapters around it.
+
+pub mod cgroups;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod http;
+pub mod list;
+pub mod metrics;
+pub mod probe;
+pub mod procfs;
+pub mod status;
+pub mod tracker;
+pub mod view;

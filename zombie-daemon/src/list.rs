@@ -1,0 +1,216 @@
+//! `zombie-daemon list`: a ps-like table of zombies.
+
+use std::{
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Empty};
+use hyper::{Request, body::Bytes};
+use hyper_util::rt::TokioIo;
+
+use crate::{
+    cli::ListArgs,
+    clock::{self, WallClock},
+    probe::TickConverter,
+    procfs::ProcFs,
+    tracker::Tracker,
+    view::{self, Attributor, ZombieView},
+};
+
+pub async fn run(args: ListArgs) -> anyhow::Result<()> {
+    let zombies = if args.once {
+        scan_once(&args)?
+    } else {
+        fetch(&args.endpoint).await?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&zombies)?);
+    } else {
+        print!("{}", table(&zombies));
+    }
+    Ok(())
+}
+
+/// Standalone: the zombies in /proc right now.
+fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
+    let now = clock::boottime_now();
+    let procfs = ProcFs::new(&args.paths.proc_root, TickConverter::from_system());
+    let v2_root = crate::cgroups::detect(&args.paths.cgroup_root).1;
+    let entries = procfs.zombies(now, |pid| {
+        crate::cgroups::id_of_pid(&args.paths.proc_root, v2_root.as_deref(), pid)
+    })?;
+    let mut tracker = Tracker::default();
+    tracker.reconcile(now, &entries);
+    let attributor = Arc::new(Mutex::new(Attributor::new(
+        &args.paths.proc_root,
+        &args.paths.cgroup_root,
+    )));
+    let mut a = attributor.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(view::snapshot(&tracker, &mut a, now, &WallClock::now()))
+}
+
+/// GET `<endpoint>/zombies` from a running daemon (plain HTTP/1.1, no TLS: it is a node-local
+/// API).
+pub async fn fetch(endpoint: &str) -> anyhow::Result<Vec<ZombieView>> {
+    let uri: hyper::Uri = format!("{}/zombies", endpoint.trim_end_matches('/'))
+        .parse()
+        .with_context(|| format!("--endpoint {endpoint:?} is not a valid URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("--endpoint must be an http:// URL, got {endpoint:?}");
+    }
+    let host = uri.host().context("--endpoint has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let unreachable = || {
+        format!(
+            "cannot reach a zombie-daemon at {endpoint}: is it running? \
+             (or use `zombie-daemon list --once` to scan /proc directly)"
+        )
+    };
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(unreachable)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(unreachable)?;
+    tokio::spawn(conn);
+    let req = Request::get(uri.path())
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .body(Empty::<Bytes>::new())?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .context("the daemon did not answer within 30 s")??;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!(
+            "{endpoint}/zombies answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body).context("the daemon's /zombies answer is not the expected JSON")
+}
+
+/// "45s", "12m03s", "3h20m", "2d04h".
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+pub fn table(zombies: &[ZombieView]) -> String {
+    let mut rows: Vec<[String; 7]> = vec![[
+        "PID".into(),
+        "PPID".into(),
+        "COMM".into(),
+        "PARENT".into(),
+        "AGE".into(),
+        "STATUS".into(),
+        "CGROUP".into(),
+    ]];
+    for z in zombies {
+        let status = crate::status::WaitStatus {
+            exit_code: z.exit_code,
+            signal: z.signal,
+            core_dumped: z.core_dumped,
+        };
+        let age = human_age(z.age_seconds);
+        rows.push([
+            z.pid.to_string(),
+            z.ppid.to_string(),
+            z.comm.clone(),
+            z.parent_comm.clone(),
+            if z.exited_at_estimated {
+                format!("~{age}")
+            } else {
+                age
+            },
+            status.describe(),
+            z.cgroup_path.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if zombies.is_empty() {
+        out.push_str("(no zombie processes)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human_age(5.2), "5s");
+        assert_eq!(human_age(125.0), "2m05s");
+        assert_eq!(human_age(3.0 * 3600.0 + 61.0), "3h01m");
+        assert_eq!(human_age(2.0 * 86400.0 + 7200.0), "2d02h");
+        assert_eq!(human_age(-1.0), "0s");
+    }
+
+    #[test]
+    fn table_has_a_header_and_a_row_per_zombie() {
+        let z = ZombieView {
+            pid: 42,
+            ppid: 1,
+            comm: "sleep".into(),
+            parent_comm: "bash".into(),
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            exited_at: "2026-01-01T00:00:00.000Z".into(),
+            exited_at_estimated: false,
+            age_seconds: 61.0,
+            cgroup_id: 7,
+            cgroup_path: Some("/kubepods/x".into()),
+            start_ticks: 1,
+            parent_exited: false,
+            reparented: 0,
+        };
+        let t = table(&[z]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("PID"));
+        assert!(
+            lines[1].contains("sleep") && lines[1].contains("1m01s") && lines[1].contains("exit 0")
+        );
+        assert!(table(&[]).contains("no zombie processes"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_a_clear_error() {
+        let err = fetch("http://127.0.0.1:1").await.unwrap_err();
+        assert!(format!("{err:#}").contains("--once"), "{err:#}");
+        let err = fetch("ftp://x").await.unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+    }
+}

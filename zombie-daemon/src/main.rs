@@ -1,0 +1,63 @@
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::{EnvFilter, fmt};
+use zombie_daemon::{
+    check,
+    cli::{Cli, Command, LogFormat, RunArgs},
+    daemon::{self, RunConfig},
+    list,
+    probe::ProbeConfig,
+};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await.map(|()| 0),
+            Command::List(args) => list::run(args).await.map(|()| 0),
+            Command::Check(args) => check::run(args),
+        }
+    });
+    // Don't wait for blocking /proc scans still in flight.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("zombie-daemon: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_level)?;
+    let cfg = RunConfig {
+        listen: args.listen,
+        proc_root: args.paths.proc_root,
+        cgroup_root: args.paths.cgroup_root,
+        probe: ProbeConfig {
+            btf_path: args.paths.btf_path,
+            ring_buffer_bytes: args.ring_buffer_bytes,
+            ..ProbeConfig::default()
+        },
+        drain_interval: Duration::from_millis(args.drain_interval_ms),
+        resync_interval: Duration::from_secs(args.resync_interval_secs),
+    };
+    daemon::run(cfg).await
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("--log-level {level:?} is not a valid filter: {e}"))?;
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}

@@ -1,0 +1,270 @@
+//! Prometheus metrics. Counters and the latency histogram are updated as events are
+//! applied; the per-container zombie gauges are computed from the table at scrape time, so a
+//! container whose zombies are gone has no series left.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+    core::{Collector, Desc},
+    proto::MetricFamily,
+};
+use rustc_hash::FxHashMap;
+
+use crate::{
+    clock,
+    tracker::{Applied, Tracker},
+    view::Attributor,
+};
+
+/// The labels every per-container series carries (empty for host processes).
+pub const POD_LABELS: [&str; 3] = ["namespace", "pod", "container"];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub exits: IntCounter,
+    pub reaped: IntCounter,
+    pub autoreaped: IntCounter,
+    pub reap_latency: Histogram,
+    pub events_lost: IntCounter,
+    pub read_errors: IntCounter,
+    pub resyncs: IntCounterVec,
+    pub events: IntCounterVec,
+    pub programs_attached: IntGauge,
+    pub scan_seconds: Histogram,
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
+}
+
+impl Metrics {
+    pub fn new(tracker: Arc<Mutex<Tracker>>, attributor: Arc<Mutex<Attributor>>) -> Self {
+        let registry = Registry::new();
+        let exits = counter(
+            "zombie_process_exits_total",
+            "Processes (whole thread groups) that exited, seen by the eBPF exit probe.",
+        );
+        let reaped = counter(
+            "zombie_reaped_total",
+            "Zombie processes that were reaped (their parent or a reaper collected them).",
+        );
+        let autoreaped = counter(
+            "zombie_autoreaped_total",
+            "Exited processes the kernel released at once because the parent ignores SIGCHLD.",
+        );
+        let reap_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "zombie_reap_latency_seconds",
+                "Time from a process's exit to its reap.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+            ]),
+        )
+        .expect("valid metric");
+        let events_lost = counter(
+            "zombie_ebpf_events_lost_total",
+            "Events the kernel could not queue because the ring buffer was full; each loss \
+             triggers a resync from /proc.",
+        );
+        let read_errors = counter(
+            "zombie_ebpf_read_errors_total",
+            "Kernel memory reads that failed in the eBPF programs (the event was dropped).",
+        );
+        let resyncs = IntCounterVec::new(
+            Opts::new(
+                "zombie_resyncs_total",
+                "Times the zombie table was rebuilt from /proc, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let events = IntCounterVec::new(
+            Opts::new(
+                "zombie_ebpf_events_total",
+                "Events received from the kernel, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let programs_attached = IntGauge::new(
+            "zombie_ebpf_programs_attached",
+            "eBPF programs attached (3 when healthy).",
+        )
+        .expect("valid metric");
+        let scan_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "zombie_proc_scan_duration_seconds",
+                "Duration of /proc scans.",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("zombie_build_info", "Build information; always 1."),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("ZOMBIE_GIT_REVISION").unwrap_or("unknown"),
+            ])
+            .set(1);
+
+        for c in [&exits, &reaped, &autoreaped, &events_lost, &read_errors] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
+        registry
+            .register(Box::new(reap_latency.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(resyncs.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(events.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(programs_attached.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(scan_seconds.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(build_info))
+            .expect("unique metric");
+        registry
+            .register(Box::new(TableCollector::new(tracker, attributor)))
+            .expect("unique metric");
+        for kind in ["exit", "free", "wait"] {
+            events.with_label_values(&[kind]);
+        }
+        for reason in ["startup", "lost_events", "periodic"] {
+            resyncs.with_label_values(&[reason]);
+        }
+
+        Self {
+            registry,
+            exits,
+            reaped,
+            autoreaped,
+            reap_latency,
+            events_lost,
+            read_errors,
+            resyncs,
+            events,
+            programs_attached,
+            scan_seconds,
+        }
+    }
+
+    /// Records what an applied event did.
+    pub fn record(&self, applied: Applied) {
+        match applied {
+            Applied::Zombie => self.exits.inc(),
+            Applied::Refined => self.exits.inc(),
+            Applied::Autoreaped => {
+                self.exits.inc();
+                self.autoreaped.inc();
+            }
+            Applied::Reaped { latency_ns } => {
+                self.reaped.inc();
+                if let Some(ns) = latency_ns {
+                    self.reap_latency.observe(ns as f64 / 1e9);
+                }
+            }
+            Applied::ExitAfterFree { latency_ns } => {
+                self.exits.inc();
+                self.reaped.inc();
+                self.reap_latency.observe(latency_ns as f64 / 1e9);
+            }
+            Applied::Duplicate | Applied::UnknownFree | Applied::Wait => {}
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        TextEncoder::new()
+            .encode(&families, &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("text encoding is UTF-8")
+    }
+}
+
+/// `zombie_processes` and `zombie_oldest_age_seconds` per container, from the table.
+struct TableCollector {
+    tracker: Arc<Mutex<Tracker>>,
+    attributor: Arc<Mutex<Attributor>>,
+    descs: Vec<Desc>,
+}
+
+impl TableCollector {
+    fn new(tracker: Arc<Mutex<Tracker>>, attributor: Arc<Mutex<Attributor>>) -> Self {
+        let descs = Self::vecs()
+            .iter()
+            .flat_map(|v| v.desc().into_iter().cloned())
+            .collect();
+        Self {
+            tracker,
+            attributor,
+            descs,
+        }
+    }
+
+    fn vecs() -> [prometheus::GaugeVec; 2] {
+        [
+            prometheus::GaugeVec::new(
+                Opts::new("zombie_processes", "Zombie processes now, per container."),
+                &POD_LABELS,
+            )
+            .expect("valid metric"),
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "zombie_oldest_age_seconds",
+                    "Age of the oldest zombie process, per container.",
+                ),
+                &POD_LABELS,
+            )
+            .expect("valid metric"),
+        ]
+    }
+}
+
+impl Collector for TableCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = clock::boottime_now();
+        let [count, oldest] = Self::vecs();
+        let tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
+        for z in tracker.zombies() {
+            let labels = attributor.labels(z);
+            let g = groups.entry(labels).or_default();
+            g.0 += 1;
+            g.1 = g.1.max(z.age_ns(now));
+        }
+        drop(tracker);
+        drop(attributor);
+        if groups.is_empty() {
+            // One zero series so that sum() over the node is 0, not empty.
+            groups.insert(Default::default(), (0, 0));
+        }
+        for (labels, (n, age)) in &groups {
+            let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+            count.with_label_values(&l).set(*n as f64);
+            oldest.with_label_values(&l).set(*age as f64 / 1e9);
+        }
+        let mut out = count.collect();
+        out.extend(oldest.collect());
+        out
+    }
+}

@@ -1,0 +1,296 @@
+//! The kernel edge: loads the eBPF programs with this kernel's offsets, attaches them to the
+//! BTF tracepoints and turns ring-buffer records into tracker events.
+
+pub mod offsets;
+
+use std::{
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader, Endianness,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+};
+use tokio::io::unix::AsyncFd;
+use tracing::{debug, warn};
+use zombie_ebpf::{EventKind, Offsets, RawEvent, counters, flags};
+
+use crate::tracker::{Comm, Event, Exit, ExitFlags, ProcKey};
+
+pub use offsets::TRACEPOINTS;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zombie-ebpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetError),
+    #[error("cannot parse kernel BTF at {path}: {source}")]
+    Btf {
+        path: String,
+        #[source]
+        source: aya::BtfError,
+    },
+    #[error(
+        "cannot load the eBPF programs: {0}. Run as root or with CAP_BPF and CAP_PERFMON \
+         (see `zombie-daemon check`)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error(
+        "cannot load or attach the {name} program: {source}. Run `zombie-daemon check` to see \
+         what this kernel lacks"
+    )]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+    #[error("ring buffer size {0} must be a power of two and a multiple of the page size")]
+    RingSize(u32),
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    pub btf_path: PathBuf,
+    pub ring_buffer_bytes: u32,
+    /// Report a process's wait() at most once per this interval.
+    pub wait_dedup: Duration,
+    /// Wake userspace once this many bytes are pending; it also drains on a timer.
+    pub wakeup_bytes: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
+            ring_buffer_bytes: 4 << 20,
+            wait_dedup: Duration::from_millis(100),
+            wakeup_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Loaded and attached programs. Dropping it detaches them.
+pub struct Probe {
+    // Field order matters: the ring buffer and counters before the object that owns the links.
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
+    attached: usize,
+    _ebpf: Ebpf,
+}
+
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct PodOffsets(Offsets);
+// SAFETY: Offsets is #[repr(C)], all integers, no padding holes that matter to the kernel.
+unsafe impl aya::Pod for PodOffsets {}
+
+impl Probe {
+    /// Loads the programs with offsets from this kernel's BTF and attaches all three.
+    pub fn load(cfg: &ProbeConfig) -> Result<Self, ProbeError> {
+        let page = page_size();
+        if !cfg.ring_buffer_bytes.is_power_of_two() || !cfg.ring_buffer_bytes.is_multiple_of(page) {
+            return Err(ProbeError::RingSize(cfg.ring_buffer_bytes));
+        }
+        let mut offsets = offsets::from_btf(&cfg.btf_path)?.offsets;
+        offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
+        offsets.wakeup_bytes = cfg.wakeup_bytes;
+        let btf = Btf::parse_file(&cfg.btf_path, Endianness::default()).map_err(|source| {
+            ProbeError::Btf {
+                path: cfg.btf_path.display().to_string(),
+                source,
+            }
+        })?;
+        let pod = PodOffsets(offsets);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("OFFSETS", &pod, true)
+            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .load(OBJECT)
+            .map_err(ProbeError::Load)?;
+
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => readable_fd(l).ok(),
+            Err(e) => {
+                debug!("eBPF logger not initialised: {e}");
+                None
+            }
+        };
+
+        let mut attached = 0;
+        for name in TRACEPOINTS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| ProbeError::Map(name, "program missing from the object".into()))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load(name, &btf)
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            attached += 1;
+        }
+
+        let ring = ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| ProbeError::Map("EVENTS", "missing".into()))?;
+        let ring = RingBuf::try_from(ring).map_err(|e| ProbeError::Map("EVENTS", e.to_string()))?;
+        let ring = readable_fd(ring).map_err(|e| ProbeError::Map("EVENTS", e.to_string()))?;
+        let counters = ebpf
+            .take_map("COUNTERS")
+            .ok_or_else(|| ProbeError::Map("COUNTERS", "missing".into()))?;
+        let counters = PerCpuArray::try_from(counters)
+            .map_err(|e| ProbeError::Map("COUNTERS", e.to_string()))?;
+        Ok(Self {
+            ring,
+            counters,
+            logger,
+            attached,
+            _ebpf: ebpf,
+        })
+    }
+
+    pub fn attached(&self) -> usize {
+        self.attached
+    }
+
+    /// Waits until the kernel asks for a wakeup (the ring buffer passed its batch size).
+    pub async fn readable(&self) {
+        if let Ok(mut guard) = self.ring.readable().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Moves every pending record into `out`; returns how many records were malformed.
+    pub fn drain(&mut self, out: &mut Vec<Event>, ticks: &TickConverter) -> usize {
+        let mut bad = 0;
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            match RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks)) {
+                Some(ev) => out.push(ev),
+                None => bad += 1,
+            }
+        }
+        bad
+    }
+
+    /// Forwards what the programs logged (aya-log) to our log.
+    pub fn flush_logs(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.get_mut().flush();
+        }
+    }
+
+    pub fn logger_fd(&self) -> Option<i32> {
+        self.logger.as_ref().map(|l| l.get_ref().as_raw_fd())
+    }
+
+    /// Kernel-side counters summed over CPUs: (events lost to a full ring buffer, failed
+    /// kernel reads). Both mean events are missing and the table needs a resync.
+    pub fn counters(&self) -> (u64, u64) {
+        let sum = |idx: u32| -> u64 {
+            match self.counters.get(&idx, 0) {
+                Ok(values) => values.iter().sum(),
+                Err(e) => {
+                    warn!("reading eBPF counters failed: {e}");
+                    0
+                }
+            }
+        };
+        (sum(counters::LOST), sum(counters::READ_ERRORS))
+    }
+}
+
+/// Converts kernel start times (ns) to the tick resolution /proc uses, so that both sources
+/// give the same process key.
+#[derive(Clone, Copy, Debug)]
+pub struct TickConverter {
+    ns_per_tick: u64,
+}
+
+impl TickConverter {
+    pub fn new(ticks_per_second: u64) -> Self {
+        Self {
+            ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
+        }
+    }
+
+    pub fn from_system() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Self::new(if hz > 0 { hz as u64 } else { 100 })
+    }
+
+    /// /proc's `starttime` is `start_boottime / (NSEC_PER_SEC / USER_HZ)`, rounded down.
+    pub fn ticks(&self, ns: u64) -> u64 {
+        ns / self.ns_per_tick
+    }
+
+    pub fn ns(&self, ticks: u64) -> u64 {
+        ticks * self.ns_per_tick
+    }
+}
+
+/// Turns a ring-buffer record into a tracker event; `None` for an unknown kind.
+pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
+    let key = ProcKey {
+        pid: raw.pid,
+        start_ticks: ticks.ticks(raw.start_ns),
+    };
+    Some(match EventKind::from_u32(raw.kind)? {
+        EventKind::Exit => Event::Exit(Exit {
+            key,
+            at: raw.ts_ns,
+            ppid: raw.ppid,
+            parent_start_ticks: if raw.flags & flags::PARTIAL != 0 {
+                0
+            } else {
+                ticks.ticks(raw.parent_start_ns)
+            },
+            comm: Comm(raw.comm),
+            parent_comm: Comm(raw.parent_comm),
+            wait_status: zombie_ebpf::wait_status(
+                raw.exit_code,
+                raw.group_exit_code,
+                raw.signal_flags,
+            ),
+            cgroup_id: raw.cgroup_id,
+            flags: ExitFlags {
+                autoreap: raw.flags & flags::AUTOREAP != 0,
+                ptraced: raw.flags & flags::PTRACED != 0,
+                non_sigchld: raw.flags & flags::NON_SIGCHLD != 0,
+            },
+        }),
+        EventKind::Free => Event::Free { key, at: raw.ts_ns },
+        EventKind::Wait => Event::Wait {
+            pid: raw.pid,
+            target: raw.ppid,
+            at: raw.ts_ns,
+        },
+    })
+}
+
+/// Registers an owned fd with the reactor for readability.
+fn readable_fd<T: AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its fd (an aya map or logger) and keeps it open, unchanged, for as
+    // long as it lives; the AsyncFd owns `inner`.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u32 } else { 4096 }
+}
+
+/// True when `path` looks like kernel BTF (used by `check`).
+pub fn btf_present(path: &Path) -> bool {
+    path.is_file()
+}

@@ -1,0 +1,192 @@
+//! /proc as a second source of truth: the bootstrap at start and the resync after lost
+//! events. (The `procfs` crate does the parsing; this module only decides what a zombie is.)
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use ::procfs::process::{Process, Stat};
+
+use crate::{
+    probe::TickConverter,
+    tracker::{Comm, Ns, ProcKey, ScanEntry},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot list processes in {path}: {source}. Is procfs mounted there (--proc-root)?")]
+    List {
+        path: String,
+        #[source]
+        source: ::procfs::ProcError,
+    },
+}
+
+/// Reads zombies and their parents from a procfs mount.
+#[derive(Clone, Debug)]
+pub struct ProcFs {
+    root: PathBuf,
+    ticks: TickConverter,
+}
+
+/// A process's identity and name as /proc shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub key: ProcKey,
+    pub ppid: u32,
+    pub comm: Comm,
+    pub state: char,
+}
+
+impl ProcFs {
+    pub fn new(root: impl Into<PathBuf>, ticks: TickConverter) -> Self {
+        Self {
+            root: root.into(),
+            ticks,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn process(&self, pid: u32) -> Option<Process> {
+        Process::new_with_root(self.root.join(pid.to_string())).ok()
+    }
+
+    pub fn info(&self, pid: u32) -> Option<ProcInfo> {
+        let stat = self.process(pid)?.stat().ok()?;
+        Some(self.info_from_stat(&stat))
+    }
+
+    fn info_from_stat(&self, stat: &Stat) -> ProcInfo {
+        ProcInfo {
+            key: ProcKey {
+                pid: stat.pid as u32,
+                start_ticks: stat.starttime,
+            },
+            ppid: stat.ppid.max(0) as u32,
+            comm: Comm::new(&stat.comm),
+            state: stat.state,
+        }
+    }
+
+    /// Every zombie process in /proc now.
+    ///
+    /// A leader in state Z with live threads is not a zombie process (the main thread called
+    /// pthread_exit while others run), so `num_threads` must be 1. Entries that vanish or
+    /// fail to parse while we read are skipped: the next event or resync settles them.
+    ///
+    /// The exit time is estimated, because the kernel does not record it: a dead task's
+    /// `se.exec_start` in /proc/<pid>/sched is when it last ran, i.e. its exit, in scheduler
+    /// clock; it is converted with the offset between that clock and CLOCK_BOOTTIME measured
+    /// on our own thread. Without /proc/<pid>/sched the scan time is used (the age is then a
+    /// lower bound). The estimate is never before the process started nor after now.
+    pub fn zombies(
+        &self,
+        now: Ns,
+        cgroup_id: impl Fn(u32) -> u64,
+    ) -> Result<Vec<ScanEntry>, ScanError> {
+        let sched_offset = self.sched_clock_offset(now);
+        let all = ::procfs::process::all_processes_with_root(&self.root).map_err(|source| {
+            ScanError::List {
+                path: self.root.display().to_string(),
+                source,
+            }
+        })?;
+        let mut out = Vec::new();
+        for proc in all.flatten() {
+            let Ok(stat) = proc.stat() else { continue };
+            if stat.state != 'Z' || stat.num_threads > 1 {
+                continue;
+            }
+            let info = self.info_from_stat(&stat);
+            let parent = self.info(info.ppid);
+            let started = self.ticks.ns(stat.starttime);
+            let exited = sched_offset
+                .and_then(|off| {
+                    self.last_ran(info.key.pid)
+                        .map(|t| t.saturating_add_signed(off))
+                })
+                .unwrap_or(now)
+                .clamp(started, now.max(started));
+            out.push(ScanEntry {
+                key: info.key,
+                ppid: info.ppid,
+                parent_start_ticks: parent.as_ref().map_or(0, |p| p.key.start_ticks),
+                comm: info.comm,
+                parent_comm: parent.map_or_else(Comm::default, |p| p.comm),
+                wait_status: stat.exit_code.unwrap_or(0) as u32,
+                cgroup_id: cgroup_id(info.key.pid),
+                exited_at_estimate: exited,
+            });
+        }
+        Ok(out)
+    }
+
+    /// CLOCK_BOOTTIME minus the scheduler clock, from our own thread's `se.exec_start` (we are
+    /// running, so it is "now" in scheduler clock, give or take our current time slice).
+    fn sched_clock_offset(&self, now: Ns) -> Option<i64> {
+        let own = read_exec_start(&self.root.join("thread-self/sched"))?;
+        Some(now as i64 - own as i64)
+    }
+
+    fn last_ran(&self, pid: u32) -> Option<u64> {
+        read_exec_start(&self.root.join(pid.to_string()).join("sched"))
+    }
+}
+
+/// `se.exec_start` (ms with a fraction) from a /proc/<pid>/sched file, in ns. The procfs
+/// crate does not parse this debug file; it is one `key : value` line.
+fn read_exec_start(path: &Path) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    parse_exec_start(&text)
+}
+
+fn parse_exec_start(text: &str) -> Option<u64> {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("se.exec_start"))?;
+    let value = line.split(':').nth(1)?.trim();
+    let (ms, frac) = value.split_once('.').unwrap_or((value, "0"));
+    let ms: u64 = ms.parse().ok()?;
+    let mut frac_ns: u64 = 0;
+    let mut scale = 100_000u64;
+    for c in frac.chars().take(6) {
+        frac_ns += u64::from(c.to_digit(10)?) * scale;
+        scale /= 10;
+    }
+    Some(ms * 1_000_000 + frac_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exec_start() {
+        let text = "head (2285, #threads: 1)\n---\nse.exec_start    :        146859.453466\n";
+        assert_eq!(parse_exec_start(text), Some(146_859_453_466));
+        assert_eq!(parse_exec_start("se.exec_start : 12\n"), Some(12_000_000));
+        assert_eq!(parse_exec_start("nothing here"), None);
+        assert_eq!(parse_exec_start("se.exec_start : x.5"), None);
+    }
+
+    #[test]
+    fn our_own_process_is_found_and_not_a_zombie() {
+        let p = ProcFs::new("/proc", TickConverter::from_system());
+        let me = p.info(std::process::id()).unwrap();
+        assert_ne!(me.state, 'Z');
+        assert_eq!(me.key.pid, std::process::id());
+        let zombies = p.zombies(crate::clock::boottime_now(), |_| 0).unwrap();
+        assert!(zombies.iter().all(|z| z.key.pid != std::process::id()));
+    }
+
+    #[test]
+    fn a_missing_proc_root_is_a_clear_error() {
+        let p = ProcFs::new("/nonexistent-proc", TickConverter::from_system());
+        let err = p.zombies(0, |_| 0).unwrap_err();
+        assert!(err.to_string().contains("--proc-root"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Types shared by the eBPF programs and the userspace agent.
+//!
+//! Both sides compile this file: the programs for `bpfel-unknown-none`, the agent for the
+//! host. Everything here is `#[repr(C)]`, fixed-size and free of pointers so a ring-buffer
+//! record can be reinterpreted on the other side without a serialisation step.
+#![cfg_attr(not(test), no_std)]
+
+/// Length of `task_struct.comm` (TASK_COMM_LEN), part of the kernel ABI.
+pub const COMM_LEN: usize = 16;
+
+/// What happened to a task.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The last thread of a thread group ran `do_exit` (`sched_process_exit`, group dead).
+    Exit = 1,
+    /// A thread group leader's `task_struct` was released (`sched_process_free`): the reap.
+    Free = 2,
+    /// A process entered `wait4`/`waitid` (`sched_process_wait`).
+    Wait = 3,
+}
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Exit),
+            2 => Some(Self::Free),
+            3 => Some(Self::Wait),
+            _ => None,
+        }
+    }
+}
+
+/// Bits of [`RawEvent::flags`].
+pub mod flags {
+    /// The parent ignores SIGCHLD or set SA_NOCLDWAIT: the kernel releases the task at once
+    /// instead of leaving a zombie.
+    pub const AUTOREAP: u32 = 1 << 0;
+    /// The exiting process is ptraced; its tracer, not its parent, gets to reap it first.
+    pub const PTRACED: u32 = 1 << 1;
+    /// Its `exit_signal` is not SIGCHLD (e.g. `clone` with exit signal 0): never autoreaped,
+    /// only `__WALL`/`__WCLONE` waiters reap it.
+    pub const NON_SIGCHLD: u32 = 1 << 2;
+    /// A field read failed; the event carries what could be read.
+    pub const PARTIAL: u32 = 1 << 3;
+}
+
+/// One ring-buffer record. 8-byte aligned and a multiple of 8 bytes long, as the ring buffer
+/// requires.
+///
+/// Field meaning by kind:
+/// - `Exit`: `pid` is the thread group id (the zombie's pid), `tid` the last thread to exit,
+///   `ppid`/`parent_start_ns`/`parent_comm` the real parent at exit, `start_ns` the group
+///   leader's start time (CLOCK_BOOTTIME ns), `comm` the leader's comm, the three exit fields
+///   the raw material of the wait status (see [`wait_status`]).
+/// - `Free`: `pid` = `tid` = the released leader, `start_ns` its start time.
+/// - `Wait`: `pid` is the waiting process (tgid), `tid` the waiting thread, `ppid` the pid it
+///   waits for (0: any child), `comm` the waiter's comm.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent {
+    pub kind: u32,
+    pub flags: u32,
+    /// When it happened, CLOCK_BOOTTIME ns (`bpf_ktime_get_boot_ns`).
+    pub ts_ns: u64,
+    /// The process's start time, CLOCK_BOOTTIME ns (`task_struct.start_boottime`).
+    pub start_ns: u64,
+    pub parent_start_ns: u64,
+    /// cgroup v2 id of the exiting task (the inode number of its cgroup2 directory).
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    /// `task_struct.exit_code` of the group leader.
+    pub exit_code: u32,
+    /// `signal_struct.group_exit_code`.
+    pub group_exit_code: u32,
+    /// `signal_struct.flags`.
+    pub signal_flags: u32,
+    pub comm: [u8; COMM_LEN],
+    pub parent_comm: [u8; COMM_LEN],
+}
+
+impl RawEvent {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    pub const fn zeroed() -> Self {
+        Self {
+            kind: 0,
+            flags: 0,
+            ts_ns: 0,
+            start_ns: 0,
+            parent_start_ns: 0,
+            cgroup_id: 0,
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            exit_code: 0,
+            group_exit_code: 0,
+            signal_flags: 0,
+            comm: [0; COMM_LEN],
+            parent_comm: [0; COMM_LEN],
+        }
+    }
+
+    /// Reads a record from ring-buffer bytes; `None` if it is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: length checked; every bit pattern is a valid RawEvent (plain integers and
+        // byte arrays); read_unaligned makes no alignment assumption about the slice.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// `SIGNAL_GROUP_EXIT` from include/linux/sched/signal.h. It is a `#define`, so BTF does not
+/// carry it; its value has been 0x4 since Linux 2.6.
+pub const SIGNAL_GROUP_EXIT: u32 = 0x0000_0004;
+
+/// The wait status the parent will read, computed as `wait_task_zombie()` does: the group exit
+/// code when the whole group was told to exit, else the leader's own exit code.
+pub const fn wait_status(exit_code: u32, group_exit_code: u32, signal_flags: u32) -> u32 {
+    if signal_flags & SIGNAL_GROUP_EXIT != 0 {
+        group_exit_code
+    } else {
+        exit_code
+    }
+}
+
+/// Kernel struct member offsets and constants, read by userspace from the running kernel's
+/// BTF and handed to the programs as a read-only global. Nothing of the build machine's
+/// layouts is compiled in. A zero `ready` makes every program a no-op.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub ready: u32,
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_signal: u32,
+    pub task_sighand: u32,
+    pub task_exit_code: u32,
+    pub task_exit_signal: u32,
+    pub task_ptrace: u32,
+    pub task_start_boottime: u32,
+    pub task_comm: u32,
+    pub signal_live: u32,
+    pub signal_flags: u32,
+    pub signal_group_exit_code: u32,
+    /// `sighand_struct.action[SIGCHLD - 1].sa.sa_handler`, precomputed.
+    pub sighand_sigchld_handler: u32,
+    /// `sighand_struct.action[SIGCHLD - 1].sa.sa_flags`, precomputed.
+    pub sighand_sigchld_flags: u32,
+    /// `struct pid.numbers[0].nr` (the pid number in the initial namespace).
+    pub pid_numbers_nr: u32,
+    /// SA_NOCLDWAIT on this architecture.
+    pub sa_nocldwait: u32,
+    /// SIGCHLD on this architecture.
+    pub sigchld: u32,
+    /// Emit at most one Wait event per process per this many ns (0: every wait).
+    pub wait_dedup_ns: u64,
+    /// Ask for a consumer wakeup once this many bytes are pending (batched wakeups).
+    pub wakeup_bytes: u64,
+    /// Non-zero when the kernel's `sched_process_exit` tracepoint passes `group_dead` as its
+    /// second argument (newer kernels); otherwise the programs derive it from
+    /// `signal_struct.live`.
+    pub exit_has_group_dead: u32,
+    pub _pad: u32,
+}
+
+impl Offsets {
+    /// All zero: not configured, programs do nothing.
+    pub const ZERO: Self = Self {
+        ready: 0,
+        task_pid: 0,
+        task_tgid: 0,
+        task_real_parent: 0,
+        task_group_leader: 0,
+        task_signal: 0,
+        task_sighand: 0,
+        task_exit_code: 0,
+        task_exit_signal: 0,
+        task_ptrace: 0,
+        task_start_boottime: 0,
+        task_comm: 0,
+        signal_live: 0,
+        signal_flags: 0,
+        signal_group_exit_code: 0,
+        sighand_sigchld_handler: 0,
+        sighand_sigchld_flags: 0,
+        pid_numbers_nr: 0,
+        sa_nocldwait: 0,
+        sigchld: 0,
+        wait_dedup_ns: 0,
+        wakeup_bytes: 0,
+        exit_has_group_dead: 0,
+        _pad: 0,
+    };
+}
+
+/// Index of the counters in the per-CPU `COUNTERS` array.
+pub mod counters {
+    /// Events that could not be reserved in the ring buffer (it was full).
+    pub const LOST: u32 = 0;
+    /// Kernel memory reads that failed.
+    pub const READ_ERRORS: u32 = 1;
+    pub const LEN: u32 = 2;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_ring_buffer_friendly() {
+        assert_eq!(RawEvent::SIZE % 8, 0);
+        assert_eq!(core::mem::align_of::<RawEvent>(), 8);
+    }
+
+    #[test]
+    fn wait_status_prefers_group_exit_code() {
+        assert_eq!(wait_status(0x100, 9, SIGNAL_GROUP_EXIT), 9);
+        assert_eq!(wait_status(0x100, 9, 0), 0x100);
+    }
+
+    #[test]
+    fn short_buffers_are_rejected() {
+        assert!(RawEvent::from_bytes(&[0u8; 8]).is_none());
+        let ev = RawEvent::from_bytes(&[0u8; RawEvent::SIZE]).unwrap();
+        assert_eq!(ev.kind, 0);
+    }
+}

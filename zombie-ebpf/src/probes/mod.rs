@@ -1,0 +1,86 @@
+//! What the programs share: maps, the offsets global, kernel reads and event submission.
+
+pub mod sched_process_exit;
+pub mod sched_process_free;
+pub mod sched_process_wait;
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_probe_read_kernel,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+};
+use zombie_ebpf::{Offsets, RawEvent, counters};
+
+/// Filled in by userspace at load time (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+static OFFSETS: Offsets = Offsets::ZERO;
+
+/// The one ring buffer to userspace. Its size is set by userspace at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Per-CPU counters, indexed by `zombie_ebpf::counters`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
+
+/// Last time each process's wait was reported, to report a busy waiter once per window.
+#[map]
+pub(crate) static WAIT_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+pub(crate) fn offsets() -> Offsets {
+    // SAFETY: a plain read of our own read-only global; volatile so the compiler cannot fold
+    // in the all-zero initial value that userspace overrides.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// Reads a `T` at `base + off` from kernel memory.
+#[inline(always)]
+pub(crate) fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one yields an error, not a fault.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<T>()) }
+}
+
+#[inline(always)]
+pub(crate) fn bump(index: u32) -> u64 {
+    match COUNTERS.get_ptr_mut(index) {
+        Some(p) => {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+            unsafe {
+                *p += 1;
+                *p
+            }
+        }
+        None => 0,
+    }
+}
+
+/// Counts a failed kernel read; the event is lost, so userspace resyncs from /proc.
+#[inline(always)]
+pub(crate) fn read_failed<C: aya_ebpf::EbpfContext>(ctx: &C, what: &str) {
+    if bump(counters::READ_ERRORS) == 1 {
+        // First failure on this CPU only: logging per event would flood the log buffer.
+        aya_log_ebpf::error!(ctx, "zombie-ebpf: kernel read failed in {}", what);
+    }
+}
+
+/// Copies `ev` into the ring buffer. Wakes the consumer only once `wakeup_bytes` are
+/// pending: a wakeup per event costs ~10 µs, userspace also drains on a short timer.
+#[inline(always)]
+pub(crate) fn submit(ev: &RawEvent, wakeup_bytes: u64) {
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    } as u64;
+    match EVENTS.reserve::<RawEvent>(0) {
+        Some(mut entry) => {
+            entry.write(*ev);
+            entry.submit(flags);
+        }
+        None => {
+            bump(counters::LOST);
+        }
+    }
+}

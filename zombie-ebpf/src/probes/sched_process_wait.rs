@@ -1,0 +1,57 @@
+//! `tp_btf/sched_process_wait`: a process entered `wait4`/`waitid`. Reported at most once per
+//! process per `wait_dedup_ns`: it only has to tell that a parent reaps at all, and a parent
+//! polling with WNOHANG would otherwise flood the ring buffer.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_boot_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use zombie_ebpf::{EventKind, RawEvent};
+
+use super::{WAIT_SEEN, offsets, read, read_failed, submit};
+
+#[btf_tracepoint(function = "sched_process_wait")]
+pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
+    if try_wait(&ctx).is_err() {
+        read_failed(&ctx, "sched_process_wait");
+    }
+    0
+}
+
+#[inline(always)]
+fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    let o = offsets();
+    if o.ready == 0 {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if o.wait_dedup_ns != 0 {
+        // SAFETY: the value is a plain u64 copied out at once.
+        if let Some(last) = unsafe { WAIT_SEEN.get(tgid) }
+            && now.wrapping_sub(*last) < o.wait_dedup_ns
+        {
+            return Ok(());
+        }
+        let _ = WAIT_SEEN.insert(tgid, now, 0);
+    }
+
+    // The waited-for pid: NULL (any child) or a struct pid (its number in the initial namespace).
+    let target: *const u8 = ctx.arg(0);
+    let mut ev = RawEvent::zeroed();
+    ev.kind = EventKind::Wait as u32;
+    ev.ts_ns = now;
+    ev.pid = tgid;
+    ev.tid = pid_tgid as u32;
+    ev.ppid = if target.is_null() {
+        0
+    } else {
+        read(target, o.pid_numbers_nr)?
+    };
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    submit(&ev, o.wakeup_bytes);
+    Ok(())
+}
