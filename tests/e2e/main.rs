@@ -2,6 +2,7 @@
 //! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
 
 mod harness;
+mod runc;
 
 use std::{
     process::Command,
@@ -342,4 +343,79 @@ fn check_passes_here_and_bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BTF") && !err.contains("panicked"), "{err}");
+}
+
+/// Zombies under a container's non-reaping PID 1 (`sh -c '...; exec sleep'`), in real runc
+/// containers placed in kubepods cgroups as both kubelet cgroup drivers name them.
+#[test]
+fn zombies_in_runc_containers_are_attributed_to_their_pod_and_container() {
+    let d = Daemon::start();
+    let uid = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    let cases = [
+        (
+            "cgroupfs",
+            format!("/kubepods/besteffort/pod{uid}/{}", "a1".repeat(32)),
+            "a1".repeat(32),
+            "besteffort",
+            None,
+        ),
+        (
+            "systemd",
+            format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
+                uid.replace('-', "_"),
+                "b2".repeat(32)
+            ),
+            "b2".repeat(32),
+            "burstable",
+            Some("containerd"),
+        ),
+    ];
+    for (driver, cgroup, id, qos, runtime) in cases {
+        let c = runc::RuncContainer::start(
+            &format!("zombie-e2e-{driver}"),
+            &cgroup,
+            &["/bin/sh", "-c", "sleep 0.2 & sleep 0.2 & exec sleep 3600"],
+        );
+        let zombies = poll(
+            &format!("2 zombies in the {driver} container"),
+            3 * SECOND,
+            || {
+                let z = d.children_of(c.pid);
+                (z.len() == 2).then_some(z)
+            },
+        );
+        for z in &zombies {
+            assert_eq!(z["owner"], "pod", "{driver}: {z}");
+            assert_eq!(z["pod_uid"], uid, "{driver}: {z}");
+            assert_eq!(
+                z["container_id"].as_str(),
+                Some(id.as_str()),
+                "{driver}: {z}"
+            );
+            assert_eq!(z["qos"], qos, "{driver}: {z}");
+            assert_eq!(z["runtime"].as_str(), runtime, "{driver}: {z}");
+            assert_eq!(
+                z["cgroup_path"].as_str(),
+                Some(cgroup.as_str()),
+                "{driver}: {z}"
+            );
+            assert_eq!(z["parent_comm"], "sleep");
+        }
+        let (_, metrics) = d.get("/metrics").unwrap();
+        let series =
+            format!("zombie_processes{{container=\"{id}\",namespace=\"\",pod=\"{uid}\"}} 2");
+        assert!(
+            metrics.contains(&series),
+            "{driver}: no {series} in\n{metrics}"
+        );
+        let pid1 = c.pid;
+        drop(c);
+        poll("the container's zombies to go with it", SECOND, || {
+            d.children_of(pid1).is_empty().then_some(())
+        });
+    }
+    // The series of the gone containers are gone too.
+    let (_, metrics) = d.get("/metrics").unwrap();
+    assert!(!metrics.contains(uid), "stale series left:\n{metrics}");
 }

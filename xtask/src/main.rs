@@ -56,7 +56,7 @@ const TOOLCHAIN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
 ];
 /// What the end-to-end tests run for real.
-const TEST_PACKAGES: &[&str] = &["util-linux", "procps"];
+const TEST_PACKAGES: &[&str] = &["util-linux", "procps", "runc", "busybox-static"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> ExitCode {

@@ -84,6 +84,15 @@ pub struct ListArgs {
     /// Print JSON (the `/zombies` array) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only zombies of pods in this namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Only zombies of this pod (name or UID).
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only zombies of this container (name or ID prefix).
+    #[arg(long)]
+    pub container: Option<String>,
     #[command(flatten)]
     pub paths: HostPaths,
 }

@@ -4,6 +4,7 @@
 //! The functional core ([`tracker`]) knows nothing about the kernel; [`probe`] (eBPF),
 //! [`procfs`] (/proc), [`cgroups`] and [`http`] are thin adapters around it.
 
+pub mod attribution;
 pub mod cgroups;
 pub mod check;
 pub mod cli;

@@ -26,12 +26,49 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
     } else {
         fetch(&args.endpoint).await?
     };
+    let zombies: Vec<ZombieView> = zombies.into_iter().filter(|z| matches(z, &args)).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&zombies)?);
     } else {
         print!("{}", table(&zombies));
     }
     Ok(())
+}
+
+/// `--namespace`, `--pod` (name or UID) and `--container` (name or ID prefix) filters.
+pub fn matches(z: &ZombieView, args: &ListArgs) -> bool {
+    let eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref()
+            .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+    };
+    eq(&args.namespace, &z.namespace)
+        && args.pod.as_ref().is_none_or(|p| {
+            z.pod.as_deref() == Some(p.as_str()) || z.pod_uid.as_deref() == Some(p.as_str())
+        })
+        && args.container.as_ref().is_none_or(|c| {
+            z.container.as_deref() == Some(c.as_str())
+                || z.container_id
+                    .as_deref()
+                    .is_some_and(|id| !c.is_empty() && id.starts_with(c.as_str()))
+        })
+}
+
+/// "namespace/pod", the pod UID when names are unknown, "-" for host processes.
+fn pod_column(z: &ZombieView) -> String {
+    match (&z.namespace, &z.pod, &z.pod_uid) {
+        (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
+        (_, Some(pod), _) => pod.clone(),
+        (_, None, Some(uid)) => uid.clone(),
+        _ => "-".into(),
+    }
+}
+
+fn container_column(z: &ZombieView) -> String {
+    match (&z.container, &z.container_id) {
+        (Some(name), _) => name.clone(),
+        (None, Some(id)) => id.chars().take(13).collect(),
+        _ => "-".into(),
+    }
 }
 
 /// Standalone: the zombies in /proc right now.
@@ -110,14 +147,15 @@ pub fn human_age(secs: f64) -> String {
 }
 
 pub fn table(zombies: &[ZombieView]) -> String {
-    let mut rows: Vec<[String; 7]> = vec![[
+    let mut rows: Vec<[String; 8]> = vec![[
         "PID".into(),
         "PPID".into(),
         "COMM".into(),
         "PARENT".into(),
         "AGE".into(),
         "STATUS".into(),
-        "CGROUP".into(),
+        "NAMESPACE/POD".into(),
+        "CONTAINER".into(),
     ]];
     for z in zombies {
         let status = crate::status::WaitStatus {
@@ -137,10 +175,11 @@ pub fn table(zombies: &[ZombieView]) -> String {
                 age
             },
             status.describe(),
-            z.cgroup_path.clone().unwrap_or_else(|| "-".into()),
+            pod_column(z),
+            container_column(z),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -196,14 +235,44 @@ mod tests {
             start_ticks: 1,
             parent_exited: false,
             reparented: 0,
+            owner: "pod".into(),
+            pod_uid: Some("uid-1".into()),
+            container_id: Some("abcdef0123456789".into()),
+            runtime: None,
+            qos: None,
+            namespace: Some("shop".into()),
+            pod: Some("cart-1".into()),
+            container: None,
         };
-        let t = table(&[z]);
+        let t = table(std::slice::from_ref(&z));
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("PID"));
         assert!(
             lines[1].contains("sleep") && lines[1].contains("1m01s") && lines[1].contains("exit 0")
         );
+        assert!(lines[1].contains("shop/cart-1") && lines[1].contains("abcdef0123456"));
         assert!(table(&[]).contains("no zombie processes"));
+        let args = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| ListArgs {
+            endpoint: String::new(),
+            once: false,
+            json: false,
+            namespace: ns.map(Into::into),
+            pod: pod.map(Into::into),
+            container: c.map(Into::into),
+            paths: crate::cli::HostPaths {
+                proc_root: "/proc".into(),
+                cgroup_root: "/sys/fs/cgroup".into(),
+                btf_path: "/x".into(),
+            },
+        };
+        assert!(matches(&z, &args(None, None, None)));
+        assert!(matches(
+            &z,
+            &args(Some("shop"), Some("uid-1"), Some("abcdef"))
+        ));
+        assert!(!matches(&z, &args(Some("other"), None, None)));
+        assert!(!matches(&z, &args(None, Some("cart-2"), None)));
+        assert!(!matches(&z, &args(None, None, Some("fff"))));
     }
 
     #[tokio::test]

@@ -5,7 +5,10 @@ use std::{path::Path, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
+use rustc_hash::FxHashMap;
+
 use crate::{
+    attribution::{self, Attribution},
     cgroups::CgroupResolver,
     clock::WallClock,
     status::WaitStatus,
@@ -42,37 +45,71 @@ pub struct ZombieView {
     pub parent_exited: bool,
     #[serde(default)]
     pub reparented: u32,
+    /// `pod`, `host` or `unknown` (a cgroup layout not recognised).
+    #[serde(default)]
+    pub owner: String,
+    pub pod_uid: Option<String>,
+    pub container_id: Option<String>,
+    /// containerd, cri-o, docker, ... as the cgroup path says.
+    pub runtime: Option<String>,
+    /// guaranteed, burstable or besteffort.
+    pub qos: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
 }
 
-/// Maps zombies to their cgroup and (with attribution) container.
+/// Maps zombies to their cgroup, container and pod.
 pub struct Attributor {
     cgroups: CgroupResolver,
+    by_path: FxHashMap<Arc<str>, Arc<Attribution>>,
+    unknown: Arc<Attribution>,
 }
+
+/// Bound on cached attributions (one per cgroup with zombies).
+const ATTRIBUTION_CACHE_LIMIT: usize = 16_384;
 
 impl Attributor {
     pub fn new(proc_root: &Path, cgroup_root: &Path) -> Self {
         Self {
             cgroups: CgroupResolver::new(proc_root, cgroup_root),
+            by_path: FxHashMap::default(),
+            unknown: Arc::new(Attribution {
+                owner: attribution::Owner::Unknown.as_str(),
+                ..Attribution::default()
+            }),
         }
+    }
+
+    /// The zombie's cgroup path (if readable) and who it belongs to.
+    pub fn attribution(&mut self, z: &Zombie) -> (Option<Arc<str>>, Arc<Attribution>) {
+        let Some(path) = self.cgroups.path(z.key.pid, z.cgroup_id) else {
+            return (None, self.unknown.clone());
+        };
+        if let Some(a) = self.by_path.get(&path) {
+            return (Some(path), a.clone());
+        }
+        if self.by_path.len() >= ATTRIBUTION_CACHE_LIMIT {
+            self.by_path.clear();
+        }
+        let a = attribution::attribute_path(&path);
+        self.by_path.insert(path.clone(), a.clone());
+        (Some(path), a)
     }
 
     pub fn cgroups(&self) -> &CgroupResolver {
         &self.cgroups
     }
 
-    pub fn cgroup_path(&mut self, z: &Zombie) -> Option<Arc<str>> {
-        self.cgroups.path(z.key.pid, z.cgroup_id)
-    }
-
-    /// `namespace`, `pod`, `container` label values; empty where unknown or for host
-    /// processes.
-    pub fn labels(&mut self, _z: &Zombie) -> [String; 3] {
-        Default::default()
+    /// `namespace`, `pod`, `container` label values (see [`Attribution::labels`]).
+    pub fn labels(&mut self, z: &Zombie) -> [String; 3] {
+        self.attribution(z).1.labels()
     }
 }
 
 pub fn view(z: &Zombie, attributor: &mut Attributor, now: Ns, wall: &WallClock) -> ZombieView {
     let status = WaitStatus::decode(z.wait_status);
+    let (cgroup_path, a) = attributor.attribution(z);
     ZombieView {
         pid: z.key.pid,
         ppid: z.ppid,
@@ -85,10 +122,18 @@ pub fn view(z: &Zombie, attributor: &mut Attributor, now: Ns, wall: &WallClock) 
         exited_at_estimated: z.source == Source::Scan,
         age_seconds: (z.age_ns(now) as f64 / 1e6).round() / 1e3,
         cgroup_id: z.cgroup_id,
-        cgroup_path: attributor.cgroup_path(z).map(|p| p.to_string()),
+        cgroup_path: cgroup_path.map(|p| p.to_string()),
         start_ticks: z.key.start_ticks,
         parent_exited: z.parent_gone,
         reparented: z.reparented,
+        owner: a.owner.to_string(),
+        pod_uid: a.pod_uid.clone(),
+        container_id: a.container_id.clone(),
+        runtime: a.runtime.clone(),
+        qos: a.qos.map(str::to_string),
+        namespace: a.namespace.clone(),
+        pod: a.pod.clone(),
+        container: a.container.clone(),
     }
 }
 
