@@ -30,9 +30,15 @@ fn main() {
         "cargo:rerun-if-changed={}",
         ebpf_dir.join("Cargo.lock").display()
     );
-    for var in ["ZOMBIE_BPF_CARGO", "ZOMBIE_BPF_RUSTC", "ZOMBIE_EBPF_OBJECT"] {
+    for var in [
+        "ZOMBIE_BPF_CARGO",
+        "ZOMBIE_BPF_RUSTC",
+        "ZOMBIE_EBPF_OBJECT",
+        "ZOMBIE_GIT_REVISION",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
+    git_revision(&manifest_dir);
 
     // A prebuilt object (e.g. from a container build stage) skips the inner build.
     if let Some(prebuilt) = env::var_os("ZOMBIE_EBPF_OBJECT") {
@@ -128,6 +134,30 @@ fn main() {
     let built = target_dir.join("bpfel-unknown-none/release/zombie-ebpf");
     std::fs::copy(&built, &object)
         .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", built.display())));
+}
+
+/// `zombie_build_info{revision}`: the commit, from the environment (e.g. an image build) or git.
+fn git_revision(manifest_dir: &Path) {
+    let git = manifest_dir.join("../.git");
+    for f in ["HEAD", "refs/heads"] {
+        if git.join(f).exists() {
+            println!("cargo:rerun-if-changed={}", git.join(f).display());
+        }
+    }
+    let rev = env::var("ZOMBIE_GIT_REVISION").ok().or_else(|| {
+        let out = Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(manifest_dir)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    println!(
+        "cargo:rustc-env=ZOMBIE_GIT_REVISION={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
 }
 
 /// The workspace's target dir: OUT_DIR is `<target>/<profile>/build/<pkg>-<hash>/out`.

@@ -11,6 +11,8 @@
 //! - `leader-exits-first N MS`: the main thread exits first; N threads live MS ms longer.
 //! - `pid1-orphans N`: meant as PID 1 of a new PID namespace: a child starts N grandchildren
 //!   and exits; the grandchildren, orphaned to us, exit; we never wait.
+//! - `storm N Z`: N children exit and are reaped at once (vfork), with Z never-waited
+//!   zombies made halfway through.
 //! - `reuse`: a child exits; on `next` it is reaped and a new child is created with the same
 //!   pid (clone3 set_tid), which exits too.
 
@@ -176,6 +178,27 @@ fn main() {
                 thread::sleep(Duration::from_secs(3600));
             }
         }
+        Some("storm") => {
+            let n = arg(&args, 2, 10_000);
+            let z = arg(&args, 3, 0);
+            let mut kids = vec![];
+            for i in 0..n {
+                if i == n / 2 {
+                    kids.extend((0..z).map(|_| fork_exit(7)));
+                }
+                // SAFETY: the vfork child only calls _exit.
+                let pid = unsafe { libc::vfork() };
+                if pid == 0 {
+                    unsafe { libc::_exit(0) };
+                }
+                wait_for(pid);
+            }
+            say(&format!(
+                "{{\"pid\":{me},\"children\":{}}}",
+                pids_json(&kids)
+            ));
+            serve(&mut kids);
+        }
         Some("reuse") => {
             let first = fork_exit(1);
             say(&format!("{{\"pid\":{me},\"children\":[{first}]}}"));
@@ -201,7 +224,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: zombie-workload never-wait N | ignore-sigchld N | threads N | \
-                 leader-exits-first N MS | pid1-orphans N | reuse"
+                 leader-exits-first N MS | pid1-orphans N | storm N Z | reuse"
             );
             std::process::exit(2);
         }

@@ -219,6 +219,12 @@ impl CriClient {
         &self.path
     }
 
+    /// The raw runtime service, for calls this module does not wrap (the end-to-end tests run
+    /// pods with it). Cheap: clones share one connection.
+    pub fn service(&self) -> RuntimeServiceClient<Channel> {
+        self.client.clone()
+    }
+
     /// Changes the deadline of each call [`CriClient::snapshot`] makes (default [`CALL_TIMEOUT`]).
     pub fn set_call_timeout(&mut self, timeout: Duration) {
         self.call_timeout = timeout;
