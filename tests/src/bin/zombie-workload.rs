@@ -186,7 +186,11 @@ fn main() {
                 if i == n / 2 {
                     kids.extend((0..z).map(|_| fork_exit(7)));
                 }
-                // SAFETY: the vfork child only calls _exit.
+                // vfork is the fastest way to make exits (~15k/s per loop on 2 cores, fork
+                // ~2k/s). The deprecation is about children that touch memory or return;
+                // this one only calls _exit.
+                // SAFETY: the child shares our memory and stack until it calls _exit.
+                #[allow(deprecated)]
                 let pid = unsafe { libc::vfork() };
                 if pid == 0 {
                     unsafe { libc::_exit(0) };
