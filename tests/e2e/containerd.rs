@@ -32,12 +32,11 @@ use std::{
 };
 
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest,
-    runtime_service_client::RuntimeServiceClient,
+    StartContainerRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::Channel;
 use zombie_daemon::attribution::cri::CriClient;
@@ -93,7 +92,9 @@ impl Containerd {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&dir);
-        for sub in ["root", "state", "runc", "opt", "cni-bin", "cni-conf", "pods"] {
+        for sub in [
+            "root", "state", "runc", "opt", "cni-bin", "cni-conf", "pods",
+        ] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let socket = dir.join("containerd.sock");
@@ -141,15 +142,27 @@ impl Containerd {
             )) {
                 Ok(cri) => break cri,
                 Err(e) if Instant::now() > deadline => {
-                    panic!("containerd's CRI socket did not answer: {e}\n{}", c.log_text())
+                    panic!(
+                        "containerd's CRI socket did not answer: {e}\n{}",
+                        c.log_text()
+                    )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         };
         c.cri = Some(cri);
-        for (name, tar) in [(BUSYBOX_IMAGE, &images.busybox), (PAUSE_IMAGE, &images.pause)] {
+        for (name, tar) in [
+            (BUSYBOX_IMAGE, &images.busybox),
+            (PAUSE_IMAGE, &images.pause),
+        ] {
             let base = name.rsplit_once(':').unwrap().0;
-            c.ctr(&["images", "import", "--base-name", base, tar.to_str().unwrap()]);
+            c.ctr(&[
+                "images",
+                "import",
+                "--base-name",
+                base,
+                tar.to_str().unwrap(),
+            ]);
         }
         eprintln!("containerd: up with images in {:?}", t.elapsed());
         c
@@ -170,19 +183,33 @@ impl Containerd {
 
     /// Runs a host-network pod whose containers land under `cgroup_parent`
     /// (e.g. "/kubepods/besteffort/pod<uid>"); returns the sandbox id.
-    pub fn run_pod(&mut self, name: &str, namespace: &str, uid: &str, cgroup_parent: &str) -> String {
+    pub fn run_pod(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+    ) -> String {
         self.track_cgroup(cgroup_parent);
         let config = self.sandbox_config(name, namespace, uid, cgroup_parent);
         let req = RunPodSandboxRequest {
             config: Some(config),
             runtime_handler: String::new(),
         };
-        let resp = self.call("RunPodSandbox", |mut s| async move { s.run_pod_sandbox(req).await });
+        let resp = self.call("RunPodSandbox", |mut s| async move {
+            s.run_pod_sandbox(req).await
+        });
         resp.pod_sandbox_id
     }
 
     /// Creates and starts a container in `sandbox`; returns its id.
-    pub fn run_container(&self, sandbox: &str, name: &str, image: &str, command: &[&str]) -> String {
+    pub fn run_container(
+        &self,
+        sandbox: &str,
+        name: &str,
+        image: &str,
+        command: &[&str],
+    ) -> String {
         let sandbox_config = self.sandbox_config_of(sandbox);
         let meta = sandbox_config.metadata.clone().unwrap_or_default();
         let labels = HashMap::from([
@@ -218,12 +245,16 @@ impl Containerd {
             sandbox_config: Some(sandbox_config),
         };
         let id = self
-            .call("CreateContainer", |mut s| async move { s.create_container(req).await })
+            .call("CreateContainer", |mut s| async move {
+                s.create_container(req).await
+            })
             .container_id;
         let req = StartContainerRequest {
             container_id: id.clone(),
         };
-        self.call("StartContainer", |mut s| async move { s.start_container(req).await });
+        self.call("StartContainer", |mut s| async move {
+            s.start_container(req).await
+        });
         id
     }
 
@@ -233,7 +264,9 @@ impl Containerd {
             container_id: container_id.to_string(),
             verbose: true,
         };
-        let resp = self.call("ContainerStatus", |mut s| async move { s.container_status(req).await });
+        let resp = self.call("ContainerStatus", |mut s| async move {
+            s.container_status(req).await
+        });
         info_pid(&resp.info)
     }
 
@@ -243,12 +276,23 @@ impl Containerd {
             pod_sandbox_id: sandbox_id.to_string(),
             verbose: true,
         };
-        let resp = self.call("PodSandboxStatus", |mut s| async move { s.pod_sandbox_status(req).await });
+        let resp = self.call("PodSandboxStatus", |mut s| async move {
+            s.pod_sandbox_status(req).await
+        });
         info_pid(&resp.info)
     }
 
-    fn sandbox_config(&self, name: &str, namespace: &str, uid: &str, cgroup_parent: &str) -> PodSandboxConfig {
-        let log_dir = self.dir.join("pods").join(format!("{namespace}_{name}_{uid}"));
+    fn sandbox_config(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+    ) -> PodSandboxConfig {
+        let log_dir = self
+            .dir
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"));
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_string(),
@@ -261,7 +305,10 @@ impl Containerd {
             log_directory: log_dir.to_str().unwrap().to_string(),
             labels: HashMap::from([
                 ("io.kubernetes.pod.name".to_string(), name.to_string()),
-                ("io.kubernetes.pod.namespace".to_string(), namespace.to_string()),
+                (
+                    "io.kubernetes.pod.namespace".to_string(),
+                    namespace.to_string(),
+                ),
                 ("io.kubernetes.pod.uid".to_string(), uid.to_string()),
             ]),
             linux: Some(LinuxPodSandboxConfig {
@@ -282,11 +329,16 @@ impl Containerd {
             pod_sandbox_id: sandbox.to_string(),
             verbose: true,
         };
-        let resp = self.call("PodSandboxStatus", |mut s| async move { s.pod_sandbox_status(req).await });
+        let resp = self.call("PodSandboxStatus", |mut s| async move {
+            s.pod_sandbox_status(req).await
+        });
         let m = resp.status.and_then(|s| s.metadata).unwrap_or_default();
         let info: serde_json::Value =
-            serde_json::from_str(resp.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
-        let parent = info["config"]["linux"]["cgroup_parent"].as_str().unwrap_or_default();
+            serde_json::from_str(resp.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .unwrap();
+        let parent = info["config"]["linux"]["cgroup_parent"]
+            .as_str()
+            .unwrap_or_default();
         self.sandbox_config(&m.name, &m.namespace, &m.uid, parent)
     }
 
@@ -301,14 +353,20 @@ impl Containerd {
         }
     }
 
-    fn try_call<T, F>(&self, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> Result<T, String>
+    fn try_call<T, F>(
+        &self,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, String>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let service = self.cri.as_ref().ok_or("not connected")?.service();
         let call = f(service);
         // The timer needs the runtime's context: build it inside block_on.
-        match self.rt.block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+        {
             Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
             Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
             Ok(Ok(resp)) => Ok(resp.into_inner()),
@@ -350,6 +408,7 @@ impl Containerd {
     /// Each step runs even if an earlier one panicked: a panic in Drop while a test unwinds
     /// aborts the run and would leave containerd behind.
     fn teardown(&mut self) {
+        let shims = shims_of(&self.socket);
         step("remove sandboxes", || self.remove_sandboxes());
         step("stop containerd", || self.stop_containerd());
         step("kill stray processes", || {
@@ -363,13 +422,21 @@ impl Containerd {
                 eprintln!("containerd teardown: killing stray process {pid}");
                 signal(pid, libc::SIGKILL);
             }
+            // Shims daemonize: if this process is a child subreaper (the daemon tests make
+            // it one), they are our children now, and zombies until we reap them.
+            for pid in shims.iter().chain(&stray) {
+                reap_if_child(*pid);
+            }
         });
         step("unmount", || unmount_under(&self.dir));
         step("remove cgroups", || self.remove_cgroups());
         step("remove shim sockets", || self.remove_shim_sockets());
         step("remove the temp dir", || {
             if let Err(e) = fs::remove_dir_all(&self.dir) {
-                eprintln!("containerd teardown: cannot remove {}: {e}", self.dir.display());
+                eprintln!(
+                    "containerd teardown: cannot remove {}: {e}",
+                    self.dir.display()
+                );
             }
         });
     }
@@ -378,7 +445,8 @@ impl Containerd {
         if self.cri.is_some() {
             let sandboxes = self
                 .try_call(|mut s| async move {
-                    s.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await
+                    s.list_pod_sandbox(ListPodSandboxRequest { filter: None })
+                        .await
                 })
                 .map(|r| r.items)
                 .unwrap_or_else(|e| {
@@ -389,12 +457,14 @@ impl Containerd {
                 let id = sb.id;
                 let (a, b) = (id.clone(), id.clone());
                 if let Err(e) = self.try_call(|mut s| async move {
-                    s.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: a }).await
+                    s.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: a })
+                        .await
                 }) {
                     eprintln!("containerd teardown: StopPodSandbox {id}: {e}");
                 }
                 if let Err(e) = self.try_call(|mut s| async move {
-                    s.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: b }).await
+                    s.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: b })
+                        .await
                 }) {
                     eprintln!("containerd teardown: RemovePodSandbox {id}: {e}");
                 }
@@ -494,7 +564,9 @@ fn namespaces() -> NamespaceOption {
 fn info_pid(info: &HashMap<String, String>) -> i32 {
     let raw = info.get("info").expect("verbose status carries no info");
     let v: serde_json::Value = serde_json::from_str(raw).unwrap();
-    v["pid"].as_i64().unwrap_or_else(|| panic!("no pid in status info: {raw}")) as i32
+    v["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid in status info: {raw}")) as i32
 }
 
 fn config(dir: &Path, socket: &Path) -> String {
@@ -552,11 +624,21 @@ fn preflight() {
         0,
         "the containerd tests run a real container runtime: run them as root"
     );
-    for tool in ["containerd", "containerd-shim-runc-v2", "ctr", "runc", "umoci", "gcc"] {
+    for tool in [
+        "containerd",
+        "containerd-shim-runc-v2",
+        "ctr",
+        "runc",
+        "umoci",
+        "gcc",
+    ] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
-        assert!(found, "{tool} is missing: run tests/containerd/setup.sh as root");
+        assert!(
+            found,
+            "{tool} is missing: run tests/containerd/setup.sh as root"
+        );
     }
     assert!(
         Path::new("/bin/busybox").is_file(),
@@ -613,18 +695,30 @@ fn build_images(cache: &Path, out: &Images) {
 
     let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
     let applets = String::from_utf8(applets.stdout).unwrap();
-    build_image(&work, "busybox", &out.busybox, &["--config.cmd=/bin/sh"], |rootfs| {
-        let bin = rootfs.join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for a in applets.lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
-        }
-    });
+    build_image(
+        &work,
+        "busybox",
+        &out.busybox,
+        &["--config.cmd=/bin/sh"],
+        |rootfs| {
+            let bin = rootfs.join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+            for a in applets.lines().filter(|a| *a != "busybox") {
+                std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
+            }
+        },
+    );
     let pause = work.join("pause");
-    build_image(&work, "pause", &out.pause, &["--config.entrypoint=/pause"], |rootfs| {
-        fs::copy(&pause, rootfs.join("pause")).unwrap();
-    });
+    build_image(
+        &work,
+        "pause",
+        &out.pause,
+        &["--config.entrypoint=/pause"],
+        |rootfs| {
+            fs::copy(&pause, rootfs.join("pause")).unwrap();
+        },
+    );
     let _ = fs::remove_dir_all(&work);
 }
 
@@ -634,16 +728,27 @@ fn build_image(work: &Path, name: &str, out: &Path, config: &[&str], fill: impl 
     let layout = work.join(format!("{name}-layout"));
     let bundle = work.join(format!("{name}-bundle"));
     let image = format!("{}:1", layout.display());
-    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
     run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
     fill(&bundle.join("rootfs"));
-    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
     run(Command::new("umoci")
         .args(["config", "--image", &image, "--config.env=PATH=/bin"])
         .args(config));
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tmp).arg("."));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&tmp)
+        .arg("."));
     fs::rename(&tmp, out).unwrap();
 }
 
@@ -661,6 +766,19 @@ fn run(cmd: &mut Command) {
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill with plain integers.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits (briefly) for `pid` if it is our child; returns at once if it is not.
+fn reap_if_child(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: waitpid with a null status pointer.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if r != 0 || Instant::now() > deadline {
+            return; // reaped, or not our child (ECHILD), or still running after 5 s
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn list_dir(dir: &Path) -> BTreeSet<OsString> {
@@ -770,7 +888,9 @@ pub fn zombie_children(pid: i32) -> Vec<i32> {
             continue;
         };
         // comm may hold spaces and parens: the fields after the last ')' are fixed.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let mut f = rest.split_whitespace();
         let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
         if state == Some("Z") && ppid == Some(pid) {
@@ -826,7 +946,9 @@ fn containerd_pod_and_container_resolve_through_cri() {
     let pause = c.sandbox_pid(&sandbox);
     let pause_cgroups = fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
     assert!(
-        pause_cgroups.lines().all(|l| l.ends_with(&format!(":{parent}/{sandbox}"))),
+        pause_cgroups
+            .lines()
+            .all(|l| l.ends_with(&format!(":{parent}/{sandbox}"))),
         "pause {pause}: {pause_cgroups}"
     );
 
@@ -838,7 +960,11 @@ fn containerd_pod_and_container_resolve_through_cri() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(zombies.len(), 2, "zombies of the container's PID 1 ({pid}): {zombies:?}");
+    assert_eq!(
+        zombies.len(),
+        2,
+        "zombies of the container's PID 1 ({pid}): {zombies:?}"
+    );
 
     let t_down = Instant::now();
     drop(c);
@@ -847,5 +973,8 @@ fn containerd_pod_and_container_resolve_through_cri() {
         t_down.elapsed(),
         t.elapsed()
     );
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "container {pid} outlived teardown");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "container {pid} outlived teardown"
+    );
 }

@@ -448,3 +448,38 @@ fn lost_events_trigger_a_resync_that_restores_the_exact_table() {
         assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)), "{z}");
     }
 }
+
+/// `/metrics` follows Prometheus conventions (names, units, help, types), as promtool checks.
+#[test]
+fn metrics_pass_promtool_lint() {
+    let d = Daemon::start();
+    let (w, _) = Workload::spawn(&["never-wait", "2"]);
+    poll("2 zombies", SECOND, || {
+        (d.children_of(w.pid()).len() == 2).then_some(())
+    });
+    let (_, metrics) = d.get("/metrics").unwrap();
+    for name in ["zombie_node_pids", "zombie_node_pid_limit"] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: cargo xtask setup --test installs it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,6 +9,8 @@ use std::{
 use serde_json::Value;
 
 const BUSYBOX: &str = "/bin/busybox";
+/// Every test container's pids.max.
+pub const PIDS_LIMIT: i64 = 64;
 
 pub struct RuncContainer {
     id: String,
@@ -68,6 +70,7 @@ impl RuncContainer {
         cfg["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
         cfg["root"]["readonly"] = Value::Bool(true);
         cfg["linux"]["cgroupsPath"] = Value::from(cgroup_path);
+        cfg["linux"]["resources"]["pids"] = serde_json::json!({ "limit": PIDS_LIMIT });
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 
         // The container inherits runc's stdio: a pipe would never see EOF, so use a file.

@@ -56,7 +56,13 @@ const TOOLCHAIN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
 ];
 /// What the end-to-end tests run for real.
-const TEST_PACKAGES: &[&str] = &["util-linux", "procps", "runc", "busybox-static"];
+const TEST_PACKAGES: &[&str] = &[
+    "util-linux",
+    "procps",
+    "runc",
+    "busybox-static",
+    "prometheus",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> ExitCode {

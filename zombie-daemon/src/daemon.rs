@@ -95,7 +95,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         &cfg.proc_root,
         &cfg.cgroup_root,
     )));
-    let metrics = Metrics::new(tracker.clone(), attributor.clone());
+    let metrics = Metrics::new(
+        tracker.clone(),
+        attributor.clone(),
+        &cfg.proc_root,
+        &cfg.cgroup_root,
+    );
     let shared = Arc::new(Shared {
         tracker,
         attributor,

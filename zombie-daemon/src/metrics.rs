@@ -2,7 +2,10 @@
 //! applied; the per-container zombie gauges are computed from the table at scrape time, so a
 //! container whose zombies are gone has no series left.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -13,7 +16,7 @@ use prometheus::{
 use rustc_hash::FxHashMap;
 
 use crate::{
-    clock,
+    budget, clock,
     tracker::{Applied, Tracker},
     view::Attributor,
 };
@@ -40,7 +43,12 @@ fn counter(name: &str, help: &str) -> IntCounter {
 }
 
 impl Metrics {
-    pub fn new(tracker: Arc<Mutex<Tracker>>, attributor: Arc<Mutex<Attributor>>) -> Self {
+    pub fn new(
+        tracker: Arc<Mutex<Tracker>>,
+        attributor: Arc<Mutex<Attributor>>,
+        proc_root: &Path,
+        cgroup_root: &Path,
+    ) -> Self {
         let registry = Registry::new();
         let exits = counter(
             "zombie_process_exits_total",
@@ -138,7 +146,14 @@ impl Metrics {
             .register(Box::new(build_info))
             .expect("unique metric");
         registry
-            .register(Box::new(TableCollector::new(tracker, attributor)))
+            .register(Box::new(TableCollector::new(tracker, attributor.clone())))
+            .expect("unique metric");
+        registry
+            .register(Box::new(BudgetCollector::new(
+                proc_root,
+                cgroup_root,
+                attributor,
+            )))
             .expect("unique metric");
         for kind in ["exit", "free", "wait"] {
             events.with_label_values(&[kind]);
@@ -265,6 +280,139 @@ impl Collector for TableCollector {
         }
         let mut out = count.collect();
         out.extend(oldest.collect());
+        out
+    }
+}
+
+/// The PID budget of the node, its pods and containers, read at scrape time.
+struct BudgetCollector {
+    proc_root: PathBuf,
+    pids_root: Option<PathBuf>,
+    attributor: Arc<Mutex<Attributor>>,
+    descs: Vec<Desc>,
+}
+
+struct BudgetVecs {
+    node_pids: prometheus::Gauge,
+    node_limit: prometheus::Gauge,
+    pod_pids: prometheus::GaugeVec,
+    pod_limit: prometheus::GaugeVec,
+    container_pids: prometheus::GaugeVec,
+    container_limit: prometheus::GaugeVec,
+}
+
+impl BudgetVecs {
+    fn new() -> Self {
+        let gauge =
+            |name: &str, help: &str| prometheus::Gauge::new(name, help).expect("valid metric");
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let pod = &POD_LABELS[..2];
+        Self {
+            node_pids: gauge(
+                "zombie_node_pids",
+                "PIDs in use on the node: every process and thread (zombies included) holds one.",
+            ),
+            node_limit: gauge(
+                "zombie_node_pid_limit",
+                "The node's effective PID limit: the smaller of kernel.pid_max and kernel.threads-max.",
+            ),
+            pod_pids: vec(
+                "zombie_pod_pids",
+                "PIDs charged to the pod's cgroup (pids.current).",
+                pod,
+            ),
+            pod_limit: vec(
+                "zombie_pod_pids_limit",
+                "The pod's PID limit (pids.max); absent when unlimited.",
+                pod,
+            ),
+            container_pids: vec(
+                "zombie_container_pids",
+                "PIDs charged to the container's cgroup (pids.current).",
+                &POD_LABELS,
+            ),
+            container_limit: vec(
+                "zombie_container_pids_limit",
+                "The container's PID limit (pids.max); absent when unlimited.",
+                &POD_LABELS,
+            ),
+        }
+    }
+
+    fn collectors(&self) -> [&dyn Collector; 6] {
+        [
+            &self.node_pids,
+            &self.node_limit,
+            &self.pod_pids,
+            &self.pod_limit,
+            &self.container_pids,
+            &self.container_limit,
+        ]
+    }
+}
+
+impl BudgetCollector {
+    fn new(proc_root: &Path, cgroup_root: &Path, attributor: Arc<Mutex<Attributor>>) -> Self {
+        let descs = BudgetVecs::new()
+            .collectors()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            pids_root: budget::pids_root(cgroup_root),
+            attributor,
+            descs,
+        }
+    }
+}
+
+impl Collector for BudgetCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let v = BudgetVecs::new();
+        let mut out = Vec::new();
+        if let Some(node) = budget::node(&self.proc_root) {
+            v.node_pids.set(node.used as f64);
+            v.node_limit.set(node.limit as f64);
+            out.extend(v.node_pids.collect());
+            out.extend(v.node_limit.collect());
+        }
+        let Some(root) = &self.pids_root else {
+            return out;
+        };
+        let cgroups = budget::pods(root);
+        let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
+        for c in &cgroups {
+            let [ns, pod, container] = attributor.for_path(&c.path).labels();
+            if c.container_id.is_some() {
+                let l = [ns.as_str(), pod.as_str(), container.as_str()];
+                v.container_pids.with_label_values(&l).set(c.current as f64);
+                if let Some(max) = c.max {
+                    v.container_limit.with_label_values(&l).set(max as f64);
+                }
+            } else {
+                let l = [ns.as_str(), pod.as_str()];
+                v.pod_pids.with_label_values(&l).set(c.current as f64);
+                if let Some(max) = c.max {
+                    v.pod_limit.with_label_values(&l).set(max as f64);
+                }
+            }
+        }
+        drop(attributor);
+        for c in [
+            &v.pod_pids,
+            &v.pod_limit,
+            &v.container_pids,
+            &v.container_limit,
+        ] {
+            out.extend(c.collect());
+        }
         out
     }
 }

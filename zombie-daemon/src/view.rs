@@ -86,15 +86,21 @@ impl Attributor {
         let Some(path) = self.cgroups.path(z.key.pid, z.cgroup_id) else {
             return (None, self.unknown.clone());
         };
-        if let Some(a) = self.by_path.get(&path) {
-            return (Some(path), a.clone());
+        let a = self.for_path(&path);
+        (Some(path), a)
+    }
+
+    /// Who a cgroup path belongs to (cached).
+    pub fn for_path(&mut self, path: &str) -> Arc<Attribution> {
+        if let Some(a) = self.by_path.get(path) {
+            return a.clone();
         }
         if self.by_path.len() >= ATTRIBUTION_CACHE_LIMIT {
             self.by_path.clear();
         }
-        let a = attribution::attribute_path(&path);
-        self.by_path.insert(path.clone(), a.clone());
-        (Some(path), a)
+        let a = attribution::attribute_path(path);
+        self.by_path.insert(path.into(), a.clone());
+        a
     }
 
     pub fn cgroups(&self) -> &CgroupResolver {

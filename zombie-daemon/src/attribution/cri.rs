@@ -186,8 +186,8 @@ impl CriClient {
         let channel = tokio::time::timeout(timeout, channel(&path))
             .await
             .map_err(|_| timed_out())??;
-        let mut client = RuntimeServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let mut client =
+            RuntimeServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
         let version = tokio::time::timeout(timeout, client.version(VersionRequest::default()))
             .await
             .map_err(|_| timed_out())?
@@ -448,7 +448,13 @@ mod tests {
             p("/var/run/crio/crio.sock"),
             Ok(PathBuf::from("/var/run/crio/crio.sock"))
         );
-        for bad in ["tcp://127.0.0.1:1234", "npipe:////./pipe/x", "unix://run/x.sock", "x.sock", ""] {
+        for bad in [
+            "tcp://127.0.0.1:1234",
+            "npipe:////./pipe/x",
+            "unix://run/x.sock",
+            "x.sock",
+            "",
+        ] {
             let err = p(bad).unwrap_err();
             assert!(err.contains("unix:///"), "{bad}: {err}");
         }
@@ -459,7 +465,11 @@ mod tests {
         let root = temp_dir("detect");
         assert!(detect_endpoints(&root).is_empty());
         let mut listeners = Vec::new();
-        for rel in [WELL_KNOWN_SOCKETS[3], WELL_KNOWN_SOCKETS[0], WELL_KNOWN_SOCKETS[2]] {
+        for rel in [
+            WELL_KNOWN_SOCKETS[3],
+            WELL_KNOWN_SOCKETS[0],
+            WELL_KNOWN_SOCKETS[2],
+        ] {
             let p = root.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             listeners.push(UnixListener::bind(&p).unwrap());
@@ -498,7 +508,9 @@ mod tests {
         let dir = temp_dir("file");
         let p = dir.join("containerd.sock");
         std::fs::write(&p, "").unwrap();
-        let err = rt().block_on(CriClient::connect(p.to_str().unwrap())).unwrap_err();
+        let err = rt()
+            .block_on(CriClient::connect(p.to_str().unwrap()))
+            .unwrap_err();
         assert!(matches!(err, CriError::NotASocket { .. }), "{err:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -508,12 +520,18 @@ mod tests {
         let dir = temp_dir("stale");
         let p = dir.join("containerd.sock");
         drop(UnixListener::bind(&p).unwrap());
-        let err = rt().block_on(CriClient::connect(p.to_str().unwrap())).unwrap_err();
+        let err = rt()
+            .block_on(CriClient::connect(p.to_str().unwrap()))
+            .unwrap_err();
         assert!(
             matches!(&err, CriError::Connect { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused),
             "{err:?}"
         );
-        assert!(err.to_string().contains("check that the runtime is running"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("check that the runtime is running"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -525,13 +543,17 @@ mod tests {
         let server = std::thread::spawn(move || {
             // Answer each connection (tonic may retry) like an HTTP/1 server would.
             for _ in 0..2 {
-                let Ok((mut s, _)) = listener.accept() else { return };
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
                 let mut buf = [0; 64];
                 let _ = s.read(&mut buf);
                 let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
             }
         });
-        let err = rt().block_on(CriClient::connect(p.to_str().unwrap())).unwrap_err();
+        let err = rt()
+            .block_on(CriClient::connect(p.to_str().unwrap()))
+            .unwrap_err();
         assert!(matches!(err, CriError::NotGrpc { .. }), "{err:?}");
         assert!(err.to_string().contains("does not speak gRPC"), "{err}");
         // Unblock the server thread if it waits for a second connection.

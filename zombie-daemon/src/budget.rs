@@ -1,0 +1,177 @@
+//! The PID budget: how many PIDs the node and each pod use against their limits.
+//!
+//! Every thread takes a PID, so the node's use is its task count (not its process count)
+//! and its effective limit is the smaller of `kernel.pid_max` and `kernel.threads-max`, as
+//! the kubelet computes `pid.available`. A pod's and a container's use is their pids
+//! controller's `pids.current` against `pids.max`: a zombie stays charged there until it is
+//! reaped, which is how a leak turns into "fork: Resource temporarily unavailable".
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    attribution::{Owner, cgroup_path},
+    cgroups::{CgroupMode, detect},
+};
+
+/// Node-wide use and limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeBudget {
+    /// Tasks (processes and threads) that exist now.
+    pub used: u64,
+    pub limit: u64,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// From `<proc>/loadavg` (its fourth field is running/total tasks) and the two sysctls.
+pub fn node(proc_root: &Path) -> Option<NodeBudget> {
+    let loadavg = fs::read_to_string(proc_root.join("loadavg")).ok()?;
+    let used = loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let pid_max = read_u64(&proc_root.join("sys/kernel/pid_max"))?;
+    let limit =
+        read_u64(&proc_root.join("sys/kernel/threads-max")).map_or(pid_max, |t| t.min(pid_max));
+    Some(NodeBudget { used, limit })
+}
+
+/// One pod or container cgroup's pids accounting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupBudget {
+    /// The path relative to the hierarchy root, as /proc/<pid>/cgroup shows it.
+    pub path: String,
+    pub pod_uid: String,
+    /// None for the pod-level cgroup.
+    pub container_id: Option<String>,
+    pub current: u64,
+    /// None when unlimited ("max").
+    pub max: Option<u64>,
+}
+
+/// Where the pids controller is mounted: the cgroup2 root when it has the controller, else
+/// the v1 `pids` hierarchy.
+pub fn pids_root(cgroup_root: &Path) -> Option<PathBuf> {
+    let (mode, v2) = detect(cgroup_root);
+    if let Some(v2) = v2 {
+        let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "pids") {
+            return Some(v2);
+        }
+    }
+    match mode {
+        CgroupMode::Hybrid | CgroupMode::Legacy => {
+            let v1 = cgroup_root.join("pids");
+            v1.join("cgroup.procs").exists().then_some(v1)
+        }
+        _ => None,
+    }
+}
+
+/// Directories below the root whose name marks a kubepods tree, at any depth up to
+/// `MAX_DEPTH` (nested nodes put it under a prefix).
+const MAX_DEPTH: usize = 8;
+/// Bound on cgroups read per scrape.
+const MAX_CGROUPS: usize = 20_000;
+
+/// Every pod and container cgroup under the pids hierarchy with its use and limit.
+pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
+    let mut out = Vec::new();
+    let mut stack = vec![(pids_root.to_path_buf(), 0usize, false)];
+    let mut seen = 0;
+    while let Some((dir, depth, in_kubepods)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_CGROUPS {
+                return out;
+            }
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let path = e.path();
+            let kube = in_kubepods || name.contains("kubepods");
+            if kube {
+                let rel = format!(
+                    "/{}",
+                    path.strip_prefix(pids_root).unwrap_or(&path).display()
+                );
+                let info = cgroup_path::parse(&rel);
+                if info.owner == Owner::Pod
+                    && let Some(uid) = info.pod_uid
+                    && let Some(current) = read_u64(&path.join("pids.current"))
+                {
+                    let max = fs::read_to_string(path.join("pids.max"))
+                        .ok()
+                        .and_then(|m| m.trim().parse().ok());
+                    out.push(CgroupBudget {
+                        path: rel,
+                        pod_uid: uid,
+                        container_id: info.container_id,
+                        current,
+                        max,
+                    });
+                }
+            }
+            if depth < MAX_DEPTH {
+                stack.push((path, depth + 1, kube));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_budget_of_this_machine() {
+        let b = node(Path::new("/proc")).unwrap();
+        assert!(b.used > 10 && b.used < b.limit, "{b:?}");
+        assert!(b.limit <= read_u64(Path::new("/proc/sys/kernel/pid_max")).unwrap());
+        assert_eq!(node(Path::new("/nonexistent")), None);
+    }
+
+    #[test]
+    fn walks_a_pids_tree() {
+        let root = std::env::temp_dir().join(format!("zombie-budget-{}", std::process::id()));
+        let uid = "11111111-2222-3333-4444-555555555555";
+        let pod = root.join(format!("kubepods/burstable/pod{uid}"));
+        let ctr = pod.join("c".repeat(64));
+        fs::create_dir_all(&ctr).unwrap();
+        fs::create_dir_all(root.join("system.slice/foo.service")).unwrap();
+        fs::write(pod.join("pids.current"), "7\n").unwrap();
+        fs::write(pod.join("pids.max"), "max\n").unwrap();
+        fs::write(ctr.join("pids.current"), "5\n").unwrap();
+        fs::write(ctr.join("pids.max"), "100\n").unwrap();
+        let mut got = pods(&root);
+        got.sort_by(|a, b| a.path.cmp(&b.path));
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].current, got[0].max, got[0].container_id.is_none()),
+            (7, None, true)
+        );
+        assert_eq!((got[1].current, got[1].max), (5, Some(100)));
+        assert_eq!(got[1].pod_uid, uid);
+    }
+
+    #[test]
+    fn finds_the_pids_controller_here() {
+        assert!(pids_root(Path::new("/sys/fs/cgroup")).is_some());
+        assert!(pids_root(Path::new("/nonexistent")).is_none());
+    }
+}
