@@ -1,8 +1,9 @@
 //! A real containerd whose CRI plugin (the kubelet's own `runtime.v1` API) runs pods and
 //! containers for the tests, torn down completely on drop, also when a test panics.
 //!
-//! Needs root and the Debian packages `containerd runc umoci busybox-static gcc libc6-dev`
-//! (`tests/containerd/setup.sh` installs what is missing; it installs nothing by itself).
+//! Needs root and the Debian packages `containerd runc umoci busybox-static gcc libc6-dev`,
+//! plus `protobuf-compiler` to build the `k8s-cri` crate. The harness installs nothing:
+//! `tests/containerd/setup.sh` (as root) installs whichever are missing.
 //! Measured choices (see /work/shared/TEST-INFRA.md):
 //! - containerd runs with its own root, state, socket, runc root and config in a temp dir,
 //!   cgroupfs driver (`SystemdCgroup = false`), `restrict_oom_score_adj` (no
@@ -72,11 +73,14 @@ pub struct Containerd {
     cri: Option<CriClient>,
     /// /run/containerd/s entries that were there before we started (not ours to remove).
     shim_sockets_before: BTreeSet<OsString>,
-    /// Whether /run/containerd and /run/containerd/s existed before we started.
-    run_dirs_before: [bool; 2],
-    /// Cgroup dirs (relative to each hierarchy's root) to remove on drop, parents before
-    /// children: the pod cgroups and whichever of their ancestors did not exist.
-    cgroups: Vec<PathBuf>,
+    /// Our pod cgroups (relative to each hierarchy's root): whatever runs there at the end
+    /// is killed, and the whole subtrees removed.
+    pod_cgroups: Vec<PathBuf>,
+    /// Ancestors of the pod cgroups that did not exist before, parents first: removed
+    /// only when empty (parallel tests share /kubepods).
+    parent_cgroups: Vec<PathBuf>,
+    /// Each pod's config by sandbox id: CreateContainer wants it again.
+    pods: HashMap<String, PodSandboxConfig>,
 }
 
 impl Containerd {
@@ -100,10 +104,6 @@ impl Containerd {
         let socket = dir.join("containerd.sock");
         fs::write(dir.join("config.toml"), config(&dir, &socket)).unwrap();
 
-        let run_dirs_before = [
-            Path::new("/run/containerd").exists(),
-            Path::new(SHIM_SOCKETS).exists(),
-        ];
         let shim_sockets_before = list_dir(Path::new(SHIM_SOCKETS));
         let log = fs::File::create(dir.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
@@ -126,8 +126,9 @@ impl Containerd {
             rt,
             cri: None,
             shim_sockets_before,
-            run_dirs_before,
-            cgroups: Vec::new(),
+            pod_cgroups: Vec::new(),
+            parent_cgroups: Vec::new(),
+            pods: HashMap::new(),
         };
 
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -193,13 +194,16 @@ impl Containerd {
         self.track_cgroup(cgroup_parent);
         let config = self.sandbox_config(name, namespace, uid, cgroup_parent);
         let req = RunPodSandboxRequest {
-            config: Some(config),
+            config: Some(config.clone()),
             runtime_handler: String::new(),
         };
-        let resp = self.call("RunPodSandbox", |mut s| async move {
-            s.run_pod_sandbox(req).await
-        });
-        resp.pod_sandbox_id
+        let id = self
+            .call("RunPodSandbox", |mut s| async move {
+                s.run_pod_sandbox(req).await
+            })
+            .pod_sandbox_id;
+        self.pods.insert(id.clone(), config);
+        id
     }
 
     /// Creates and starts a container in `sandbox`; returns its id.
@@ -210,7 +214,11 @@ impl Containerd {
         image: &str,
         command: &[&str],
     ) -> String {
-        let sandbox_config = self.sandbox_config_of(sandbox);
+        let sandbox_config = self
+            .pods
+            .get(sandbox)
+            .cloned()
+            .unwrap_or_else(|| panic!("sandbox {sandbox} was not started by run_pod"));
         let meta = sandbox_config.metadata.clone().unwrap_or_default();
         let labels = HashMap::from([
             ("io.kubernetes.container.name".to_string(), name.to_string()),
@@ -323,25 +331,6 @@ impl Containerd {
         }
     }
 
-    /// CreateContainer wants the pod's config again; rebuild it from what the runtime knows.
-    fn sandbox_config_of(&self, sandbox: &str) -> PodSandboxConfig {
-        let req = k8s_cri::v1::PodSandboxStatusRequest {
-            pod_sandbox_id: sandbox.to_string(),
-            verbose: true,
-        };
-        let resp = self.call("PodSandboxStatus", |mut s| async move {
-            s.pod_sandbox_status(req).await
-        });
-        let m = resp.status.and_then(|s| s.metadata).unwrap_or_default();
-        let info: serde_json::Value =
-            serde_json::from_str(resp.info.get("info").map(String::as_str).unwrap_or("{}"))
-                .unwrap();
-        let parent = info["config"]["linux"]["cgroup_parent"]
-            .as_str()
-            .unwrap_or_default();
-        self.sandbox_config(&m.name, &m.namespace, &m.uid, parent)
-    }
-
     /// One CRI call with a deadline; panics with containerd's log on failure.
     fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
     where
@@ -393,14 +382,19 @@ impl Containerd {
     fn track_cgroup(&mut self, cgroup_parent: &str) {
         let rel = Path::new(cgroup_parent.trim_start_matches('/'));
         let roots = cgroup_roots();
-        for anc in rel.ancestors().collect::<Vec<_>>().into_iter().rev() {
-            if anc.as_os_str().is_empty() || self.cgroups.iter().any(|c| c == anc) {
-                continue;
-            }
-            if anc == rel || roots.iter().any(|r| !r.join(anc).exists()) {
-                self.cgroups.push(anc.to_path_buf());
+        for anc in rel
+            .ancestors()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let new = roots.iter().any(|r| !r.join(anc).exists());
+            if !anc.as_os_str().is_empty() && new && !self.parent_cgroups.iter().any(|c| c == anc) {
+                self.parent_cgroups.push(anc.to_path_buf());
             }
         }
+        self.pod_cgroups.push(rel.to_path_buf());
     }
 
     /// Everything Drop does, in the order that works: sandboxes first (the shims outlive
@@ -415,7 +409,7 @@ impl Containerd {
             // Shims started by our containerd name its socket on their command line;
             // whatever still runs in our pod cgroups is a container a shim failed to stop.
             let mut stray = shims_of(&self.socket);
-            for rel in &self.cgroups {
+            for rel in &self.pod_cgroups {
                 stray.extend(cgroup_pids(rel));
             }
             for &pid in &stray {
@@ -485,12 +479,13 @@ impl Containerd {
         }
     }
 
-    /// Our pod cgroups (whole subtrees, deepest first) and the ancestors we created, in
-    /// every hierarchy. Killed processes take a moment to leave their cgroup: retry.
+    /// Our pod cgroups (whole subtrees, deepest first), then the ancestors we created if
+    /// they are empty, in every hierarchy. Killed processes take a moment to leave their
+    /// cgroup: retry those.
     fn remove_cgroups(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         for root in cgroup_roots() {
-            for rel in self.cgroups.iter().rev() {
+            for rel in &self.pod_cgroups {
                 let mut dirs = Vec::new();
                 walk_dirs(&root.join(rel), &mut dirs);
                 dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
@@ -507,6 +502,10 @@ impl Containerd {
                         }
                     }
                 }
+            }
+            for rel in self.parent_cgroups.iter().rev() {
+                // Busy when another test's pods are still there: theirs to remove.
+                let _ = fs::remove_dir(root.join(rel));
             }
         }
     }
@@ -525,13 +524,9 @@ impl Containerd {
                 let _ = fs::remove_file(&p);
             }
         }
-        // Remove the dirs only if we made them and they are empty.
-        if !self.run_dirs_before[1] {
-            let _ = fs::remove_dir(SHIM_SOCKETS);
-        }
-        if !self.run_dirs_before[0] {
-            let _ = fs::remove_dir("/run/containerd");
-        }
+        // Only if empty: a system containerd (or another test's) keeps its files there.
+        let _ = fs::remove_dir(SHIM_SOCKETS);
+        let _ = fs::remove_dir("/run/containerd");
     }
 }
 
@@ -923,6 +918,7 @@ fn containerd_pod_and_container_resolve_through_cri() {
 
     let mut cri = c.block_on(CriClient::connect(&c.endpoint())).unwrap();
     assert_eq!(cri.runtime().0, "containerd");
+    eprintln!("containerd smoke: runtime {:?}", cri.runtime());
     let snap = c.block_on(cri.snapshot()).unwrap();
     let (pod, container) = snap.pod_of(&cid).expect("the container is in the snapshot");
     assert_eq!(container.id, cid);

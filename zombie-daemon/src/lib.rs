@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod diagnosis;
 pub mod http;
 pub mod list;
 pub mod metrics;

@@ -147,7 +147,7 @@ pub fn human_age(secs: f64) -> String {
 }
 
 pub fn table(zombies: &[ZombieView]) -> String {
-    let mut rows: Vec<[String; 8]> = vec![[
+    let mut rows: Vec<[String; 9]> = vec![[
         "PID".into(),
         "PPID".into(),
         "COMM".into(),
@@ -156,6 +156,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
         "STATUS".into(),
         "NAMESPACE/POD".into(),
         "CONTAINER".into(),
+        "CAUSE".into(),
     ]];
     for z in zombies {
         let status = crate::status::WaitStatus {
@@ -177,9 +178,10 @@ pub fn table(zombies: &[ZombieView]) -> String {
             status.describe(),
             pod_column(z),
             container_column(z),
+            z.cause.map_or("-", |c| c.as_str()).to_string(),
         ]);
     }
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 9];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -200,6 +202,16 @@ pub fn table(zombies: &[ZombieView]) -> String {
     }
     if zombies.is_empty() {
         out.push_str("(no zombie processes)\n");
+    }
+    // One remedy per distinct one, below the table.
+    let mut remedies: Vec<&str> = zombies.iter().filter_map(|z| z.remedy.as_deref()).collect();
+    remedies.sort_unstable();
+    remedies.dedup();
+    if !remedies.is_empty() {
+        out.push('\n');
+        for r in remedies {
+            let _ = writeln!(out, "remedy: {r}");
+        }
     }
     out
 }
@@ -243,6 +255,10 @@ mod tests {
             namespace: Some("shop".into()),
             pod: Some("cart-1".into()),
             container: None,
+            parent_at_exit: None,
+            cause: Some(crate::diagnosis::Cause::ShellPid1),
+            reaper: None,
+            remedy: Some("sh (pid 1): exec it".into()),
         };
         let t = table(std::slice::from_ref(&z));
         let lines: Vec<&str> = t.lines().collect();
@@ -251,6 +267,8 @@ mod tests {
             lines[1].contains("sleep") && lines[1].contains("1m01s") && lines[1].contains("exit 0")
         );
         assert!(lines[1].contains("shop/cart-1") && lines[1].contains("abcdef0123456"));
+        assert!(lines[1].ends_with("shell_pid1"));
+        assert!(t.contains("remedy: sh (pid 1): exec it"));
         assert!(table(&[]).contains("no zombie processes"));
         let args = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| ListArgs {
             endpoint: String::new(),

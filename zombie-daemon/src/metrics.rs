@@ -17,8 +17,9 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     budget, clock,
+    diagnosis::Cause,
     tracker::{Applied, Tracker},
-    view::Attributor,
+    view::{Attributor, Diagnoser},
 };
 
 /// The labels every per-container series carries (empty for host processes).
@@ -231,7 +232,9 @@ impl TableCollector {
         }
     }
 
-    fn vecs() -> [prometheus::GaugeVec; 2] {
+    fn vecs() -> [prometheus::GaugeVec; 3] {
+        let mut by_cause = POD_LABELS.to_vec();
+        by_cause.push("cause");
         [
             prometheus::GaugeVec::new(
                 Opts::new("zombie_processes", "Zombie processes now, per container."),
@@ -246,6 +249,14 @@ impl TableCollector {
                 &POD_LABELS,
             )
             .expect("valid metric"),
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "zombie_processes_by_cause",
+                    "Zombie processes now, per container and diagnosed cause.",
+                ),
+                &by_cause,
+            )
+            .expect("valid metric"),
         ]
     }
 }
@@ -257,18 +268,30 @@ impl Collector for TableCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let now = clock::boottime_now();
-        let [count, oldest] = Self::vecs();
+        let [count, oldest, by_cause] = Self::vecs();
         let tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
         let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
+        let proc_root = attributor.proc_root().to_path_buf();
+        let mut diagnoser = Diagnoser::new(&proc_root, &tracker);
         let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
+        let mut causes: FxHashMap<([String; 3], Cause), u64> = FxHashMap::default();
         for z in tracker.zombies() {
             let labels = attributor.labels(z);
+            *causes
+                .entry((labels.clone(), diagnoser.diagnose(z).cause))
+                .or_default() += 1;
             let g = groups.entry(labels).or_default();
             g.0 += 1;
             g.1 = g.1.max(z.age_ns(now));
         }
+        drop(diagnoser);
         drop(tracker);
         drop(attributor);
+        for ((l, cause), n) in &causes {
+            by_cause
+                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
+                .set(*n as f64);
+        }
         if groups.is_empty() {
             // One zero series so that sum() over the node is 0, not empty.
             groups.insert(Default::default(), (0, 0));
@@ -280,6 +303,7 @@ impl Collector for TableCollector {
         }
         let mut out = count.collect();
         out.extend(oldest.collect());
+        out.extend(by_cause.collect());
         out
     }
 }

@@ -119,6 +119,9 @@ pub struct Zombie {
     pub parent_gone: bool,
     /// How many times it was handed to another parent.
     pub reparented: u32,
+    /// The parent it had when it exited (`ppid` follows reparenting).
+    pub exit_ppid: u32,
+    pub exit_parent_comm: Comm,
 }
 
 impl Zombie {
@@ -337,6 +340,8 @@ impl Tracker {
             flags: e.flags,
             parent_gone: false,
             reparented: 0,
+            exit_ppid: e.ppid,
+            exit_parent_comm: e.parent_comm,
         });
         Applied::Zombie
     }
@@ -470,6 +475,8 @@ impl Tracker {
                 flags: ExitFlags::default(),
                 parent_gone: false,
                 reparented: 0,
+                exit_ppid: e.ppid,
+                exit_parent_comm: e.parent_comm,
             });
             report.added += 1;
         }

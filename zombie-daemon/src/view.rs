@@ -11,6 +11,7 @@ use crate::{
     attribution::{self, Attribution},
     cgroups::CgroupResolver,
     clock::WallClock,
+    diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
     status::WaitStatus,
     tracker::{Ns, Source, Tracker, Zombie},
 };
@@ -57,10 +58,29 @@ pub struct ZombieView {
     pub namespace: Option<String>,
     pub pod: Option<String>,
     pub container: Option<String>,
+    /// The parent when it exited (`ppid` is the parent now, after any reparenting).
+    #[serde(default)]
+    pub parent_at_exit: Option<ParentAtExit>,
+    /// Why it exists: parent_not_waiting, pid1_not_init, shell_pid1, parent_stopped, unknown.
+    #[serde(default)]
+    pub cause: Option<Cause>,
+    /// Who should reap it now (its current parent) and what that process is.
+    #[serde(default)]
+    pub reaper: Option<Reaper>,
+    /// What to change.
+    #[serde(default)]
+    pub remedy: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ParentAtExit {
+    pub pid: u32,
+    pub comm: String,
 }
 
 /// Maps zombies to their cgroup, container and pod.
 pub struct Attributor {
+    proc_root: std::path::PathBuf,
     cgroups: CgroupResolver,
     by_path: FxHashMap<Arc<str>, Arc<Attribution>>,
     unknown: Arc<Attribution>,
@@ -72,6 +92,7 @@ const ATTRIBUTION_CACHE_LIMIT: usize = 16_384;
 impl Attributor {
     pub fn new(proc_root: &Path, cgroup_root: &Path) -> Self {
         Self {
+            proc_root: proc_root.to_path_buf(),
             cgroups: CgroupResolver::new(proc_root, cgroup_root),
             by_path: FxHashMap::default(),
             unknown: Arc::new(Attribution {
@@ -79,6 +100,10 @@ impl Attributor {
                 ..Attribution::default()
             }),
         }
+    }
+
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
     }
 
     /// The zombie's cgroup path (if readable) and who it belongs to.
@@ -113,7 +138,13 @@ impl Attributor {
     }
 }
 
-pub fn view(z: &Zombie, attributor: &mut Attributor, now: Ns, wall: &WallClock) -> ZombieView {
+pub fn view(
+    z: &Zombie,
+    attributor: &mut Attributor,
+    diagnosis: Option<Diagnosis>,
+    now: Ns,
+    wall: &WallClock,
+) -> ZombieView {
     let status = WaitStatus::decode(z.wait_status);
     let (cgroup_path, a) = attributor.attribution(z);
     ZombieView {
@@ -140,6 +171,41 @@ pub fn view(z: &Zombie, attributor: &mut Attributor, now: Ns, wall: &WallClock) 
         namespace: a.namespace.clone(),
         pod: a.pod.clone(),
         container: a.container.clone(),
+        parent_at_exit: Some(ParentAtExit {
+            pid: z.exit_ppid,
+            comm: z.exit_parent_comm.as_str().into_owned(),
+        }),
+        cause: diagnosis.as_ref().map(|d| d.cause),
+        reaper: diagnosis.as_ref().and_then(|d| d.reaper.clone()),
+        remedy: diagnosis.map(|d| d.remedy),
+    }
+}
+
+/// Diagnoses zombies, reading each distinct parent from /proc once.
+pub struct Diagnoser<'a> {
+    proc_root: &'a Path,
+    tracker: &'a Tracker,
+    cache: FxHashMap<u32, Diagnosis>,
+}
+
+impl<'a> Diagnoser<'a> {
+    pub fn new(proc_root: &'a Path, tracker: &'a Tracker) -> Self {
+        Self {
+            proc_root,
+            tracker,
+            cache: FxHashMap::default(),
+        }
+    }
+
+    pub fn diagnose(&mut self, z: &Zombie) -> Diagnosis {
+        if let Some(d) = self.cache.get(&z.ppid) {
+            return d.clone();
+        }
+        let facts = ReaperFacts::read(self.proc_root, z.ppid);
+        let waited = self.tracker.last_wait(z.ppid).is_some();
+        let d = diagnosis::diagnose(facts.as_ref(), waited, true);
+        self.cache.insert(z.ppid, d.clone());
+        d
     }
 }
 
@@ -152,8 +218,13 @@ pub fn snapshot(
 ) -> Vec<ZombieView> {
     let mut zombies: Vec<&Zombie> = tracker.zombies().collect();
     zombies.sort_by_key(|z| (z.exited_at, z.key));
+    let proc_root = attributor.proc_root().to_path_buf();
+    let mut diagnoser = Diagnoser::new(&proc_root, tracker);
     zombies
         .into_iter()
-        .map(|z| view(z, attributor, now, wall))
+        .map(|z| {
+            let d = diagnoser.diagnose(z);
+            view(z, attributor, Some(d), now, wall)
+        })
         .collect()
 }

@@ -183,12 +183,14 @@ impl CriClient {
             call: "Version",
             timeout,
         };
-        let channel = tokio::time::timeout(timeout, channel(&path))
+        // One deadline for connecting and the first answer.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let channel = tokio::time::timeout_at(deadline, channel(&path))
             .await
             .map_err(|_| timed_out())??;
         let mut client =
             RuntimeServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
-        let version = tokio::time::timeout(timeout, client.version(VersionRequest::default()))
+        let version = tokio::time::timeout_at(deadline, client.version(VersionRequest::default()))
             .await
             .map_err(|_| timed_out())?
             .map_err(|status| version_error(&path, status))?
@@ -209,7 +211,8 @@ impl CriClient {
         })
     }
 
-    /// Runtime name and version as `Version` told them, e.g. `("containerd", "v1.6.20")`.
+    /// Runtime name and version as `Version` told them, e.g. `("containerd", "v1.6.20")`
+    /// (Debian's build says `"1.6.20~ds1"`).
     pub fn runtime(&self) -> (&str, &str) {
         (&self.runtime_name, &self.runtime_version)
     }
