@@ -3,7 +3,7 @@
 //!
 //! Needs root and the Debian packages `containerd runc umoci busybox-static gcc libc6-dev`,
 //! plus `protobuf-compiler` to build the `k8s-cri` crate. The harness installs nothing:
-//! `tests/containerd/setup.sh` (as root) installs whichever are missing.
+//! `cargo xtask setup --test` (as root) installs whichever are missing.
 //! Measured choices (see /work/shared/TEST-INFRA.md):
 //! - containerd runs with its own root, state, socket, runc root and config in a temp dir,
 //!   cgroupfs driver (`SystemdCgroup = false`), `restrict_oom_score_adj` (no
@@ -632,12 +632,12 @@ fn preflight() {
             .unwrap_or(false);
         assert!(
             found,
-            "{tool} is missing: run tests/containerd/setup.sh as root"
+            "{tool} is missing: run cargo xtask setup --test as root"
         );
     }
     assert!(
         Path::new("/bin/busybox").is_file(),
-        "/bin/busybox is missing: run tests/containerd/setup.sh as root (busybox-static)"
+        "/bin/busybox is missing: run cargo xtask setup --test as root (busybox-static)"
     );
 }
 

@@ -1,8 +1,10 @@
 //! End-to-end tests: the real daemon with its eBPF programs attached to this kernel, and real
 //! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
 
+mod containerd;
 mod diagnosis;
 mod harness;
+mod prometheus;
 mod runc;
 
 use std::{
@@ -486,4 +488,240 @@ fn metrics_pass_promtool_lint() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A real containerd (Debian's, its CRI plugin answering on its socket) runs a pod whose
+/// PID 1 leaks zombies; the daemon names them through CRI.
+#[test]
+fn zombies_in_a_containerd_pod_are_named_through_cri() {
+    let mut c = containerd::Containerd::start();
+    let d = Daemon::start_with(&["--runtime-endpoint", &c.endpoint()]);
+    let uid = "3d6b0e8a-1f2c-4a5b-9c8d-7e6f5a4b3c2d";
+    let sandbox = c.run_pod(
+        "leaky",
+        "zombie-e2e",
+        uid,
+        &format!("/kubepods/besteffort/pod{uid}"),
+    );
+    let cid = c.run_container(
+        &sandbox,
+        "app",
+        containerd::BUSYBOX_IMAGE,
+        &["sh", "-c", "sleep 0.2 & sleep 0.2 & exec sleep 3600"],
+    );
+    let pid = c.container_pid(&cid);
+    let zs = poll("2 zombies named through CRI", 5 * SECOND, || {
+        let z: Vec<_> = d
+            .children_of(pid)
+            .into_iter()
+            .filter(|z| z["pod"] == "leaky")
+            .collect();
+        (z.len() == 2).then_some(z)
+    });
+    for z in &zs {
+        assert_eq!(z["namespace"], "zombie-e2e", "{z:#}");
+        assert_eq!(z["container"], "app", "{z:#}");
+        assert_eq!(z["container_id"].as_str(), Some(cid.as_str()));
+        assert_eq!(z["pod_uid"], uid);
+        assert_eq!(z["qos"], "besteffort");
+        assert_eq!(z["cause"], "pid1_not_init", "{z:#}");
+    }
+    let series = "zombie_processes{container=\"app\",namespace=\"zombie-e2e\",pod=\"leaky\"} 2";
+    poll("the named series", SECOND, || {
+        let (_, m) = d.get("/metrics").unwrap();
+        m.contains(series).then_some(())
+    });
+
+    let endpoint = format!("http://127.0.0.1:{}", d.port);
+    let list = |args: &[&str]| {
+        let out = Command::new(harness::daemon_bin())
+            .args(["list", "--endpoint", &endpoint])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = list(&["--namespace", "zombie-e2e", "--container", "app"]);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("zombie-e2e/leaky"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.lines().next().unwrap().contains("NAMESPACE/POD"),
+        "{text}"
+    );
+    let text = list(&["--namespace", "elsewhere"]);
+    assert!(!text.contains("leaky"), "{text}");
+    let text = list(&["--pod", uid]);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("zombie-e2e/leaky"))
+            .count(),
+        2,
+        "{text}"
+    );
+}
+
+/// A runtime socket that is gone: the daemon still runs, labels what it knows, and says so
+/// once.
+#[test]
+fn without_a_runtime_socket_the_daemon_runs_and_says_so_once() {
+    let d = Daemon::start_with(&["--runtime-endpoint", "unix:///nonexistent/containerd.sock"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(d.get("/readyz").unwrap().0, 200);
+    let log = d.log_text();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("/nonexistent/containerd.sock"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+    assert!(!log.contains("panicked"));
+}
+
+/// The init audit of real containers: a plain PID 1, tini, dumb-init, a shell, a PID 1 that
+/// traps SIGTERM, and a pod with a shared PID namespace whose container's main process
+/// exited while its child lives on.
+#[test]
+fn the_init_audit_judges_each_containers_pid1() {
+    let d = Daemon::start();
+    let uid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+    let path = |id: &str| format!("/kubepods/besteffort/pod{uid}/{}", id.repeat(32));
+    let long = "while :; do sleep 1; done";
+    let trap = format!("trap 'exit 0' TERM; {long}");
+    let cases: Vec<(&str, Vec<&str>, &[&str])> = vec![
+        ("c1", vec!["/bin/sleep", "3600"], &[]),
+        (
+            "c2",
+            vec!["/bin/tini-static", "--", "/bin/sleep", "3600"],
+            &["/usr/bin/tini-static"],
+        ),
+        (
+            "c3",
+            vec!["/bin/dumb-init", "/bin/sleep", "3600"],
+            &["/usr/bin/dumb-init"],
+        ),
+        (
+            "c4",
+            vec!["/bin/bash", "-c", "sleep 3600; true"],
+            &["/bin/bash"],
+        ),
+        ("c5", vec!["/bin/sh", "-c", trap.as_str()], &[]),
+    ];
+    let mut containers = Vec::new();
+    for (id, args, bins) in &cases {
+        let opts = runc::Options {
+            bins,
+            ..Default::default()
+        };
+        containers.push(runc::RuncContainer::start_with(
+            &format!("zombie-audit-{id}"),
+            &path(id),
+            args,
+            opts,
+        ));
+    }
+    // A pod with a shared PID namespace: "pause" is PID 1. In the app container's cgroup, a
+    // main process started in that namespace exits at once and leaves its child behind,
+    // handed to pause. (runc itself kills what is left when a container's init exits, so the
+    // container is made by hand: a cgroup and `nsenter`.)
+    let pause = runc::RuncContainer::start("zombie-audit-c6", &path("c6"), &["/bin/sleep", "3600"]);
+    let app = runc::LeftoverInSharedPidNs::start(pause.pid, &path("c7"));
+    let audit = |id: &str| -> serde_json::Value {
+        let (_, body) = d.get("/audit").unwrap();
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        all.into_iter()
+            .find(|a| a["container_id"].as_str() == Some(id.repeat(32).as_str()))
+            .unwrap_or_else(|| panic!("no audit of {id} in {body}"))
+    };
+    let a = audit("c1");
+    assert_eq!(
+        (
+            a["pid1_comm"].as_str(),
+            a["reaps"].as_bool(),
+            a["handles_sigterm"].as_bool()
+        ),
+        (Some("sleep"), Some(false), Some(false)),
+        "{a:#}"
+    );
+    assert!(
+        a["verdict"].as_str().unwrap().contains("does not reap"),
+        "{a:#}"
+    );
+    assert!(a["verdict"].as_str().unwrap().contains("SIGKILL"), "{a:#}");
+    for (id, init) in [("c2", "tini-static"), ("c3", "dumb-init")] {
+        let a = audit(id);
+        assert_eq!(a["kind"], "init", "{a:#}");
+        assert_eq!(a["init"], init, "{a:#}");
+        assert_eq!(a["reaps"], true, "{a:#}");
+        assert_eq!(a["handles_sigterm"], true, "{a:#}");
+        assert_eq!(a["verdict"], "ok", "{a:#}");
+    }
+    let a = audit("c4");
+    assert_eq!(
+        (a["pid1_comm"].as_str(), a["shell"].as_bool()),
+        (Some("bash"), Some(true)),
+        "{a:#}"
+    );
+    assert!(a["verdict"].as_str().unwrap().contains("shell"), "{a:#}");
+    let a = audit("c5");
+    assert_eq!(
+        (a["sigterm"].as_str(), a["handles_sigterm"].as_bool()),
+        (Some("caught"), Some(true)),
+        "{a:#}"
+    );
+    let a = poll(
+        "the leftover child in the shared PID namespace",
+        3 * SECOND,
+        || {
+            let a = audit("c7");
+            (a["leftover_pids"].as_array().is_some_and(|l| l.len() == 1)).then_some(a)
+        },
+    );
+    assert_eq!(a["shared_pid_namespace"], true, "{a:#}");
+    assert!(
+        a["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("keep the container from stopping"),
+        "{a:#}"
+    );
+    assert_eq!(audit("c6")["leftover_pids"].as_array().unwrap().len(), 0);
+
+    // The info metric and the command agree.
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(
+        m.contains("zombie_container_init_info{") && m.contains("pid1=\"tini-static\""),
+        "{m}"
+    );
+    let out = Command::new(harness::daemon_bin())
+        .args([
+            "audit",
+            "--endpoint",
+            &format!("http://127.0.0.1:{}", d.port),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("NAMESPACE/POD"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("dumb-init") && l.ends_with("ok")),
+        "{text}"
+    );
+    let out = Command::new(harness::daemon_bin())
+        .args(["audit", "--once", "--json"])
+        .output()
+        .unwrap();
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.len() >= 7);
+    drop(app);
+    drop(pause);
+    drop(containers);
 }

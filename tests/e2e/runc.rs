@@ -26,9 +26,41 @@ fn runc(state: &Path) -> Command {
     c
 }
 
+/// More than busybox: host programs to copy in, a PID namespace to join.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Host binaries copied to /bin with the shared libraries they need.
+    pub bins: &'a [&'a str],
+    /// Join the PID namespace of this host pid (a pod's shared PID namespace).
+    pub join_pid_ns_of: Option<i32>,
+}
+
+/// Copies a host binary and its shared libraries (from `ldd`) into a rootfs.
+fn copy_with_libs(bin: &str, rootfs: &Path) {
+    let name = Path::new(bin).file_name().unwrap();
+    std::fs::copy(bin, rootfs.join("bin").join(name)).unwrap();
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(lib) = path {
+            let dest = rootfs.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &dest).unwrap();
+        }
+    }
+}
+
 impl RuncContainer {
     /// Starts `args` as PID 1 of a new container in cgroup `cgroup_path` (cgroupfs driver).
     pub fn start(id: &str, cgroup_path: &str, args: &[&str]) -> Self {
+        Self::start_with(id, cgroup_path, args, Options::default())
+    }
+
+    pub fn start_with(id: &str, cgroup_path: &str, args: &[&str], opts: Options) -> Self {
         assert!(
             Path::new(BUSYBOX).exists(),
             "{BUSYBOX} is missing: install busybox-static (cargo xtask setup --test)"
@@ -46,6 +78,9 @@ impl RuncContainer {
         std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
         for applet in ["sh", "sleep"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        for bin in opts.bins {
+            copy_with_libs(bin, &rootfs);
         }
         let mut c = RuncContainer {
             id: id.to_string(),
@@ -71,6 +106,13 @@ impl RuncContainer {
         cfg["root"]["readonly"] = Value::Bool(true);
         cfg["linux"]["cgroupsPath"] = Value::from(cgroup_path);
         cfg["linux"]["resources"]["pids"] = serde_json::json!({ "limit": PIDS_LIMIT });
+        if let Some(pid) = opts.join_pid_ns_of {
+            for ns in cfg["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "pid" {
+                    ns["path"] = Value::from(format!("/proc/{pid}/ns/pid"));
+                }
+            }
+        }
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 
         // The container inherits runc's stdio: a pipe would never see EOF, so use a file.
@@ -126,5 +168,72 @@ impl Drop for RuncContainer {
             }
         }
         let _ = std::fs::remove_dir_all(self.bundle.parent().unwrap());
+    }
+}
+
+/// A container cgroup holding only a process whose starter exited in a pod's shared PID
+/// namespace: its parent is now the namespace's init (the pod's pause process).
+pub struct LeftoverInSharedPidNs {
+    cgroup_path: String,
+    pub pid: i32,
+}
+
+impl LeftoverInSharedPidNs {
+    pub fn start(ns_init: i32, cgroup_path: &str) -> Self {
+        let mut me = Self {
+            cgroup_path: cgroup_path.to_string(),
+            pid: 0,
+        };
+        let out = Command::new("nsenter")
+            .args([
+                "--target",
+                &ns_init.to_string(),
+                "--pid",
+                "--",
+                "/bin/sh",
+                "-c",
+            ])
+            .arg("sleep 3600 </dev/null >/dev/null 2>&1 & echo $!")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nsenter: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `$!` is the child's pid in the pod's namespace; find its host pid among the init's
+        // children.
+        let children = std::fs::read_to_string(format!("/proc/{ns_init}/task/{ns_init}/children"))
+            .unwrap_or_default();
+        me.pid = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.starts_with("sleep\0"))
+            })
+            .expect("the leftover child, handed to the namespace's init");
+        for h in hierarchies() {
+            let dir = h.join(cgroup_path.trim_start_matches('/'));
+            if std::fs::create_dir_all(&dir).is_ok() {
+                let _ = std::fs::write(dir.join("cgroup.procs"), me.pid.to_string());
+            }
+        }
+        me
+    }
+}
+
+impl Drop for LeftoverInSharedPidNs {
+    fn drop(&mut self) {
+        // SAFETY: killing the process this test made.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let parts: Vec<&str> = self.cgroup_path.trim_matches('/').split('/').collect();
+        for depth in (1..=parts.len()).rev() {
+            let rel = parts[..depth].join("/");
+            for h in hierarchies() {
+                let _ = std::fs::remove_dir(h.join(&rel));
+            }
+        }
     }
 }

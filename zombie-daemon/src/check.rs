@@ -91,6 +91,14 @@ pub fn requirements() -> Requirements {
                 read_only: true,
                 why: "cgroup ids to paths, cgroup mode, pids limits",
             },
+            HostPath {
+                host_path: "/run/containerd",
+                mount_path: "/host/run/containerd",
+                // connect() on a unix socket works through a read-only mount; the directory
+                // (not the socket file) survives the runtime recreating its socket.
+                read_only: true,
+                why: "the container runtime's CRI socket: pod, namespace and container names",
+            },
         ],
         port: 9899,
         liveness_path: http::HEALTHZ_PATH,

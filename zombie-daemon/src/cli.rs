@@ -23,6 +23,23 @@ pub enum Command {
     List(ListArgs),
     /// Preflight: say what this node lacks to run the daemon; non-zero exit if it cannot.
     Check(CheckArgs),
+    /// Audit every container's PID 1: does it reap orphans, does it stop on SIGTERM?
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// A running daemon's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9899", env = "ZOMBIE_ENDPOINT")]
+    pub endpoint: String,
+    /// Don't ask a daemon: read /proc and the cgroup tree directly (no runtime names).
+    #[arg(long)]
+    pub once: bool,
+    /// Print JSON (the `/audit` array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub paths: HostPaths,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -62,6 +79,10 @@ pub struct RunArgs {
     pub log_level: String,
     #[command(flatten)]
     pub paths: HostPaths,
+    /// The container runtime's CRI socket, for pod and container names
+    /// (default: the first of containerd's, k3s's, CRI-O's, cri-dockerd's that exists).
+    #[arg(long, env = "ZOMBIE_RUNTIME_ENDPOINT")]
+    pub runtime_endpoint: Option<String>,
     /// Ring buffer size in bytes (a power of two, a multiple of the page size).
     #[arg(long, default_value_t = 4 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_bytes: u32,

@@ -18,6 +18,7 @@ use tokio::{signal::unix::SignalKind, task::JoinHandle, time::MissedTickBehavior
 use tracing::{debug, info, warn};
 
 use crate::{
+    attribution::names::{self, NameCache},
     clock,
     metrics::Metrics,
     probe::{Probe, ProbeConfig, TickConverter},
@@ -32,6 +33,10 @@ pub struct RunConfig {
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
     pub probe: ProbeConfig,
+    /// The CRI socket (`unix:///...`); None: look for a well-known one.
+    pub runtime_endpoint: Option<String>,
+    /// How long a container that vanished from the runtime keeps its names.
+    pub names_grace: Duration,
     /// How often pending events are drained when the kernel has not asked for a wakeup.
     pub drain_interval: Duration,
     /// A full /proc resync this often, as a safety net (zero: never).
@@ -46,6 +51,22 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// CLOCK_BOOTTIME of the event loop's last iteration (for /healthz).
     pub heartbeat: AtomicU64,
+    pub proc_root: PathBuf,
+    /// The hierarchy that lists container processes (for the init audit).
+    pub pids_root: Option<PathBuf>,
+}
+
+impl Shared {
+    /// The init audit of every container on the node, with names.
+    pub fn audit(&self) -> Vec<crate::audit::ContainerAudit> {
+        let Some(root) = &self.pids_root else {
+            return Vec::new();
+        };
+        let mut audits = crate::audit::audit(&self.proc_root, root);
+        let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
+        crate::audit::name(&mut audits, &mut attributor);
+        audits
+    }
 }
 
 /// Why the table is rebuilt from /proc.
@@ -91,9 +112,24 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let ticks = TickConverter::from_system();
     let procfs = ProcFs::new(&cfg.proc_root, ticks);
     let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let names = match names::choose_endpoint(cfg.runtime_endpoint.as_deref()) {
+        Some(endpoint) => {
+            let cache = Arc::new(NameCache::new(cfg.names_grace));
+            tokio::spawn(names::refresh_loop(cache.clone(), endpoint));
+            Some(cache)
+        }
+        None => {
+            warn!(
+                "no container runtime socket found (containerd, k3s, CRI-O, cri-dockerd): zombies \
+                 are labelled with pod UID and container ID only; set --runtime-endpoint"
+            );
+            None
+        }
+    };
     let attributor = Arc::new(Mutex::new(Attributor::new(
         &cfg.proc_root,
         &cfg.cgroup_root,
+        names,
     )));
     let metrics = Metrics::new(
         tracker.clone(),
@@ -107,6 +143,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         metrics,
         ready: AtomicBool::new(false),
         heartbeat: AtomicU64::new(clock::boottime_now()),
+        proc_root: cfg.proc_root.clone(),
+        pids_root: crate::budget::pids_root(&cfg.cgroup_root),
     });
 
     let server = {

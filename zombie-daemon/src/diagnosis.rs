@@ -82,18 +82,28 @@ pub enum Disposition {
     Default,
     Ignored,
     Caught,
+    /// Blocked and (presumably) collected with sigwait/signalfd, as tini and dumb-init do:
+    /// the kernel queues a blocked signal even for a namespace's init.
+    Blocked,
 }
 
 impl Disposition {
-    pub fn from_masks(sig: u32, ignored: u64, caught: u64) -> Self {
+    pub fn from_masks(sig: u32, ignored: u64, caught: u64, blocked: u64) -> Self {
         let bit = 1u64 << (sig - 1);
         if caught & bit != 0 {
             Self::Caught
+        } else if blocked & bit != 0 {
+            Self::Blocked
         } else if ignored & bit != 0 {
             Self::Ignored
         } else {
             Self::Default
         }
+    }
+
+    /// The process will see the signal (a handler, or collects it while blocked).
+    pub fn handled(self) -> bool {
+        matches!(self, Self::Caught | Self::Blocked)
     }
 }
 
@@ -171,8 +181,10 @@ impl ReaperFacts {
         let p = ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string())).ok()?;
         let status = p.status().ok()?;
         let cmdline = p.cmdline().unwrap_or_default();
-        let sigchld = Disposition::from_masks(libc::SIGCHLD as u32, status.sigign, status.sigcgt);
-        let sigterm = Disposition::from_masks(libc::SIGTERM as u32, status.sigign, status.sigcgt);
+        let masks = |sig: i32| {
+            Disposition::from_masks(sig as u32, status.sigign, status.sigcgt, status.sigblk)
+        };
+        let (sigchld, sigterm) = (masks(libc::SIGCHLD), masks(libc::SIGTERM));
         Some(Self {
             pid,
             comm: status.name,
@@ -362,9 +374,17 @@ mod tests {
     #[test]
     fn signal_dispositions() {
         let chld = 1u64 << 16;
-        assert_eq!(Disposition::from_masks(17, 0, chld), Disposition::Caught);
-        assert_eq!(Disposition::from_masks(17, chld, 0), Disposition::Ignored);
-        assert_eq!(Disposition::from_masks(17, 0, 0), Disposition::Default);
+        assert_eq!(Disposition::from_masks(17, 0, chld, 0), Disposition::Caught);
+        assert_eq!(
+            Disposition::from_masks(17, chld, 0, 0),
+            Disposition::Ignored
+        );
+        assert_eq!(
+            Disposition::from_masks(17, 0, 0, chld),
+            Disposition::Blocked
+        );
+        assert_eq!(Disposition::from_masks(17, 0, 0, 0), Disposition::Default);
+        assert!(Disposition::Blocked.handled() && !Disposition::Ignored.handled());
     }
 
     #[test]

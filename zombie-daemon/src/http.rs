@@ -23,6 +23,7 @@ pub const METRICS_PATH: &str = "/metrics";
 pub const HEALTHZ_PATH: &str = "/healthz";
 pub const READYZ_PATH: &str = "/readyz";
 pub const ZOMBIES_PATH: &str = "/zombies";
+pub const AUDIT_PATH: &str = "/audit";
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -30,6 +31,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(HEALTHZ_PATH, get(healthz))
         .route(READYZ_PATH, get(readyz))
         .route(ZOMBIES_PATH, get(zombies))
+        .route(AUDIT_PATH, get(audit))
         .with_state(shared)
 }
 
@@ -69,4 +71,8 @@ async fn zombies(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let tracker = s.tracker.lock().unwrap_or_else(|e| e.into_inner());
     let mut attributor = s.attributor.lock().unwrap_or_else(|e| e.into_inner());
     Json(view::snapshot(&tracker, &mut attributor, now, &wall))
+}
+
+async fn audit(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(s.audit())
 }

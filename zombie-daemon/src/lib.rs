@@ -5,6 +5,7 @@
 //! [`procfs`] (/proc), [`cgroups`] and [`http`] are thin adapters around it.
 
 pub mod attribution;
+pub mod audit;
 pub mod budget;
 pub mod cgroups;
 pub mod check;

@@ -1,10 +1,6 @@
 //! `zombie-daemon list`: a ps-like table of zombies.
 
-use std::{
-    fmt::Write as _,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Empty};
@@ -81,18 +77,26 @@ fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
     })?;
     let mut tracker = Tracker::default();
     tracker.reconcile(now, &entries);
-    let attributor = Arc::new(Mutex::new(Attributor::new(
-        &args.paths.proc_root,
-        &args.paths.cgroup_root,
-    )));
-    let mut a = attributor.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(view::snapshot(&tracker, &mut a, now, &WallClock::now()))
+    let mut attributor = Attributor::new(&args.paths.proc_root, &args.paths.cgroup_root, None);
+    Ok(view::snapshot(
+        &tracker,
+        &mut attributor,
+        now,
+        &WallClock::now(),
+    ))
 }
 
-/// GET `<endpoint>/zombies` from a running daemon (plain HTTP/1.1, no TLS: it is a node-local
-/// API).
+/// GET `<endpoint>/zombies` from a running daemon.
 pub async fn fetch(endpoint: &str) -> anyhow::Result<Vec<ZombieView>> {
-    let uri: hyper::Uri = format!("{}/zombies", endpoint.trim_end_matches('/'))
+    fetch_json(endpoint, "/zombies").await
+}
+
+/// GET `<endpoint><path>` as JSON (plain HTTP/1.1, no TLS: it is a node-local API).
+pub async fn fetch_json<T: serde::de::DeserializeOwned>(
+    endpoint: &str,
+    path: &str,
+) -> anyhow::Result<T> {
+    let uri: hyper::Uri = format!("{}{path}", endpoint.trim_end_matches('/'))
         .parse()
         .with_context(|| format!("--endpoint {endpoint:?} is not a valid URL"))?;
     if uri.scheme_str() != Some("http") {
@@ -146,6 +150,30 @@ pub fn human_age(secs: f64) -> String {
     }
 }
 
+/// Left-aligned columns, the last one unpadded.
+pub fn render_rows<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 pub fn table(zombies: &[ZombieView]) -> String {
     let mut rows: Vec<[String; 9]> = vec![[
         "PID".into(),
@@ -181,25 +209,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
             z.cause.map_or("-", |c| c.as_str()).to_string(),
         ]);
     }
-    let mut widths = [0usize; 9];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                let _ = write!(line, "{c:<w$}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut out = render_rows(&rows);
     if zombies.is_empty() {
         out.push_str("(no zombie processes)\n");
     }

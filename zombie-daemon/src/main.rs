@@ -3,7 +3,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::{EnvFilter, fmt};
 use zombie_daemon::{
-    check,
+    audit, check,
     cli::{Cli, Command, LogFormat, RunArgs},
     daemon::{self, RunConfig},
     list,
@@ -21,6 +21,7 @@ fn main() {
             Command::Run(args) => run(args).await.map(|()| 0),
             Command::List(args) => list::run(args).await.map(|()| 0),
             Command::Check(args) => check::run(args),
+            Command::Audit(args) => audit::run(args).await.map(|()| 0),
         }
     });
     // Don't wait for blocking /proc scans still in flight.
@@ -45,6 +46,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ring_buffer_bytes: args.ring_buffer_bytes,
             ..ProbeConfig::default()
         },
+        runtime_endpoint: args.runtime_endpoint,
+        names_grace: Duration::from_secs(600),
         drain_interval: Duration::from_millis(args.drain_interval_ms),
         resync_interval: Duration::from_secs(args.resync_interval_secs),
     };

@@ -16,7 +16,7 @@ use prometheus::{
 use rustc_hash::FxHashMap;
 
 use crate::{
-    budget, clock,
+    audit, budget, clock,
     diagnosis::Cause,
     tracker::{Applied, Tracker},
     view::{Attributor, Diagnoser},
@@ -153,6 +153,13 @@ impl Metrics {
             .register(Box::new(BudgetCollector::new(
                 proc_root,
                 cgroup_root,
+                attributor.clone(),
+            )))
+            .expect("unique metric");
+        registry
+            .register(Box::new(InitCollector::new(
+                proc_root,
+                cgroup_root,
                 attributor,
             )))
             .expect("unique metric");
@@ -210,6 +217,38 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("text encoding is UTF-8")
     }
+}
+
+/// At most this many containers get their own zombie series; a node with more containers
+/// with zombies is broken enough that the top ones tell the story.
+pub const MAX_CONTAINER_SERIES: usize = 500;
+
+/// The labels of the series that sums the containers beyond the cap.
+fn other_labels() -> [String; 3] {
+    [String::new(), "_other".into(), "_other".into()]
+}
+
+/// Keeps the `max - 1` groups with the largest first value and folds the rest into one
+/// `_other` group; returns the kept keys when it had to cut.
+fn cap_series<V: Default + Ord + Clone>(
+    groups: &mut FxHashMap<[String; 3], V>,
+    max: usize,
+    merge: impl Fn(&mut V, &V),
+) -> Option<rustc_hash::FxHashSet<[String; 3]>> {
+    if groups.len() <= max {
+        return None;
+    }
+    let mut all: Vec<([String; 3], V)> = groups.drain().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest = all.split_off(max - 1);
+    let mut other = V::default();
+    for (_, v) in &rest {
+        merge(&mut other, v);
+    }
+    let kept = all.iter().map(|(k, _)| k.clone()).collect();
+    groups.extend(all);
+    groups.insert(other_labels(), other);
+    Some(kept)
 }
 
 /// `zombie_processes` and `zombie_oldest_age_seconds` per container, from the table.
@@ -287,6 +326,24 @@ impl Collector for TableCollector {
         drop(diagnoser);
         drop(tracker);
         drop(attributor);
+        // Bounded cardinality: the containers with the most zombies keep their own series,
+        // the rest are summed into one `_other` series.
+        let kept = cap_series(&mut groups, MAX_CONTAINER_SERIES, |a, b| {
+            a.0 += b.0;
+            a.1 = a.1.max(b.1);
+        });
+        let causes: FxHashMap<([String; 3], Cause), u64> =
+            causes
+                .into_iter()
+                .fold(FxHashMap::default(), |mut m, ((l, c), n)| {
+                    let l = if kept.as_ref().is_none_or(|k| k.contains(&l)) {
+                        l
+                    } else {
+                        other_labels()
+                    };
+                    *m.entry((l, c)).or_default() += n;
+                    m
+                });
         for ((l, cause), n) in &causes {
             by_cause
                 .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
@@ -438,5 +495,133 @@ impl Collector for BudgetCollector {
             out.extend(c.collect());
         }
         out
+    }
+}
+
+/// `zombie_container_init_info`: what every container's PID 1 is, from the init audit.
+/// The audit reads /proc for every container, so its result is reused for `AUDIT_TTL`.
+struct InitCollector {
+    proc_root: PathBuf,
+    pids_root: Option<PathBuf>,
+    attributor: Arc<Mutex<Attributor>>,
+    cache: Mutex<Option<(std::time::Instant, Vec<audit::ContainerAudit>)>>,
+    descs: Vec<Desc>,
+}
+
+const AUDIT_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+const INIT_LABELS: [&str; 8] = [
+    "namespace",
+    "pod",
+    "container",
+    "pid1",
+    "kind",
+    "reaps",
+    "handles_sigterm",
+    "shared_pid_namespace",
+];
+
+impl InitCollector {
+    fn new(proc_root: &Path, cgroup_root: &Path, attributor: Arc<Mutex<Attributor>>) -> Self {
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            pids_root: budget::pids_root(cgroup_root),
+            attributor,
+            cache: Mutex::new(None),
+            descs: Self::vec().desc().into_iter().cloned().collect(),
+        }
+    }
+
+    fn vec() -> prometheus::GaugeVec {
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "zombie_container_init_info",
+                "A container's PID 1: what it is, whether it reaps orphans and handles SIGTERM; \
+                 always 1.",
+            ),
+            &INIT_LABELS,
+        )
+        .expect("valid metric")
+    }
+}
+
+impl Collector for InitCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(root) = &self.pids_root else {
+            return Vec::new();
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > AUDIT_TTL)
+        {
+            let mut audits = audit::audit(&self.proc_root, root);
+            let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
+            audit::name(&mut audits, &mut attributor);
+            *cache = Some((std::time::Instant::now(), audits));
+        }
+        let v = Self::vec();
+        for a in cache
+            .as_ref()
+            .map(|(_, a)| a.as_slice())
+            .unwrap_or_default()
+        {
+            let Some(comm) = &a.pid1_comm else { continue };
+            // A container removed since the audit has no series left (one stat each).
+            if !root.join(a.cgroup_path.trim_start_matches('/')).exists() {
+                continue;
+            }
+            let [ns, pod, container] = audit::labels(a);
+            let kind = match a.kind {
+                Some(crate::diagnosis::ReaperKind::Init) => "init",
+                Some(crate::diagnosis::ReaperKind::Shell) => "shell",
+                _ => "application",
+            };
+            v.with_label_values(&[
+                ns.as_str(),
+                pod.as_str(),
+                container.as_str(),
+                comm.as_str(),
+                kind,
+                if a.reaps { "true" } else { "false" },
+                if a.handles_sigterm { "true" } else { "false" },
+                if a.shared_pid_namespace {
+                    "true"
+                } else {
+                    "false"
+                },
+            ])
+            .set(1.0);
+        }
+        v.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_capped_into_other() {
+        let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
+        for i in 0..10u64 {
+            groups.insert([String::new(), format!("pod{i}"), "c".into()], (i, i * 10));
+        }
+        let kept = cap_series(&mut groups, 4, |a, b| {
+            a.0 += b.0;
+            a.1 = a.1.max(b.1);
+        })
+        .unwrap();
+        assert_eq!(groups.len(), 4);
+        assert_eq!(kept.len(), 3);
+        // pods 9, 8, 7 keep their series; 0..=6 sum to 21 zombies, oldest 60.
+        assert_eq!(groups[&other_labels()], (21, 60));
+        assert!(groups.contains_key(&[String::new(), "pod9".into(), "c".into()]));
+        let total: u64 = groups.values().map(|v| v.0).sum();
+        assert_eq!(total, 45);
+        assert!(cap_series(&mut groups, 4, |_, _| {}).is_none());
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    attribution::{self, Attribution},
+    attribution::{self, Attribution, names::NameCache},
     cgroups::CgroupResolver,
     clock::WallClock,
     diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
@@ -82,6 +82,8 @@ pub struct ParentAtExit {
 pub struct Attributor {
     proc_root: std::path::PathBuf,
     cgroups: CgroupResolver,
+    names: Option<Arc<NameCache>>,
+    names_generation: u64,
     by_path: FxHashMap<Arc<str>, Arc<Attribution>>,
     unknown: Arc<Attribution>,
 }
@@ -90,10 +92,12 @@ pub struct Attributor {
 const ATTRIBUTION_CACHE_LIMIT: usize = 16_384;
 
 impl Attributor {
-    pub fn new(proc_root: &Path, cgroup_root: &Path) -> Self {
+    pub fn new(proc_root: &Path, cgroup_root: &Path, names: Option<Arc<NameCache>>) -> Self {
         Self {
             proc_root: proc_root.to_path_buf(),
             cgroups: CgroupResolver::new(proc_root, cgroup_root),
+            names,
+            names_generation: 0,
             by_path: FxHashMap::default(),
             unknown: Arc::new(Attribution {
                 owner: attribution::Owner::Unknown.as_str(),
@@ -117,13 +121,20 @@ impl Attributor {
 
     /// Who a cgroup path belongs to (cached).
     pub fn for_path(&mut self, path: &str) -> Arc<Attribution> {
+        // New names from the runtime invalidate what was cached without them.
+        if let Some(g) = self.names.as_ref().map(|n| n.generation())
+            && g != self.names_generation
+        {
+            self.names_generation = g;
+            self.by_path.clear();
+        }
         if let Some(a) = self.by_path.get(path) {
             return a.clone();
         }
         if self.by_path.len() >= ATTRIBUTION_CACHE_LIMIT {
             self.by_path.clear();
         }
-        let a = attribution::attribute_path(path);
+        let a = attribution::attribute_path(path, self.names.as_deref());
         self.by_path.insert(path.into(), a.clone());
         a
     }

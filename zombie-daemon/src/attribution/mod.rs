@@ -5,6 +5,8 @@
 //! runtime. Results are cached per cgroup id: every zombie of a container shares one.
 
 pub mod cgroup_path;
+pub mod cri;
+pub mod names;
 
 use std::sync::Arc;
 
@@ -61,9 +63,22 @@ impl Attribution {
     }
 }
 
-/// Attribution of a cgroup path, shared by every zombie of that cgroup.
-pub fn attribute_path(path: &str) -> Arc<Attribution> {
-    Arc::new(Attribution::from_cgroup(&cgroup_path::parse(path)))
+/// Attribution of a cgroup path, with the runtime's names when it knows them.
+pub fn attribute_path(path: &str, names: Option<&names::NameCache>) -> Arc<Attribution> {
+    let mut a = Attribution::from_cgroup(&cgroup_path::parse(path));
+    if let Some(cache) = names
+        && a.owner == Owner::Pod.as_str()
+    {
+        if let Some(n) = a.container_id.as_deref().and_then(|id| cache.container(id)) {
+            a.namespace = Some(n.namespace);
+            a.pod = Some(n.pod);
+            a.container = Some(n.container);
+        } else if let Some(p) = a.pod_uid.as_deref().and_then(|uid| cache.pod(uid)) {
+            a.namespace = Some(p.namespace);
+            a.pod = Some(p.pod);
+        }
+    }
+    Arc::new(a)
 }
 
 #[cfg(test)]
@@ -75,7 +90,7 @@ mod tests {
 
     #[test]
     fn cgroupfs_pod_paths_are_attributed() {
-        let a = attribute_path(&format!("/kubepods/besteffort/pod{UID}/{ID}"));
+        let a = attribute_path(&format!("/kubepods/besteffort/pod{UID}/{ID}"), None);
         assert_eq!(a.owner, "pod");
         assert_eq!(a.pod_uid.as_deref(), Some(UID));
         assert_eq!(a.container_id.as_deref(), Some(ID));
@@ -86,9 +101,12 @@ mod tests {
     #[test]
     fn systemd_pod_paths_are_attributed() {
         let uid_ = UID.replace('-', "_");
-        let a = attribute_path(&format!(
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"
-        ));
+        let a = attribute_path(
+            &format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"
+            ),
+            None,
+        );
         assert_eq!(a.pod_uid.as_deref(), Some(UID));
         assert_eq!(a.runtime.as_deref(), Some("containerd"));
         assert_eq!(a.qos, Some("burstable"));
@@ -96,7 +114,7 @@ mod tests {
 
     #[test]
     fn host_processes_have_empty_labels() {
-        let a = attribute_path("/system.slice/containerd.service");
+        let a = attribute_path("/system.slice/containerd.service", None);
         assert_eq!(a.owner, "host");
         assert_eq!(a.labels(), <[String; 3]>::default());
     }

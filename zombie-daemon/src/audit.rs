@@ -1,0 +1,386 @@
+//! The init audit: for every container, what its PID 1 is and whether it will reap orphans
+//! and stop on SIGTERM — before zombies pile up.
+//!
+//! A container's PID 1 is the init of its PID namespace. The kernel delivers a signal from
+//! outside to a namespace's init only if it has a handler for it (SIGKILL aside), so a PID 1
+//! that neither catches nor ignores SIGTERM is only stopped by SIGKILL after the grace
+//! period. It reaps orphans only if it is an init or handles SIGCHLD.
+//!
+//! In a pod with a shared PID namespace the pause process is PID 1; when a container's main
+//! process exits, the processes it started are handed to pause and live on in the
+//! container's cgroup, keeping it from stopping. They are reported as `leftover_pids`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    attribution::{Owner, cgroup_path},
+    diagnosis::{Disposition, ReaperFacts, ReaperKind, known_init},
+};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ContainerAudit {
+    pub pod_uid: String,
+    pub container_id: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub cgroup_path: String,
+    /// The container's main process: its PID-namespace init, or (in a shared PID
+    /// namespace) its oldest process. Absent when it has no live process.
+    pub pid1: Option<u32>,
+    pub pid1_comm: Option<String>,
+    pub pid1_cmdline: Option<String>,
+    pub kind: Option<ReaperKind>,
+    pub init: Option<String>,
+    /// It reaps orphans: a known init, or it handles SIGCHLD.
+    pub reaps: bool,
+    pub sigchld: Option<Disposition>,
+    pub sigterm: Option<Disposition>,
+    /// It catches SIGTERM or collects it while blocked (an ignored or default SIGTERM does
+    /// not stop a namespace init).
+    pub handles_sigterm: bool,
+    pub shell: bool,
+    /// The container shares its pod's PID namespace (its main process is not PID 1).
+    pub shared_pid_namespace: bool,
+    /// Live processes whose starter is gone: handed to the pod's init, they keep the
+    /// container from stopping.
+    pub leftover_pids: Vec<u32>,
+    /// "ok", or the problems in words.
+    pub verdict: String,
+}
+
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    start: u64,
+    ns_pid: Option<u32>,
+}
+
+fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
+    let p = ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string())).ok()?;
+    let stat = p.stat().ok()?;
+    if stat.state == 'Z' {
+        return None;
+    }
+    let status = p.status().ok()?;
+    Some(Proc {
+        pid,
+        ppid: stat.ppid.max(0) as u32,
+        start: stat.starttime,
+        ns_pid: status
+            .nspid
+            .and_then(|v| v.last().copied())
+            .map(|p| p as u32),
+    })
+}
+
+fn procs_of(dir: &Path) -> Vec<u32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Container cgroups under a hierarchy that lists processes (cgroup2, or v1 `pids`).
+fn container_cgroups(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = e.path();
+            let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
+            if rel.contains("kubepods") {
+                let info = cgroup_path::parse(&rel);
+                if info.owner == Owner::Pod && info.container_id.is_some() && !info.is_conmon {
+                    out.push((rel, path.clone()));
+                }
+            }
+            if depth < 8 {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Audits every container on the node.
+pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
+    let containers = container_cgroups(hierarchy);
+    containers
+        .iter()
+        .map(|(rel, dir)| audit_one(proc_root, rel, dir))
+        .collect()
+}
+
+fn audit_one(proc_root: &Path, rel: &str, dir: &Path) -> ContainerAudit {
+    let info = cgroup_path::parse(rel);
+    let pod_uid = info.pod_uid.clone().unwrap_or_default();
+    let procs: Vec<Proc> = procs_of(dir)
+        .into_iter()
+        .filter_map(|p| read_proc(proc_root, p))
+        .collect();
+    let main = procs
+        .iter()
+        .find(|p| p.ns_pid == Some(1))
+        .or_else(|| procs.iter().min_by_key(|p| (p.start, p.pid)));
+    let shared = !procs.is_empty() && !procs.iter().any(|p| p.ns_pid == Some(1));
+
+    // Processes of this container whose parent is in another container of the same pod
+    // (the pause process of a shared PID namespace): their starter exited.
+    let pod_dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+    let leftover_pids: Vec<u32> = if shared {
+        let parent_outside_pod = procs
+            .iter()
+            .any(|p| !pids.contains(&p.ppid) && !cgroup_of(proc_root, p.ppid).starts_with(pod_dir));
+        if parent_outside_pod {
+            Vec::new()
+        } else {
+            procs
+                .iter()
+                .filter(|p| !pids.contains(&p.ppid))
+                .map(|p| p.pid)
+                .collect()
+        }
+    } else {
+        Vec::new()
+    };
+
+    let facts = main.and_then(|m| ReaperFacts::read(proc_root, m.pid));
+    let mut a = ContainerAudit {
+        pod_uid,
+        container_id: info.container_id.clone().unwrap_or_default(),
+        namespace: None,
+        pod: None,
+        container: None,
+        cgroup_path: rel.to_string(),
+        pid1: facts.as_ref().map(|f| f.pid),
+        pid1_comm: facts.as_ref().map(|f| f.comm.clone()),
+        pid1_cmdline: facts.as_ref().map(|f| f.cmdline.join(" ")),
+        kind: facts.as_ref().map(|f| f.kind()),
+        init: facts
+            .as_ref()
+            .and_then(|f| known_init(&f.comm, &f.cmdline).map(str::to_string)),
+        reaps: false,
+        sigchld: facts.as_ref().map(|f| f.sigchld),
+        sigterm: facts.as_ref().map(|f| f.sigterm),
+        handles_sigterm: false,
+        shell: facts
+            .as_ref()
+            .is_some_and(|f| f.kind() == ReaperKind::Shell),
+        shared_pid_namespace: shared,
+        leftover_pids,
+        verdict: String::new(),
+    };
+    a.reaps = a.init.is_some() || a.sigchld.is_some_and(|d| d != Disposition::Default);
+    // Known inits forward SIGTERM. tini and catatonit collect signals with sigtimedwait,
+    // which unblocks them while it waits, so /proc shows neither a handler nor a block.
+    a.handles_sigterm = a.init.is_some() || a.sigterm.is_some_and(Disposition::handled);
+    a.verdict = verdict(&a);
+    a
+}
+
+/// Fills in the runtime's names.
+pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attributor) {
+    for a in audits {
+        let at = attributor.for_path(&a.cgroup_path);
+        a.namespace = at.namespace.clone();
+        a.pod = at.pod.clone();
+        a.container = at.container.clone();
+    }
+}
+
+/// `namespace`, `pod`, `container` label values, as the zombie series have them.
+pub fn labels(a: &ContainerAudit) -> [String; 3] {
+    [
+        a.namespace.clone().unwrap_or_default(),
+        a.pod.clone().unwrap_or_else(|| a.pod_uid.clone()),
+        a.container
+            .clone()
+            .unwrap_or_else(|| a.container_id.clone()),
+    ]
+}
+
+fn cgroup_of(proc_root: &Path, pid: u32) -> String {
+    fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup"))
+        .ok()
+        .and_then(|t| crate::cgroups::pick_path(&t, true))
+        .unwrap_or_default()
+}
+
+/// The problems of a container's init in words, or "ok".
+pub fn verdict(a: &ContainerAudit) -> String {
+    let mut problems = Vec::new();
+    if a.pid1.is_none() {
+        return "no live process".into();
+    }
+    if !a.shared_pid_namespace {
+        if !a.reaps {
+            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)");
+        }
+        if !a.handles_sigterm && a.init.is_none() {
+            problems.push(
+                "PID 1 does not handle SIGTERM: it is stopped only by SIGKILL after the grace period",
+            );
+        }
+        if a.shell {
+            problems.push("a shell is PID 1: it does not forward signals to the application");
+        }
+    }
+    if !a.leftover_pids.is_empty() {
+        problems.push(
+            "its main process exited but processes it started live on (handed to the pod's \
+             init): they keep the container from stopping",
+        );
+    }
+    if problems.is_empty() {
+        "ok".into()
+    } else {
+        problems.join("; ")
+    }
+}
+
+/// `zombie-daemon audit`: from a running daemon, or straight from the node with `--once`.
+pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
+    let audits: Vec<ContainerAudit> = if args.once {
+        let root = crate::budget::pids_root(&args.paths.cgroup_root).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no cgroup hierarchy with the pids controller under {} (--cgroup-root)",
+                args.paths.cgroup_root.display()
+            )
+        })?;
+        audit(&args.paths.proc_root, &root)
+    } else {
+        crate::list::fetch_json(&args.endpoint, crate::http::AUDIT_PATH).await?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&audits)?);
+    } else {
+        print!("{}", table(&audits));
+    }
+    Ok(())
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+pub fn table(audits: &[ContainerAudit]) -> String {
+    let mut rows: Vec<[String; 8]> = vec![[
+        "NAMESPACE/POD".into(),
+        "CONTAINER".into(),
+        "PID1".into(),
+        "KIND".into(),
+        "REAPS".into(),
+        "SIGTERM".into(),
+        "SHARED-PID".into(),
+        "VERDICT".into(),
+    ]];
+    for a in audits {
+        let [ns, pod, container] = labels(a);
+        let pod = if ns.is_empty() {
+            pod
+        } else {
+            format!("{ns}/{pod}")
+        };
+        rows.push([
+            pod,
+            container.chars().take(20).collect(),
+            a.pid1_comm.clone().unwrap_or_else(|| "-".into()),
+            match a.kind {
+                Some(ReaperKind::Init) => a.init.clone().unwrap_or_else(|| "init".into()),
+                Some(ReaperKind::Shell) => "shell".into(),
+                Some(ReaperKind::Application) => "application".into(),
+                None => "-".into(),
+            },
+            yes_no(a.reaps),
+            match a.sigterm {
+                Some(Disposition::Caught) => "handled".into(),
+                Some(Disposition::Blocked) => "sigwait".into(),
+                Some(Disposition::Ignored) => "ignored".into(),
+                Some(Disposition::Default) => "default".into(),
+                None => "-".into(),
+            },
+            yes_no(a.shared_pid_namespace),
+            a.verdict.clone(),
+        ]);
+    }
+    let mut out = crate::list::render_rows(&rows);
+    if audits.is_empty() {
+        out.push_str("(no containers found)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ContainerAudit {
+        ContainerAudit {
+            pod_uid: "u".into(),
+            container_id: "c".into(),
+            namespace: None,
+            pod: None,
+            container: None,
+            cgroup_path: "/kubepods/podu/c".into(),
+            pid1: Some(10),
+            pid1_comm: Some("app".into()),
+            pid1_cmdline: Some("app".into()),
+            kind: Some(ReaperKind::Application),
+            init: None,
+            reaps: false,
+            sigchld: Some(Disposition::Default),
+            sigterm: Some(Disposition::Default),
+            handles_sigterm: false,
+            shell: false,
+            shared_pid_namespace: false,
+            leftover_pids: vec![],
+            verdict: String::new(),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let a = base();
+        let v = verdict(&a);
+        assert!(v.contains("does not reap") && v.contains("SIGKILL"), "{v}");
+        let ok = ContainerAudit {
+            init: Some("tini".into()),
+            reaps: true,
+            ..base()
+        };
+        assert_eq!(verdict(&ok), "ok");
+        let sh = ContainerAudit {
+            shell: true,
+            reaps: true,
+            handles_sigterm: true,
+            ..base()
+        };
+        assert!(verdict(&sh).contains("shell"));
+        let left = ContainerAudit {
+            shared_pid_namespace: true,
+            leftover_pids: vec![42],
+            ..base()
+        };
+        assert!(verdict(&left).contains("keep the container from stopping"));
+        let gone = ContainerAudit {
+            pid1: None,
+            ..base()
+        };
+        assert_eq!(verdict(&gone), "no live process");
+    }
+}
