@@ -14,7 +14,7 @@ use zombie_ebpf::{Offsets, RawEvent, counters};
 
 /// Filled in by userspace at load time (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
-static OFFSETS: Offsets = Offsets::ZERO;
+pub(crate) static OFFSETS: Offsets = Offsets::ZERO;
 
 /// The one ring buffer to userspace. Its size is set by userspace at load time.
 #[map]
@@ -33,6 +33,55 @@ pub(crate) fn offsets() -> Offsets {
     // SAFETY: a plain read of our own read-only global; volatile so the compiler cannot fold
     // in the all-zero initial value that userspace overrides.
     unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// One field of the offsets global, without copying the whole struct to the stack.
+macro_rules! off {
+    ($field:ident) => {
+        $crate::probes::volatile(core::ptr::addr_of!($crate::probes::OFFSETS.$field))
+    };
+}
+pub(crate) use off;
+
+/// A volatile read of a field of `OFFSETS` (see `offsets()` for why volatile).
+#[inline(always)]
+pub(crate) fn volatile<T: Copy>(field: *const T) -> T {
+    // SAFETY: `field` points into our own read-only global.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+/// Reads `size_of::<T>()` bytes at `base + off` straight into `dst` (e.g. ring-buffer memory).
+#[inline(always)]
+pub(crate) fn read_into<T>(dst: *mut T, base: *const u8, off: u32) -> Result<(), i32> {
+    // SAFETY: the helper checks the source address; `dst` points into a reserved record.
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            dst.cast(),
+            core::mem::size_of::<T>() as u32,
+            base.wrapping_add(off as usize).cast(),
+        )
+    };
+    if ret == 0 { Ok(()) } else { Err(ret as i32) }
+}
+
+/// Wakeup flags for a submit: wake the consumer only once `wakeup_bytes` are pending.
+#[inline(always)]
+pub(crate) fn wakeup_flags(wakeup_bytes: u64) -> u64 {
+    (if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }) as u64
+}
+
+/// Reserves a record; counts a loss when the ring buffer is full.
+#[inline(always)]
+pub(crate) fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<RawEvent>> {
+    let entry = EVENTS.reserve::<RawEvent>(0);
+    if entry.is_none() {
+        bump(counters::LOST);
+    }
+    entry
 }
 
 /// Reads a `T` at `base + off` from kernel memory.

@@ -1,5 +1,8 @@
 //! `tp_btf/sched_process_exit`: runs in the exiting task, before `exit_notify()` makes it a
 //! zombie. Only the exit of a whole thread group is reported: threads are never zombies.
+//!
+//! The hot path of the daemon: every thread exit runs it. A thread exit costs two reads; a
+//! process exit fills its record in place in the ring buffer (no stack copy).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, generated::bpf_ktime_get_boot_ns},
@@ -8,7 +11,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags};
 
-use super::{offsets, read, read_failed, submit};
+use super::{off, read, read_failed, read_into, reserve, wakeup_flags};
 
 /// SIG_IGN as stored in `sa_handler`.
 const SIG_IGN: u64 = 1;
@@ -23,70 +26,110 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    let o = offsets();
-    if o.ready == 0 {
+    if off!(ready) == 0 {
         return Ok(());
     }
     let task: *const u8 = ctx.arg(0);
-    let signal: *const u8 = read(task, o.task_signal)?;
-    let group_dead = if o.exit_has_group_dead != 0 {
+    let signal: *const u8 = read(task, off!(task_signal))?;
+    let group_dead = if off!(exit_has_group_dead) != 0 {
         let dead: u64 = ctx.arg(1);
         dead & 0xff != 0
     } else {
         // do_exit() decrements signal->live before this tracepoint; 0 means no thread is left.
-        read::<i32>(signal, o.signal_live)? == 0
+        read::<i32>(signal, off!(signal_live))? == 0
     };
     if !group_dead {
         return Ok(());
     }
-
     // The zombie is the group leader, which may have exited long before this last thread.
-    let leader: *const u8 = read(task, o.task_group_leader)?;
-    let parent: *const u8 = read(leader, o.task_real_parent)?;
+    let leader: *const u8 = read(task, off!(task_group_leader))?;
+    let parent: *const u8 = read(leader, off!(task_real_parent))?;
 
-    let mut ev = RawEvent::zeroed();
-    ev.kind = EventKind::Exit as u32;
-    // SAFETY: helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    ev.pid = read(task, o.task_tgid)?;
-    ev.tid = read(task, o.task_pid)?;
-    ev.start_ns = read(leader, o.task_start_boottime)?;
-    ev.exit_code = read(leader, o.task_exit_code)?;
-    ev.group_exit_code = read(signal, o.signal_group_exit_code)?;
-    ev.signal_flags = read(signal, o.signal_flags)?;
-    // SAFETY: helper without arguments.
-    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    ev.comm = read::<[u8; COMM_LEN]>(leader, o.task_comm)?;
-
-    match read_parent(&mut ev, parent, leader) {
-        Ok(()) => {}
-        Err(_) => ev.flags |= flags::PARTIAL,
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev: *mut RawEvent = entry.as_mut_ptr();
+    match fill(ev, task, leader, signal, parent) {
+        Ok(()) => {
+            entry.submit(wakeup_flags(off!(wakeup_bytes)));
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
     }
-    submit(&ev, o.wakeup_bytes);
+}
+
+#[inline(always)]
+fn fill(
+    ev: *mut RawEvent,
+    task: *const u8,
+    leader: *const u8,
+    signal: *const u8,
+    parent: *const u8,
+) -> Result<(), i32> {
+    // SAFETY: `ev` is a reserved, exclusively owned record of the right size; every field is
+    // written before submit (the reserved memory is not zeroed).
+    unsafe {
+        (*ev).kind = EventKind::Exit as u32;
+        (*ev).flags = 0;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
+        (*ev).cgroup_id = bpf_get_current_cgroup_id();
+        // pid and tgid are adjacent ints in task_struct: one read when the layout allows.
+        if off!(task_tgid) == off!(task_pid) + 4 {
+            let ids: [u32; 2] = read(task, off!(task_pid))?;
+            (*ev).tid = ids[0];
+            (*ev).pid = ids[1];
+        } else {
+            (*ev).pid = read(task, off!(task_tgid))?;
+            (*ev).tid = read(task, off!(task_pid))?;
+        }
+        read_into(&raw mut (*ev).start_ns, leader, off!(task_start_boottime))?;
+        read_into(&raw mut (*ev).exit_code, leader, off!(task_exit_code))?;
+        read_into(
+            &raw mut (*ev).group_exit_code,
+            signal,
+            off!(signal_group_exit_code),
+        )?;
+        read_into(&raw mut (*ev).signal_flags, signal, off!(signal_flags))?;
+        read_into::<[u8; COMM_LEN]>(&raw mut (*ev).comm, leader, off!(task_comm))?;
+        if read_parent(ev, parent, leader).is_err() {
+            (*ev).flags |= flags::PARTIAL;
+            (*ev).ppid = 0;
+            (*ev).parent_start_ns = 0;
+            (*ev).parent_comm = [0; COMM_LEN];
+        }
+    }
     Ok(())
 }
 
 /// The parent's identity, and whether the kernel will autoreap the child (do_notify_parent():
 /// SIGCHLD exit signal, not ptraced, parent's SIGCHLD action SIG_IGN or SA_NOCLDWAIT).
 #[inline(always)]
-fn read_parent(ev: &mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
-    let o = offsets();
-    ev.ppid = read(parent, o.task_tgid)?;
-    ev.parent_start_ns = read(parent, o.task_start_boottime)?;
-    ev.parent_comm = read::<[u8; COMM_LEN]>(parent, o.task_comm)?;
-
-    let exit_signal: i32 = read(leader, o.task_exit_signal)?;
-    let ptrace: u32 = read(leader, o.task_ptrace)?;
-    if ptrace != 0 {
-        ev.flags |= flags::PTRACED;
-    } else if exit_signal != o.sigchld as i32 {
-        ev.flags |= flags::NON_SIGCHLD;
-    } else {
-        let sighand: *const u8 = read(parent, o.task_sighand)?;
-        let handler: u64 = read(sighand, o.sighand_sigchld_handler)?;
-        let sa_flags: u64 = read(sighand, o.sighand_sigchld_flags)?;
-        if handler == SIG_IGN || sa_flags & o.sa_nocldwait as u64 != 0 {
-            ev.flags |= flags::AUTOREAP;
+fn read_parent(ev: *mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
+    // SAFETY: as in `fill`.
+    unsafe {
+        read_into(&raw mut (*ev).ppid, parent, off!(task_tgid))?;
+        read_into(
+            &raw mut (*ev).parent_start_ns,
+            parent,
+            off!(task_start_boottime),
+        )?;
+        read_into::<[u8; COMM_LEN]>(&raw mut (*ev).parent_comm, parent, off!(task_comm))?;
+        let exit_signal: i32 = read(leader, off!(task_exit_signal))?;
+        let ptrace: u32 = read(leader, off!(task_ptrace))?;
+        if ptrace != 0 {
+            (*ev).flags |= flags::PTRACED;
+        } else if exit_signal != off!(sigchld) as i32 {
+            (*ev).flags |= flags::NON_SIGCHLD;
+        } else {
+            let sighand: *const u8 = read(parent, off!(task_sighand))?;
+            let handler: u64 = read(sighand, off!(sighand_sigchld_handler))?;
+            let sa_flags: u64 = read(sighand, off!(sighand_sigchld_flags))?;
+            if handler == SIG_IGN || sa_flags & off!(sa_nocldwait) as u64 != 0 {
+                (*ev).flags |= flags::AUTOREAP;
+            }
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{offsets, read, read_failed, submit};
+use super::{off, read, read_failed, read_into, reserve, wakeup_flags};
 
 #[btf_tracepoint(function = "sched_process_free")]
 pub fn sched_process_free(ctx: BtfTracePointContext) -> i32 {
@@ -19,25 +19,42 @@ pub fn sched_process_free(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    let o = offsets();
-    if o.ready == 0 {
+    if off!(ready) == 0 {
         return Ok(());
     }
     let task: *const u8 = ctx.arg(0);
-    let pid: u32 = read(task, o.task_pid)?;
-    let tgid: u32 = read(task, o.task_tgid)?;
+    let (pid, tgid): (u32, u32) = if off!(task_tgid) == off!(task_pid) + 4 {
+        let ids: [u32; 2] = read(task, off!(task_pid))?;
+        (ids[0], ids[1])
+    } else {
+        (read(task, off!(task_pid))?, read(task, off!(task_tgid))?)
+    };
     // Threads (and a leader replaced by exec from another thread, whose pid was swapped)
     // are not processes.
     if pid != tgid {
         return Ok(());
     }
-    let mut ev = RawEvent::zeroed();
-    ev.kind = EventKind::Free as u32;
-    // SAFETY: helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    ev.pid = tgid;
-    ev.tid = pid;
-    ev.start_ns = read(task, o.task_start_boottime)?;
-    submit(&ev, o.wakeup_bytes);
-    Ok(())
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev: *mut RawEvent = entry.as_mut_ptr();
+    // SAFETY: a reserved, exclusively owned record; every field is written before submit.
+    let filled = unsafe {
+        ev.write(RawEvent::zeroed());
+        (*ev).kind = EventKind::Free as u32;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
+        (*ev).pid = tgid;
+        (*ev).tid = pid;
+        read_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
+    };
+    match filled {
+        Ok(()) => {
+            entry.submit(wakeup_flags(off!(wakeup_bytes)));
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
+    }
 }
