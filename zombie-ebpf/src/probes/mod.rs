@@ -28,13 +28,6 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN,
 #[map]
 pub(crate) static WAIT_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
-#[inline(always)]
-pub(crate) fn offsets() -> Offsets {
-    // SAFETY: a plain read of our own read-only global; volatile so the compiler cannot fold
-    // in the all-zero initial value that userspace overrides.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
-}
-
 /// One field of the offsets global, without copying the whole struct to the stack.
 macro_rules! off {
     ($field:ident) => {
@@ -43,7 +36,8 @@ macro_rules! off {
 }
 pub(crate) use off;
 
-/// A volatile read of a field of `OFFSETS` (see `offsets()` for why volatile).
+/// A volatile read of a field of `OFFSETS`: volatile so the compiler cannot fold in the
+/// all-zero initial value that userspace overrides at load time.
 #[inline(always)]
 pub(crate) fn volatile<T: Copy>(field: *const T) -> T {
     // SAFETY: `field` points into our own read-only global.
@@ -72,6 +66,24 @@ pub(crate) fn wakeup_flags(wakeup_bytes: u64) -> u64 {
     } else {
         BPF_RB_NO_WAKEUP
     }) as u64
+}
+
+/// Submits a filled record, or discards it when filling failed.
+#[inline(always)]
+pub(crate) fn finish(
+    entry: aya_ebpf::maps::ring_buf::RingBufEntry<RawEvent>,
+    filled: Result<(), i32>,
+) -> Result<(), i32> {
+    match filled {
+        Ok(()) => {
+            entry.submit(wakeup_flags(off!(wakeup_bytes)));
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
+    }
 }
 
 /// Reserves a record; counts a loss when the ring buffer is full.
@@ -111,25 +123,5 @@ pub(crate) fn read_failed<C: aya_ebpf::EbpfContext>(ctx: &C, what: &str) {
     if bump(counters::READ_ERRORS) == 1 {
         // First failure on this CPU only: logging per event would flood the log buffer.
         aya_log_ebpf::error!(ctx, "zombie-ebpf: kernel read failed in {}", what);
-    }
-}
-
-/// Copies `ev` into the ring buffer. Wakes the consumer only once `wakeup_bytes` are
-/// pending: a wakeup per event costs ~10 µs, userspace also drains on a short timer.
-#[inline(always)]
-pub(crate) fn submit(ev: &RawEvent, wakeup_bytes: u64) {
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    } as u64;
-    match EVENTS.reserve::<RawEvent>(0) {
-        Some(mut entry) => {
-            entry.write(*ev);
-            entry.submit(flags);
-        }
-        None => {
-            bump(counters::LOST);
-        }
     }
 }

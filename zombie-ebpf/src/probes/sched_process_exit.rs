@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags};
 
-use super::{off, read, read_failed, read_into, reserve, wakeup_flags};
+use super::{finish, off, read, read_failed, read_into, reserve};
 
 /// SIG_IGN as stored in `sa_handler`.
 const SIG_IGN: u64 = 1;
@@ -49,16 +49,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     let ev: *mut RawEvent = entry.as_mut_ptr();
-    match fill(ev, task, leader, signal, parent) {
-        Ok(()) => {
-            entry.submit(wakeup_flags(off!(wakeup_bytes)));
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
-    }
+    let filled = fill(ev, task, leader, signal, parent);
+    finish(entry, filled)
 }
 
 #[inline(always)]

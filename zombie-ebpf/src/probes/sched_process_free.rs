@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{off, read, read_failed, read_into, reserve, wakeup_flags};
+use super::{finish, off, read, read_failed, read_into, reserve};
 
 #[btf_tracepoint(function = "sched_process_free")]
 pub fn sched_process_free(ctx: BtfTracePointContext) -> i32 {
@@ -47,14 +47,5 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
         (*ev).tid = pid;
         read_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
     };
-    match filled {
-        Ok(()) => {
-            entry.submit(wakeup_flags(off!(wakeup_bytes)));
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
-    }
+    finish(entry, filled)
 }

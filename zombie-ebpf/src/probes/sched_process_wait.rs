@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{WAIT_SEEN, offsets, read, read_failed, submit};
+use super::{WAIT_SEEN, finish, off, read, read_failed, reserve};
 
 #[btf_tracepoint(function = "sched_process_wait")]
 pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
@@ -21,18 +21,18 @@ pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    let o = offsets();
-    if o.ready == 0 {
+    if off!(ready) == 0 {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    if o.wait_dedup_ns != 0 {
+    let dedup_ns = off!(wait_dedup_ns);
+    if dedup_ns != 0 {
         // SAFETY: the value is a plain u64 copied out at once.
         if let Some(last) = unsafe { WAIT_SEEN.get(tgid) }
-            && now.wrapping_sub(*last) < o.wait_dedup_ns
+            && now.wrapping_sub(*last) < dedup_ns
         {
             return Ok(());
         }
@@ -41,17 +41,24 @@ fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
 
     // The waited-for pid: NULL (any child) or a struct pid (its number in the initial namespace).
     let target: *const u8 = ctx.arg(0);
-    let mut ev = RawEvent::zeroed();
-    ev.kind = EventKind::Wait as u32;
-    ev.ts_ns = now;
-    ev.pid = tgid;
-    ev.tid = pid_tgid as u32;
-    ev.ppid = if target.is_null() {
+    let target_pid: u32 = if target.is_null() {
         0
     } else {
-        read(target, o.pid_numbers_nr)?
+        read(target, off!(pid_numbers_nr))?
     };
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    submit(&ev, o.wakeup_bytes);
-    Ok(())
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev: *mut RawEvent = entry.as_mut_ptr();
+    // SAFETY: a reserved, exclusively owned record; every field is written before submit.
+    unsafe {
+        ev.write(RawEvent::zeroed());
+        (*ev).kind = EventKind::Wait as u32;
+        (*ev).ts_ns = now;
+        (*ev).pid = tgid;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).ppid = target_pid;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    finish(entry, Ok(()))
 }
