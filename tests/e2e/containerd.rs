@@ -191,8 +191,21 @@ impl Containerd {
         uid: &str,
         cgroup_parent: &str,
     ) -> String {
+        self.run_pod_annotated(name, namespace, uid, cgroup_parent, HashMap::new())
+    }
+
+    /// [`Containerd::run_pod`] with pod annotations.
+    pub fn run_pod_annotated(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+        annotations: HashMap<String, String>,
+    ) -> String {
         self.track_cgroup(cgroup_parent);
-        let config = self.sandbox_config(name, namespace, uid, cgroup_parent);
+        let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
+        config.annotations = annotations;
         let req = RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: String::new(),

@@ -5,6 +5,7 @@ mod containerd;
 mod diagnosis;
 mod harness;
 mod prometheus;
+mod remediate;
 mod runc;
 
 use std::{

@@ -139,7 +139,7 @@ impl RuncContainer {
 }
 
 /// Every cgroup hierarchy root on this node (v1 controllers and cgroup2).
-fn hierarchies() -> Vec<PathBuf> {
+pub fn hierarchies() -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     mounts
         .lines()

@@ -92,6 +92,12 @@ pub struct RunArgs {
     /// Full /proc resync this often as a safety net, in seconds (0: only after lost events).
     #[arg(long, default_value_t = 300)]
     pub resync_interval_secs: u64,
+    /// Remediation: off (observe only), dry-run (decide and log, never act) or on.
+    #[arg(long, value_enum, default_value_t = crate::remediate::Mode::Off, env = "ZOMBIE_REMEDIATE")]
+    pub remediate: crate::remediate::Mode,
+    /// The remediation policy (YAML); without it, the built-in defaults.
+    #[arg(long, env = "ZOMBIE_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -157,11 +163,18 @@ mod tests {
         };
         assert_eq!(run.listen.to_string(), "0.0.0.0:9899");
         assert_eq!(run.ring_buffer_bytes, 4 << 20);
+        assert_eq!(run.remediate, crate::remediate::Mode::Off);
+        let cli = Cli::try_parse_from(["zombie-daemon", "run", "--remediate=dry-run"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.remediate, crate::remediate::Mode::DryRun);
         for bad in [
             vec!["zombie-daemon", "run", "--listen", "nope"],
             vec!["zombie-daemon", "run", "--ring-buffer-bytes", "1000"],
             vec!["zombie-daemon", "run", "--log-format", "xml"],
             vec!["zombie-daemon", "frobnicate"],
+            vec!["zombie-daemon", "run", "--remediate", "yes"],
         ] {
             let err = Cli::try_parse_from(&bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");

@@ -23,6 +23,7 @@ use crate::{
     metrics::Metrics,
     probe::{Probe, ProbeConfig, TickConverter},
     procfs::{ProcFs, ScanError},
+    remediate::{Engine, Mode, Remediator},
     tracker::{Event, Ns, ScanEntry, Tracker},
     view::Attributor,
 };
@@ -41,6 +42,8 @@ pub struct RunConfig {
     pub drain_interval: Duration,
     /// A full /proc resync this often, as a safety net (zero: never).
     pub resync_interval: Duration,
+    pub remediate: crate::remediate::Mode,
+    pub policy: crate::remediate::Policy,
 }
 
 /// State shared with the HTTP handlers.
@@ -54,6 +57,8 @@ pub struct Shared {
     pub proc_root: PathBuf,
     /// The hierarchy that lists container processes (for the init audit).
     pub pids_root: Option<PathBuf>,
+    /// Recent remediation decisions (for /remediations).
+    pub remediations: Arc<Mutex<std::collections::VecDeque<crate::remediate::Decision>>>,
 }
 
 impl Shared {
@@ -112,7 +117,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let ticks = TickConverter::from_system();
     let procfs = ProcFs::new(&cfg.proc_root, ticks);
     let tracker = Arc::new(Mutex::new(Tracker::default()));
-    let names = match names::choose_endpoint(cfg.runtime_endpoint.as_deref()) {
+    let endpoint = names::choose_endpoint(cfg.runtime_endpoint.as_deref());
+    let names = match endpoint.clone() {
         Some(endpoint) => {
             let cache = Arc::new(NameCache::new(cfg.names_grace));
             tokio::spawn(names::refresh_loop(cache.clone(), endpoint));
@@ -129,7 +135,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let attributor = Arc::new(Mutex::new(Attributor::new(
         &cfg.proc_root,
         &cfg.cgroup_root,
-        names,
+        names.clone(),
     )));
     let metrics = Metrics::new(
         tracker.clone(),
@@ -145,6 +151,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         heartbeat: AtomicU64::new(clock::boottime_now()),
         proc_root: cfg.proc_root.clone(),
         pids_root: crate::budget::pids_root(&cfg.cgroup_root),
+        remediations: Arc::default(),
     });
 
     let server = {
@@ -155,7 +162,20 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             }
         })
     };
-    info!(listen = %local, "serving /metrics, /healthz, /readyz, /zombies");
+    info!(listen = %local, "serving /metrics, /healthz, /readyz, /zombies, /remediations");
+    let remediation = (cfg.remediate != Mode::Off).then(|| {
+        info!(
+            mode = ?cfg.remediate,
+            policy = %serde_json::to_string(&cfg.policy).unwrap_or_default(),
+            "remediation enabled"
+        );
+        tokio::spawn(remediation_loop(
+            shared.clone(),
+            cfg.clone(),
+            names.clone(),
+            endpoint,
+        ))
+    });
 
     let mut probe = Probe::load(&cfg.probe)?;
     shared
@@ -166,6 +186,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     let result = event_loop(&cfg, &mut probe, &procfs, &shared, ticks).await;
     shared.ready.store(false, Ordering::Release);
+    if let Some(task) = remediation {
+        task.abort();
+    }
     drop(probe); // detaches the programs
     shared.metrics.programs_attached.set(0);
     server.abort();
@@ -371,5 +394,76 @@ fn refresh_parents(procfs: &ProcFs, shared: &Shared) {
     for (key, ppid, parent) in updates {
         let (start, comm) = parent.map_or((0, Default::default()), |p| (p.key.start_ticks, p.comm));
         tracker.set_parent(&key, ppid, start, comm);
+    }
+}
+
+/// Looks at the zombie table every `interval_seconds` and remediates per the policy. /proc
+/// reads run on the blocking pool; grace periods are states of the engine, never sleeps.
+async fn remediation_loop(
+    shared: Arc<Shared>,
+    cfg: RunConfig,
+    names: Option<Arc<NameCache>>,
+    endpoint: Option<String>,
+) {
+    let cri = match endpoint {
+        Some(ep) => match crate::attribution::cri::CriClient::connect(&ep).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!("remediation cannot restart containers: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let engine = Engine::new(cfg.policy.clone(), cfg.remediate, std::process::id());
+    let mut remediator = Remediator::new(
+        engine,
+        &cfg.proc_root,
+        names,
+        cri,
+        shared.remediations.clone(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(cfg.policy.interval_seconds));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !shared.ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let s = shared.clone();
+        let views = tokio::task::spawn_blocking(move || {
+            let now = clock::boottime_now();
+            let wall = clock::WallClock::now();
+            let tracker = s.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let mut attributor = s.attributor.lock().unwrap_or_else(|e| e.into_inner());
+            crate::view::snapshot(&tracker, &mut attributor, now, &wall)
+        })
+        .await;
+        let Ok(views) = views else { continue };
+        let (targets, r) = {
+            let r = remediator;
+            let t = tokio::task::spawn_blocking(move || {
+                let t = r.targets(&views);
+                (t, r)
+            })
+            .await;
+            match t {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("remediation task failed: {e}");
+                    return;
+                }
+            }
+        };
+        remediator = r;
+        let now = clock::boottime_now();
+        let wall = clock::WallClock::now().rfc3339(now);
+        for d in remediator.run_once(&targets, now, &wall).await {
+            shared
+                .metrics
+                .remediations
+                .with_label_values(&[d.action.as_str(), d.result.as_str()])
+                .inc();
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The read-only HTTP API: `/metrics`, `/healthz`, `/readyz`, `/zombies`.
+//! The read-only HTTP API: `/metrics`, `/healthz`, `/readyz`, `/zombies`, `/audit`,
+//! `/remediations`.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -24,6 +25,7 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const READYZ_PATH: &str = "/readyz";
 pub const ZOMBIES_PATH: &str = "/zombies";
 pub const AUDIT_PATH: &str = "/audit";
+pub const REMEDIATIONS_PATH: &str = "/remediations";
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -32,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(READYZ_PATH, get(readyz))
         .route(ZOMBIES_PATH, get(zombies))
         .route(AUDIT_PATH, get(audit))
+        .route(REMEDIATIONS_PATH, get(remediations))
         .with_state(shared)
 }
 
@@ -75,4 +78,10 @@ async fn zombies(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn audit(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     Json(s.audit())
+}
+
+/// Recent remediation decisions, oldest first (empty when remediation is off).
+async fn remediations(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let h = s.remediations.lock().unwrap_or_else(|e| e.into_inner());
+    Json(h.iter().cloned().collect::<Vec<_>>())
 }

@@ -18,6 +18,7 @@ pub mod list;
 pub mod metrics;
 pub mod probe;
 pub mod procfs;
+pub mod remediate;
 pub mod status;
 pub mod tracker;
 pub mod view;

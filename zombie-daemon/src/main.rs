@@ -8,6 +8,7 @@ use zombie_daemon::{
     daemon::{self, RunConfig},
     list,
     probe::ProbeConfig,
+    remediate,
 };
 
 fn main() {
@@ -37,6 +38,17 @@ fn main() {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
+    let policy = match &args.policy {
+        Some(path) => match remediate::Policy::load(path) {
+            Ok(p) => p,
+            Err(e) => {
+                // A bad policy is a usage error, like a bad flag: exit 2.
+                eprintln!("zombie-daemon: error: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => remediate::Policy::default(),
+    };
     let cfg = RunConfig {
         listen: args.listen,
         proc_root: args.paths.proc_root,
@@ -50,6 +62,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         names_grace: Duration::from_secs(600),
         drain_interval: Duration::from_millis(args.drain_interval_ms),
         resync_interval: Duration::from_secs(args.resync_interval_secs),
+        remediate: args.remediate,
+        policy,
     };
     daemon::run(cfg).await
 }

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
+    pub remediations: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -111,6 +112,18 @@ impl Metrics {
             .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
         )
         .expect("valid metric");
+        let remediations = IntCounterVec::new(
+            Opts::new(
+                "zombie_remediations_total",
+                "Remediation decisions, by action (sigchld, sigterm, sigkill, stop_container, \
+                 none) and result (done, dry_run, refused, failed).",
+            ),
+            &["action", "result"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(remediations.clone()))
+            .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("zombie_build_info", "Build information; always 1."),
             &["version", "revision"],
@@ -182,6 +195,7 @@ impl Metrics {
             events,
             programs_attached,
             scan_seconds,
+            remediations,
         }
     }
 

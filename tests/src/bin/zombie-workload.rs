@@ -15,12 +15,87 @@
 //!   zombies made halfway through.
 //! - `reuse`: a child exits; on `next` it is reaped and a new child is created with the same
 //!   pid (clone3 set_tid), which exits too.
+//! - `signals N MODE`: N never-waited children, and handlers that count SIGCHLD and SIGTERM
+//!   (SIGTERM does not end it); `counts` prints what arrived since the zombies were made.
+//!   MODE `reap-on-sigchld` reaps the children once a SIGCHLD arrives; `deaf` never does.
+//!   `more N` makes N more never-waited children (and zeroes the counts).
 
 use std::{
     io::{BufRead, Write},
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::Duration,
 };
+
+static SIGCHLDS: AtomicU32 = AtomicU32::new(0);
+static SIGTERMS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn count_signal(sig: libc::c_int) {
+    // Atomics only: async-signal-safe.
+    if sig == libc::SIGCHLD {
+        SIGCHLDS.fetch_add(1, Ordering::SeqCst);
+    } else {
+        SIGTERMS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `signals N MODE` (see the module doc).
+fn signals(n: u64, reap_on_sigchld: bool) {
+    let handler = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installing an async-signal-safe handler at start, single-threaded.
+    unsafe {
+        libc::signal(libc::SIGCHLD, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    let mut kids: Vec<i32> = (0..n).map(|_| fork_exit(7)).collect();
+    // The children's own exit signals are not what the tests count.
+    thread::sleep(Duration::from_millis(200));
+    SIGCHLDS.store(0, Ordering::SeqCst);
+    SIGTERMS.store(0, Ordering::SeqCst);
+    say(&format!(
+        "{{\"pid\":{},\"children\":{}}}",
+        std::process::id(),
+        pids_json(&kids)
+    ));
+    if reap_on_sigchld {
+        let to_reap = std::mem::take(&mut kids);
+        thread::spawn(move || {
+            while SIGCHLDS.load(Ordering::SeqCst) == 0 {
+                thread::sleep(Duration::from_millis(10));
+            }
+            for pid in to_reap {
+                wait_for(pid);
+            }
+        });
+    }
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match line.trim() {
+            "counts" => say(&format!(
+                "{{\"sigchld\":{},\"sigterm\":{}}}",
+                SIGCHLDS.load(Ordering::SeqCst),
+                SIGTERMS.load(Ordering::SeqCst)
+            )),
+            "reap" => {
+                let n = kids.len();
+                for pid in kids.drain(..) {
+                    wait_for(pid);
+                }
+                say(&format!("{{\"reaped\":{n}}}"));
+            }
+            other if other.starts_with("more ") => {
+                let n: u64 = other[5..].trim().parse().unwrap_or(1);
+                let more: Vec<i32> = (0..n).map(|_| fork_exit(7)).collect();
+                thread::sleep(Duration::from_millis(200));
+                SIGCHLDS.store(0, Ordering::SeqCst);
+                SIGTERMS.store(0, Ordering::SeqCst);
+                say(&format!("{{\"children\":{}}}", pids_json(&more)));
+                kids.extend(more);
+            }
+            _ => {}
+        }
+    }
+}
 
 fn fork_exit(code: i32) -> i32 {
     // SAFETY: the child only calls async-signal-safe _exit.
@@ -225,10 +300,22 @@ fn main() {
             }
             serve(&mut kids);
         }
+        Some("signals") => {
+            let reap = match args.get(3).map(String::as_str) {
+                Some("reap-on-sigchld") => true,
+                Some("deaf") => false,
+                _ => {
+                    eprintln!("usage: zombie-workload signals N reap-on-sigchld|deaf");
+                    std::process::exit(2);
+                }
+            };
+            signals(arg(&args, 2, 3), reap);
+        }
         _ => {
             eprintln!(
                 "usage: zombie-workload never-wait N | ignore-sigchld N | threads N | \
-                 leader-exits-first N MS | pid1-orphans N | storm N Z | reuse"
+                 leader-exits-first N MS | pid1-orphans N | storm N Z | reuse | \
+                 signals N reap-on-sigchld|deaf"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,446 @@
+//! Remediation against real processes and a real runc container: each rung clears the
+//! zombies it targets, and each guard holds (the protected process counts the signals it
+//! received: none).
+
+use std::{path::PathBuf, time::Duration};
+
+use serde_json::Value;
+
+use crate::{
+    SECOND,
+    harness::{Daemon, Workload, poll, reap},
+    pids, runc,
+};
+
+const UID: &str = "5e1f0a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
+
+/// A policy for tests: act at once, short waits, no opt-in; `extra` lines override.
+fn policy(extra: &str) -> PathBuf {
+    let base = "min_zombies: 2\nmin_age_seconds: 0\nbackoff_seconds: 600\n\
+                max_actions_per_pod_per_hour: 5\nmax_actions_per_node_per_hour: 100\n\
+                sigchld_wait_seconds: 1\ngrace_seconds: 1\ninterval_seconds: 0.2\n";
+    let mut text = String::new();
+    let overridden: Vec<&str> = extra.lines().filter_map(|l| l.split(':').next()).collect();
+    for line in base.lines() {
+        if !overridden.contains(&line.split(':').next().unwrap()) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    if !extra.contains("opt_in_annotation") {
+        text.push_str("opt_in_annotation: \"\"\n");
+    }
+    text.push_str(extra);
+    let path = std::env::temp_dir().join(format!(
+        "zombie-e2e-policy-{}-{}.yaml",
+        std::process::id(),
+        crate::harness::free_port()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A pod container's cgroup (cgroupfs driver names) holding a host process, removed on drop.
+struct PodCgroup {
+    path: String,
+}
+
+impl PodCgroup {
+    fn adopt(id: &str, pid: i32) -> Self {
+        let path = format!("/kubepods/besteffort/pod{UID}/{}", id.repeat(32));
+        for h in runc::hierarchies() {
+            let dir = h.join(path.trim_start_matches('/'));
+            if std::fs::create_dir_all(&dir).is_ok() {
+                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+            }
+        }
+        Self { path }
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(100));
+        let parts: Vec<&str> = self.path.trim_matches('/').split('/').collect();
+        for depth in (1..=parts.len()).rev() {
+            let rel = parts[..depth].join("/");
+            for h in runc::hierarchies() {
+                let _ = std::fs::remove_dir(h.join(&rel));
+            }
+        }
+    }
+}
+
+fn remediations(d: &Daemon) -> Vec<Value> {
+    let (status, body) = d.get("/remediations").expect("GET /remediations");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("/remediations is a JSON array")
+}
+
+/// Waits for a decision about `pid` with this action and result.
+fn decision(d: &Daemon, pid: i32, action: &str, result: &str, timeout: Duration) -> Value {
+    poll(
+        &format!("{action}/{result} for {pid} in /remediations"),
+        timeout,
+        || {
+            remediations(d).into_iter().find(|r| {
+                r["pid"].as_i64() == Some(pid as i64)
+                    && r["action"] == action
+                    && r["result"] == result
+            })
+        },
+    )
+}
+
+fn counts(w: &mut Workload) -> (u64, u64) {
+    w.send("counts");
+    let c = w.read_json();
+    (
+        c["sigchld"].as_u64().unwrap(),
+        c["sigterm"].as_u64().unwrap(),
+    )
+}
+
+fn start(mode: &str, policy_extra: &str) -> Daemon {
+    start_with(mode, policy_extra, &[])
+}
+
+fn start_with(mode: &str, policy_extra: &str, args: &[&str]) -> Daemon {
+    let path = policy(policy_extra);
+    let p = path.to_str().unwrap().to_string();
+    let mut all = vec!["--remediate", mode, "--policy", &p];
+    all.extend_from_slice(args);
+    let d = Daemon::start_with(&all);
+    let _ = std::fs::remove_file(path);
+    d
+}
+
+#[test]
+fn rung1_sigchld_through_a_pidfd_clears_a_parent_that_reaps_when_told() {
+    let (mut w, hello) = Workload::spawn(&["signals", "3", "reap-on-sigchld"]);
+    let _cg = PodCgroup::adopt("d1", w.pid());
+    let d = start("on", "");
+    let r = decision(&d, w.pid(), "sigchld", "done", 5 * SECOND);
+    assert_eq!(r["cause"], "parent_not_waiting", "{r}");
+    assert_eq!(r["zombies"], 3, "{r}");
+    assert!(r["time"].as_str().unwrap().ends_with('Z'));
+    poll("the zombies reaped", 3 * SECOND, || {
+        pids(&hello, "children")
+            .iter()
+            .all(|p| !d.has_pid(*p))
+            .then_some(())
+    });
+    let cleared = decision(&d, w.pid(), "none", "done", 3 * SECOND);
+    assert!(
+        cleared["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cleared after sigchld")
+    );
+    assert_eq!(counts(&mut w), (1, 0), "one SIGCHLD, never a SIGTERM");
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(
+        m.contains("zombie_remediations_total{action=\"sigchld\",result=\"done\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn rung2_sigterm_then_sigkill_hands_the_zombies_to_the_reaper() {
+    let (mut w, hello) = Workload::spawn(&["signals", "3", "deaf"]);
+    let kids = pids(&hello, "children");
+    let _cg = PodCgroup::adopt("d2", w.pid());
+    let d = start("on", "");
+    decision(&d, w.pid(), "sigchld", "done", 5 * SECOND);
+    decision(&d, w.pid(), "sigterm", "done", 5 * SECOND);
+    // It counts SIGTERM and lives on: SIGKILL after the grace period.
+    decision(&d, w.pid(), "sigkill", "done", 5 * SECOND);
+    assert_eq!(w.wait(), None, "killed by a signal");
+    // Its zombies were handed to us (the subreaper, as a container's init): we reap them,
+    // and we, a host process, were never signalled.
+    for pid in &kids {
+        reap(*pid);
+    }
+    poll("the zombies gone", 3 * SECOND, || {
+        kids.iter().all(|p| !d.has_pid(*p)).then_some(())
+    });
+    let order: Vec<String> = remediations(&d)
+        .iter()
+        .filter(|r| r["pid"].as_i64() == Some(w.pid() as i64))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["action"].as_str().unwrap(),
+                r["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        &order[..3],
+        ["sigchld/done", "sigterm/done", "sigkill/done"],
+        "{order:?}"
+    );
+}
+
+#[test]
+fn rung3_a_non_reaping_pid1_is_ended_so_its_container_restarts() {
+    let wl = crate::harness::workload_bin().display().to_string();
+    let c = runc::RuncContainer::start_with(
+        "zombie-remediate-d3",
+        &format!("/kubepods/besteffort/pod{UID}/{}", "d3".repeat(32)),
+        &["/bin/zombie-workload", "pid1-orphans", "3"],
+        runc::Options {
+            bins: &[wl.as_str()],
+            ..Default::default()
+        },
+    );
+    let d = start("on", "pid1_action: signal\n");
+    poll("4 zombies under the container's PID 1", 5 * SECOND, || {
+        (d.children_of(c.pid).len() == 4).then_some(())
+    });
+    let r = decision(&d, c.pid, "sigchld", "done", 5 * SECOND);
+    assert_eq!(r["cause"], "pid1_not_init", "{r}");
+    // A namespace's init ignores SIGTERM without a handler; SIGKILL ends it.
+    decision(&d, c.pid, "sigkill", "done", 5 * SECOND);
+    poll("the PID 1's zombies gone", 5 * SECOND, || {
+        d.children_of(c.pid).is_empty().then_some(())
+    });
+}
+
+/// A real containerd and real pod names: a non-reaping PID 1 in an opted-in pod is stopped
+/// through CRI StopContainer; the same in a kube-system pod (denied) is left alone.
+#[test]
+fn rung3_stop_container_through_cri_and_a_denied_namespace_is_left_alone() {
+    use crate::containerd::{BUSYBOX_IMAGE, Containerd, zombie_children};
+    let mut c = Containerd::start();
+    let opt_in = std::collections::HashMap::from([(
+        "zombie-daemon.io/remediate".to_string(),
+        "true".to_string(),
+    )]);
+    let leaky = |c: &mut Containerd, ns: &str, uid: &str| {
+        let parent = format!("/kubepods/besteffort/pod{uid}");
+        let sandbox = c.run_pod_annotated("leaky", ns, uid, &parent, opt_in.clone());
+        // Two children exit before PID 1 becomes `sleep`, which never waits.
+        let id = c.run_container(
+            &sandbox,
+            "app",
+            BUSYBOX_IMAGE,
+            &["sh", "-c", "sleep 0 & sleep 0 & exec sleep 3600"],
+        );
+        let pid = c.container_pid(&id);
+        poll("2 zombies under PID 1", 5 * SECOND, || {
+            (zombie_children(pid).len() == 2).then_some(())
+        });
+        (id, pid)
+    };
+    let (id, pid) = leaky(&mut c, "zombie-e2e", "7d1e2f3a-4b5c-4d6e-9f70-8a9b0c1d2e3f");
+    let (_, denied) = leaky(
+        &mut c,
+        "kube-system",
+        "8e2f3a4b-5c6d-4e7f-a081-9b0c1d2e3f40",
+    );
+    let d = start_with(
+        "on",
+        "opt_in_annotation: zombie-daemon.io/remediate\n",
+        &["--runtime-endpoint", &c.endpoint()],
+    );
+    let r = decision(&d, pid, "stop_container", "done", 15 * SECOND);
+    assert_eq!(r["namespace"], "zombie-e2e", "{r}");
+    assert_eq!(r["pod"], "leaky", "{r}");
+    assert_eq!(r["container"], "app", "{r}");
+    assert_eq!(r["container_id"], id.as_str(), "{r}");
+    assert_eq!(r["cause"], "pid1_not_init", "{r}");
+    poll("the stopped container's zombies gone", 10 * SECOND, || {
+        d.children_of(pid).is_empty().then_some(())
+    });
+    let r = decision(&d, denied, "sigchld", "refused", 5 * SECOND);
+    assert!(r["reason"].as_str().unwrap().contains("kube-system"), "{r}");
+    // The denied pod's PID 1 was never stopped: still there, with its zombies.
+    assert_eq!(zombie_children(denied).len(), 2);
+    assert!(
+        remediations(&d)
+            .iter()
+            .all(|r| r["pid"].as_i64() != Some(denied as i64) || r["result"] == "refused")
+    );
+}
+
+#[test]
+fn dry_run_decides_the_whole_ladder_and_signals_nothing() {
+    let (mut w, _) = Workload::spawn(&["signals", "3", "deaf"]);
+    let _cg = PodCgroup::adopt("d4", w.pid());
+    let d = start_with("dry-run", "", &["--log-format", "json"]);
+    decision(&d, w.pid(), "sigchld", "dry_run", 5 * SECOND);
+    decision(&d, w.pid(), "sigkill", "dry_run", 5 * SECOND);
+    // Each decision is one structured JSON log line.
+    let logged: Vec<Value> = d
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "remediation decision")
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["pid"].as_i64() == Some(w.pid() as i64)
+                && l["action"] == "sigterm"
+                && l["result"] == "dry_run"
+                && l["reason"].as_str().is_some()),
+        "{logged:?}"
+    );
+    assert_eq!(counts(&mut w), (0, 0), "dry-run sent a signal");
+    assert_eq!(d.children_of(w.pid()).len(), 3);
+    assert!(
+        remediations(&d)
+            .iter()
+            .all(|r| r["result"] != "done" || r["action"] == "none"),
+        "{:?}",
+        remediations(&d)
+    );
+}
+
+#[test]
+fn guards_hold_for_host_processes_unopted_pods_and_rate_limits() {
+    // A host process, while host processes are not allowed.
+    let (mut host, _) = Workload::spawn(&["signals", "3", "deaf"]);
+    // A pod that has not opted in.
+    let (mut unopted, _) = Workload::spawn(&["signals", "3", "deaf"]);
+    let _cg = PodCgroup::adopt("d5", unopted.pid());
+    let d = start("on", "opt_in_annotation: zombie-daemon.io/remediate\n");
+    let r = decision(&d, host.pid(), "sigchld", "refused", 5 * SECOND);
+    assert!(
+        r["reason"].as_str().unwrap().contains("not in a pod"),
+        "{r}"
+    );
+    let r = decision(&d, unopted.pid(), "sigchld", "refused", 5 * SECOND);
+    assert!(r["reason"].as_str().unwrap().contains("opted in"), "{r}");
+    // The daemon never acts on itself nor on us (we are host processes).
+    std::thread::sleep(2 * SECOND);
+    assert_eq!(counts(&mut host), (0, 0));
+    assert_eq!(counts(&mut unopted), (0, 0));
+    // Nothing at all was done: not to them, nor to us or the daemon (host processes).
+    assert!(
+        remediations(&d).iter().all(|r| r["result"] != "done"),
+        "{:?}",
+        remediations(&d)
+    );
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(
+        m.contains("zombie_remediations_total{action=\"sigchld\",result=\"refused\"}"),
+        "{m}"
+    );
+}
+
+#[test]
+fn never_beyond_the_node_rate_limit_and_never_the_same_rung_twice() {
+    // Node limit 1: the first pod is acted on, the second is refused.
+    let (mut a, _) = Workload::spawn(&["signals", "3", "deaf"]);
+    let (mut b, _) = Workload::spawn(&["signals", "3", "deaf"]);
+    let _ca = PodCgroup::adopt("d6", a.pid());
+    let _cb = PodCgroup::adopt("e6", b.pid());
+    let d = start(
+        "on",
+        "max_actions_per_node_per_hour: 1\nsigchld_wait_seconds: 600\n",
+    );
+    let first = poll("one sigchld", 5 * SECOND, || {
+        remediations(&d)
+            .into_iter()
+            .find(|r| r["action"] == "sigchld" && r["result"] == "done")
+    });
+    let (acted, other) = if first["pid"].as_i64() == Some(a.pid() as i64) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let r = decision(&d, other.pid(), "sigchld", "refused", 5 * SECOND);
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_actions_per_node_per_hour"),
+        "{r}"
+    );
+    std::thread::sleep(2 * SECOND);
+    assert_eq!(counts(other), (0, 0));
+    // Still waiting after its one SIGCHLD: not signalled again.
+    assert_eq!(counts(acted), (1, 0));
+}
+
+/// A second batch of zombies from the same process, within the backoff, is refused.
+#[test]
+fn never_the_same_process_twice_within_the_backoff() {
+    let (mut w, _) = Workload::spawn(&["signals", "3", "reap-on-sigchld"]);
+    let _cg = PodCgroup::adopt("d7", w.pid());
+    let d = start("on", "");
+    decision(&d, w.pid(), "none", "done", 5 * SECOND);
+    w.send("more 3");
+    let more = pids(&w.read_json(), "children");
+    poll("the new zombies", 3 * SECOND, || {
+        more.iter().all(|p| d.has_pid(*p)).then_some(())
+    });
+    let r = decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
+    assert!(r["reason"].as_str().unwrap().contains("backoff"), "{r}");
+    std::thread::sleep(SECOND);
+    assert_eq!(counts(&mut w), (0, 0), "signalled again within the backoff");
+    assert_eq!(d.children_of(w.pid()).len(), 3);
+    w.send("reap");
+    w.read_json();
+}
+
+/// Processes named like kubelet and the container runtime, in a pod and with zombies, are
+/// never signalled, whatever the policy allows.
+#[test]
+fn kubelet_and_the_runtime_are_never_touched() {
+    let dir = std::env::temp_dir().join(format!("zombie-e2e-protected-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut procs = Vec::new();
+    for (i, name) in [
+        "kubelet",
+        "containerd-shim-runc-v2",
+        "runc",
+        "crio",
+        "dockerd",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let exe = dir.join(name);
+        std::fs::copy(crate::harness::workload_bin(), &exe).unwrap();
+        let (w, _) =
+            Workload::spawn_cmd(std::process::Command::new(&exe).args(["signals", "3", "deaf"]));
+        let cg = PodCgroup::adopt(&format!("f{i}"), w.pid());
+        procs.push((w, cg));
+    }
+    let d = start("on", "allow_host_processes: true\n");
+    for (w, _) in &procs {
+        let r = decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
+        assert!(
+            r["reason"].as_str().unwrap().contains("node component"),
+            "{r}"
+        );
+    }
+    std::thread::sleep(2 * SECOND);
+    for (w, _) in &mut procs {
+        assert_eq!(counts(w), (0, 0), "a protected process was signalled");
+    }
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_policy_file_is_one_clear_error_and_exit_2() {
+    let path =
+        std::env::temp_dir().join(format!("zombie-e2e-bad-policy-{}.yaml", std::process::id()));
+    std::fs::write(&path, "min_zombies: many\n").unwrap();
+    let out = std::process::Command::new(crate::harness::daemon_bin())
+        .args(["run", "--remediate", "on", "--policy"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("remediation policy") && err.contains("min_zombies"),
+        "{err}"
+    );
+}
