@@ -224,6 +224,25 @@ impl Workload {
         Self::spawn_cmd(Command::new(workload_bin()).args(args))
     }
 
+    /// Starts a workload without waiting for its first line (read it with `read_json`).
+    pub fn spawn_nowait(args: &[&str]) -> Self {
+        become_subreaper();
+        let mut child = Command::new(workload_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn workload");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Workload {
+            child,
+            stdin,
+            stdout,
+            known: vec![],
+        }
+    }
+
     pub fn spawn_cmd(cmd: &mut Command) -> (Self, Value) {
         become_subreaper();
         let mut child = cmd

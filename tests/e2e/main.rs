@@ -726,3 +726,147 @@ fn the_init_audit_judges_each_containers_pid1() {
     drop(pause);
     drop(containers);
 }
+
+/// The HTTP API is read-only and bounded: a client that never finishes its headers is cut
+/// off, an oversized request is refused, writes are not allowed; the daemon keeps serving.
+#[test]
+fn http_requests_are_bounded_in_size_and_time() {
+    use std::io::{Read, Write};
+    let d = Daemon::start();
+    let addr = ("127.0.0.1", d.port);
+
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let took = t.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "a slow client was held {took:?}"
+    );
+
+    let mut big = std::net::TcpStream::connect(addr).unwrap();
+    big.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = big.write_all(
+        format!(
+            "GET /zombies HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        )
+        .as_bytes(),
+    );
+    let mut resp = String::new();
+    let _ = big.read_to_string(&mut resp);
+    assert!(
+        !resp.starts_with("HTTP/1.1 200"),
+        "an oversized request was served: {}",
+        &resp[..resp.len().min(200)]
+    );
+
+    let mut post = std::net::TcpStream::connect(addr).unwrap();
+    post.write_all(b"POST /zombies HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut resp = String::new();
+    post.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.0 405") || resp.starts_with("HTTP/1.1 405"),
+        "{resp}"
+    );
+
+    assert_eq!(d.get("/healthz").unwrap().0, 200);
+}
+
+/// `kill -9` of the daemon in the middle of an exit storm; a new daemon rebuilds the exact
+/// table from /proc.
+#[test]
+fn a_daemon_killed_mid_storm_is_replaced_by_one_with_the_exact_table() {
+    let d = Daemon::start();
+    let mut storm = Workload::spawn_nowait(&["storm", "60000", "4"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: killing the daemon we started.
+    unsafe { libc::kill(d.pid(), libc::SIGKILL) };
+    drop(d);
+    let d = Daemon::start();
+    let hello = storm.read_json();
+    let kids = pids(&hello, "children");
+    assert_eq!(kids.len(), 4);
+    let found = poll("exactly the storm's 4 zombies", 3 * SECOND, || {
+        let z = d.children_of(storm.pid());
+        (z.len() == 4).then_some(z)
+    });
+    for z in &found {
+        assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)), "{z}");
+    }
+    // The table equals /proc: every zombie /proc shows is in it and nothing else is.
+    let in_proc: Vec<i64> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        })
+        .collect();
+    let table: Vec<i64> = d
+        .zombies()
+        .iter()
+        .map(|z| z["pid"].as_i64().unwrap())
+        .collect();
+    for pid in &kids {
+        assert!(in_proc.contains(&(*pid as i64)) && table.contains(&(*pid as i64)));
+    }
+    for pid in &table {
+        // A table entry not in /proc can only be one reaped in the last instant.
+        if !in_proc.contains(pid) {
+            poll("a stale entry to go", SECOND, || {
+                (!d.has_pid(*pid as i32)).then_some(())
+            });
+        }
+    }
+}
+
+/// PIDs wrap around inside a PID namespace (and on the host: pid_max is 32768 here) while
+/// zombies from before the wrap still exist: no zombie is confused with a newer process.
+#[test]
+fn pid_wraparound_inside_a_pid_namespace_confuses_nothing() {
+    let d = Daemon::start();
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Enough exits to wrap the namespace's pids (and the host's, when pid_max is small).
+    let n = (pid_max + 2000).min(70_000).to_string();
+    let (w, _) = Workload::spawn_cmd(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(harness::workload_bin())
+            .args(["storm", &n, "6"]),
+    );
+    let pid1 = poll("the namespace's PID 1", SECOND, || {
+        let t = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid())).ok()?;
+        t.split_whitespace().next()?.parse::<i32>().ok()
+    });
+    let zs = poll("the 6 zombies made mid-storm", 5 * SECOND, || {
+        let z = d.children_of(pid1);
+        (z.len() == 6).then_some(z)
+    });
+    let mut seen = std::collections::HashSet::new();
+    for z in &zs {
+        assert!(
+            seen.insert(z["pid"].as_i64().unwrap()),
+            "a pid listed twice: {zs:?}"
+        );
+        assert_eq!(z["exit_code"], 7);
+    }
+    assert_eq!(
+        d.metric("zombie_ebpf_events_lost_total"),
+        0.0,
+        "the storm overflowed the ring"
+    );
+}

@@ -157,9 +157,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let server = {
         let app = crate::http::router(shared.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                warn!("HTTP server stopped: {e}");
-            }
+            crate::http::serve(listener, app).await;
         })
     };
     info!(listen = %local, "serving /metrics, /healthz, /readyz, /zombies, /remediations");

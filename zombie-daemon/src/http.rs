@@ -1,7 +1,10 @@
 //! The read-only HTTP API: `/metrics`, `/healthz`, `/readyz`, `/zombies`, `/audit`,
 //! `/remediations`.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -10,6 +13,13 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
     clock::{self, WallClock},
@@ -27,6 +37,42 @@ pub const ZOMBIES_PATH: &str = "/zombies";
 pub const AUDIT_PATH: &str = "/audit";
 pub const REMEDIATIONS_PATH: &str = "/remediations";
 
+/// Limits that keep a read-only node API cheap to expose: small requests, bounded time to
+/// send headers and to answer, and a bounded number of connections.
+pub const MAX_CONNECTIONS: usize = 64;
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Serves `router` on `listener` until the task is dropped. Connections beyond
+/// `MAX_CONNECTIONS` wait in the kernel's accept queue.
+pub async fn serve(listener: TcpListener, router: Router) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_BYTES.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
@@ -35,6 +81,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(ZOMBIES_PATH, get(zombies))
         .route(AUDIT_PATH, get(audit))
         .route(REMEDIATIONS_PATH, get(remediations))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
         .with_state(shared)
 }
 
