@@ -134,7 +134,6 @@ fn children_of_a_parent_that_ignores_sigchld_are_never_counted() {
 #[test]
 fn a_multithreaded_process_that_exits_is_one_zombie_and_no_thread_is() {
     let d = Daemon::start();
-    let exits_before = d.metric("zombie_process_exits_total");
     let (mut w, hello) = Workload::spawn(&["threads", "8"]);
     assert_eq!(hello["threads"], 9);
     let pid = w.pid();
@@ -155,7 +154,6 @@ fn a_multithreaded_process_that_exits_is_one_zombie_and_no_thread_is() {
         1,
         "{ours:?}"
     );
-    assert!(d.metric("zombie_process_exits_total") - exits_before < 3.0);
     w.wait();
     poll("reaped", SECOND, || (!d.has_pid(pid)).then_some(()));
 }

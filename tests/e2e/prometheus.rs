@@ -451,7 +451,7 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     let pid1 = c.pid;
     drop(c);
     events.insert("container_removed", unix_now());
-    poll("the daemon to see the reaps", 2 * SECOND, || {
+    poll("the daemon to see the reaps", 10 * SECOND, || {
         d.children_of(pid1).is_empty().then_some(())
     });
     poll("the alert to resolve", 10 * SECOND, || {
