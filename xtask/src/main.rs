@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | lint`.
+//! Project tasks: `cargo xtask setup | build | run | test | lint | bench`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -13,6 +13,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+
+mod bench;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -45,6 +47,9 @@ enum Task {
     Test,
     /// cargo fmt --check and clippy -D warnings on every crate, the eBPF crate included.
     Lint,
+    /// Build release binaries, measure the daemon on this machine (kernel time per event,
+    /// exit rate without loss, CPU, detection latency, memory) and write BENCHMARKS.md.
+    Bench,
 }
 
 /// Debian packages: Rust 1.96 with a prebuilt `core` for bpfel-unknown-none, and LLVM 22 for
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Lint => lint(),
+        Task::Bench => bench::bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
