@@ -84,10 +84,6 @@ impl CgroupResolver {
         }
     }
 
-    pub fn mode(&self) -> CgroupMode {
-        self.mode
-    }
-
     fn id_is_meaningful(&self, id: u64) -> bool {
         matches!(self.mode, CgroupMode::Unified | CgroupMode::Hybrid)
             && id != 0

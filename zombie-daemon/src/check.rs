@@ -162,8 +162,7 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
     });
 
     let btf_ok = match probe::offsets::from_btf(&args.paths.btf_path) {
-        Ok(layout) => {
-            let o = layout.offsets;
+        Ok(o) => {
             out.push(finding(
                 "btf",
                 Verdict::Ok,

@@ -228,11 +228,6 @@ impl CriClient {
         self.client.clone()
     }
 
-    /// Changes the deadline of each call [`CriClient::snapshot`] makes (default [`CALL_TIMEOUT`]).
-    pub fn set_call_timeout(&mut self, timeout: Duration) {
-        self.call_timeout = timeout;
-    }
-
     /// Every pod sandbox and container, in all states (an exited container's zombies may
     /// still be around): one `ListPodSandbox` and one `ListContainers`, each with a deadline.
     pub async fn snapshot(&mut self) -> Result<CriSnapshot, CriError> {

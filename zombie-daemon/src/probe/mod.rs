@@ -3,11 +3,7 @@
 
 pub mod offsets;
 
-use std::{
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{os::fd::AsRawFd, path::PathBuf, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
@@ -98,7 +94,7 @@ impl Probe {
         if !cfg.ring_buffer_bytes.is_power_of_two() || !cfg.ring_buffer_bytes.is_multiple_of(page) {
             return Err(ProbeError::RingSize(cfg.ring_buffer_bytes));
         }
-        let mut offsets = offsets::from_btf(&cfg.btf_path)?.offsets;
+        let mut offsets = offsets::from_btf(&cfg.btf_path)?;
         offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
         offsets.wakeup_bytes = cfg.wakeup_bytes;
         let btf = Btf::parse_file(&cfg.btf_path, Endianness::default()).map_err(|source| {
@@ -185,10 +181,6 @@ impl Probe {
         if let Some(logger) = self.logger.as_mut() {
             logger.get_mut().flush();
         }
-    }
-
-    pub fn logger_fd(&self) -> Option<i32> {
-        self.logger.as_ref().map(|l| l.get_ref().as_raw_fd())
     }
 
     /// Kernel-side counters summed over CPUs: (events lost to a full ring buffer, failed
@@ -288,9 +280,4 @@ fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as u32 } else { 4096 }
-}
-
-/// True when `path` looks like kernel BTF (used by `check`).
-pub fn btf_present(path: &Path) -> bool {
-    path.is_file()
 }

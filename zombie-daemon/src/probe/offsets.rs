@@ -31,12 +31,6 @@ pub enum OffsetError {
     NoTracepoint(String),
 }
 
-/// Facts about the running kernel's tracepoints that the loader needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelLayout {
-    pub offsets: Offsets,
-}
-
 pub const TRACEPOINTS: [&str; 3] = [
     "sched_process_exit",
     "sched_process_free",
@@ -125,7 +119,7 @@ impl Resolver {
 
 /// Reads every offset the programs need from the BTF file at `path`
 /// (normally /sys/kernel/btf/vmlinux).
-pub fn from_btf(path: &Path) -> Result<KernelLayout, OffsetError> {
+pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
     let btf = Btf::from_file(path).map_err(|source| OffsetError::Read {
         path: path.display().to_string(),
         source,
@@ -168,7 +162,7 @@ pub fn from_btf(path: &Path) -> Result<KernelLayout, OffsetError> {
         exit_has_group_dead: u32::from(r.tracepoint_args("sched_process_exit")? >= 2),
         _pad: 0,
     };
-    Ok(KernelLayout { offsets })
+    Ok(offsets)
 }
 
 #[cfg(test)]
@@ -182,7 +176,7 @@ mod tests {
         if !path.exists() {
             panic!("this test needs kernel BTF at /sys/kernel/btf/vmlinux");
         }
-        let o = from_btf(path).unwrap().offsets;
+        let o = from_btf(path).unwrap();
         assert_eq!(o.ready, 1);
         assert!(o.task_tgid > o.task_pid - 1 && o.task_tgid == o.task_pid + 4);
         assert!(o.task_comm > 0 && o.task_start_boottime > 0);
