@@ -52,6 +52,26 @@ pub fn reap(pid: i32) {
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
+/// A minimal HTTP/1.0 GET on 127.0.0.1:`port`: (status, body). No client crate: the tests
+/// only need status and body from servers on loopback.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -127,23 +147,9 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// A minimal HTTP/1.0 GET: (status, body).
+    /// GET `path` from the daemon: (status, body).
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
+        http_get(self.port, path)
     }
 
     pub fn zombies(&self) -> Vec<Value> {
@@ -226,9 +232,12 @@ impl Workload {
 
     /// Starts a workload without waiting for its first line (read it with `read_json`).
     pub fn spawn_nowait(args: &[&str]) -> Self {
+        Self::start(Command::new(workload_bin()).args(args))
+    }
+
+    fn start(cmd: &mut Command) -> Self {
         become_subreaper();
-        let mut child = Command::new(workload_bin())
-            .args(args)
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -244,22 +253,8 @@ impl Workload {
     }
 
     pub fn spawn_cmd(cmd: &mut Command) -> (Self, Value) {
-        become_subreaper();
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn workload");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut w = Workload {
-            child,
-            stdin,
-            stdout,
-            known: vec![],
-        };
+        let mut w = Self::start(cmd);
         let first = w.read_json();
-        w.remember(&first);
         (w, first)
     }
 
