@@ -255,18 +255,18 @@ pub fn verdict(a: &ContainerAudit) -> String {
 
 /// `zombie-daemon audit`: from a running daemon, or straight from the node with `--once`.
 pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
-    let audits: Vec<ContainerAudit> = if args.once {
-        let root = crate::budget::pids_root(&args.paths.cgroup_root).ok_or_else(|| {
+    let audits: Vec<ContainerAudit> = if args.source.once {
+        let root = crate::budget::pids_root(&args.source.paths.cgroup_root).ok_or_else(|| {
             anyhow::anyhow!(
                 "no cgroup hierarchy with the pids controller under {} (--cgroup-root)",
-                args.paths.cgroup_root.display()
+                args.source.paths.cgroup_root.display()
             )
         })?;
-        audit(&args.paths.proc_root, &root)
+        audit(&args.source.paths.proc_root, &root)
     } else {
-        crate::list::fetch_json(&args.endpoint, crate::http::AUDIT_PATH).await?
+        crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH).await?
     };
-    if args.json {
+    if args.source.json {
         println!("{}", serde_json::to_string_pretty(&audits)?);
     } else {
         print!("{}", table(&audits));

@@ -29,13 +29,21 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Where `list` and `audit` read from, and how they print.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
     /// A running daemon's base URL.
     #[arg(long, default_value = "http://127.0.0.1:9899", env = "ZOMBIE_ENDPOINT")]
     pub endpoint: String,
-    /// Don't ask a daemon: read /proc and the cgroup tree directly (no runtime names).
+    /// Don't ask a daemon: read /proc and the cgroup tree once, directly (no runtime names;
+    /// zombies' exit times are then estimates).
     #[arg(long)]
     pub once: bool,
-    /// Print JSON (the `/audit` array) instead of a table.
+    /// Print JSON (the daemon's `/zombies` or `/audit` array) instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -102,15 +110,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// A running daemon's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:9899", env = "ZOMBIE_ENDPOINT")]
-    pub endpoint: String,
-    /// Don't ask a daemon: scan /proc once (exit times are then estimates).
-    #[arg(long)]
-    pub once: bool,
-    /// Print JSON (the `/zombies` array) instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Only zombies of pods in this namespace.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
@@ -120,8 +121,6 @@ pub struct ListArgs {
     /// Only zombies of this container (name or ID prefix).
     #[arg(long)]
     pub container: Option<String>,
-    #[command(flatten)]
-    pub paths: HostPaths,
 }
 
 #[derive(Debug, Args)]

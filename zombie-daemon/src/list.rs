@@ -17,13 +17,13 @@ use crate::{
 };
 
 pub async fn run(args: ListArgs) -> anyhow::Result<()> {
-    let zombies = if args.once {
+    let zombies = if args.source.once {
         scan_once(&args)?
     } else {
-        fetch(&args.endpoint).await?
+        fetch(&args.source.endpoint).await?
     };
     let zombies: Vec<ZombieView> = zombies.into_iter().filter(|z| matches(z, &args)).collect();
-    if args.json {
+    if args.source.json {
         println!("{}", serde_json::to_string_pretty(&zombies)?);
     } else {
         print!("{}", table(&zombies));
@@ -70,14 +70,18 @@ fn container_column(z: &ZombieView) -> String {
 /// Standalone: the zombies in /proc right now.
 fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
     let now = clock::boottime_now();
-    let procfs = ProcFs::new(&args.paths.proc_root, TickConverter::from_system());
-    let v2_root = crate::cgroups::detect(&args.paths.cgroup_root).1;
+    let procfs = ProcFs::new(&args.source.paths.proc_root, TickConverter::from_system());
+    let v2_root = crate::cgroups::detect(&args.source.paths.cgroup_root).1;
     let entries = procfs.zombies(now, |pid| {
-        crate::cgroups::id_of_pid(&args.paths.proc_root, v2_root.as_deref(), pid)
+        crate::cgroups::id_of_pid(&args.source.paths.proc_root, v2_root.as_deref(), pid)
     })?;
     let mut tracker = Tracker::default();
     tracker.reconcile(now, &entries);
-    let mut attributor = Attributor::new(&args.paths.proc_root, &args.paths.cgroup_root, None);
+    let mut attributor = Attributor::new(
+        &args.source.paths.proc_root,
+        &args.source.paths.cgroup_root,
+        None,
+    );
     Ok(view::snapshot(
         &tracker,
         &mut attributor,
@@ -281,17 +285,19 @@ mod tests {
         assert!(t.contains("remedy: sh (pid 1): exec it"));
         assert!(table(&[]).contains("no zombie processes"));
         let args = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| ListArgs {
-            endpoint: String::new(),
-            once: false,
-            json: false,
+            source: crate::cli::SourceArgs {
+                endpoint: String::new(),
+                once: false,
+                json: false,
+                paths: crate::cli::HostPaths {
+                    proc_root: "/proc".into(),
+                    cgroup_root: "/sys/fs/cgroup".into(),
+                    btf_path: "/x".into(),
+                },
+            },
             namespace: ns.map(Into::into),
             pod: pod.map(Into::into),
             container: c.map(Into::into),
-            paths: crate::cli::HostPaths {
-                proc_root: "/proc".into(),
-                cgroup_root: "/sys/fs/cgroup".into(),
-                btf_path: "/x".into(),
-            },
         };
         assert!(matches(&z, &args(None, None, None)));
         assert!(matches(
