@@ -12,7 +12,9 @@ use std::{
     sync::Arc,
 };
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::tracker::ProcKey;
 
 /// The cgroup filesystem layout of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -58,16 +60,22 @@ pub fn detect(root: &Path) -> (CgroupMode, Option<PathBuf>) {
     }
 }
 
-/// Resolves (pid, cgroup id) to a cgroup path, cached by id where ids are meaningful.
+/// Resolves (process, cgroup id) to a cgroup path: cached by id where ids are meaningful,
+/// else per process (a scrape must not read /proc/<pid>/cgroup for every zombie each time).
 pub struct CgroupResolver {
     proc_root: PathBuf,
     mode: CgroupMode,
     root_id: Option<u64>,
     by_id: FxHashMap<u64, Arc<str>>,
+    by_proc: FxHashMap<ProcKey, Arc<str>>,
+    /// One copy of each distinct path, shared by the per-process entries.
+    interned: FxHashSet<Arc<str>>,
 }
 
 /// Bound on cached paths; a node has a few thousand cgroups at most.
 const CACHE_LIMIT: usize = 16_384;
+/// Bound on per-process entries (processes of cgroups whose id says nothing).
+const PROC_CACHE_LIMIT: usize = 131_072;
 
 impl CgroupResolver {
     pub fn new(proc_root: impl Into<PathBuf>, cgroup_root: &Path) -> Self {
@@ -81,6 +89,8 @@ impl CgroupResolver {
             mode,
             root_id,
             by_id: FxHashMap::default(),
+            by_proc: FxHashMap::default(),
+            interned: FxHashSet::default(),
         }
     }
 
@@ -90,19 +100,39 @@ impl CgroupResolver {
             && Some(id) != self.root_id
     }
 
-    /// The cgroup path of process `pid` that exited in cgroup `id`.
-    pub fn path(&mut self, pid: u32, id: u64) -> Option<Arc<str>> {
-        if let Some(p) = self.by_id.get(&id) {
+    /// The cgroup path of process `key` that exited in cgroup `id`.
+    pub fn path(&mut self, key: ProcKey, id: u64) -> Option<Arc<str>> {
+        let meaningful = self.id_is_meaningful(id);
+        let cached = if meaningful {
+            self.by_id.get(&id)
+        } else {
+            self.by_proc.get(&key)
+        };
+        if let Some(p) = cached {
             return Some(p.clone());
         }
-        let text = fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        let file = self.proc_root.join(key.pid.to_string()).join("cgroup");
+        let text = fs::read_to_string(file).ok()?;
         let path: Arc<str> = pick_path(&text, self.mode != CgroupMode::Legacy)?.into();
-        if self.id_is_meaningful(id) {
+        if meaningful {
             if self.by_id.len() >= CACHE_LIMIT {
                 self.by_id.clear();
             }
             self.by_id.insert(id, path.clone());
+            return Some(path);
         }
+        if self.by_proc.len() >= PROC_CACHE_LIMIT {
+            self.by_proc.clear();
+            self.interned.clear();
+        }
+        let path = match self.interned.get(&path) {
+            Some(p) => p.clone(),
+            None => {
+                self.interned.insert(path.clone());
+                path
+            }
+        };
+        self.by_proc.insert(key, path.clone());
         Some(path)
     }
 }
@@ -193,7 +223,13 @@ mod tests {
     #[test]
     fn resolves_our_own_cgroup() {
         let mut r = CgroupResolver::new("/proc", Path::new("/sys/fs/cgroup"));
-        let p = r.path(std::process::id(), 0).unwrap();
+        let me = ProcKey {
+            pid: std::process::id(),
+            start_ticks: 1,
+        };
+        let p = r.path(me, 0).unwrap();
         assert!(p.starts_with('/'));
+        // Cached per process: the same answer without /proc.
+        assert_eq!(r.path(me, 0).unwrap(), p);
     }
 }

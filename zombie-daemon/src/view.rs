@@ -112,7 +112,7 @@ impl Attributor {
 
     /// The zombie's cgroup path (if readable) and who it belongs to.
     pub fn attribution(&mut self, z: &Zombie) -> (Option<Arc<str>>, Arc<Attribution>) {
-        let Some(path) = self.cgroups.path(z.key.pid, z.cgroup_id) else {
+        let Some(path) = self.cgroups.path(z.key, z.cgroup_id) else {
             return (None, self.unknown.clone());
         };
         let a = self.for_path(&path);
