@@ -143,6 +143,26 @@ impl Daemon {
         self.child.id() as i32
     }
 
+    /// Every thread's capability sets and no_new_privs, as /proc/<pid>/task/*/status shows
+    /// them: (thread, [("CapInh", mask), ..., ("NoNewPrivs", 0|1)]).
+    pub fn privileges(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap() {
+            let task = task.unwrap().path();
+            let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+                continue; // a blocking-pool thread that just ended
+            };
+            let fields = status
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs")
+                .map(|(k, v)| (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap()))
+                .collect();
+            out.push((task.display().to_string(), fields));
+        }
+        out
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

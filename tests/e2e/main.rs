@@ -9,6 +9,7 @@ mod remediate;
 mod runc;
 
 use std::{
+    os::unix::process::CommandExt,
     process::Command,
     time::{Duration, Instant},
 };
@@ -242,6 +243,35 @@ fn sigterm_detaches_and_exits_zero_within_a_second() {
     assert_eq!(code, Some(0), "{}", d.log_text());
     assert!(took < SECOND, "took {took:?}");
     assert!(d.log_text().contains("programs detached"));
+}
+
+#[test]
+fn after_the_load_the_daemon_holds_no_capability_and_still_sees_everything() {
+    let d = Daemon::start();
+    let threads = d.privileges();
+    assert!(!threads.is_empty());
+    for (task, fields) in &threads {
+        for (k, v) in fields {
+            let want = u64::from(k == "NoNewPrivs");
+            assert_eq!(*v, want, "{task}: {k} is {v:#x}\n{}", d.log_text());
+        }
+    }
+    assert!(
+        d.log_text()
+            .contains("capabilities not needed after the load dropped")
+    );
+    // Zombies of another user's process, the /proc scans and the init audit all still work.
+    let (_w, hello) = Workload::spawn_cmd(
+        Command::new(harness::workload_bin())
+            .args(["never-wait", "2"])
+            .uid(65534)
+            .gid(65534),
+    );
+    let kids = pids(&hello, "children");
+    poll("the zombies seen", 5 * SECOND, || {
+        kids.iter().all(|p| d.has_pid(*p)).then_some(())
+    });
+    assert_eq!(d.get("/audit").unwrap().0, 200);
 }
 
 #[test]

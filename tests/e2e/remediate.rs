@@ -2,7 +2,7 @@
 //! zombies it targets, and each guard holds (the protected process counts the signals it
 //! received: none).
 
-use std::{path::PathBuf, time::Duration};
+use std::{os::unix::process::CommandExt, path::PathBuf, time::Duration};
 
 use serde_json::Value;
 
@@ -143,6 +143,39 @@ fn rung1_sigchld_through_a_pidfd_clears_a_parent_that_reaps_when_told() {
         m.contains("zombie_remediations_total{action=\"sigchld\",result=\"done\"} 1"),
         "{m}"
     );
+}
+
+/// After the load the daemon keeps CAP_KILL and nothing else, and that is what it takes to
+/// signal another user's process.
+#[test]
+fn with_only_cap_kill_left_another_users_parent_is_nudged() {
+    let (mut w, hello) = Workload::spawn_cmd(
+        std::process::Command::new(crate::harness::workload_bin())
+            .args(["signals", "3", "reap-on-sigchld"])
+            .uid(65534)
+            .gid(65534),
+    );
+    let _cg = PodCgroup::adopt("c1", w.pid());
+    let d = start("on", "");
+    const CAP_KILL: u64 = 1 << 5;
+    for (task, fields) in d.privileges() {
+        for (k, v) in fields {
+            let want = match k.as_str() {
+                "CapEff" | "CapPrm" | "CapBnd" => CAP_KILL,
+                "NoNewPrivs" => 1,
+                _ => 0,
+            };
+            assert_eq!(v, want, "{task}: {k} is {v:#x}");
+        }
+    }
+    decision(&d, w.pid(), "sigchld", "done", 5 * SECOND);
+    poll("the zombies reaped", 3 * SECOND, || {
+        pids(&hello, "children")
+            .iter()
+            .all(|p| !d.has_pid(*p))
+            .then_some(())
+    });
+    assert_eq!(counts(&mut w), (1, 0), "one SIGCHLD");
 }
 
 #[test]

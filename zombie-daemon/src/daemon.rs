@@ -181,6 +181,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .programs_attached
         .set(probe.attached() as i64);
     info!(programs = probe.attached(), "eBPF programs attached");
+    match crate::privileges::drop_all_but(&crate::privileges::needed_after_load(cfg.remediate)) {
+        Ok(d) => info!(
+            kept = ?d.effective,
+            bounding_set = if d.bounding_dropped { "dropped" } else { "left to the runtime" },
+            "capabilities not needed after the load dropped"
+        ),
+        // Not fatal: the daemon works the same, only with more privilege than it needs.
+        Err(e) => warn!("{e}"),
+    }
 
     let result = event_loop(&cfg, &mut probe, &procfs, &shared, ticks).await;
     shared.ready.store(false, Ordering::Release);

@@ -16,6 +16,7 @@ pub mod diagnosis;
 pub mod http;
 pub mod list;
 pub mod metrics;
+pub mod privileges;
 pub mod probe;
 pub mod procfs;
 pub mod remediate;
