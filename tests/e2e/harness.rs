@@ -143,8 +143,8 @@ impl Daemon {
         self.child.id() as i32
     }
 
-    /// Every thread's capability sets and no_new_privs, as /proc/<pid>/task/*/status shows
-    /// them: (thread, [("CapInh", mask), ..., ("NoNewPrivs", 0|1)]).
+    /// Every thread's capability sets, no_new_privs and seccomp mode, as
+    /// /proc/<pid>/task/*/status shows them: (thread, [("CapInh", mask), ..., ("Seccomp", 2)]).
     pub fn privileges(&self) -> Vec<(String, Vec<(String, u64)>)> {
         let mut out = Vec::new();
         for task in std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap() {
@@ -155,7 +155,7 @@ impl Daemon {
             let fields = status
                 .lines()
                 .filter_map(|l| l.split_once(':'))
-                .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs")
+                .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs" || *k == "Seccomp")
                 .map(|(k, v)| (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap()))
                 .collect();
             out.push((task.display().to_string(), fields));

@@ -61,6 +61,15 @@ impl PodCgroup {
 impl Drop for PodCgroup {
     fn drop(&mut self) {
         std::thread::sleep(Duration::from_millis(100));
+        // The process may outlive us (drop order, or a failed test): back to the root
+        // cgroup, or the directories could not be removed.
+        for h in runc::hierarchies() {
+            let dir = h.join(self.path.trim_start_matches('/'));
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = std::fs::write(h.join("cgroup.procs"), pid);
+            }
+        }
         let parts: Vec<&str> = self.path.trim_matches('/').split('/').collect();
         for depth in (1..=parts.len()).rev() {
             let rel = parts[..depth].join("/");
@@ -145,8 +154,8 @@ fn rung1_sigchld_through_a_pidfd_clears_a_parent_that_reaps_when_told() {
     );
 }
 
-/// After the load the daemon keeps CAP_KILL and nothing else, and that is what it takes to
-/// signal another user's process.
+/// After the load the daemon keeps CAP_KILL (and CAP_SYS_PTRACE, for /proc) and nothing
+/// else, and that is what it takes to signal another user's process.
 #[test]
 fn with_only_cap_kill_left_another_users_parent_is_nudged() {
     let (mut w, hello) = Workload::spawn_cmd(
@@ -155,14 +164,16 @@ fn with_only_cap_kill_left_another_users_parent_is_nudged() {
             .uid(65534)
             .gid(65534),
     );
-    let _cg = PodCgroup::adopt("c1", w.pid());
+    let _cg = PodCgroup::adopt("f1", w.pid());
     let d = start("on", "");
     const CAP_KILL: u64 = 1 << 5;
+    const CAP_SYS_PTRACE: u64 = 1 << 19;
     for (task, fields) in d.privileges() {
         for (k, v) in fields {
             let want = match k.as_str() {
-                "CapEff" | "CapPrm" | "CapBnd" => CAP_KILL,
+                "CapEff" | "CapPrm" | "CapBnd" => CAP_KILL | CAP_SYS_PTRACE,
                 "NoNewPrivs" => 1,
+                "Seccomp" => 2,
                 _ => 0,
             };
             assert_eq!(v, want, "{task}: {k} is {v:#x}");

@@ -16,6 +16,7 @@ use crate::{
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 /// The inode of the initial PID namespace (PROC_PID_INIT_INO), fixed in the kernel ABI.
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -67,8 +68,11 @@ pub struct Requirements {
 /// What the daemon needs from a Kubernetes node, derived from the code's own constants.
 pub fn requirements() -> Requirements {
     Requirements {
-        // bpf() program/map creation needs CAP_BPF; attaching tracing programs CAP_PERFMON.
-        capabilities: vec!["BPF", "PERFMON"],
+        // bpf() program/map creation needs CAP_BPF; attaching tracing programs CAP_PERFMON;
+        // /proc shows exit codes and namespace links of other root processes only to a
+        // reader that passes the ptrace read check: CAP_SYS_PTRACE (ptrace itself is denied
+        // by the daemon's own seccomp filter).
+        capabilities: vec!["BPF", "PERFMON", "SYS_PTRACE"],
         capabilities_remediation: vec!["KILL"],
         // Events carry pids of the initial PID namespace; /proc must show the same ones.
         host_pid: true,
@@ -160,6 +164,14 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
             "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them",
         )
     });
+    if !has(CAP_SYS_PTRACE) {
+        out.push(finding(
+            "proc_access",
+            Verdict::Warn,
+            "missing CAP_SYS_PTRACE: /proc hides exit codes of zombies found at start and \
+             the PID namespaces of root processes in containers; grant it",
+        ));
+    }
 
     let btf_ok = match probe::offsets::from_btf(&args.paths.btf_path) {
         Ok(o) => {

@@ -8,7 +8,10 @@
 //! So after the load, every capability but the kept ones leaves the effective, permitted
 //! and inheritable sets and the ambient set is cleared; with CAP_SETPCAP (a root shell, not
 //! the DaemonSet, whose runtime already bounds the set) the bounding set is cut down too.
-//! `no_new_privs` then makes sure no execve can hand anything back.
+//! `no_new_privs` then makes sure no execve can hand anything back. CAP_SYS_PTRACE stays for
+//! reading /proc (see [`needed_after_load`]), and a seccomp filter takes away what it would
+//! otherwise allow beyond that: ptrace itself, reading or writing another process's memory,
+//! taking its file descriptors.
 //!
 //! Capabilities belong to threads. The drop runs on the only thread the process has at that
 //! point (the tokio runtime is current-thread and its blocking pool starts lazily); should
@@ -24,6 +27,8 @@ pub enum DropError {
     Caps(#[from] caps::errors::CapsError),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(std::io::Error),
+    #[error("cannot install the seccomp filter that denies ptrace: {0}")]
+    Seccomp(std::io::Error),
     #[error(
         "capabilities dropped on this thread only: {0} threads were running (they keep theirs)"
     )]
@@ -36,11 +41,20 @@ pub struct Dropped {
     pub effective: BTreeSet<String>,
     /// Whether the bounding set was cut down too (needs CAP_SETPCAP).
     pub bounding_dropped: bool,
+    /// Whether ptrace and friends are denied by seccomp.
+    pub seccomp: bool,
 }
 
 /// The capabilities the running daemon keeps for a remediation mode.
+///
+/// CAP_SYS_PTRACE stays because /proc hides part of a process from a reader that may not
+/// ptrace it (PTRACE_MODE_READ): the exit code in `stat`, the `ns/pid` link, `exe`. A root
+/// reader without capabilities fails that check for every process whose permitted set is
+/// not a subset of its own, i.e. for any root process in a container. The daemon never
+/// calls ptrace; a seccomp filter makes sure of it (see [`deny_process_access`]).
 pub fn needed_after_load(remediate: crate::remediate::Mode) -> CapsHashSet {
     let mut keep = CapsHashSet::new();
+    keep.insert(Capability::CAP_SYS_PTRACE);
     if remediate == crate::remediate::Mode::On {
         keep.insert(Capability::CAP_KILL);
     }
@@ -73,6 +87,7 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<Dropped, DropError> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(DropError::NoNewPrivs(std::io::Error::last_os_error()));
     }
+    let seccomp = deny_process_access().map_err(DropError::Seccomp)?;
     if threads > 1 {
         return Err(DropError::Threads(threads));
     }
@@ -82,7 +97,74 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<Dropped, DropError> {
             .map(|c| c.to_string())
             .collect(),
         bounding_dropped,
+        seccomp,
     })
+}
+
+/// Syscalls that read or write another process's memory or steal its file descriptors:
+/// the part of CAP_SYS_PTRACE the daemon must never use.
+const DENIED_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_pidfd_getfd,
+];
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+
+/// Installs a seccomp filter on every thread that fails [`DENIED_SYSCALLS`] with EPERM, and
+/// every syscall of a foreign ABI (i386 or x32 on x86_64, whose numbers differ). Needs
+/// `no_new_privs`. Returns false on an architecture this filter does not know.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub fn deny_process_access() -> std::io::Result<bool> {
+    // Classic BPF over struct seccomp_data { int nr; __u32 arch; ... }.
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    // x86_64's x32 ABI: the same arch value, numbers with this bit set.
+    const X32_BIT: u32 = 0x4000_0000;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let n = DENIED_SYSCALLS.len() as u8;
+    let mut prog = vec![
+        op(LD_W_ABS, 0, 0, 4),
+        // A foreign ABI: to the final EPERM.
+        op(JEQ_K, 0, n + 3, AUDIT_ARCH),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JGE_K, n + 1, 0, X32_BIT),
+    ];
+    for (i, nr) in DENIED_SYSCALLS.iter().enumerate() {
+        prog.push(op(JEQ_K, n - i as u8, 0, *nr as u32));
+    }
+    prog.push(op(RET_K, 0, 0, ALLOW));
+    prog.push(op(RET_K, 0, 0, EPERM));
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: a valid filter program that outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1, // SECCOMP_SET_MODE_FILTER
+            1, // SECCOMP_FILTER_FLAG_TSYNC: every thread of the process
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn deny_process_access() -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// The highest capability number this kernel knows (CAP_CHECKPOINT_RESTORE is 40 in 6.x).
@@ -103,41 +185,29 @@ mod tests {
     use crate::remediate::Mode;
 
     #[test]
-    fn only_remediation_keeps_a_capability() {
-        assert!(needed_after_load(Mode::Off).is_empty());
-        assert!(needed_after_load(Mode::DryRun).is_empty());
+    fn only_remediation_adds_a_capability_to_reading_proc() {
+        let sorted = |m| {
+            let mut v: Vec<_> = needed_after_load(m).into_iter().collect();
+            v.sort_by_key(|c| c.index());
+            v
+        };
+        assert_eq!(sorted(Mode::Off), [Capability::CAP_SYS_PTRACE]);
+        assert_eq!(sorted(Mode::DryRun), [Capability::CAP_SYS_PTRACE]);
         assert_eq!(
-            needed_after_load(Mode::On).into_iter().collect::<Vec<_>>(),
-            [Capability::CAP_KILL]
+            sorted(Mode::On),
+            [Capability::CAP_KILL, Capability::CAP_SYS_PTRACE]
         );
     }
 
-    #[test]
-    fn a_forked_child_keeps_only_what_it_asked_for() {
-        // In a child process, so the test runner keeps its capabilities. The child has one
-        // thread, as the daemon has at the drop.
+    /// In a child process, so the test runner keeps its capabilities. The child has one
+    /// thread, as the daemon has at the drop. Exit code 0: all held.
+    fn in_child(check: fn() -> bool) {
         // SAFETY: the child allocates (glibc makes malloc usable after fork), touches no
         // lock the runner's other threads could hold, and leaves with _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            let mut keep = CapsHashSet::new();
-            keep.insert(Capability::CAP_KILL);
-            let code = match drop_all_but(&keep) {
-                Ok(d) => {
-                    let had_kill = caps::has_cap(None, CapSet::Permitted, Capability::CAP_KILL)
-                        .unwrap_or(false);
-                    let eff = caps::read(None, CapSet::Effective).unwrap_or_default();
-                    let prm = caps::read(None, CapSet::Permitted).unwrap_or_default();
-                    let ok = eff.iter().all(|c| *c == Capability::CAP_KILL)
-                        && prm == eff
-                        && d.effective.len() == eff.len()
-                        && (had_kill || eff.is_empty())
-                        && caps::read(None, CapSet::Inheritable).is_ok_and(|s| s.is_empty());
-                    if ok { 0 } else { 1 }
-                }
-                Err(_) => 2,
-            };
+            let code = i32::from(!check());
             // SAFETY: leaves the child without running the parent's atexit handlers.
             unsafe { libc::_exit(code) };
         }
@@ -146,5 +216,70 @@ mod tests {
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status));
         assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+
+    #[test]
+    fn a_child_keeps_only_what_it_asked_for() {
+        in_child(|| {
+            let mut keep = CapsHashSet::new();
+            keep.insert(Capability::CAP_KILL);
+            let had_kill =
+                caps::has_cap(None, CapSet::Permitted, Capability::CAP_KILL).unwrap_or(false);
+            let Ok(d) = drop_all_but(&keep) else {
+                return false;
+            };
+            let eff = caps::read(None, CapSet::Effective).unwrap_or_default();
+            let prm = caps::read(None, CapSet::Permitted).unwrap_or_default();
+            eff.iter().all(|c| *c == Capability::CAP_KILL)
+                && prm == eff
+                && d.effective.len() == eff.len()
+                && had_kill != eff.is_empty()
+                && caps::read(None, CapSet::Inheritable).is_ok_and(|s| s.is_empty())
+                && caps::read(None, CapSet::Ambient).is_ok_and(|s| s.is_empty())
+        });
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn after_the_drop_ptrace_and_process_memory_access_fail_with_eperm() {
+        in_child(|| {
+            let mut keep = CapsHashSet::new();
+            keep.insert(Capability::CAP_SYS_PTRACE);
+            if !drop_all_but(&keep).is_ok_and(|d| d.seccomp) {
+                return false;
+            }
+            let eperm = |rc: libc::c_long| {
+                rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+            };
+            // Reading our own memory works without any privilege, unless denied.
+            let mut buf = [0u8; 8];
+            let src = [1u8; 8];
+            let local = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: 8,
+            };
+            let remote = libc::iovec {
+                iov_base: src.as_ptr() as *mut libc::c_void,
+                iov_len: 8,
+            };
+            // SAFETY: valid iovecs over our own buffers.
+            let read = unsafe {
+                libc::syscall(
+                    libc::SYS_process_vm_readv,
+                    libc::getpid(),
+                    &local as *const libc::iovec,
+                    1,
+                    &remote as *const libc::iovec,
+                    1,
+                    0,
+                )
+            };
+            // SAFETY: PTRACE_TRACEME takes no pointers.
+            let traceme = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+            // Everything else still works.
+            // SAFETY: getppid has no preconditions.
+            let ppid = unsafe { libc::getppid() };
+            eperm(read) && eperm(traceme) && ppid > 0 && buf == [0; 8]
+        });
     }
 }

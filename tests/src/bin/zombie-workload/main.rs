@@ -19,6 +19,10 @@
 //!   (SIGTERM does not end it); `counts` prints what arrived since the zombies were made.
 //!   MODE `reap-on-sigchld` reaps the children once a SIGCHLD arrives; `deaf` never does.
 //!   `more N` makes N more never-waited children (and zeroes the counts).
+//! - `soak SEED`: random churn of all of the above and more, for the soak test (see
+//!   [`soak`]).
+
+mod soak;
 
 use std::{
     io::{BufRead, Write},
@@ -184,6 +188,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let me = std::process::id();
     match args.get(1).map(String::as_str) {
+        Some("soak") => soak::soak(arg(&args, 2, 1)),
         Some("never-wait") => {
             let mut kids: Vec<i32> = (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect();
             say(&format!(

@@ -1,0 +1,301 @@
+//! The soak test: random churn (zombies, reaps, exit storms, orphans, threads, autoreaped
+//! children, execs from threads, signals) for `ZOMBIE_SOAK_SECONDS` (30 by default; `cargo
+//! xtask soak --seconds N` runs a long one), with the daemon's table checked against /proc
+//! all along while the churn goes on, a `kill -9` and restart of the daemon halfway, and an
+//! exact comparison at the end with the churn held.
+//!
+//! While processes come and go, the table and /proc can only be compared where both sides
+//! are known to be settled, so each check is: scan /proc, wait `SETTLE`, read `/zombies`,
+//! scan /proc again, then
+//! - no zombie is missed: one in both scans (same pid and start time, so the same process,
+//!   a zombie the whole time) must be in the table;
+//! - no zombie is a phantom: a table entry that exited before the first scan began must be
+//!   in the first scan, because had it been reaped before, the daemon had `SETTLE` to see it.
+//!
+//! The whole node is checked, not only the workload: whatever else runs here counts too.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufRead, BufReader, Write},
+    os::unix::process::CommandExt,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    SECOND,
+    harness::{Daemon, poll, workload_bin},
+};
+
+/// Longer than the worst detection latency seen under storms, short enough for many checks.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// pid -> (start ticks, ppid) of every zombie process /proc shows now.
+fn proc_zombies() -> HashMap<i64, (u64, i64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        // Fields from the 3rd (state): ppid is the 4th, num_threads the 20th, starttime the
+        // 22nd. A zombie leader with live threads is not a zombie process.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 19 && f[0] == "Z" && f[17] == "1" {
+            let (Ok(ppid), Ok(start)) = (f[1].parse(), f[19].parse()) else {
+                continue;
+            };
+            out.insert(pid, (start, ppid));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+struct Checked {
+    /// Zombies in both scans, all found in the table.
+    stable: usize,
+    /// Table entries old enough to be judged, all found in /proc.
+    judged: usize,
+}
+
+/// One check while the churn goes on (see the module doc). Panics on a missed or phantom
+/// zombie, with what was seen.
+fn check(d: &Daemon) -> Checked {
+    let t0 = Instant::now();
+    let first = proc_zombies();
+    std::thread::sleep(SETTLE);
+    let table = d.zombies();
+    let fetched = Instant::now();
+    let second = proc_zombies();
+
+    let keyed: HashSet<(i64, u64)> = table
+        .iter()
+        .map(|z| {
+            (
+                z["pid"].as_i64().unwrap(),
+                z["start_ticks"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut c = Checked::default();
+    for (pid, (start, _)) in &first {
+        if second.get(pid).map(|s| s.0) == Some(*start) {
+            c.stable += 1;
+            assert!(
+                keyed.contains(&(*pid, *start)),
+                "missed: zombie {pid} (start {start}) in /proc for {:?} but not in the table",
+                fetched - t0
+            );
+        }
+    }
+    let before_first = (fetched - t0).as_secs_f64();
+    for z in &table {
+        let age = z["age_seconds"].as_f64().unwrap();
+        // An estimated exit time (zombies found by a /proc scan) gets a second of slack.
+        let slack = if z["exited_at_estimated"] == true {
+            1.0
+        } else {
+            0.0
+        };
+        if age <= before_first + slack {
+            continue;
+        }
+        c.judged += 1;
+        let (pid, start) = (z["pid"].as_i64().unwrap(), z["start_ticks"].as_u64());
+        assert_eq!(
+            first.get(&pid).map(|s| s.0),
+            start,
+            "phantom: {z} exited before the first scan and was reaped or is another process \
+             by {:?} after it",
+            fetched - t0
+        );
+    }
+    c
+}
+
+/// The soak workload in its own process group; on drop (also when the test fails) the
+/// group is killed and every process it leaves to us is reaped.
+struct Churn {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Churn {
+    fn start(seed: u64) -> Self {
+        crate::harness::become_subreaper();
+        let mut child = Command::new(workload_bin())
+            .args(["soak", &seed.to_string()])
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the soak workload");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut c = Churn {
+            child,
+            stdin,
+            stdout,
+        };
+        c.read();
+        c
+    }
+
+    fn pid(&self) -> i64 {
+        self.child.id() as i64
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("soak workload output");
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("soak said {line:?}: {e}"))
+    }
+
+    fn ask(&mut self, cmd: &str) -> Value {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+        self.read()
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        // SAFETY: killing the process group we created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+        // Its zombies and its middles' orphans are ours now (we are a subreaper).
+        let me = std::process::id() as i64;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ours: Vec<i64> = proc_zombies()
+                .into_iter()
+                .filter(|(_, (_, ppid))| *ppid == me)
+                .map(|(pid, _)| pid)
+                .collect();
+            for pid in &ours {
+                let mut status = 0;
+                // SAFETY: non-blocking wait for a zombie child of ours.
+                unsafe { libc::waitpid(*pid as i32, &mut status, libc::WNOHANG) };
+            }
+            if ours.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+#[test]
+fn soak_random_churn_keeps_the_table_equal_to_proc() {
+    let seconds = env_u64("ZOMBIE_SOAK_SECONDS").unwrap_or(30).max(5);
+    let seed = env_u64("ZOMBIE_SOAK_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    // Printed so a failure can be replayed (`ZOMBIE_SOAK_SEED`).
+    eprintln!("soak: {seconds} s, seed {seed}");
+    let mut d = Daemon::start();
+    let mut churn = Churn::start(seed);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let interval = Duration::from_secs((seconds / 6).clamp(2, 10));
+    let (mut checks, mut stable, mut judged, mut restarted) = (0, 0, 0, false);
+    let mut lost = 0.0;
+    while Instant::now() < end {
+        std::thread::sleep(interval.min(end.saturating_duration_since(Instant::now())));
+        let c = check(&d);
+        checks += 1;
+        stable += c.stable;
+        judged += c.judged;
+        if !restarted && start.elapsed() >= Duration::from_secs(seconds / 2) {
+            // kill -9 mid-churn: the new daemon's table must pass the same checks.
+            lost += d.metric("zombie_ebpf_events_lost_total");
+            // SAFETY: killing the daemon we started.
+            unsafe { libc::kill(d.pid(), libc::SIGKILL) };
+            drop(d);
+            d = Daemon::start();
+            restarted = true;
+        }
+    }
+    let counts = churn.ask("hold");
+    // Held: nothing moves in the workload now. The table must equal /proc exactly for its
+    // zombies and its orphans (all children of the workload), and pass the node-wide check.
+    std::thread::sleep(SETTLE);
+    let c = check(&d);
+    checks += 1;
+    // Orphans re-parented to the workload get their new parent from /proc within a second
+    // (the kernel's choice of reaper is not in the exit event).
+    let ours = |pairs: Vec<(i64, u64)>| pairs.into_iter().collect::<HashSet<_>>();
+    let settled = Instant::now() + 3 * SECOND;
+    let ours_in_proc = loop {
+        let in_proc = ours(
+            proc_zombies()
+                .into_iter()
+                .filter(|(_, (_, ppid))| *ppid == churn.pid())
+                .map(|(pid, (start, _))| (pid, start))
+                .collect(),
+        );
+        let in_table = ours(
+            d.children_of(churn.pid() as i32)
+                .iter()
+                .map(|z| {
+                    (
+                        z["pid"].as_i64().unwrap(),
+                        z["start_ticks"].as_u64().unwrap(),
+                    )
+                })
+                .collect(),
+        );
+        if in_proc == in_table {
+            break in_proc;
+        }
+        assert!(
+            Instant::now() < settled,
+            "held: only in the table {:?}, only in /proc {:?}",
+            in_table.difference(&in_proc).collect::<Vec<_>>(),
+            in_proc.difference(&in_table).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let reaped = churn.ask("reap");
+    poll("every zombie of the workload gone", 3 * SECOND, || {
+        d.children_of(churn.pid() as i32).is_empty().then_some(())
+    });
+    lost += d.metric("zombie_ebpf_events_lost_total");
+    eprintln!(
+        "soak: {:.0} s, seed {seed}: {counts} then {reaped}; {checks} checks, {} zombies \
+         compared in both directions ({} at the end), {} held at the end; events lost: {lost}; \
+         resyncs after the restart: {}",
+        start.elapsed().as_secs_f64(),
+        stable + judged + c.stable + c.judged,
+        c.stable,
+        ours_in_proc.len(),
+        d.metric("zombie_resyncs_total"),
+    );
+    assert!(
+        counts["exits"].as_u64().unwrap() > 1000,
+        "the churn did too little: {counts}"
+    );
+}
