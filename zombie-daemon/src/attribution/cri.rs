@@ -375,7 +375,11 @@ fn version_error(path: &Path, status: Status) -> CriError {
         // No such service or method: a gRPC server, but not a CRI runtime.
         Code::Unimplemented => CriError::NotCri { path, detail },
         // The HTTP/2 exchange itself failed: whatever listens there is not a gRPC server.
-        Code::Unavailable | Code::Unknown | Code::Internal => CriError::NotGrpc { path, detail },
+        // Cancelled: the peer closed the connection before the call could even be sent
+        // (an HTTP/1 server answering the preface with an error, then hanging up).
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled => {
+            CriError::NotGrpc { path, detail }
+        }
         code => CriError::Rpc {
             path,
             call: "Version",
