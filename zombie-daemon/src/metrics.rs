@@ -33,6 +33,7 @@ pub struct Metrics {
     pub reap_latency: Histogram,
     pub events_lost: IntCounter,
     pub read_errors: IntCounter,
+    pub reaps_unobserved: IntCounter,
     pub resyncs: IntCounterVec,
     pub events: IntCounterVec,
     pub programs_attached: IntGauge,
@@ -82,6 +83,11 @@ impl Metrics {
         let read_errors = counter(
             "zombie_ebpf_read_errors_total",
             "Kernel memory reads that failed in the eBPF programs (the event was dropped).",
+        );
+        let reaps_unobserved = counter(
+            "zombie_reaps_unobserved_total",
+            "Zombies the /proc sweep found reaped before their free event arrived (late by an \
+             RCU grace period, or never delivered).",
         );
         let resyncs = IntCounterVec::new(
             Opts::new(
@@ -136,7 +142,14 @@ impl Metrics {
             ])
             .set(1);
 
-        for c in [&exits, &reaped, &autoreaped, &events_lost, &read_errors] {
+        for c in [
+            &exits,
+            &reaped,
+            &autoreaped,
+            &events_lost,
+            &read_errors,
+            &reaps_unobserved,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -179,7 +192,7 @@ impl Metrics {
         for kind in ["exit", "free", "wait"] {
             events.with_label_values(&[kind]);
         }
-        for reason in ["startup", "lost_events", "periodic"] {
+        for reason in ["startup", "lost_events", "periodic", "exiting"] {
             resyncs.with_label_values(&[reason]);
         }
 
@@ -190,6 +203,7 @@ impl Metrics {
             autoreaped,
             reap_latency,
             events_lost,
+            reaps_unobserved,
             read_errors,
             resyncs,
             events,

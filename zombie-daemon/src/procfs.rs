@@ -6,11 +6,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ::procfs::process::{Process, Stat};
+use ::procfs::{
+    FromRead,
+    process::{Process, Stat, Status},
+};
 
 use crate::{
     probe::TickConverter,
-    tracker::{Comm, Ns, ProcKey, ScanEntry},
+    tracker::{Comm, Ns, ProcKey, Scan, ScanEntry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,9 @@ pub enum ScanError {
         source: ::procfs::ProcError,
     },
 }
+
+/// PF_EXITING in /proc/<pid>/stat's flags: set before the exit tracepoint fires.
+const PF_EXITING: u32 = 0x4;
 
 /// Reads zombies and their parents from a procfs mount.
 #[derive(Clone, Debug)]
@@ -88,6 +94,11 @@ impl ProcFs {
         now: Ns,
         cgroup_id: impl Fn(u32) -> u64,
     ) -> Result<Vec<ScanEntry>, ScanError> {
+        self.scan(now, cgroup_id).map(|s| s.zombies)
+    }
+
+    /// [`Self::zombies`], and the processes still on their way to being one (see [`Scan`]).
+    pub fn scan(&self, now: Ns, cgroup_id: impl Fn(u32) -> u64) -> Result<Scan, ScanError> {
         let sched_offset = self.sched_clock_offset(now);
         let all = ::procfs::process::all_processes_with_root(&self.root).map_err(|source| {
             ScanError::List {
@@ -96,9 +107,18 @@ impl ProcFs {
             }
         })?;
         let mut out = Vec::new();
+        let mut exiting = Vec::new();
         for proc in all.flatten() {
             let Ok(stat) = proc.stat() else { continue };
             if stat.state != 'Z' || stat.num_threads > 1 {
+                let in_exit = stat.state == 'Z' || stat.state == 'X';
+                if in_exit || stat.flags & PF_EXITING != 0 {
+                    let key = ProcKey {
+                        pid: stat.pid as u32,
+                        start_ticks: stat.starttime,
+                    };
+                    exiting.push((key, !in_exit));
+                }
                 continue;
             }
             let info = self.info_from_stat(&stat);
@@ -122,19 +142,43 @@ impl ProcFs {
                 exited_at_estimate: exited,
             });
         }
-        Ok(out)
+        Ok(Scan {
+            zombies: out,
+            exiting,
+        })
     }
 
     /// CLOCK_BOOTTIME minus the scheduler clock, from our own thread's `se.exec_start` (we are
     /// running, so it is "now" in scheduler clock, give or take our current time slice).
     fn sched_clock_offset(&self, now: Ns) -> Option<i64> {
         let own = read_exec_start(&self.root.join("thread-self/sched"))?;
-        Some(now as i64 - own as i64)
+        i64::try_from(now)
+            .ok()?
+            .checked_sub(i64::try_from(own).ok()?)
     }
 
     fn last_ran(&self, pid: u32) -> Option<u64> {
         read_exec_start(&self.root.join(pid.to_string()).join("sched"))
     }
+}
+
+/// A /proc/<pid>/status file (the process's dir is `proc_dir`), parsed by [`parse_status`].
+pub fn read_status(proc_dir: &Path) -> Option<Status> {
+    parse_status(&fs::read(proc_dir.join("status")).ok()?)
+}
+
+/// Parses /proc/<pid>/status with procfs, around two things procfs 0.18 gets wrong there:
+/// it refuses the whole file when the name is not UTF-8 (a process may name itself with any
+/// bytes, and would then vanish from the audit and the diagnosis), and its `name` stops at
+/// the first ':' (`kworker/0:1H` becomes `kworker/0`). The name is kept as the kernel
+/// wrote it (`\n` and `\\` escaped), invalid UTF-8 replaced.
+pub fn parse_status(bytes: &[u8]) -> Option<Status> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut status = Status::from_read(text.as_bytes()).ok()?;
+    if let Some(name) = text.lines().find_map(|l| l.strip_prefix("Name:\t")) {
+        status.name = name.to_string();
+    }
+    Some(status)
 }
 
 /// `se.exec_start` (ms with a fraction) from a /proc/<pid>/sched file, in ns. The procfs
@@ -144,7 +188,9 @@ fn read_exec_start(path: &Path) -> Option<u64> {
     parse_exec_start(&text)
 }
 
-fn parse_exec_start(text: &str) -> Option<u64> {
+/// The `se.exec_start` line of a /proc/<pid>/sched file, in ns; `None` if it is missing,
+/// malformed or beyond u64 nanoseconds.
+pub fn parse_exec_start(text: &str) -> Option<u64> {
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with("se.exec_start"))?;
@@ -157,7 +203,7 @@ fn parse_exec_start(text: &str) -> Option<u64> {
         frac_ns += u64::from(c.to_digit(10)?) * scale;
         scale /= 10;
     }
-    Some(ms * 1_000_000 + frac_ns)
+    ms.checked_mul(1_000_000)?.checked_add(frac_ns)
 }
 
 #[cfg(test)]
@@ -171,6 +217,43 @@ mod tests {
         assert_eq!(parse_exec_start("se.exec_start : 12\n"), Some(12_000_000));
         assert_eq!(parse_exec_start("nothing here"), None);
         assert_eq!(parse_exec_start("se.exec_start : x.5"), None);
+    }
+
+    #[test]
+    fn an_exec_start_beyond_u64_nanoseconds_is_none() {
+        // u64::MAX ns is 18446744073709.551615 ms.
+        assert_eq!(
+            parse_exec_start("se.exec_start : 18446744073709.551615"),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            parse_exec_start("se.exec_start : 18446744073709.551616"),
+            None
+        );
+        assert_eq!(parse_exec_start("se.exec_start : 18446744073710"), None);
+        assert_eq!(
+            parse_exec_start(&format!("se.exec_start : {}", u64::MAX)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_status_with_any_name_parses() {
+        let real = fs::read_to_string("/proc/self/status").unwrap();
+        let me = parse_status(real.as_bytes()).unwrap();
+        assert_eq!(me.pid as u32, std::process::id());
+        let named = |name: &[u8]| {
+            let mut text = b"Name:\t".to_vec();
+            text.extend_from_slice(name);
+            text.push(b'\n');
+            text.extend_from_slice(real.split_once('\n').unwrap().1.as_bytes());
+            parse_status(&text).map(|s| s.name)
+        };
+        assert_eq!(named(b"kworker/0:1H").unwrap(), "kworker/0:1H");
+        assert_eq!(named(b" a: b ").unwrap(), " a: b ");
+        // procfs alone refuses the whole file.
+        assert_eq!(named(b"x\xff\xfey").unwrap(), "x\u{fffd}\u{fffd}y");
+        assert!(parse_status(b"Name:\tx\n").is_none());
     }
 
     #[test]

@@ -143,6 +143,18 @@ pub struct ScanEntry {
     pub exited_at_estimate: Ns,
 }
 
+/// A /proc scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub zombies: Vec<ScanEntry>,
+    /// Processes /proc shows on their way to becoming a zombie process, which a reconcile
+    /// must not take for reaped: a task between its exit tracepoint and exit_notify
+    /// (PF_EXITING; closing files or freeing a large mm can take a while), or a leader that
+    /// is already a zombie while its last thread exits. The flag is true for the former, a
+    /// transient state a follow-up scan should look at again.
+    pub exiting: Vec<(ProcKey, bool)>,
+}
+
 /// What one event did to the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -173,6 +185,9 @@ pub struct ReconcileReport {
     pub added: usize,
     /// Table entries gone from /proc (their reaps were lost).
     pub removed: usize,
+    /// Processes in the middle of exiting that the table does not know: if their exit
+    /// event was lost (or came before the daemon), only a later scan will find them.
+    pub exiting_unknown: usize,
 }
 
 /// Counters since the tracker was created.
@@ -327,6 +342,9 @@ impl Tracker {
             );
             return Applied::Autoreaped;
         }
+        // Its parent's exit may have come first: the child read its parent before the
+        // parent's exit_notify handed it to a reaper, but reserved its record later.
+        let parent_gone = self.has_exited(e.ppid, e.parent_start_ticks);
         self.insert(Zombie {
             key: e.key,
             exited_at: e.at,
@@ -338,7 +356,7 @@ impl Tracker {
             wait_status: e.wait_status,
             cgroup_id: e.cgroup_id,
             flags: e.flags,
-            parent_gone: false,
+            parent_gone,
             reparented: 0,
             exit_ppid: e.ppid,
             exit_parent_comm: e.parent_comm,
@@ -369,6 +387,50 @@ impl Tracker {
             },
         );
         applied
+    }
+
+    /// Up to `limit` zombies that exited before `exited_before`, from position `from` of the
+    /// table's iteration order, and the position to continue from: a rotating sample for
+    /// the sweep that checks zombies still exist (see [`Self::forget_reaped`]).
+    pub fn sweep_batch(
+        &self,
+        from: usize,
+        exited_before: Ns,
+        limit: usize,
+    ) -> (Vec<ProcKey>, usize) {
+        let from = if from >= self.zombies.len() { 0 } else { from };
+        let keys: Vec<ProcKey> = self
+            .zombies
+            .values()
+            .skip(from)
+            .take(limit)
+            .filter(|z| z.exited_at < exited_before)
+            .map(|z| z.key)
+            .collect();
+        (keys, from + limit)
+    }
+
+    /// A zombie /proc no longer has (its pid is gone or belongs to a newer process) was
+    /// reaped without its free event: removed like a reconcile removes it.
+    pub fn forget_reaped(&mut self, key: &ProcKey, now: Ns) -> bool {
+        if self.remove(key).is_none() {
+            return false;
+        }
+        self.tombstones.insert(
+            *key,
+            Tombstone {
+                freed_at: now,
+                exit_seen: true,
+            },
+        );
+        self.totals.reaped_unobserved += 1;
+        true
+    }
+
+    /// Whether the table knows this process has exited (a zombie, or reaped).
+    fn has_exited(&self, pid: u32, start_ticks: u64) -> bool {
+        let key = ProcKey { pid, start_ticks };
+        start_ticks != 0 && (self.zombies.contains_key(&key) || self.tombstones.contains(&key))
     }
 
     /// A process exited: its zombie children are being handed to a new parent.
@@ -415,18 +477,22 @@ impl Tracker {
             return;
         };
         if z.ppid == ppid && z.parent_start_ticks == parent_start_ticks {
+            // Still the parent that exited: /proc was read between its exit and its
+            // exit_notify, which has yet to hand the child over. Look again next time.
+            let gone = self.has_exited(ppid, parent_start_ticks);
             if let Some(z) = self.zombies.get_mut(key) {
-                z.parent_gone = false;
+                z.parent_gone = gone;
             }
             return;
         }
         self.unlink_parent(z.ppid, key);
         self.by_parent.entry(ppid).or_default().insert(*key);
+        let gone = self.has_exited(ppid, parent_start_ticks);
         if let Some(z) = self.zombies.get_mut(key) {
             z.ppid = ppid;
             z.parent_start_ticks = parent_start_ticks;
             z.parent_comm = comm;
-            z.parent_gone = false;
+            z.parent_gone = gone;
             z.reparented += 1;
         }
     }
@@ -438,8 +504,25 @@ impl Tracker {
     /// scanned zombie is added only if its free has not been seen. An exit event that arrives
     /// after the scan added the same process refines it (see `Applied::Refined`).
     pub fn reconcile(&mut self, scan_started: Ns, scan: &[ScanEntry]) -> ReconcileReport {
+        self.reconcile_scan(scan_started, scan, &[])
+    }
+
+    /// [`Self::reconcile`] with a [`Scan`]: a process still exiting is not taken for reaped.
+    pub fn reconcile_scan(
+        &mut self,
+        scan_started: Ns,
+        scan: &[ScanEntry],
+        exiting: &[(ProcKey, bool)],
+    ) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let seen: FxHashSet<ProcKey> = scan.iter().map(|e| e.key).collect();
+        let mut seen: FxHashSet<ProcKey> = scan.iter().map(|e| e.key).collect();
+        report.exiting_unknown = exiting
+            .iter()
+            .filter(|(k, transient)| {
+                *transient && !self.zombies.contains_key(k) && !self.tombstones.contains(k)
+            })
+            .count();
+        seen.extend(exiting.iter().map(|(k, _)| *k));
         let gone: Vec<ProcKey> = self
             .zombies
             .values()
@@ -459,7 +542,14 @@ impl Tracker {
             report.removed += 1;
         }
         for e in scan {
-            if self.zombies.contains_key(&e.key) || self.tombstones.contains(&e.key) {
+            if let Some(z) = self.zombies.get(&e.key) {
+                // A parent's lost exit left this one's parent stale: /proc knows better.
+                if z.ppid != e.ppid || z.parent_start_ticks != e.parent_start_ticks {
+                    self.set_parent(&e.key, e.ppid, e.parent_start_ticks, e.parent_comm);
+                }
+                continue;
+            }
+            if self.tombstones.contains(&e.key) {
                 continue;
             }
             self.insert(Zombie {
@@ -669,7 +759,8 @@ mod tests {
             report,
             ReconcileReport {
                 added: 0,
-                removed: 1
+                removed: 1,
+                exiting_unknown: 0
             }
         );
         assert_eq!(t.len(), 1);
@@ -687,7 +778,8 @@ mod tests {
             report,
             ReconcileReport {
                 added: 1,
-                removed: 0
+                removed: 0,
+                exiting_unknown: 0
             }
         );
         let z = t.get(&key(200, 7)).unwrap();
@@ -708,6 +800,31 @@ mod tests {
         let report = t.reconcile(10 * MS, &[]);
         assert_eq!(report.removed, 0);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn reconcile_keeps_a_process_still_on_its_way_out() {
+        let mut t = Tracker::default();
+        t.apply(&exit(310, 1, 1, 5 * MS));
+        // The scan read it between its exit tracepoint and exit_notify: not yet 'Z'.
+        let report = t.reconcile_scan(10 * MS, &[], &[(key(310, 1), true)]);
+        assert_eq!((report.removed, report.exiting_unknown), (0, 0));
+        assert_eq!(t.len(), 1);
+        // One the table does not know is reported, so that a follow-up scan finds it; a
+        // zombie leader waiting for its last thread is not a reason for one.
+        let report = t.reconcile_scan(
+            10 * MS,
+            &[],
+            &[
+                (key(311, 1), true),
+                (key(312, 1), false),
+                (key(310, 1), true),
+            ],
+        );
+        assert_eq!((report.removed, report.exiting_unknown), (0, 1));
+        // Gone from /proc altogether: it was reaped.
+        assert_eq!(t.reconcile(20 * MS, &[]).removed, 1);
+        assert!(t.is_empty());
     }
 
     #[test]
@@ -744,6 +861,64 @@ mod tests {
         assert_eq!((z.ppid, z.parent_gone, z.reparented), (1, false, 1));
         assert_eq!(t.children_of(1).count(), 2); // 500 and the dead parent 50 itself
         assert_eq!(t.children_of(50).count(), 1);
+    }
+
+    #[test]
+    fn a_child_whose_exit_comes_after_its_parents_is_marked_until_handed_over() {
+        let mut t = Tracker::default();
+        // The parent (pid 50, start 1) exits first; its child read ppid 50 before the
+        // parent's exit_notify reparented it, and reserved its record after the parent's.
+        t.apply(&exit(50, 1, 1, MS));
+        t.apply(&exit(500, 3, 50, 2 * MS));
+        let gone: Vec<u32> = t.parent_gone().map(|z| z.key.pid).collect();
+        assert_eq!(gone, [500]);
+        // /proc read before that exit_notify still shows the dead parent: keep looking.
+        t.set_parent(&key(500, 3), 50, 1, Comm::new("parent"));
+        assert!(t.get(&key(500, 3)).unwrap().parent_gone);
+        t.set_parent(&key(500, 3), 1, 0, Comm::new("init"));
+        let z = t.get(&key(500, 3)).unwrap();
+        assert_eq!((z.ppid, z.parent_gone, z.reparented), (1, false, 1));
+        // A parent already reaped counts too.
+        t.apply(&free(60, 1, 3 * MS));
+        t.apply(&exit(600, 3, 60, 4 * MS));
+        assert!(t.get(&key(600, 3)).unwrap().parent_gone);
+        // A live parent does not.
+        t.apply(&exit(700, 3, 70, 5 * MS));
+        assert!(!t.get(&key(700, 3)).unwrap().parent_gone);
+    }
+
+    #[test]
+    fn a_resync_corrects_a_parent_whose_exit_was_lost() {
+        let mut t = Tracker::default();
+        t.apply(&exit(500, 3, 50, MS));
+        // Parent 50 exited (event lost); the kernel handed 500 to pid 1 (start 1).
+        let mut e = scan_entry(500, 3, 1, MS);
+        e.parent_start_ticks = 1;
+        t.reconcile(10 * MS, &[e]);
+        let z = t.get(&key(500, 3)).unwrap();
+        assert_eq!((z.ppid, z.parent_gone, z.reparented), (1, false, 1));
+        assert_eq!(z.source, Source::Event, "the event's facts are kept");
+    }
+
+    #[test]
+    fn the_sweep_rotates_through_old_zombies_and_forgets_the_reaped() {
+        let mut t = Tracker::default();
+        for pid in 0..10 {
+            t.apply(&exit(100 + pid, 1, 1, MS * u64::from(pid)));
+        }
+        // Exited before 5 ms: pids 100..=104, found over two batches of 6.
+        let (a, next) = t.sweep_batch(0, 5 * MS, 6);
+        let (b, next) = t.sweep_batch(next, 5 * MS, 6);
+        let mut seen: Vec<u32> = a.iter().chain(&b).map(|k| k.pid).collect();
+        seen.sort();
+        assert_eq!(seen, [100, 101, 102, 103, 104]);
+        // Past the end: from the start again.
+        assert_eq!(t.sweep_batch(next, 5 * MS, 6).0.len(), a.len());
+        assert!(t.forget_reaped(&key(100, 1), 20 * MS));
+        assert!(!t.forget_reaped(&key(100, 1), 20 * MS));
+        assert_eq!((t.len(), t.totals().reaped_unobserved), (9, 1));
+        // Its free, arriving at last, is a duplicate.
+        assert_eq!(t.apply(&free(100, 1, 21 * MS)), Applied::Duplicate);
     }
 
     #[test]
