@@ -675,6 +675,7 @@ pub fn bench() -> anyhow::Result<()> {
     stop(&mut procs);
 
     peers(&mut md, &mut targets)?;
+    micro(&mut md)?;
 
     let mut head = String::new();
     writeln!(head, "## Targets\n")?;
@@ -887,5 +888,62 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         ),
         ok(ratio >= 20.0).into(),
     ));
+    Ok(())
+}
+
+/// Section 7: the Criterion benches of the tracker and the parsers, medians.
+fn micro(md: &mut String) -> anyhow::Result<()> {
+    let dir = root().join("target/criterion");
+    // Only this run's results.
+    let _ = std::fs::remove_dir_all(&dir);
+    status(cargo().args([
+        "bench",
+        "--locked",
+        "-p",
+        "zombie-daemon",
+        "--bench",
+        "tracker",
+        "--bench",
+        "parsers",
+    ]))?;
+    let mut rows = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let path = e.path();
+            if path.file_name().is_some_and(|n| n == "new") {
+                let meta: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(path.join("benchmark.json"))?)?;
+                let est: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(path.join("estimates.json"))?)?;
+                rows.push((
+                    meta["full_id"].as_str().unwrap_or("?").to_string(),
+                    est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN),
+                ));
+            } else if path.is_dir() && path.file_name().is_some_and(|n| n != "report") {
+                stack.push(path);
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    writeln!(md, "## 7. Micro-benchmarks (Criterion)\n")?;
+    writeln!(
+        md,
+        "`cargo bench -p zombie-daemon --bench tracker --bench parsers`, run by this bench: the \
+         pure tracker and the parsers the daemon feeds from `/proc`, cgroupfs and its policy \
+         file, on fixed inputs (`zombie-daemon/benches/`). Medians.\n"
+    )?;
+    writeln!(md, "| benchmark | median |\n|---|---|")?;
+    for (id, ns) in rows {
+        let t = if ns < 1e3 {
+            format!("{ns:.0} ns")
+        } else if ns < 1e6 {
+            format!("{:.2} µs", ns / 1e3)
+        } else {
+            format!("{:.2} ms", ns / 1e6)
+        };
+        writeln!(md, "| {id} | {t} |")?;
+    }
+    writeln!(md)?;
     Ok(())
 }

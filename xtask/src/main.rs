@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | lint | bench`.
+//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -42,14 +43,33 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, lint, and pass the whole test suite (unit, end-to-end with real eBPF,
-    /// alerting rules, deployment manifests).
+    /// Set up, lint, and pass the whole test suite (unit, the parsers' fuzz targets,
+    /// end-to-end with real eBPF, alerting rules, deployment manifests).
     Test,
     /// cargo fmt --check and clippy -D warnings on every crate, the eBPF crate included.
     Lint,
+    /// Run the soak test for a chosen time: random churn of zombies, reaps, storms, orphans
+    /// and threads, the daemon's table checked against /proc all along.
+    Soak {
+        /// How long the churn lasts (the test suite runs 30 s).
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Replay a run: the seed a soak printed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Build release binaries, measure the daemon on this machine (kernel time per event,
     /// exit rate without loss, CPU, detection latency, memory) and write BENCHMARKS.md.
     Bench,
+    /// Fuzz the cgroup path, /proc, policy and CLI parsers (cargo-fuzz on nightly, both
+    /// installed when missing). A crash fails with the target's name and the saved input.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// Targets to run (default: all of cgroup_path, proc_files, policy, cli).
+        targets: Vec<String>,
+    },
 }
 
 /// Debian packages: Rust 1.96 with a prebuilt `core` for bpfel-unknown-none, and LLVM 22 for
@@ -78,7 +98,9 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Lint => lint(),
+        Task::Soak { seconds, seed } => soak(seconds, seed),
         Task::Bench => bench::bench(),
+        Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -279,6 +301,39 @@ fn lint() -> anyhow::Result<()> {
     )
 }
 
+fn soak(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the soak test loads eBPF programs for real: run `cargo xtask soak` as root");
+    }
+    setup(true)?;
+    build(false)?;
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--locked",
+        "-p",
+        "zombie-tests",
+        "--test",
+        "e2e",
+        "--",
+    ])
+    .args([
+        "--exact",
+        "soak::soak_random_churn_keeps_the_table_equal_to_proc",
+    ])
+    .args(["--nocapture", "--test-threads=1"])
+    .env("ZOMBIE_SOAK_SECONDS", seconds.to_string());
+    if let Some(seed) = seed {
+        c.env("ZOMBIE_SOAK_SEED", seed.to_string());
+    }
+    status(&mut c)
+}
+
+/// This xtask binary. Not `current_exe()`: the workspace build in `test` rebuilds xtask
+/// (with the workspace's unified features) and replaces the file we run from, while the
+/// kernel's link to our own executable stays valid.
+const SELF: &str = "/proc/self/exe";
+
 fn test() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the test suite loads eBPF programs for real: run `cargo xtask test` as root");
@@ -297,10 +352,7 @@ fn test() -> anyhow::Result<()> {
             }
         }
     };
-    suite(
-        "lint",
-        Command::new(std::env::current_exe().unwrap()).arg("lint"),
-    );
+    suite("lint", Command::new(SELF).arg("lint"));
     suite(
         "build",
         cargo().args(["build", "--locked", "--workspace", "--all-targets"]),
@@ -321,6 +373,10 @@ fn test() -> anyhow::Result<()> {
             .current_dir(root().join("zombie-ebpf"))
             .args(["test", "--locked", "--lib", "--target-dir"])
             .arg(root().join("target/ebpf-host")),
+    );
+    suite(
+        "fuzz (cgroup path, /proc, policy, CLI parsers)",
+        Command::new(SELF).args(["fuzz", "--seconds", "15"]),
     );
     suite(
         "end-to-end (real eBPF, real processes)",

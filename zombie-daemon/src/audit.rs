@@ -62,12 +62,13 @@ struct Proc {
 }
 
 fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
-    let p = ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string())).ok()?;
+    let dir = proc_root.join(pid.to_string());
+    let p = ::procfs::process::Process::new_with_root(dir.clone()).ok()?;
     let stat = p.stat().ok()?;
     if stat.state == 'Z' {
         return None;
     }
-    let status = p.status().ok()?;
+    let status = crate::procfs::read_status(&dir)?;
     Some(Proc {
         pid,
         ppid: stat.ppid.max(0) as u32,
@@ -80,11 +81,12 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
 }
 
 fn procs_of(dir: &Path) -> Vec<u32> {
-    fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    parse_cgroup_procs(&fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default())
+}
+
+/// The pids of a `cgroup.procs` file, one per line; lines that are not a pid are skipped.
+pub fn parse_cgroup_procs(text: &str) -> Vec<u32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 /// Container cgroups under a hierarchy that lists processes (cgroup2, or v1 `pids`).
@@ -351,6 +353,13 @@ mod tests {
             leftover_pids: vec![],
             verdict: String::new(),
         }
+    }
+
+    #[test]
+    fn parses_cgroup_procs() {
+        assert_eq!(parse_cgroup_procs("1\n42\n 7 \n"), [1, 42, 7]);
+        assert_eq!(parse_cgroup_procs("x\n-1\n\n4294967296\n5"), [5]);
+        assert!(parse_cgroup_procs("").is_empty());
     }
 
     #[test]

@@ -24,20 +24,30 @@ pub struct NodeBudget {
     pub limit: u64,
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+/// A one-number file: `pids.current`, `pids.max` (`max`, i.e. unlimited, is `None`),
+/// `kernel.pid_max`, `kernel.threads-max`.
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
 }
 
-/// From `<proc>/loadavg` (its fourth field is running/total tasks) and the two sysctls.
-pub fn node(proc_root: &Path) -> Option<NodeBudget> {
-    let loadavg = fs::read_to_string(proc_root.join("loadavg")).ok()?;
-    let used = loadavg
-        .split_whitespace()
+fn read_u64(path: &Path) -> Option<u64> {
+    parse_u64(&fs::read_to_string(path).ok()?)
+}
+
+/// The task count of a `/proc/loadavg` (its fourth field is running/total tasks).
+/// (`procfs::LoadAverage` has it too, but as a u32, and fails unless every field parses.)
+pub fn parse_loadavg_tasks(text: &str) -> Option<u64> {
+    text.split_whitespace()
         .nth(3)?
         .split('/')
         .nth(1)?
         .parse()
-        .ok()?;
+        .ok()
+}
+
+/// From `<proc>/loadavg` and the two sysctls.
+pub fn node(proc_root: &Path) -> Option<NodeBudget> {
+    let used = parse_loadavg_tasks(&fs::read_to_string(proc_root.join("loadavg")).ok()?)?;
     let pid_max = read_u64(&proc_root.join("sys/kernel/pid_max"))?;
     let limit =
         read_u64(&proc_root.join("sys/kernel/threads-max")).map_or(pid_max, |t| t.min(pid_max));
@@ -115,7 +125,7 @@ pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
                 {
                     let max = fs::read_to_string(path.join("pids.max"))
                         .ok()
-                        .and_then(|m| m.trim().parse().ok());
+                        .and_then(|m| parse_u64(&m));
                     out.push(CgroupBudget {
                         path: rel,
                         pod_uid: uid,
@@ -136,6 +146,20 @@ pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_files() {
+        assert_eq!(
+            parse_loadavg_tasks("0.52 0.58 0.59 3/1210 123456\n"),
+            Some(1210)
+        );
+        assert_eq!(parse_loadavg_tasks("0.52 0.58 0.59 3\n"), None);
+        assert_eq!(parse_loadavg_tasks("0.52 0.58\n"), None);
+        assert_eq!(parse_u64("4194304\n"), Some(4_194_304));
+        assert_eq!(parse_u64("max\n"), None);
+        assert_eq!(parse_u64(""), None);
+        assert_eq!(parse_u64("-1"), None);
+    }
 
     #[test]
     fn node_budget_of_this_machine() {

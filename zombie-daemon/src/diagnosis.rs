@@ -88,8 +88,13 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// From /proc/<pid>/status's SigIgn, SigCgt and SigBlk; a `sig` outside 1..=64 is
+    /// `Default`.
     pub fn from_masks(sig: u32, ignored: u64, caught: u64, blocked: u64) -> Self {
-        let bit = 1u64 << (sig - 1);
+        let bit = sig
+            .checked_sub(1)
+            .and_then(|s| 1u64.checked_shl(s))
+            .unwrap_or(0);
         if caught & bit != 0 {
             Self::Caught
         } else if blocked & bit != 0 {
@@ -178,14 +183,20 @@ pub struct ReaperFacts {
 impl ReaperFacts {
     /// Reads a process's facts from /proc; `None` if it is gone.
     pub fn read(proc_root: &Path, pid: u32) -> Option<Self> {
-        let p = ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string())).ok()?;
-        let status = p.status().ok()?;
+        let dir = proc_root.join(pid.to_string());
+        let p = ::procfs::process::Process::new_with_root(dir.clone()).ok()?;
+        let status = crate::procfs::read_status(&dir)?;
         let cmdline = p.cmdline().unwrap_or_default();
+        Some(Self::from_status(pid, status, cmdline))
+    }
+
+    /// The facts in a parsed /proc/<pid>/status and the process's command line.
+    pub fn from_status(pid: u32, status: ::procfs::process::Status, cmdline: Vec<String>) -> Self {
         let masks = |sig: i32| {
             Disposition::from_masks(sig as u32, status.sigign, status.sigcgt, status.sigblk)
         };
         let (sigchld, sigterm) = (masks(libc::SIGCHLD), masks(libc::SIGTERM));
-        Some(Self {
+        Self {
             pid,
             comm: status.name,
             cmdline,
@@ -201,7 +212,7 @@ impl ReaperFacts {
                 .map(|p| p as u32),
             sigchld,
             sigterm,
-        })
+        }
     }
 
     pub fn is_namespace_init(&self) -> bool {
@@ -384,6 +395,16 @@ mod tests {
             Disposition::Blocked
         );
         assert_eq!(Disposition::from_masks(17, 0, 0, 0), Disposition::Default);
+        assert_eq!(
+            Disposition::from_masks(64, 0, 1 << 63, 0),
+            Disposition::Caught
+        );
+        for sig in [0, 65, u32::MAX] {
+            assert_eq!(
+                Disposition::from_masks(sig, !0, !0, !0),
+                Disposition::Default
+            );
+        }
         assert!(Disposition::Blocked.handled() && !Disposition::Ignored.handled());
     }
 

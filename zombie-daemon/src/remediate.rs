@@ -118,6 +118,10 @@ pub enum PolicyError {
     Invalid { path: PathBuf, detail: String },
 }
 
+/// The largest number of seconds a policy may give (about 31 years): beyond it a value is a
+/// typo, and the daemon's timers (`Duration`, `Instant`) would overflow.
+pub const MAX_SECONDS: f64 = 1e9;
+
 impl Policy {
     pub fn parse(text: &str) -> Result<Self, String> {
         let p: Policy = if text.trim().is_empty() {
@@ -131,12 +135,17 @@ impl Policy {
             ("sigchld_wait_seconds", p.sigchld_wait_seconds),
             ("grace_seconds", p.grace_seconds),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("{name} must be a number of seconds >= 0, not {v}"));
+            if !(0.0..=MAX_SECONDS).contains(&v) {
+                return Err(format!(
+                    "{name} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {v}"
+                ));
             }
         }
-        if !p.interval_seconds.is_finite() || p.interval_seconds < 0.05 {
-            return Err("interval_seconds must be at least 0.05".into());
+        if !(0.05..=MAX_SECONDS).contains(&p.interval_seconds) {
+            return Err(format!(
+                "interval_seconds must be from 0.05 to {MAX_SECONDS:e}, not {}",
+                p.interval_seconds
+            ));
         }
         Ok(p)
     }
@@ -153,6 +162,7 @@ impl Policy {
     }
 }
 
+/// Seconds to ns; saturates (the cast does), so a huge value means "never", not a wrap.
 fn secs(s: f64) -> Ns {
     (s * 1e9) as Ns
 }
@@ -406,7 +416,7 @@ impl Engine {
     }
 
     fn end(&mut self, t: &Target, now: Ns) {
-        let until = now + secs(self.policy.backoff_seconds);
+        let until = now.saturating_add(secs(self.policy.backoff_seconds));
         self.process_backoff.insert(t.key(), until);
         self.pod_backoff.insert(t.pod_key(), until);
     }
@@ -424,7 +434,7 @@ impl Engine {
         if self.mode == Mode::Off {
             return out;
         }
-        let in_window = |t: &Ns| t + HOUR > now;
+        let in_window = |t: &Ns| t.saturating_add(HOUR) > now;
         self.node_actions.retain(in_window);
         self.pod_actions.retain(|_, v| {
             v.retain(in_window);
@@ -474,7 +484,7 @@ impl Engine {
                 ep.last.as_str()
             );
             out.push(self.act(t, action, reason));
-            let next_at = now + self.wait_after(action);
+            let next_at = now.saturating_add(self.wait_after(action));
             let ep = self.episodes.get_mut(&key).expect("present");
             ep.last = action;
             ep.next_at = next_at;
@@ -546,7 +556,7 @@ impl Engine {
                 t.key(),
                 Episode {
                     last: Action::Sigchld,
-                    next_at: now + self.wait_after(Action::Sigchld),
+                    next_at: now.saturating_add(self.wait_after(Action::Sigchld)),
                     target: t.clone(),
                 },
             );
@@ -789,7 +799,9 @@ impl Remediator {
         };
         let mut service = cri.service();
         let call = service.stop_container(req);
-        let budget = std::time::Duration::from_secs_f64(self.engine.policy.grace_seconds + 10.0);
+        let budget =
+            std::time::Duration::try_from_secs_f64(self.engine.policy.grace_seconds + 10.0)
+                .unwrap_or(std::time::Duration::MAX);
         match tokio::time::timeout(budget, call).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => Err(format!("CRI StopContainer: {}", status.message())),
@@ -865,6 +877,45 @@ mod tests {
         let e = Policy::parse("allow_namespace: [a]").unwrap_err();
         assert!(e.contains("allow_namespace"), "{e}");
         assert!(Policy::parse("backoff_seconds: -1").is_err());
+        for huge in [
+            "min_age_seconds: 1e300",
+            "grace_seconds: .inf",
+            "interval_seconds: 1e10",
+            "sigchld_wait_seconds: .nan",
+        ] {
+            let e = Policy::parse(huge).unwrap_err();
+            assert!(e.contains("seconds"), "{huge}: {e}");
+        }
+        assert!(Policy::parse("backoff_seconds: 1e9\ninterval_seconds: 1e9").is_ok());
+    }
+
+    #[test]
+    fn huge_waits_and_times_saturate() {
+        // Not through `parse`: the engine's policy is public.
+        let mut e = Engine::new(
+            Policy {
+                sigchld_wait_seconds: 1e300,
+                backoff_seconds: f64::MAX,
+                ..policy()
+            },
+            Mode::On,
+            4242,
+        );
+        let t = pod_target(10);
+        let late = u64::MAX - SECOND;
+        assert_eq!(
+            actions(&e.step(std::slice::from_ref(&t), late)),
+            [(Action::Sigchld, Outcome::Done)]
+        );
+        assert!(e.step(std::slice::from_ref(&t), u64::MAX - 1).is_empty());
+        assert_eq!(
+            actions(&e.step(std::slice::from_ref(&t), u64::MAX)),
+            [(Action::Sigterm, Outcome::Done)]
+        );
+        assert_eq!(
+            actions(&e.step(&[], u64::MAX)),
+            [(Action::None, Outcome::Done)]
+        );
     }
 
     #[test]

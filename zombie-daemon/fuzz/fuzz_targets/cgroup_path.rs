@@ -1,17 +1,12 @@
-//! Any bytes through every entry point of the cgroup path parser: no panic,
-//! `raw` kept, and the documented shape of every field holds.
-//!
-//! The module is included by path so this target builds without the daemon
-//! crate and its dependencies.
+//! Any bytes through every entry point of the cgroup path parser: no panic, `raw` kept,
+//! the documented shape of every field holds, and a result parses back to itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-#[allow(dead_code)]
-#[path = "../../src/attribution/cgroup_path.rs"]
-mod cgroup_path;
-
-use cgroup_path::{CgroupInfo, Owner};
+use zombie_daemon::attribution::{
+    Attribution,
+    cgroup_path::{self, CgroupInfo, Owner},
+};
 
 fn lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
@@ -47,6 +42,11 @@ fn check(info: &CgroupInfo) {
     if let Some(qos) = info.qos {
         assert!(!qos.as_str().is_empty());
     }
+    // What /zombies and the metric labels show.
+    let a = Attribution::from_cgroup(info);
+    assert_eq!(a.owner, info.owner.as_str());
+    assert_eq!(a.pod_uid, info.pod_uid);
+    assert_eq!(a.container_id, info.container_id);
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -58,6 +58,13 @@ fuzz_target!(|data: &[u8]| {
         if !text.contains('\0') {
             assert_eq!(cgroup_path::parse_bytes(data), info);
         }
-        check(&cgroup_path::parse_proc_cgroup(text));
+        // A whole /proc/<pid>/cgroup: a known owner comes from one line's path, which
+        // parses to the same thing on its own.
+        let whole = cgroup_path::parse_proc_cgroup(text);
+        check(&whole);
+        if whole.owner != Owner::Unknown {
+            assert!(text.contains(whole.raw.as_str()));
+            assert_eq!(cgroup_path::parse(&whole.raw), whole);
+        }
     }
 });

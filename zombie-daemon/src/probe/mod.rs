@@ -224,8 +224,9 @@ impl TickConverter {
         ns / self.ns_per_tick
     }
 
+    /// Saturates: a `starttime` read from a corrupt /proc must not overflow.
     pub fn ns(&self, ticks: u64) -> u64 {
-        ticks * self.ns_per_tick
+        ticks.saturating_mul(self.ns_per_tick)
     }
 }
 
