@@ -942,7 +942,7 @@ fn micro(md: &mut String) -> anyhow::Result<()> {
         } else {
             format!("{:.2} ms", ns / 1e6)
         };
-        writeln!(md, "| {id} | {t} |")?;
+        writeln!(md, "| `{id}` | {t} |")?;
     }
     writeln!(md)?;
     Ok(())
