@@ -441,9 +441,18 @@ fn sweep(procfs: &ProcFs, shared: &Shared, from: usize, now: Ns) -> usize {
             SWEEP_BATCH,
         )
     };
+    // Gone: no /proc/<pid> at all, or one that belongs to a newer process. A /proc entry
+    // that cannot be read or parsed right now proves nothing and is left for a later pass.
     let gone: Vec<_> = keys
         .into_iter()
-        .filter(|key| procfs.info(key.pid).is_none_or(|p| p.key != *key))
+        .filter(|key| match procfs.info(key.pid) {
+            Some(p) => p.key != *key,
+            None => procfs
+                .root()
+                .join(key.pid.to_string())
+                .symlink_metadata()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
+        })
         .collect();
     if !gone.is_empty() {
         let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
