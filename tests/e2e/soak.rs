@@ -16,9 +16,8 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader, Write},
     os::unix::process::CommandExt,
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -26,7 +25,7 @@ use serde_json::Value;
 
 use crate::{
     SECOND,
-    harness::{Daemon, poll, workload_bin},
+    harness::{Daemon, Workload, poll, workload_bin},
 };
 
 /// Longer than the worst detection latency seen under storms, short enough for many checks.
@@ -188,59 +187,34 @@ fn check(d: &Daemon) -> Checked {
 
 /// The soak workload in its own process group; on drop (also when the test fails) the
 /// group is killed and every process it leaves to us is reaped.
-struct Churn {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
+struct Churn(Workload);
 
 impl Churn {
     fn start(seed: u64) -> Self {
-        crate::harness::become_subreaper();
-        let mut child = Command::new(workload_bin())
-            .args(["soak", &seed.to_string()])
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the soak workload");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut c = Churn {
-            child,
-            stdin,
-            stdout,
-        };
-        c.read();
-        c
+        let (w, _hello) = Workload::spawn_cmd(
+            Command::new(workload_bin())
+                .args(["soak", &seed.to_string()])
+                .process_group(0),
+        );
+        Churn(w)
     }
 
     fn pid(&self) -> i64 {
-        self.child.id() as i64
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("soak workload output");
-        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("soak said {line:?}: {e}"))
+        self.0.pid() as i64
     }
 
     fn ask(&mut self, cmd: &str) -> Value {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{cmd}").unwrap();
-        stdin.flush().unwrap();
-        self.read()
+        self.0.send(cmd);
+        self.0.read_json()
     }
 }
 
 impl Drop for Churn {
     fn drop(&mut self) {
-        let pgid = self.child.id() as i32;
-        // SAFETY: killing the process group we created.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
+        // SAFETY: killing the process group we created (the workload then is reaped by
+        // Workload's own drop).
+        unsafe { libc::kill(-self.0.pid(), libc::SIGKILL) };
+        self.0.wait();
         // Its zombies and its middles' orphans are ours now (we are a subreaper).
         let me = std::process::id() as i64;
         let deadline = Instant::now() + Duration::from_secs(5);
