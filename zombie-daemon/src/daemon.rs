@@ -288,7 +288,7 @@ async fn event_loop(
         if now.saturating_sub(last_parent_refresh) >= PARENT_REFRESH.as_nanos() as u64 {
             last_parent_refresh = now;
             refresh_parents(procfs, shared);
-            sweep_from = sweep(procfs, shared, sweep_from, now);
+            sweep_from = sweep(procfs, shared, sweep_from, now, cfg.probe.wait_dedup);
         }
     }
 }
@@ -430,14 +430,16 @@ fn refresh_parents(procfs: &ProcFs, shared: &Shared) {
 /// exits a second on two cores) a few of those events never arrive (up to 34 of 410k in a
 /// 25 s run, in bursts of consecutive pids), while the ring buffer reports no loss and
 /// bpftool no recursion miss. Without this a reaped zombie would stay in the table until
-/// the next periodic resync. 512 zombies a second: a /proc stat read each, a full pass
-/// over 10k zombies in 20 s. A free that comes after the sweep is a duplicate.
-fn sweep(procfs: &ProcFs, shared: &Shared, from: usize, now: Ns) -> usize {
+/// the next periodic resync. Only zombies whose parent has waited since they exited are
+/// candidates (see [`crate::tracker::Tracker::sweep_batch`]), among 512 a second: a /proc
+/// stat read each. A free that comes after the sweep is a duplicate.
+fn sweep(procfs: &ProcFs, shared: &Shared, from: usize, now: Ns, wait_dedup: Duration) -> usize {
     let (keys, next) = {
         let tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
         tracker.sweep_batch(
             from,
             now.saturating_sub(SWEEP_MIN_AGE.as_nanos() as u64),
+            wait_dedup.as_nanos() as u64,
             SWEEP_BATCH,
         )
     };

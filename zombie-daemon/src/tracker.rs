@@ -389,13 +389,19 @@ impl Tracker {
         applied
     }
 
-    /// Up to `limit` zombies that exited before `exited_before`, from position `from` of the
-    /// table's iteration order, and the position to continue from: a rotating sample for
-    /// the sweep that checks zombies still exist (see [`Self::forget_reaped`]).
+    /// The zombies among `limit` from position `from` of the table's iteration order that
+    /// could have been reaped unseen, and the position to continue from: a rotating sample
+    /// for the sweep that checks zombies still exist (see [`Self::forget_reaped`]).
+    ///
+    /// Only a zombie whose parent called wait() since it exited can have been reaped, so
+    /// the zombies of a parent that never waits (the leak this daemon is for) cost nothing.
+    /// `wait_dedup` is how long the kernel side suppresses a parent's repeated waits: a
+    /// wait just after the exit may have gone unreported if one was reported before it.
     pub fn sweep_batch(
         &self,
         from: usize,
         exited_before: Ns,
+        wait_dedup: Ns,
         limit: usize,
     ) -> (Vec<ProcKey>, usize) {
         let from = if from >= self.zombies.len() { 0 } else { from };
@@ -404,7 +410,13 @@ impl Tracker {
             .values()
             .skip(from)
             .take(limit)
-            .filter(|z| z.exited_at < exited_before)
+            .filter(|z| {
+                z.exited_at < exited_before
+                    && self
+                        .waits
+                        .get(&z.ppid)
+                        .is_some_and(|w| w.last_at.saturating_add(wait_dedup) >= z.exited_at)
+            })
             .map(|z| z.key)
             .collect();
         (keys, from + limit)
@@ -906,14 +918,25 @@ mod tests {
         for pid in 0..10 {
             t.apply(&exit(100 + pid, 1, 1, MS * u64::from(pid)));
         }
-        // Exited before 5 ms: pids 100..=104, found over two batches of 6.
-        let (a, next) = t.sweep_batch(0, 5 * MS, 6);
-        let (b, next) = t.sweep_batch(next, 5 * MS, 6);
+        // Children of a parent that never waited are not looked at.
+        assert!(t.sweep_batch(0, 5 * MS, 0, 20).0.is_empty());
+        // Parent 1 waits at 3 ms; with 1 ms of dedup that covers exits up to 4 ms.
+        t.apply(&Event::Wait {
+            pid: 1,
+            target: 0,
+            at: 3 * MS,
+        });
+        // Exited before 5 ms (and so by 4 ms): pids 100..=104, over two batches of 6.
+        let (a, next) = t.sweep_batch(0, 5 * MS, MS, 6);
+        let (b, next) = t.sweep_batch(next, 5 * MS, MS, 6);
         let mut seen: Vec<u32> = a.iter().chain(&b).map(|k| k.pid).collect();
         seen.sort();
         assert_eq!(seen, [100, 101, 102, 103, 104]);
         // Past the end: from the start again.
-        assert_eq!(t.sweep_batch(next, 5 * MS, 6).0.len(), a.len());
+        assert_eq!(t.sweep_batch(next, 5 * MS, MS, 6).0.len(), a.len());
+        // A wait at 3 ms with no dedup slack does not cover the exit at 4 ms.
+        let (all, _) = t.sweep_batch(0, 10 * MS, 0, 20);
+        assert_eq!(all.len(), 4, "{all:?}");
         assert!(t.forget_reaped(&key(100, 1), 20 * MS));
         assert!(!t.forget_reaped(&key(100, 1), 20 * MS));
         assert_eq!((t.len(), t.totals().reaped_unobserved), (9, 1));
