@@ -3,6 +3,7 @@
 
 use std::{fs, os::unix::fs::MetadataExt, path::Path};
 
+use caps::{CapSet, Capability};
 use serde::Serialize;
 
 use crate::{
@@ -16,10 +17,6 @@ use crate::{
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 /// The inode of the initial PID namespace (PROC_PID_INIT_INO), fixed in the kernel ABI.
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,12 +121,6 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-fn effective_caps() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
-}
-
 pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
     let mut out = Vec::new();
 
@@ -152,9 +143,11 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         )),
     }
 
-    let caps = effective_caps().unwrap_or(0);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    let privileged = (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN);
+    let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
+    let caps: u64 = effective.iter().map(|c| c.bitmask()).sum();
+    let has = |c: Capability| effective.contains(&c);
+    let privileged = (has(Capability::CAP_BPF) && has(Capability::CAP_PERFMON))
+        || has(Capability::CAP_SYS_ADMIN);
     out.push(if privileged {
         finding("privileges", Verdict::Ok, format!("CapEff {caps:#x}"))
     } else {
@@ -164,7 +157,7 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
             "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them",
         )
     });
-    if !has(CAP_SYS_PTRACE) {
+    if !has(Capability::CAP_SYS_PTRACE) {
         out.push(finding(
             "proc_access",
             Verdict::Warn,
