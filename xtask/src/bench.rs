@@ -304,9 +304,7 @@ pub fn bench() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the bench loads eBPF programs: run `cargo xtask bench` as root");
     }
-    if Command::new("bpftool").arg("version").output().is_err() {
-        crate::apt_install(&["bpftool".to_string()])?;
-    }
+    crate::install(crate::BENCH_TOOLS)?;
     status(cargo().args([
         "build",
         "--locked",
@@ -702,9 +700,6 @@ pub fn bench() -> anyhow::Result<()> {
 /// while 50 short-lived zombies (0.2–2 s) come and go.
 fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
     eprintln!("xtask: bench 6/6: peers at 5,000 extra processes (2 minutes)");
-    let missing =
-        crate::missing_packages(&["prometheus-node-exporter", "prometheus-process-exporter"]);
-    crate::apt_install(&missing)?;
     writeln!(
         md,
         "## 6. Peers: CPU at 5,000 processes, short-lived zombies seen\n"

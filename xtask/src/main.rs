@@ -72,22 +72,100 @@ enum Task {
     },
 }
 
-/// Debian packages: Rust 1.96 with a prebuilt `core` for bpfel-unknown-none, and LLVM 22 for
-/// bpf-linker (the same major as that rustc's LLVM).
-const TOOLCHAIN_PACKAGES: &[&str] = &[
-    "rustc-web",
-    "cargo-web",
-    "libstd-rust-web-dev-bpf",
-    "llvm-22-dev",
+/// Debian packages: Rust 1.96 with a prebuilt `core` for bpfel-unknown-none, LLVM 22 for
+/// bpf-linker (the same major as that rustc's LLVM), and protoc for the CRI protos that the
+/// daemon's `k8s-cri` dependency compiles in its build script.
+const TOOLCHAIN: &[Tool] = &[
+    Tool::new("/usr/bin/rustc", "rustc-web"),
+    Tool::new("/usr/bin/cargo", "cargo-web"),
+    Tool::new(
+        "/usr/lib/rustlib/bpfel-unknown-none/lib",
+        "libstd-rust-web-dev-bpf",
+    ),
+    Tool::new("/usr/lib/llvm-22/bin/llvm-config", "llvm-22-dev"),
+    Tool::new("/usr/bin/protoc", "protobuf-compiler"),
 ];
-/// What the end-to-end tests run for real.
-const TEST_PACKAGES: &[&str] = &[
-    "util-linux",
-    "procps",
-    "runc",
-    "busybox-static",
-    "prometheus",
+/// Every external program the test suites run, and the Debian package that ships it. The
+/// machine image ships some of them already (gcc, tar, python3, ldd); they are listed all the
+/// same, so that this table is the whole truth and preflight names the package when one is
+/// gone.
+const TEST_TOOLS: &[Tool] = &[
+    Tool::new("/usr/bin/unshare", "util-linux"),
+    Tool::new("/usr/bin/nsenter", "util-linux"),
+    Tool::new("/usr/bin/ps", "procps"),
+    Tool::new("/usr/bin/ldd", "libc-bin"),
+    Tool::new("/usr/bin/tar", "tar"),
+    Tool::new("/usr/bin/gcc", "gcc"),
+    Tool::new("/usr/include/stdio.h", "libc6-dev"),
+    Tool::new("/usr/bin/python3", "python3"),
+    Tool::new("/usr/bin/node", "nodejs"),
+    Tool::new("/usr/bin/npm", "npm"),
+    Tool::new("/usr/sbin/runc", "runc"),
+    Tool::new("/usr/bin/containerd", "containerd"),
+    Tool::new("/usr/bin/ctr", "containerd"),
+    Tool::new("/usr/bin/umoci", "umoci"),
+    Tool::new("/bin/busybox", "busybox-static"),
+    Tool::new("/usr/bin/tini", "tini"),
+    Tool::new("/usr/bin/tini-static", "tini"),
+    Tool::new("/usr/bin/dumb-init", "dumb-init"),
+    Tool::new("/usr/bin/prometheus", "prometheus"),
+    Tool::new("/usr/bin/promtool", "prometheus"),
 ];
+/// What `cargo xtask bench` runs besides the project's binaries: the peers it is compared
+/// with and bpftool for the kernel's per-program run time.
+pub const BENCH_TOOLS: &[Tool] = &[
+    Tool::new("/usr/sbin/bpftool", "bpftool"),
+    Tool::new(
+        "/usr/bin/prometheus-node-exporter",
+        "prometheus-node-exporter",
+    ),
+    Tool::new(
+        "/usr/bin/prometheus-process-exporter",
+        "prometheus-process-exporter",
+    ),
+];
+
+/// A file that must exist, and the Debian package that ships it.
+pub struct Tool {
+    path: &'static str,
+    package: &'static str,
+}
+
+impl Tool {
+    const fn new(path: &'static str, package: &'static str) -> Self {
+        Self { path, package }
+    }
+}
+
+/// The packages of `tools` whose file is not there (each package once).
+fn missing(tools: &[Tool]) -> Vec<String> {
+    let mut pkgs: Vec<String> = Vec::new();
+    for t in tools {
+        if !Path::new(t.path).exists() && !pkgs.iter().any(|p| p == t.package) {
+            pkgs.push(t.package.to_string());
+        }
+    }
+    pkgs
+}
+
+/// Installs the packages of the tools that are missing, then checks that every one is there.
+pub fn install(tools: &[Tool]) -> anyhow::Result<()> {
+    apt_install(&missing(tools))?;
+    preflight(tools)
+}
+
+/// After setup, every tool must be there: one line per missing one, naming its package.
+fn preflight(tools: &[Tool]) -> anyhow::Result<()> {
+    let gone: Vec<String> = tools
+        .iter()
+        .filter(|t| !Path::new(t.path).exists())
+        .map(|t| format!("{} (Debian package {})", t.path, t.package))
+        .collect();
+    if !gone.is_empty() {
+        bail!("preflight: missing after setup: {}", gone.join(", "));
+    }
+    Ok(())
+}
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> ExitCode {
@@ -146,18 +224,6 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-fn missing_packages(pkgs: &[&str]) -> Vec<String> {
-    pkgs.iter()
-        .filter(|p| {
-            let out = Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output();
-            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .map(|p| p.to_string())
-        .collect()
-}
-
 fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
     if pkgs.is_empty() {
         return Ok(());
@@ -213,9 +279,13 @@ fn bpf_linker_ok() -> bool {
 
 fn setup(for_tests: bool) -> anyhow::Result<()> {
     let t = Instant::now();
-    let mut pkgs = missing_packages(TOOLCHAIN_PACKAGES);
+    let mut pkgs = missing(TOOLCHAIN);
     if for_tests {
-        pkgs.extend(missing_packages(TEST_PACKAGES));
+        for p in missing(TEST_TOOLS) {
+            if !pkgs.contains(&p) {
+                pkgs.push(p);
+            }
+        }
     }
     apt_install(&pkgs)?;
     let major = rustc_llvm_major()?;
@@ -241,6 +311,10 @@ fn setup(for_tests: bool) -> anyhow::Result<()> {
                 .args(["--root", "/usr/local"])
                 .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")),
         )?;
+    }
+    preflight(TOOLCHAIN)?;
+    if for_tests {
+        preflight(TEST_TOOLS)?;
     }
     eprintln!("xtask: setup done in {:.1}s", t.elapsed().as_secs_f64());
     Ok(())
