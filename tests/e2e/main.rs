@@ -8,6 +8,7 @@ mod prometheus;
 mod remediate;
 mod runc;
 mod soak;
+mod sweep;
 
 use std::{
     os::unix::process::CommandExt,

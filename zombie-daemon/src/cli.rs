@@ -106,6 +106,10 @@ pub struct RunArgs {
     /// The remediation policy (YAML); without it, the built-in defaults.
     #[arg(long, env = "ZOMBIE_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Testing only (hidden): the kernel side drops the free events of processes with this
+    /// comm, as some kernels do on their own, to prove the /proc sweep settles them.
+    #[arg(long, hide = true, value_parser = parse_comm)]
+    pub fault_drop_free_comm: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +137,13 @@ pub struct CheckArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 15 || s.contains('\0') {
+        return Err("a comm is 1 to 15 bytes without NUL".into());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

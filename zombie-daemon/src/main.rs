@@ -56,6 +56,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         probe: ProbeConfig {
             btf_path: args.paths.btf_path,
             ring_buffer_bytes: args.ring_buffer_bytes,
+            fault_drop_free_comm: args.fault_drop_free_comm,
             ..ProbeConfig::default()
         },
         runtime_endpoint: args.runtime_endpoint,

@@ -86,8 +86,8 @@ impl Metrics {
         );
         let reaps_unobserved = counter(
             "zombie_reaps_unobserved_total",
-            "Zombies the /proc sweep found reaped before their free event arrived (late by an \
-             RCU grace period, or never delivered).",
+            "Zombies the /proc sweep found reaped whose free event did not arrive within the \
+             grace period after (the kernel never ran the free program for them).",
         );
         let resyncs = IntCounterVec::new(
             Opts::new(

@@ -253,6 +253,11 @@ impl Tombstones {
 
 pub struct Tracker {
     zombies: FxHashMap<ProcKey, Zombie>,
+    /// Zombies /proc no longer has whose free event has not come (yet), with the time the
+    /// sweep found them gone. Out of the table at once; a free that still comes within the
+    /// grace period is an ordinary reap with its exact latency, and those past it were
+    /// reaped unobserved (see [`Self::expire_vanished`]).
+    vanished: FxHashMap<ProcKey, (Zombie, Ns)>,
     /// Zombies by their current parent pid, to find a dying parent's zombies in O(children).
     by_parent: FxHashMap<u32, FxHashSet<ProcKey>>,
     tombstones: Tombstones,
@@ -274,6 +279,7 @@ impl Tracker {
     pub fn new(tombstone_capacity: usize) -> Self {
         Self {
             zombies: FxHashMap::default(),
+            vanished: FxHashMap::default(),
             by_parent: FxHashMap::default(),
             tombstones: Tombstones::new(tombstone_capacity.max(1)),
             waits: FxHashMap::default(),
@@ -318,6 +324,9 @@ impl Tracker {
                 }
                 Source::Event => Applied::Duplicate,
             };
+        }
+        if self.vanished.contains_key(&e.key) {
+            return Applied::Duplicate;
         }
         if let Some(t) = self.tombstones.get_mut(&e.key) {
             if t.exit_seen {
@@ -370,7 +379,10 @@ impl Tracker {
             t.freed_at = at;
             return Applied::Duplicate;
         }
-        let applied = match self.remove(&key) {
+        let applied = match self
+            .remove(&key)
+            .or_else(|| self.vanished.remove(&key).map(|(z, _)| z))
+        {
             Some(z) => {
                 self.totals.reaped += 1;
                 Applied::Reaped {
@@ -391,12 +403,14 @@ impl Tracker {
 
     /// The zombies among `limit` from position `from` of the table's iteration order that
     /// could have been reaped unseen, and the position to continue from: a rotating sample
-    /// for the sweep that checks zombies still exist (see [`Self::forget_reaped`]).
+    /// for the sweep that checks zombies still exist (see [`Self::vanish`]).
     ///
-    /// Only a zombie whose parent called wait() since it exited can have been reaped, so
-    /// the zombies of a parent that never waits (the leak this daemon is for) cost nothing.
-    /// `wait_dedup` is how long the kernel side suppresses a parent's repeated waits: a
-    /// wait just after the exit may have gone unreported if one was reported before it.
+    /// Only a zombie whose parent called wait() since it exited, or whose parent exited
+    /// (it was handed to a reaper whose identity may be unknown: its /proc entry can be gone
+    /// before the parent refresh reads it), can have been reaped; so the zombies of a live
+    /// parent that never waits (the leak this daemon is for) cost nothing. `wait_dedup` is
+    /// how long the kernel side suppresses a parent's repeated waits: a wait just after the
+    /// exit may have gone unreported if one was reported before it.
     pub fn sweep_batch(
         &self,
         from: usize,
@@ -405,44 +419,70 @@ impl Tracker {
         limit: usize,
     ) -> (Vec<ProcKey>, usize) {
         let from = if from >= self.zombies.len() { 0 } else { from };
-        let keys: Vec<ProcKey> = self
-            .zombies
-            .values()
-            .skip(from)
-            .take(limit)
-            .filter(|z| {
-                z.exited_at < exited_before
-                    && self
-                        .waits
-                        .get(&z.ppid)
-                        .is_some_and(|w| w.last_at.saturating_add(wait_dedup) >= z.exited_at)
-            })
-            .map(|z| z.key)
-            .collect();
+        let keys: Vec<ProcKey> =
+            self.zombies
+                .values()
+                .skip(from)
+                .take(limit)
+                .filter(|z| {
+                    z.exited_at < exited_before
+                        && (z.parent_gone
+                            || self.waits.get(&z.ppid).is_some_and(|w| {
+                                w.last_at.saturating_add(wait_dedup) >= z.exited_at
+                            }))
+                })
+                .map(|z| z.key)
+                .collect();
         (keys, from + limit)
     }
 
     /// A zombie /proc no longer has (its pid is gone or belongs to a newer process) was
-    /// reaped without its free event: removed like a reconcile removes it.
-    pub fn forget_reaped(&mut self, key: &ProcKey, now: Ns) -> bool {
-        if self.remove(key).is_none() {
+    /// reaped: it leaves the table now, and its free event, if it is only late, settles it
+    /// as an ordinary reap. Returns false if it was not in the table.
+    pub fn vanish(&mut self, key: &ProcKey, now: Ns) -> bool {
+        let Some(z) = self.remove(key) else {
             return false;
-        }
-        self.tombstones.insert(
-            *key,
-            Tombstone {
-                freed_at: now,
-                exit_seen: true,
-            },
-        );
-        self.totals.reaped_unobserved += 1;
+        };
+        self.vanished.insert(*key, (z, now));
         true
+    }
+
+    /// Vanished zombies whose free has not come within `grace` of their vanishing were
+    /// reaped unobserved (the kernel never ran the free program for them): tombstoned and
+    /// counted. Returns how many.
+    pub fn expire_vanished(&mut self, now: Ns, grace: Ns) -> usize {
+        let expired: Vec<ProcKey> = self
+            .vanished
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) >= grace)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &expired {
+            self.vanished.remove(key);
+            self.tombstones.insert(
+                *key,
+                Tombstone {
+                    freed_at: now,
+                    exit_seen: true,
+                },
+            );
+        }
+        self.totals.reaped_unobserved += expired.len() as u64;
+        expired.len()
+    }
+
+    /// Zombies that left the table because /proc lacks them and whose free has not come.
+    pub fn vanished_len(&self) -> usize {
+        self.vanished.len()
     }
 
     /// Whether the table knows this process has exited (a zombie, or reaped).
     fn has_exited(&self, pid: u32, start_ticks: u64) -> bool {
         let key = ProcKey { pid, start_ticks };
-        start_ticks != 0 && (self.zombies.contains_key(&key) || self.tombstones.contains(&key))
+        start_ticks != 0
+            && (self.zombies.contains_key(&key)
+                || self.vanished.contains_key(&key)
+                || self.tombstones.contains(&key))
     }
 
     /// A process exited: its zombie children are being handed to a new parent.
@@ -561,7 +601,7 @@ impl Tracker {
                 }
                 continue;
             }
-            if self.tombstones.contains(&e.key) {
+            if self.tombstones.contains(&e.key) || self.vanished.contains_key(&e.key) {
                 continue;
             }
             self.insert(Zombie {
@@ -937,11 +977,69 @@ mod tests {
         // A wait at 3 ms with no dedup slack does not cover the exit at 4 ms.
         let (all, _) = t.sweep_batch(0, 10 * MS, 0, 20);
         assert_eq!(all.len(), 4, "{all:?}");
-        assert!(t.forget_reaped(&key(100, 1), 20 * MS));
-        assert!(!t.forget_reaped(&key(100, 1), 20 * MS));
-        assert_eq!((t.len(), t.totals().reaped_unobserved), (9, 1));
+        assert!(t.vanish(&key(100, 1), 20 * MS));
+        assert!(!t.vanish(&key(100, 1), 20 * MS));
+        assert_eq!((t.len(), t.vanished_len()), (9, 1));
+        assert_eq!(t.expire_vanished(20 * MS + GRACE, GRACE), 1);
+        assert_eq!((t.vanished_len(), t.totals().reaped_unobserved), (0, 1));
         // Its free, arriving at last, is a duplicate.
-        assert_eq!(t.apply(&free(100, 1, 21 * MS)), Applied::Duplicate);
+        assert_eq!(t.apply(&free(100, 1, 21 * MS + GRACE)), Applied::Duplicate);
+    }
+
+    const GRACE: Ns = 2_000 * MS;
+
+    #[test]
+    fn zombies_whose_parent_died_are_swept_even_when_nobody_waited() {
+        let mut t = Tracker::default();
+        t.apply(&exit(500, 3, 50, MS));
+        t.apply(&exit(501, 3, 60, MS));
+        // Parent 50 (start tick 1) dies; its zombie goes to a reaper that /proc can no longer
+        // name once the zombie is gone. Parent 60 lives and never waits.
+        t.apply(&exit(50, 1, 1, 2 * MS));
+        let (keys, _) = t.sweep_batch(0, 10 * MS, 0, 100);
+        assert_eq!(keys, [key(500, 3)]);
+    }
+
+    #[test]
+    fn a_free_that_comes_after_the_sweep_is_an_ordinary_reap() {
+        let mut t = Tracker::default();
+        t.apply(&exit(500, 3, 50, MS));
+        assert!(t.vanish(&key(500, 3), 1_000 * MS));
+        assert!(t.get(&key(500, 3)).is_none(), "out of the table at once");
+        assert_eq!(t.expire_vanished(1_100 * MS, GRACE), 0);
+        // The free was only late: a reap with its exact latency, nothing unobserved.
+        assert_eq!(
+            t.apply(&free(500, 3, 1_200 * MS)),
+            Applied::Reaped {
+                latency_ns: Some(1_199 * MS)
+            }
+        );
+        assert_eq!(t.expire_vanished(10_000 * MS, GRACE), 0);
+        let totals = t.totals();
+        assert_eq!((totals.reaped, totals.reaped_unobserved), (1, 0));
+        // A duplicate exit or free changes nothing.
+        assert_eq!(t.apply(&exit(500, 3, 50, MS)), Applied::Duplicate);
+        assert_eq!(t.apply(&free(500, 3, 1_300 * MS)), Applied::Duplicate);
+    }
+
+    #[test]
+    fn a_free_that_never_comes_is_counted_unobserved_after_the_grace() {
+        let mut t = Tracker::default();
+        t.apply(&exit(500, 3, 50, MS));
+        t.apply(&exit(501, 3, 50, MS));
+        assert!(t.vanish(&key(500, 3), 1_000 * MS));
+        assert!(t.vanish(&key(501, 3), 1_500 * MS));
+        // A duplicate of the exit while it waits for its free is not a new zombie.
+        assert_eq!(t.apply(&exit(500, 3, 50, MS)), Applied::Duplicate);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.expire_vanished(1_000 * MS + GRACE, GRACE), 1);
+        assert_eq!(t.expire_vanished(1_500 * MS + GRACE, GRACE), 1);
+        let totals = t.totals();
+        assert_eq!((totals.reaped, totals.reaped_unobserved), (0, 2));
+        assert_eq!(t.apply(&free(500, 3, 9_000 * MS)), Applied::Duplicate);
+        // A resync that races with it does not bring it back.
+        t.reconcile(9_000 * MS, &[]);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

@@ -168,6 +168,11 @@ pub struct Offsets {
     /// `signal_struct.live`.
     pub exit_has_group_dead: u32,
     pub _pad: u32,
+    /// Fault injection for tests, inert when all zero: the free program drops the events of
+    /// processes with exactly this comm, as the kernel does when it never runs the program.
+    /// The comm's 16 bytes as two native-endian words (compared without a memcmp, which
+    /// eBPF lacks); see [`comm_words`].
+    pub fault_drop_free_comm: [u64; 2],
 }
 
 impl Offsets {
@@ -197,7 +202,17 @@ impl Offsets {
         wakeup_bytes: 0,
         exit_has_group_dead: 0,
         _pad: 0,
+        fault_drop_free_comm: [0; 2],
     };
+}
+
+/// A comm as two native-endian words (a NUL-padded `[u8; COMM_LEN]` read as `[u64; 2]`).
+pub fn comm_words(comm: &[u8; COMM_LEN]) -> [u64; 2] {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&comm[..8]);
+    hi.copy_from_slice(&comm[8..]);
+    [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
 }
 
 /// Index of the counters in the per-CPU `COUNTERS` array.

@@ -58,6 +58,9 @@ pub struct ProbeConfig {
     pub wait_dedup: Duration,
     /// Wake userspace once this many bytes are pending; it also drains on a timer.
     pub wakeup_bytes: u64,
+    /// Testing only: the free program drops the events of processes with this comm (see
+    /// `Offsets::fault_drop_free_comm`). None in production.
+    pub fault_drop_free_comm: Option<String>,
 }
 
 impl Default for ProbeConfig {
@@ -67,6 +70,7 @@ impl Default for ProbeConfig {
             ring_buffer_bytes: 4 << 20,
             wait_dedup: Duration::from_millis(100),
             wakeup_bytes: 256 << 10,
+            fault_drop_free_comm: None,
         }
     }
 }
@@ -97,6 +101,9 @@ impl Probe {
         let mut offsets = offsets::from_btf(&cfg.btf_path)?;
         offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
         offsets.wakeup_bytes = cfg.wakeup_bytes;
+        if let Some(comm) = &cfg.fault_drop_free_comm {
+            offsets.fault_drop_free_comm = zombie_ebpf::comm_words(&Comm::new(comm).0);
+        }
         let btf = Btf::parse_file(&cfg.btf_path, Endianness::default()).map_err(|source| {
             ProbeError::Btf {
                 path: cfg.btf_path.display().to_string(),

@@ -34,6 +34,13 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if pid != tgid {
         return Ok(());
     }
+    let fault = off!(fault_drop_free_comm);
+    if fault[0] != 0 {
+        let comm: [u64; 2] = read(task, off!(task_comm))?;
+        if comm[0] == fault[0] && comm[1] == fault[1] {
+            return Ok(());
+        }
+    }
     let Some(mut entry) = reserve() else {
         return Ok(());
     };

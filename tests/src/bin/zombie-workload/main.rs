@@ -5,7 +5,8 @@
 //! children are then handed to a subreaper or init).
 //!
 //! Modes:
-//! - `never-wait N`: N children exit at once (exit code 7) and are never waited for.
+//! - `never-wait N [COMM]`: N children (named COMM if given) exit at once (exit code 7) and
+//!   are never waited for.
 //! - `ignore-sigchld N`: the same with SIGCHLD ignored: the kernel reaps them at once.
 //! - `threads N`: N threads sleep, then the whole process exits with code 3.
 //! - `leader-exits-first N MS`: the main thread exits first; N threads live MS ms longer.
@@ -111,6 +112,21 @@ fn fork_exit(code: i32) -> i32 {
     pid
 }
 
+/// A child that renames itself (its comm) and exits with `code`.
+fn fork_named_exit(comm: &str, code: i32) -> i32 {
+    let name = std::ffi::CString::new(comm).expect("a comm without NUL");
+    // SAFETY: the child only calls prctl and _exit, both async-signal-safe syscalls.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0);
+            libc::_exit(code)
+        };
+    }
+    assert!(pid > 0, "fork failed");
+    pid
+}
+
 /// clone3 with a chosen pid (needs CAP_SYS_ADMIN); the child exits with `code`.
 fn clone_with_pid(pid: i32, code: i32) -> i32 {
     #[repr(C)]
@@ -190,7 +206,12 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("soak") => soak::soak(arg(&args, 2, 1)),
         Some("never-wait") => {
-            let mut kids: Vec<i32> = (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect();
+            let mut kids: Vec<i32> = match args.get(3) {
+                Some(comm) => (0..arg(&args, 2, 1))
+                    .map(|_| fork_named_exit(comm, 7))
+                    .collect(),
+                None => (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect(),
+            };
             say(&format!(
                 "{{\"pid\":{me},\"children\":{}}}",
                 pids_json(&kids)
