@@ -370,16 +370,42 @@ fn check_passes_here_and_bad_flags_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  btf"));
+    let bad_policy = std::env::temp_dir().join("zombie-e2e-bad-policy.yaml");
+    std::fs::write(&bad_policy, "grace_seconds: [\n").unwrap();
+    let bad_policy = bad_policy.to_str().unwrap();
     for bad in [
         &["run", "--listen", "nope"][..],
         &["run", "--bogus"],
         &["frobnicate"],
+        &["list", "--endpoint", "::::"],
+        &["audit", "--endpoint", "ftp://127.0.0.1:1"],
+        &["run", "--listen", "127.0.0.1:0", "--policy", bad_policy],
+        &["run", "--listen", "127.0.0.1:0", "--policy", "/nonexistent"],
+        &["run", "--listen", "127.0.0.1:0", "--log-level", "=x="],
     ] {
         let out = Command::new(harness::daemon_bin())
             .args(bad)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{bad:?}: one line: {err}");
+        assert!(err.starts_with("zombie-daemon: error: "), "{err}");
+    }
+    let _ = std::fs::remove_file(bad_policy);
+    // Without a daemon, each command's hint names that command.
+    for cmd in ["list", "audit"] {
+        let out = Command::new(harness::daemon_bin())
+            .args([cmd, "--endpoint", "http://127.0.0.1:1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("`zombie-daemon {cmd} --once`")),
+            "{err}"
+        );
     }
     // A bad BTF path for `run` is one clear error, exit 1, no panic.
     let out = Command::new(harness::daemon_bin())

@@ -266,7 +266,7 @@ pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
         })?;
         audit(&args.source.paths.proc_root, &root)
     } else {
-        crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH).await?
+        crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH, "audit").await?
     };
     if args.source.json {
         println!("{}", serde_json::to_string_pretty(&audits)?);

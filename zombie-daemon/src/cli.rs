@@ -37,7 +37,12 @@ pub struct AuditArgs {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// A running daemon's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:9899", env = "ZOMBIE_ENDPOINT")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9899",
+        env = "ZOMBIE_ENDPOINT",
+        value_parser = parse_endpoint
+    )]
     pub endpoint: String,
     /// Don't ask a daemon: read /proc and the cgroup tree once, directly (no runtime names;
     /// zombies' exit times are then estimates).
@@ -139,6 +144,39 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// A daemon's base URL: `http://host[:port]`, nothing after the authority but an optional
+/// `/` (the API's paths are appended to it).
+pub fn parse_endpoint(s: &str) -> Result<String, String> {
+    let uri: hyper::Uri = s
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected http://HOST:PORT"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("expected an http:// URL (the API is plain HTTP on the node)".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host; expected http://HOST:PORT".into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("expected a base URL without a path or query, e.g. http://HOST:PORT".into());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// A usage error that is not clap's own (a policy file, a log filter): the binary prints it
+/// on one line and exits 2, like a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Clap's error as one line: its message without the "error: " prefix, the usage block and
+/// the "try --help" hint (kept for --help and --version, which are not errors).
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{} (see --help)", first.trim_end())
+}
+
 fn parse_comm(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 15 || s.contains('\0') {
         return Err("a comm is 1 to 15 bytes without NUL".into());
@@ -185,9 +223,25 @@ mod tests {
             vec!["zombie-daemon", "run", "--log-format", "xml"],
             vec!["zombie-daemon", "frobnicate"],
             vec!["zombie-daemon", "run", "--remediate", "yes"],
+            vec!["zombie-daemon", "list", "--endpoint", "::::"],
+            vec!["zombie-daemon", "list", "--endpoint", "https://node:9899"],
+            vec!["zombie-daemon", "audit", "--endpoint", "http://"],
+            vec![
+                "zombie-daemon",
+                "audit",
+                "--endpoint",
+                "http://node:9899/zombies",
+            ],
+            vec!["zombie-daemon", "list", "--endpoint", "127.0.0.1:9899"],
         ] {
             let err = Cli::try_parse_from(&bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
+            let line = one_line(&err);
+            assert!(!line.contains('\n') && !line.starts_with("error"), "{line}");
         }
+        for ok in ["http://127.0.0.1:9899", "http://[::1]:9899/", "http://node"] {
+            assert!(parse_endpoint(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_endpoint("http://node:1/").unwrap(), "http://node:1");
     }
 }

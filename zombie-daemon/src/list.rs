@@ -92,26 +92,33 @@ fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
 
 /// GET `<endpoint>/zombies` from a running daemon.
 pub async fn fetch(endpoint: &str) -> anyhow::Result<Vec<ZombieView>> {
-    fetch_json(endpoint, "/zombies").await
+    fetch_json(endpoint, crate::http::ZOMBIES_PATH, "list").await
 }
 
-/// GET `<endpoint><path>` as JSON (plain HTTP/1.1, no TLS: it is a node-local API).
+/// GET `<endpoint><path>` as JSON (plain HTTP/1.1, no TLS: it is a node-local API), for the
+/// CLI command `command` (named in the hint when no daemon answers).
 pub async fn fetch_json<T: serde::de::DeserializeOwned>(
     endpoint: &str,
     path: &str,
+    command: &str,
 ) -> anyhow::Result<T> {
-    let uri: hyper::Uri = format!("{}{path}", endpoint.trim_end_matches('/'))
+    // `--endpoint` was checked when the command line was parsed; this is the same check for
+    // callers that did not come through clap.
+    let base = crate::cli::parse_endpoint(endpoint)
+        .map_err(|e| crate::cli::UsageError(format!("--endpoint {endpoint:?}: {e}")))?;
+    let uri: hyper::Uri = format!("{base}{path}")
         .parse()
         .with_context(|| format!("--endpoint {endpoint:?} is not a valid URL"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("--endpoint must be an http:// URL, got {endpoint:?}");
-    }
-    let host = uri.host().context("--endpoint has no host")?.to_string();
+    let host = uri.host().context("--endpoint has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(80);
     let unreachable = || {
         format!(
-            "cannot reach a zombie-daemon at {endpoint}: is it running? \
-             (or use `zombie-daemon list --once` to scan /proc directly)"
+            "cannot reach a zombie-daemon at {base}: is it running? \
+             (or use `zombie-daemon {command} --once` to read /proc directly)"
         )
     };
     let stream = tokio::time::timeout(
@@ -127,20 +134,30 @@ pub async fn fetch_json<T: serde::de::DeserializeOwned>(
         .with_context(unreachable)?;
     tokio::spawn(conn);
     let req = Request::get(uri.path())
-        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(
+            hyper::header::HOST,
+            uri.authority().map_or(host.clone(), |a| a.to_string()),
+        )
         .body(Empty::<Bytes>::new())?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+    let answer = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), answer)
         .await
-        .context("the daemon did not answer within 30 s")??;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+        .with_context(|| format!("{base}{path} did not answer within 30 s"))?
+        .with_context(|| format!("{base}{path} broke off its answer"))?;
     if !status.is_success() {
-        bail!(
-            "{endpoint}/zombies answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        // One line, and not a whole page of whatever server answered.
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text: String = text.chars().take(200).collect();
+        bail!("{base}{path} answered {status}: {text}");
     }
-    serde_json::from_slice(&body).context("the daemon's /zombies answer is not the expected JSON")
+    serde_json::from_slice(&body)
+        .with_context(|| format!("{base}{path} did not answer the expected JSON"))
 }
 
 /// "45s", "12m03s", "3h20m", "2d04h".

@@ -4,7 +4,7 @@ use clap::Parser;
 use tracing_subscriber::{EnvFilter, fmt};
 use zombie_daemon::{
     audit, check,
-    cli::{Cli, Command, LogFormat, RunArgs},
+    cli::{self, Cli, Command, LogFormat, RunArgs},
     daemon::{self, RunConfig},
     list,
     probe::ProbeConfig,
@@ -12,7 +12,11 @@ use zombie_daemon::{
 };
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.exit_code() == 0 => e.exit(), // --help, --version
+        Err(e) => usage_error(&cli::one_line(&e)),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,6 +33,7 @@ fn main() {
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.is::<cli::UsageError>() => usage_error(&e.to_string()),
         Err(e) => {
             eprintln!("zombie-daemon: error: {e:#}");
             std::process::exit(1);
@@ -36,17 +41,16 @@ fn main() {
     }
 }
 
+/// A bad flag, environment variable, policy or filter: one line, exit 2.
+fn usage_error(msg: &str) -> ! {
+    eprintln!("zombie-daemon: error: {msg}");
+    std::process::exit(2);
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     let policy = match &args.policy {
-        Some(path) => match remediate::Policy::load(path) {
-            Ok(p) => p,
-            Err(e) => {
-                // A bad policy is a usage error, like a bad flag: exit 2.
-                eprintln!("zombie-daemon: error: {e}");
-                std::process::exit(2);
-            }
-        },
+        Some(path) => remediate::Policy::load(path).map_err(|e| cli::UsageError(e.to_string()))?,
         None => remediate::Policy::default(),
     };
     let cfg = RunConfig {
@@ -70,8 +74,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(level)
-        .map_err(|e| anyhow::anyhow!("--log-level {level:?} is not a valid filter: {e}"))?;
+    let filter = EnvFilter::try_new(level).map_err(|e| {
+        cli::UsageError(format!("--log-level {level:?} is not a valid filter: {e}"))
+    })?;
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),
