@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fresh;
 mod fuzz;
 
 #[derive(Parser)]
@@ -26,6 +27,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Run the README's test command in a root like a new machine of this kind (debootstrap
+    /// bookworm + the image's basic packages + rustup's toolchains), on a clone of HEAD.
+    Fresh {
+        /// Leave the fresh root mounted afterwards, to look inside.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Install the eBPF toolchain and test tools when missing (needs root and apt).
     Setup {
         /// Also install what the test suite needs.
@@ -171,6 +179,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Fresh { keep } => fresh::fresh(keep),
         Task::Setup { test } => setup(test),
         Task::Build { release } => build(release),
         Task::Run { args } => run(&args),
@@ -234,8 +243,10 @@ fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
             pkgs.join(" ")
         );
     }
+    // Another apt run (unattended upgrades on a new machine) holds the lock for a while.
     let install = |pkgs: &[String]| {
         Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
             .args(["install", "-y", "--no-install-recommends"])
             .args(pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -248,7 +259,11 @@ fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     // A fresh machine's package lists may be missing or stale.
-    status(Command::new("apt-get").arg("update"))?;
+    status(
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .arg("update"),
+    )?;
     if !install(pkgs) {
         bail!("apt-get install {} failed", pkgs.join(" "));
     }

@@ -1,0 +1,408 @@
+//! `cargo xtask fresh`: the README's test command, run the way CI runs it on a machine that
+//! has never seen the project — the project's own proof of its setup, as `make distcheck`
+//! is for autotools projects.
+//!
+//! A root like a new machine of this kind is built once and cached: `debootstrap
+//! --variant=minbase bookworm` plus the basic packages of the machine image (see
+//! [`BASE_PACKAGES`]). Each run puts a throw-away overlay on top of it, adds what the image
+//! ships outside Debian's archive (rustup's toolchains, Node.js), clones the committed HEAD
+//! (not the work tree) and runs `cargo xtask test` in a chroot that shares this kernel:
+//! `/proc`, `/sys` (with the cgroup, bpf, BTF and tracing filesystems under it) and `/dev`
+//! are bind-mounted. Nothing the host installed by hand is visible inside, so a missing
+//! install step fails here as it would on a new machine.
+//!
+//! Everything mounted is unmounted (deepest first) and the overlay removed when the run
+//! ends, also when it fails; `--keep` leaves the root for a look.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+
+use crate::{Tool, install, is_root, root, status};
+
+/// What the host needs to build the root.
+const FRESH_TOOLS: &[Tool] = &[
+    Tool::new("/usr/sbin/debootstrap", "debootstrap"),
+    Tool::new("/usr/bin/git", "git"),
+    Tool::new("/usr/sbin/chroot", "coreutils"),
+    Tool::new("/usr/bin/mount", "mount"),
+];
+
+/// The Debian suite of this machine kind's image.
+const SUITE: &str = "bookworm";
+
+/// The Debian packages of the machine image that a build or test could lean on without the
+/// project installing them: the toolchain's C side, git, Python, the basic userland. (The
+/// image has hundreds more — Java, Chromium, docs — that nothing here uses; leaving them out
+/// makes the root stricter, not looser.)
+const BASE_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "curl",
+    "gcc",
+    "g++",
+    "git",
+    "make",
+    "python3",
+    "python3-pip",
+    "python3-venv",
+    "procps",
+    "util-linux",
+    "iproute2",
+    "xz-utils",
+    "libc6-dev",
+    "pkg-config",
+    "kmod",
+];
+
+/// Bumped when the way the base is built changes, so an old cache is not reused.
+const BASE_VERSION: u32 = 1;
+
+/// Host environment variables passed into the chroot when set: the image's CA settings and
+/// locale. Everything else starts clean, as CI's machine environment does.
+const PASS_ENV: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "RUSTUP_AUTO_INSTALL",
+    "LANG",
+    "DEBIAN_FRONTEND",
+];
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("ZOMBIE_TEST_CACHE")
+            .unwrap_or_else(|_| "/var/cache/zombie-daemon-tests".into()),
+    )
+    .join("fresh")
+}
+
+/// The archive the system's apt sources use (Deb822 `URIs:` or a one-line `deb` entry).
+fn mirror() -> anyhow::Result<String> {
+    let mut texts = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
+    for text in &texts {
+        for line in text.lines().map(str::trim) {
+            let uri = line
+                .strip_prefix("URIs:")
+                .and_then(|u| u.split_whitespace().next())
+                .or_else(|| {
+                    let mut w = line.split_whitespace();
+                    (w.next() == Some("deb")).then(|| w.find(|x| x.contains("://")))?
+                });
+            if let Some(uri) = uri
+                && !uri.contains("security")
+            {
+                return Ok(uri.to_string());
+            }
+        }
+    }
+    bail!("no Debian archive found in the system's apt sources (/etc/apt/sources.list*)")
+}
+
+/// Mount points made by this run, unmounted in reverse order when dropped.
+#[derive(Default)]
+struct Mounts(Vec<PathBuf>);
+
+impl Mounts {
+    fn run(&mut self, args: &[&str], target: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(target).with_context(|| format!("mkdir {}", target.display()))?;
+        let ok = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("mount {} {} failed", args.join(" "), target.display());
+        }
+        self.0.push(target.to_path_buf());
+        Ok(())
+    }
+
+    /// A recursive bind of a host directory, made a slave so that unmounting inside never
+    /// propagates back to the host.
+    fn rbind(&mut self, src: &str, root: &Path) -> anyhow::Result<()> {
+        let target = root.join(src.trim_start_matches('/'));
+        self.run(&["--rbind", src], &target)?;
+        let _ = Command::new("mount")
+            .arg("--make-rslave")
+            .arg(&target)
+            .status();
+        Ok(())
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for target in self.0.drain(..).rev() {
+            let ok = Command::new("umount")
+                .arg("-R")
+                .arg(&target)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!(
+                    "xtask: umount -R {} failed; detaching it lazily",
+                    target.display()
+                );
+                let _ = Command::new("umount")
+                    .args(["-R", "-l"])
+                    .arg(&target)
+                    .status();
+            }
+        }
+    }
+}
+
+/// Runs `script` with bash inside `root`.
+fn in_root(root: &Path, script: &str) -> Command {
+    let mut c = Command::new("chroot");
+    c.arg(root).args(["/usr/bin/env", "-i"]);
+    c.arg("HOME=/root")
+        .arg("PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for key in PASS_ENV {
+        if let Ok(v) = std::env::var(key) {
+            c.arg(format!("{key}={v}"));
+        }
+    }
+    c.args(["/bin/bash", "-c", script]);
+    c
+}
+
+/// Copies the host's CA bundle (the image trusts extra CAs that cargo and pip need here) and
+/// resolver into the root.
+fn copy_host_files(root: &Path) -> anyhow::Result<()> {
+    for f in ["/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"] {
+        let dst = root.join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap())?;
+        // resolv.conf may be a dangling link in the root.
+        let _ = std::fs::remove_file(&dst);
+        std::fs::copy(f, &dst).with_context(|| format!("copy {f} into the root"))?;
+    }
+    let extra = Path::new("/usr/local/share/ca-certificates");
+    if extra.is_dir() {
+        status(
+            Command::new("cp")
+                .args(["-a", "-T"])
+                .arg(extra)
+                .arg(root.join("usr/local/share/ca-certificates")),
+        )?;
+    }
+    Ok(())
+}
+
+/// The cached base root, built when missing.
+fn base() -> anyhow::Result<PathBuf> {
+    let mirror = mirror()?;
+    let key = {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let text = format!(
+            "{BASE_VERSION} {SUITE} {mirror} {}",
+            BASE_PACKAGES.join(" ")
+        );
+        for b in text.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        format!("{SUITE}-{h:016x}")
+    };
+    let dir = cache_dir().join(&key);
+    let root = dir.join("root");
+    let done = dir.join("complete");
+    if done.exists() {
+        eprintln!("xtask: fresh: base root {} (cached)", root.display());
+        return Ok(root);
+    }
+    let t = Instant::now();
+    if dir.exists() {
+        eprintln!(
+            "xtask: fresh: removing an unfinished base root {}",
+            dir.display()
+        );
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("xtask: fresh: debootstrap --variant=minbase {SUITE} from {mirror}");
+    status(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", SUITE])
+            .arg(&root)
+            .arg(&mirror),
+    )?;
+    copy_host_files(&root)?;
+    // The image's own apt sources (updates and security too), not debootstrap's one line.
+    let sources = root.join("etc/apt/sources.list.d");
+    std::fs::create_dir_all(&sources)?;
+    std::fs::write(
+        sources.join("debian.sources"),
+        format!(
+            "Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: {sec}\nSuites: {SUITE}-security\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            sec = mirror
+                .trim_end_matches('/')
+                .replace("/debian", "/debian-security"),
+        ),
+    )?;
+    let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
+    {
+        let mut mounts = Mounts::default();
+        mounts.rbind("/proc", &root)?;
+        mounts.rbind("/dev", &root)?;
+        status(&mut in_root(
+            &root,
+            &format!(
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                 --no-install-recommends {} >/dev/null && update-ca-certificates >/dev/null && \
+                 apt-get clean",
+                BASE_PACKAGES.join(" ")
+            ),
+        ))?;
+    }
+    std::fs::write(&done, "")?;
+    eprintln!(
+        "xtask: fresh: base root built in {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(root)
+}
+
+/// What the machine image ships outside Debian's archive, put into the root as the image
+/// has it: rustup's toolchains (read-only: nothing can be downloaded into them anyway) and
+/// the NodeSource Node.js with its npm.
+fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
+    let home = root.join("root");
+    std::fs::create_dir_all(home.join(".cargo"))?;
+    status(
+        Command::new("cp")
+            .args(["-a", "/root/.cargo/bin"])
+            .arg(home.join(".cargo/bin")),
+    )?;
+    if Path::new("/root/.cargo/env").exists() {
+        std::fs::copy("/root/.cargo/env", home.join(".cargo/env"))?;
+    }
+    mounts.run(&["--bind", "/root/.rustup"], &home.join(".rustup"))?;
+    let _ = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(home.join(".rustup"))
+        .status();
+    if Path::new("/usr/bin/node").exists() && Path::new("/usr/lib/node_modules/npm").exists() {
+        std::fs::copy("/usr/bin/node", root.join("usr/bin/node"))?;
+        status(
+            Command::new("cp")
+                .args(["-a", "/usr/lib/node_modules"])
+                .arg(root.join("usr/lib/")),
+        )?;
+        for (link, target) in [
+            ("npm", "../lib/node_modules/npm/bin/npm-cli.js"),
+            ("npx", "../lib/node_modules/npm/bin/npx-cli.js"),
+        ] {
+            let l = root.join("usr/bin").join(link);
+            let _ = std::fs::remove_file(&l);
+            std::os::unix::fs::symlink(target, &l)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn fresh(keep: bool) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("a fresh root needs debootstrap, mounts and chroot: run `cargo xtask fresh` as root");
+    }
+    let total = Instant::now();
+    install(FRESH_TOOLS)?;
+    let head = String::from_utf8(
+        Command::new("git")
+            .current_dir(root())
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .context("git rev-parse HEAD")?
+            .stdout,
+    )?
+    .trim()
+    .to_string();
+    let dirty = Command::new("git")
+        .current_dir(root())
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    if dirty {
+        eprintln!("xtask: fresh: note: uncommitted changes are not tested, only HEAD {head}");
+    }
+    let base = base()?;
+
+    // On disk, not a tmpfs: the suite's builds land in the overlay's upper layer.
+    let run_dir = PathBuf::from(format!("/var/tmp/zombie-fresh-{}", std::process::id()));
+    let merged = run_dir.join("root");
+    let mut mounts = Mounts::default();
+    let result = (|| -> anyhow::Result<()> {
+        std::fs::create_dir_all(run_dir.join("upper"))?;
+        std::fs::create_dir_all(run_dir.join("work"))?;
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            base.display(),
+            run_dir.join("upper").display(),
+            run_dir.join("work").display()
+        );
+        mounts.run(&["-t", "overlay", "overlay", "-o", &opts], &merged)?;
+        copy_host_files(&merged)?;
+        add_image_extras(&merged, &mut mounts)?;
+        let repo = merged.join("work/zombie-daemon");
+        status(
+            Command::new("git")
+                .args(["clone", "--quiet", "--no-hardlinks"])
+                .arg(root())
+                .arg(&repo),
+        )?;
+        status(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["checkout", "--quiet", "--detach", &head]),
+        )?;
+        for m in ["/proc", "/sys", "/dev"] {
+            mounts.rbind(m, &merged)?;
+        }
+        eprintln!(
+            "xtask: fresh: running `cargo xtask test` on a clone of {head} in {}",
+            merged.display()
+        );
+        let t = Instant::now();
+        let r = status(&mut in_root(
+            &merged,
+            "cd /work/zombie-daemon && CI=true cargo xtask test",
+        ));
+        let mut line = String::new();
+        let _ = write!(
+            line,
+            "xtask: fresh: the suite took {:.0}s in the fresh root ({:.0}s in all)",
+            t.elapsed().as_secs_f64(),
+            total.elapsed().as_secs_f64()
+        );
+        eprintln!("{line}");
+        r
+    })();
+    if keep {
+        eprintln!("xtask: fresh: --keep: {} left mounted", merged.display());
+        std::mem::forget(mounts);
+    } else {
+        drop(mounts);
+        if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+            eprintln!("xtask: fresh: cannot remove {}: {e}", run_dir.display());
+        }
+    }
+    result.context("the test suite failed in the fresh root")
+}
