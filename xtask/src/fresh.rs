@@ -85,12 +85,16 @@ fn cache_dir() -> PathBuf {
     .join("fresh")
 }
 
-/// The archive the system's apt sources use (Deb822 `URIs:` or a one-line `deb` entry).
+/// The Debian archive the system's apt sources use (Deb822 `URIs:` or a one-line `deb`
+/// entry, in the files apt reads; not the security archive, not a third party's).
 fn mirror() -> anyhow::Result<String> {
     let mut texts = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for e in dir.flatten() {
-            texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            let p = e.path();
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("sources" | "list")) {
+                texts.push(std::fs::read_to_string(p).unwrap_or_default());
+            }
         }
     }
     texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
@@ -104,7 +108,7 @@ fn mirror() -> anyhow::Result<String> {
                     (w.next() == Some("deb")).then(|| w.find(|x| x.contains("://")))?
                 });
             if let Some(uri) = uri
-                && !uri.contains("security")
+                && uri.trim_end_matches('/').ends_with("/debian")
             {
                 return Ok(uri.to_string());
             }
