@@ -92,7 +92,10 @@ fn mirror() -> anyhow::Result<String> {
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for e in dir.flatten() {
             let p = e.path();
-            if matches!(p.extension().and_then(|x| x.to_str()), Some("sources" | "list")) {
+            if matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("sources" | "list")
+            ) {
                 texts.push(std::fs::read_to_string(p).unwrap_or_default());
             }
         }

@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz |
+//! fresh`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -103,6 +104,8 @@ const TEST_TOOLS: &[Tool] = &[
     Tool::new("/usr/bin/ps", "procps"),
     Tool::new("/usr/bin/ldd", "libc-bin"),
     Tool::new("/usr/bin/tar", "tar"),
+    Tool::new("/usr/bin/bash", "bash"),
+    Tool::new("/usr/bin/dash", "dash"),
     Tool::new("/usr/bin/gcc", "gcc"),
     Tool::new("/usr/include/stdio.h", "libc6-dev"),
     Tool::new("/usr/bin/python3", "python3"),
