@@ -401,9 +401,13 @@ impl Tracker {
         applied
     }
 
-    /// The zombies among `limit` from position `from` of the table's iteration order that
-    /// could have been reaped unseen, and the position to continue from: a rotating sample
-    /// for the sweep that checks zombies still exist (see [`Self::vanish`]).
+    /// Up to `limit` zombies that could have been reaped unseen, taken in the table's
+    /// iteration order from position `from` on (wrapping around once), and the position to
+    /// continue from: a rotating sample for the sweep that checks zombies still exist (see
+    /// [`Self::vanish`]). The in-memory test runs over the whole table if need be (cheap);
+    /// `limit` bounds the /proc reads the caller makes, so a candidate waits at most
+    /// candidates / `limit` passes however many zombies that cannot be reaped share the
+    /// table.
     ///
     /// Only a zombie whose parent called wait() since it exited, or whose parent exited
     /// (it was handed to a reaper whose identity may be unknown: its /proc entry can be gone
@@ -418,22 +422,33 @@ impl Tracker {
         wait_dedup: Ns,
         limit: usize,
     ) -> (Vec<ProcKey>, usize) {
-        let from = if from >= self.zombies.len() { 0 } else { from };
-        let keys: Vec<ProcKey> =
-            self.zombies
-                .values()
-                .skip(from)
-                .take(limit)
-                .filter(|z| {
-                    z.exited_at < exited_before
-                        && (z.parent_gone
-                            || self.waits.get(&z.ppid).is_some_and(|w| {
-                                w.last_at.saturating_add(wait_dedup) >= z.exited_at
-                            }))
-                })
-                .map(|z| z.key)
-                .collect();
-        (keys, from + limit)
+        let n = self.zombies.len();
+        let from = if from >= n { 0 } else { from };
+        let candidate = |z: &Zombie| {
+            z.exited_at < exited_before
+                && (z.parent_gone
+                    || self
+                        .waits
+                        .get(&z.ppid)
+                        .is_some_and(|w| w.last_at.saturating_add(wait_dedup) >= z.exited_at))
+        };
+        let mut keys = Vec::new();
+        let mut consumed = 0;
+        for z in self
+            .zombies
+            .values()
+            .skip(from)
+            .chain(self.zombies.values().take(from))
+        {
+            if keys.len() == limit {
+                break;
+            }
+            consumed += 1;
+            if candidate(z) {
+                keys.push(z.key);
+            }
+        }
+        (keys, (from + consumed) % n.max(1))
     }
 
     /// A zombie /proc no longer has (its pid is gone or belongs to a newer process) was
@@ -966,14 +981,18 @@ mod tests {
             target: 0,
             at: 3 * MS,
         });
-        // Exited before 5 ms (and so by 4 ms): pids 100..=104, over two batches of 6.
-        let (a, next) = t.sweep_batch(0, 5 * MS, MS, 6);
-        let (b, next) = t.sweep_batch(next, 5 * MS, MS, 6);
-        let mut seen: Vec<u32> = a.iter().chain(&b).map(|k| k.pid).collect();
+        // Exited before 5 ms (and so by 4 ms): pids 100..=104, two candidates per batch.
+        let (a, next) = t.sweep_batch(0, 5 * MS, MS, 2);
+        let (b, next) = t.sweep_batch(next, 5 * MS, MS, 2);
+        let (c, next) = t.sweep_batch(next, 5 * MS, MS, 2);
+        assert_eq!((a.len(), b.len(), c.len()), (2, 2, 2));
+        let mut seen: Vec<u32> = a.iter().chain(&b).chain(&c).map(|k| k.pid).collect();
         seen.sort();
+        seen.dedup();
         assert_eq!(seen, [100, 101, 102, 103, 104]);
-        // Past the end: from the start again.
-        assert_eq!(t.sweep_batch(next, 5 * MS, MS, 6).0.len(), a.len());
+        // Around the end: from the start again, each candidate once per turn.
+        let (d, _) = t.sweep_batch(next, 5 * MS, MS, 20);
+        assert_eq!(d.len(), 5, "{d:?}");
         // A wait at 3 ms with no dedup slack does not cover the exit at 4 ms.
         let (all, _) = t.sweep_batch(0, 10 * MS, 0, 20);
         assert_eq!(all.len(), 4, "{all:?}");
@@ -998,6 +1017,25 @@ mod tests {
         t.apply(&exit(50, 1, 1, 2 * MS));
         let (keys, _) = t.sweep_batch(0, 10 * MS, 0, 100);
         assert_eq!(keys, [key(500, 3)]);
+    }
+
+    #[test]
+    fn a_candidate_among_many_zombies_that_cannot_be_reaped_is_found_in_one_pass() {
+        let mut t = Tracker::default();
+        // 10,000 zombies of a live parent that never waits, and one of a parent that does.
+        for pid in 0..10_000 {
+            t.apply(&exit(1_000 + pid, 1, 2, MS));
+        }
+        t.apply(&exit(500, 3, 50, MS));
+        t.apply(&Event::Wait {
+            pid: 50,
+            target: 0,
+            at: 2 * MS,
+        });
+        for from in [0, 1, 5_000, 9_999, 10_000] {
+            let (keys, _) = t.sweep_batch(from, 10 * MS, 0, 512);
+            assert_eq!(keys, [key(500, 3)], "from {from}");
+        }
     }
 
     #[test]
