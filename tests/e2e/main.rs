@@ -30,7 +30,7 @@ fn pids(v: &serde_json::Value, key: &str) -> Vec<i32> {
 
 #[test]
 fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(&["--show-cmdlines"]);
     let (mut w, hello) = Workload::spawn(&["never-wait", "3"]);
     let kids = pids(&hello, "children");
 
@@ -52,8 +52,8 @@ fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
     poll("zombie_processes >= 3", SECOND, || {
         (d.metric("zombie_processes") >= 3.0).then_some(())
     });
-    // The API names the parent's command line (it is what to fix); the log, even at debug
-    // level, never carries one.
+    // With --show-cmdlines the API names the parent's full command line (it is what to
+    // fix); the log, even at debug level, never carries one.
     assert_eq!(
         found[0]["reaper"]["cmdline"]
             .as_str()
@@ -73,6 +73,39 @@ fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
     eprintln!("gone {:?} after the reap", t.elapsed());
     assert!(d.metric("zombie_reaped_total") >= 3.0);
     assert!(d.metric("zombie_reap_latency_seconds_count") >= 3.0);
+}
+
+/// By default the API shows a command line's program only: arguments often carry secrets,
+/// and anyone who reaches the port can read /zombies (and `list`, which reads it).
+#[test]
+fn command_lines_are_redacted_by_default() {
+    let d = Daemon::start();
+    let (w, _) = Workload::spawn(&["never-wait", "2"]);
+    let found = poll("2 zombies in /zombies", SECOND, || {
+        let z = d.children_of(w.pid());
+        (z.len() == 2).then_some(z)
+    });
+    let program = harness::workload_bin().display().to_string();
+    for z in &found {
+        assert_eq!(
+            z["reaper"]["cmdline"].as_str(),
+            Some(format!("{program} [redacted]").as_str()),
+            "{z}"
+        );
+    }
+    let (_, body) = d.get("/zombies").unwrap();
+    assert!(!body.contains("never-wait"), "{body}");
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--json", "--endpoint"])
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("[redacted]") && !text.contains("never-wait"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -686,6 +719,8 @@ fn the_init_audit_judges_each_containers_pid1() {
             .unwrap_or_else(|| panic!("no audit of {id} in {body}"))
     };
     let a = audit("c1");
+    // The daemon runs without --show-cmdlines: PID 1's arguments are redacted.
+    assert_eq!(a["pid1_cmdline"], "/bin/sleep [redacted]", "{a:#}");
     assert_eq!(
         (
             a["pid1_comm"].as_str(),
