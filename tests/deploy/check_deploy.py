@@ -49,6 +49,15 @@ POLICY_KEYS = {
 }
 # Directories another part of the project provides; absent ones are skipped.
 SIBLING_DIRS = ("prometheus", "grafana")
+# Of those, the ones the kustomize stand-in leaves to kubectl (they use generators).
+UNBUILT_DIRS = ("grafana",)
+# Priority classes that admission may limit to kube-system unless a scoped quota exists.
+CRITICAL_CLASSES = ("system-node-critical", "system-cluster-critical")
+# A Prometheus pod as kube-prometheus-stack and the prometheus-community chart label it,
+# in a namespace of its own; and a pod that is not Prometheus.
+PROMETHEUS_POD = ({"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus"},
+                  {"kubernetes.io/metadata.name": "monitoring"})
+OTHER_POD = ({"app": "curl"}, {"kubernetes.io/metadata.name": "default"})
 
 
 class Failure(Exception):
@@ -223,7 +232,7 @@ def kustomize_build(directory: Path, deploy_dir: Path, missing: set[str]) -> lis
     docs: list[dict] = []
     for entry in k.get("resources", []):
         path = Path(os.path.normpath(directory / entry))
-        if path.parent == deploy_dir and path.name in SIBLING_DIRS:
+        if path.parent == deploy_dir and path.name in UNBUILT_DIRS:
             missing.add(str(path.relative_to(deploy_dir.parent)))
         elif path.is_dir():
             docs += kustomize_build(path, deploy_dir, missing)
@@ -436,6 +445,18 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
         p.append("seccompProfile is not Unconfined (RuntimeDefault may block bpf())")
     if pod.get("automountServiceAccountToken") is not False:
         p.append("automountServiceAccountToken is not false on the pod")
+    # AppArmor's default container profile denies ptrace read and signals across
+    # profiles; the field from Kubernetes 1.30, the annotation before.
+    if (sc.get("appArmorProfile") or {}).get("type") != "Unconfined":
+        p.append(f"appArmorProfile is {sc.get('appArmorProfile')}, expected type Unconfined")
+    annotation = f"container.apparmor.security.beta.kubernetes.io/{c.get('name')}"
+    annotations = ds["spec"]["template"].get("metadata", {}).get("annotations") or {}
+    if annotations.get(annotation) != "unconfined":
+        p.append(f"pod annotation {annotation} is {annotations.get(annotation)!r}, expected unconfined "
+                 "(clusters before 1.30 ignore the appArmorProfile field)")
+    if (sc.get("seLinuxOptions") or {}).get("type") != "spc_t":
+        p.append(f"seLinuxOptions is {sc.get('seLinuxOptions')}, expected type spc_t "
+                 "(container_t cannot connect to the CRI socket)")
     out.append(("security context", p))
 
     p = []
@@ -584,8 +605,110 @@ def check_wiring(docs: list[dict], req: dict, namespace: str, job: str) -> str:
                 problems.append(f"ServiceMonitor endpoint {ep.get('port')}{ep.get('path')} is not "
                                 f"metrics{req['metrics_path']}")
             problems += relabel_problems(ep, job)
+    problems += quota_problems(docs, ds)
+    problems += network_policy_problems(docs, ds, req)
     require(not problems, "\n".join(problems))
     return f"{len(docs)} objects"
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels; an
+    empty selector selects everything, a missing one (None) nothing."""
+    if selector is None:
+        return False
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def quota_problems(docs: list[dict], ds: dict) -> list[str]:
+    """A critical priority class outside kube-system needs a ResourceQuota scoped to it
+    in the namespace (GKE admits no such pod otherwise)."""
+    pcn = ds["spec"]["template"]["spec"].get("priorityClassName")
+    ns = ds["metadata"].get("namespace")
+    if pcn not in CRITICAL_CLASSES or ns == "kube-system":
+        return []
+    for q in docs:
+        if q["kind"] != "ResourceQuota" or q["metadata"].get("namespace") != ns:
+            continue
+        for e in (q["spec"].get("scopeSelector") or {}).get("matchExpressions", []):
+            if e.get("scopeName") == "PriorityClass" and e.get("operator") == "In" \
+                    and pcn in e.get("values", []) and "pods" in q["spec"].get("hard", {}):
+                return []
+    return [f"priorityClassName {pcn} in namespace {ns} without a ResourceQuota scoped to it: "
+            "GKE would create no pods"]
+
+
+def network_policy_problems(docs: list[dict], ds: dict, req: dict) -> list[str]:
+    """One NetworkPolicy admits the Prometheus pod to the metrics port, and nobody else."""
+    pod_labels = ds["spec"]["template"]["metadata"].get("labels", {})
+    pols = [d for d in docs if d["kind"] == "NetworkPolicy"
+            and selects(d["spec"].get("podSelector"), pod_labels)]
+    if not pols:
+        return []  # switched off: checked where it must be present
+    problems = []
+    if len(pols) != 1:
+        problems.append(f"{len(pols)} NetworkPolicies select the daemon's pods, expected one")
+    pol = pols[0]["spec"]
+    if "Ingress" not in pol.get("policyTypes", []):
+        problems.append("the NetworkPolicy does not restrict Ingress")
+
+    def admitted(pod: tuple[dict, dict]) -> bool:
+        labels, ns_labels = pod
+        for rule in pol.get("ingress") or []:
+            ports = rule.get("ports") or []
+            if ports and not any(p.get("port") in ("metrics", req["port"]) for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True  # no `from`: everyone
+            for peer in peers:
+                if "ipBlock" in peer:
+                    return True
+                if selects(peer.get("podSelector", {}), labels) and \
+                        selects(peer.get("namespaceSelector", {"matchLabels": {
+                            "kubernetes.io/metadata.name": ds["metadata"]["namespace"]}}), ns_labels):
+                    return True
+        return False
+    if not admitted(PROMETHEUS_POD):
+        problems.append(f"the NetworkPolicy does not admit a Prometheus pod {PROMETHEUS_POD}")
+    if admitted(OTHER_POD):
+        problems.append(f"the NetworkPolicy admits any pod, e.g. {OTHER_POD}")
+    return problems
+
+
+def release_selected(docs: list[dict], release: str) -> str:
+    """kube-prometheus-stack's Prometheus (serviceMonitorSelector and ruleSelector
+    `release: <release>`, any namespace) selects the ServiceMonitor and the PrometheusRule."""
+    selector = {"matchLabels": {"release": release}}
+    found = []
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        objs = [d for d in docs if d["kind"] == kind]
+        require(len(objs) == 1, f"expected one {kind}, found {len(objs)}")
+        require(selects(selector, objs[0]["metadata"].get("labels") or {}),
+                f"{kind} labels {objs[0]['metadata'].get('labels')} lack release: {release}: "
+                "kube-prometheus-stack would ignore it")
+        found.append(kind)
+    return f"release={release} selects {' and '.join(found)}"
+
+
+def release_not_selected(docs: list[dict], release: str) -> str:
+    """Negative control: without the label kube-prometheus-stack selects neither."""
+    for d in docs:
+        if d["kind"] in ("ServiceMonitor", "PrometheusRule"):
+            require(not selects({"matchLabels": {"release": release}}, d["metadata"].get("labels") or {}),
+                    f"{obj_id(d)} carries release={release} without being asked to")
+    return "neither is selected"
 
 
 def checker_rejects_broken(ds: dict, req: dict) -> str:
@@ -621,6 +744,9 @@ def checker_rejects_broken(ds: dict, req: dict) -> str:
         "liveness path changed": lambda d: ctr(d)["livenessProbe"]["httpGet"].update(path="/health"),
         "--listen on another port": lambda d: ctr(d).update(
             args=[a.replace(":9899", ":9900") for a in ctr(d)["args"]]),
+        "AppArmor profile removed": lambda d: ctr(d)["securityContext"].pop("appArmorProfile"),
+        "AppArmor annotation removed": lambda d: d["spec"]["template"]["metadata"].pop("annotations"),
+        "SELinux type removed": lambda d: ctr(d)["securityContext"].pop("seLinuxOptions"),
     }
     missed = []
     for name, fn in mutations.items():
@@ -779,11 +905,14 @@ def main() -> int:
                          kustomize_build, kube_dir, deploy, missing)
     overlay = results.check("kustomize build deploy/kubernetes/remediation (JSON 6902 stand-in)",
                             kustomize_build, kube_dir / "remediation", deploy, missing)
+    kps = results.check("kustomize build deploy/kubernetes/kube-prometheus-stack (JSON 6902 stand-in)",
+                        kustomize_build, kube_dir / "kube-prometheus-stack", deploy, missing)
     for m in sorted(missing):
         if not (repo / m / "kustomization.yaml").is_file():
             results.skip(f"kustomize resource {m}", "directory not there yet")
     if shutil.which("kubectl"):
-        for rel, ours in (("kubernetes", base), ("kubernetes/remediation", overlay)):
+        for rel, ours in (("kubernetes", base), ("kubernetes/remediation", overlay),
+                          ("kubernetes/kube-prometheus-stack", kps)):
             if ours:
                 results.check(f"kubectl kustomize deploy/{rel} gives the same objects",
                               lambda r=rel, o=ours: same_objects(o, kubectl_kustomize(repo, tmp, r)))
@@ -798,7 +927,20 @@ def main() -> int:
                       check_wiring, own, req, NAMESPACE, job)
         raw_ds = find(base, "DaemonSet")
         check_daemonset(results, "deploy/kubernetes", raw_ds, req, "off")
+        results.check("deploy/kubernetes has the NetworkPolicy and the priority-class ResourceQuota",
+                      lambda: require(any(d["kind"] == "NetworkPolicy" for d in base)
+                                      and any(d["kind"] == "ResourceQuota" for d in base),
+                                      f"kinds: {sorted({d['kind'] for d in base})}"))
         results.check("consistency check rejects broken DaemonSets", checker_rejects_broken, raw_ds, req)
+    if kps:
+        release = yaml.safe_load((kube_dir / "kube-prometheus-stack" / "release-label.yaml")
+                                 .read_text())[0]["value"]
+        results.check("deploy/kubernetes/kube-prometheus-stack wiring", check_wiring, kps, req, NAMESPACE, job)
+        results.check("deploy/kubernetes/kube-prometheus-stack: its Prometheus selects the "
+                      "ServiceMonitor and PrometheusRule", release_selected, kps, release)
+        if base:
+            results.check("deploy/kubernetes without the overlay: not selected by release (control)",
+                          release_not_selected, base, release)
     overlay_policy = None
     if overlay:
         ods = find(overlay, "DaemonSet")
@@ -901,6 +1043,52 @@ def main() -> int:
     shutil.rmtree(bare / "files", ignore_errors=True)
     results.check("helm refuses prometheusRule.enabled without files/rules.yaml", helm_must_fail, bare,
                   {"prometheusRule": {"enabled": True}}, "files/rules.yaml")
+
+    def kube_prometheus_stack() -> str:
+        values = {"monitoringLabels": {"release": "kps"}, "serviceMonitor": {"enabled": True},
+                  "prometheusRule": {"enabled": True}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        bare_docs, _ = helm_install_dry_run(package or full_dir, {k: v for k, v in values.items()
+                                                                   if k != "monitoringLabels"})
+        release_not_selected(bare_docs, "kps")
+        return release_selected(docs, "kps") + "; without monitoringLabels neither"
+    results.check("helm monitoringLabels.release=kps: kube-prometheus-stack selects both objects",
+                  kube_prometheus_stack)
+
+    def switched_off() -> str:
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"enabled": False},
+                                                   "resourceQuota": {"enabled": False}})
+        kinds = {d["kind"] for d in docs}
+        require(not kinds & {"NetworkPolicy", "ResourceQuota"}, f"still rendered: {sorted(kinds)}")
+        on, _ = helm_install_dry_run(chart_dir, {})
+        kinds_on = {d["kind"] for d in on}
+        require({"NetworkPolicy", "ResourceQuota"} <= kinds_on, f"defaults render {sorted(kinds_on)}")
+        other, _ = helm_install_dry_run(chart_dir, {"priorityClassName": "zombie-daemon-critical"})
+        require("ResourceQuota" not in {d["kind"] for d in other},
+                "a ResourceQuota is rendered for a non-critical priority class")
+        return "on by default; off with networkPolicy.enabled/resourceQuota.enabled=false"
+    results.check("helm NetworkPolicy and ResourceQuota are switchable", switched_off)
+
+    def narrowed_policy() -> str:
+        peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"from": [peer]}})
+        problems = network_policy_problems(docs, find(docs, "DaemonSet"), req)
+        require(not problems, "\n".join(problems))
+        pol = find(docs, "NetworkPolicy")
+        require(pol["spec"]["ingress"][0]["from"] == [peer], f"{pol['spec']}")
+        return "networkPolicy.from is used as given"
+    results.check("helm networkPolicy.from narrows the admitted Prometheus", narrowed_policy)
+
+    def checker_rejects_open_policy() -> str:
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"from": [{"namespaceSelector": {}}]}})
+        problems = network_policy_problems(docs, find(docs, "DaemonSet"), req)
+        require(problems, "a policy admitting every pod was accepted")
+        no_quota = [d for d in docs if d["kind"] != "ResourceQuota"]
+        require(quota_problems(no_quota, find(docs, "DaemonSet")), "a missing ResourceQuota was accepted")
+        return "an open NetworkPolicy and a missing ResourceQuota are rejected"
+    results.check("wiring check rejects an open NetworkPolicy and a missing quota (control)",
+                  checker_rejects_open_policy)
 
     def crio() -> str:
         docs, _ = helm_install_dry_run(chart_dir, {"runtimeSocket": "/var/run/crio/crio.sock"})
