@@ -964,9 +964,9 @@ def main() -> int:
         if not canonical.is_file():
             results.skip(name, f"{canonical.relative_to(repo)} not there yet")
         elif not copy_path.is_file():
-            results.fail(name, f"missing: cp {canonical.relative_to(repo)} {copy_path.relative_to(repo)}")
+            results.fail(name, "missing: run `cargo xtask gen`")
         elif copy_path.read_bytes() != canonical.read_bytes():
-            results.fail(name, f"differs: cp {canonical.relative_to(repo)} {copy_path.relative_to(repo)}")
+            results.fail(name, "differs: run `cargo xtask gen`")
         else:
             results.ok(name)
 
@@ -1054,6 +1054,30 @@ def main() -> int:
         return release_selected(docs, "kps") + "; without monitoringLabels neither"
     results.check("helm monitoringLabels.release=kps: kube-prometheus-stack selects both objects",
                   kube_prometheus_stack)
+
+    def rule_values() -> str:
+        values = {"job": "zd", "prometheusRule": {"enabled": True, "kubeStateMetricsJob": "ksm",
+                                                  "disabledAlerts": ["ZombieProcessOld", "NodePIDUsage"]},
+                  "serviceMonitor": {"enabled": True}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        check_wiring(docs, req, NAMESPACE, "zd")
+        rules = [r for g in find(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+        exprs = "\n".join(r["expr"] for r in rules)
+        require('job="zombie-daemon"' not in exprs and 'up{job="zd"}' in exprs, "the job value is not used")
+        require('job="ksm",namespace="zombie-daemon",daemonset="zombie-daemon"' in exprs,
+                "the kube-state-metrics selector is not job=ksm, namespace and DaemonSet of the release")
+        names = {r.get("alert") for r in rules}
+        require(not names & {"ZombieProcessOld", "NodePIDUsage"}, f"disabled alerts rendered: {sorted(names - {None})}")
+        all_rules = yaml.safe_load((full_dir / "files/rules.yaml").read_text())
+        want = sum(len(g["rules"]) for g in all_rules["groups"]) - 3
+        require(len(rules) == want, f"{len(rules)} rules rendered, expected {want}")
+        other, _ = helm_install_dry_run(package or full_dir, {"prometheusRule": {"enabled": True},
+                                                              "fullnameOverride": "zombies"})
+        other_exprs = "\n".join(r["expr"] for g in find(other, "PrometheusRule")["spec"]["groups"]
+                                 for r in g["rules"])
+        require('daemonset="zombies"' in other_exprs, "the DaemonSet selector does not follow the full name")
+        return "job, kube-state-metrics job, DaemonSet name and disabledAlerts take effect"
+    results.check("helm job, prometheusRule.kubeStateMetricsJob and .disabledAlerts", rule_values)
 
     def switched_off() -> str:
         docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"enabled": False},
