@@ -198,7 +198,14 @@ const checks = {
     const vars = Object.fromEntries(d.templating.list.map((v) => [v.name, v]));
     assert.equal(vars.datasource?.type, 'datasource');
     assert.equal(vars.datasource?.query, 'prometheus');
-    for (const name of ['namespace', 'pod']) {
+    // Node (instance) and cluster filters come first; each variable's query follows the ones
+    // before it.
+    assert.deepEqual(d.templating.list.map((v) => v.name), ['datasource', 'cluster', 'instance', 'namespace', 'pod']);
+    for (const [name, after] of [['instance', ['cluster']], ['namespace', ['cluster', 'instance']],
+      ['pod', ['cluster', 'instance', 'namespace']]]) {
+      for (const a of after) assert.ok(vars[name].query.includes(`${a}=~"$${a}"`), `${name} variable ignores $${a}`);
+    }
+    for (const name of ['cluster', 'instance', 'namespace', 'pod']) {
       assert.equal(vars[name]?.type, 'query', `${name} variable`);
       assert.match(String(vars[name].query), /^label_values\(/, `${name} variable query`);
       assert.equal(vars[name].datasource?.uid, '${datasource}', `${name} variable datasource`);
@@ -213,6 +220,16 @@ const checks = {
       for (const t of p.targets) {
         assert.equal(t.datasource?.uid, '${datasource}', `panel "${p.title}" query ${t.refId} datasource`);
         assert.deepEqual(unknownNames(t.expr), [], `panel "${p.title}" reads unknown series`);
+        // Every query follows the filters its series carry: all of them cluster and node
+        // (but the cluster-wide latency), the pod series also namespace and pod.
+        const filters = (t.expr.match(/\b(\w+)=~"\$(\w+)"/g) ?? []);
+        const series = t.expr.match(/\b(?:[a-z_]+:[a-z0-9_:]+|zombie_[a-z0-9_]+|up)(?=\s*[{[)\s]|$)/g) ?? [];
+        const clusterWide = series.every((n) => n === 'zombie:reap_latency_seconds:quantile_rate5m');
+        const want = ['cluster=~"$cluster"', ...(clusterWide ? [] : ['instance=~"$instance"'])];
+        if (series.some((n) => /^(namespace_pod|zombie_processes|zombie_oldest|zombie_pod_|zombie_container_)/.test(n))) {
+          want.push('namespace=~"$namespace"', 'pod=~"$pod"');
+        }
+        for (const f of want) assert.ok(filters.includes(f), `panel "${p.title}" query ${t.refId} ignores ${f}: ${t.expr}`);
       }
     }
   },
