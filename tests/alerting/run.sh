@@ -190,6 +190,7 @@ const checks = {
     const p = yaml('deploy/prometheus/kustomization.yaml');
     assert.deepEqual(p.resources, ['prometheusrule.yaml']);
     const g = yaml('deploy/grafana/kustomization.yaml');
+    assert.equal(g.namespace, 'zombie-daemon', 'the dashboard ConfigMap has no namespace');
     assert.deepEqual(g.generatorOptions, { disableNameSuffixHash: true, labels: { grafana_dashboard: '1' } });
     assert.deepEqual(g.configMapGenerator, [{ name: 'zombie-daemon-dashboard', files: ['zombie-daemon.json'] }]);
   },

@@ -220,13 +220,13 @@ def target_matches(doc: dict, target: dict) -> bool:
 
 def kustomize_build(directory: Path, deploy_dir: Path, missing: set[str]) -> list[dict]:
     """Builds a kustomization the way kustomize does, for the subset this project uses:
-    resources (files and directories) and JSON 6902 patches with a target.
+    resources (files and directories), JSON 6902 patches with a target, and `images`.
     deploy/prometheus and deploy/grafana are left out (their kustomizations use
     generators this stand-in does not imitate); `kubectl kustomize` builds them."""
     kfile = directory / "kustomization.yaml"
     require(kfile.is_file(), f"{directory} has no kustomization.yaml")
     k = yaml.safe_load(kfile.read_text())
-    unsupported = set(k) - {"apiVersion", "kind", "resources", "patches"}
+    unsupported = set(k) - {"apiVersion", "kind", "resources", "patches", "images"}
     require(not unsupported,
             f"{kfile}: {sorted(unsupported)} not supported by this test's kustomize stand-in")
     docs: list[dict] = []
@@ -251,6 +251,13 @@ def kustomize_build(directory: Path, deploy_dir: Path, missing: set[str]) -> lis
             docs[hits[0]] = jsonpatch.apply_patch(docs[hits[0]], ops)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
             raise Failure(f"{patch_file}: {e}")
+    for image in k.get("images", []):
+        for d in docs:
+            pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                name, _, tag = c["image"].partition(":")
+                if name == image["name"]:
+                    c["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
     return docs
 
 
@@ -421,7 +428,8 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
     out.append(("port and --listen", p))
 
     p = []
-    for probe_name, path_key in (("livenessProbe", "liveness_path"), ("readinessProbe", "readiness_path")):
+    for probe_name, path_key in (("startupProbe", "readiness_path"), ("livenessProbe", "liveness_path"),
+                                 ("readinessProbe", "readiness_path")):
         probe = (c.get(probe_name) or {}).get("httpGet")
         if not probe:
             p.append(f"{probe_name} is not an httpGet probe")
@@ -430,7 +438,11 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
             p.append(f"{probe_name} path is {probe.get('path')}, expected {req[path_key]}")
         if resolve_port(c, probe.get("port")) != req["port"]:
             p.append(f"{probe_name} port {probe.get('port')} is not {req['port']}")
-    out.append(("liveness and readiness probes", p))
+    start = c.get("startupProbe") or {}
+    budget = start.get("periodSeconds", 10) * start.get("failureThreshold", 3)
+    if budget < 60:
+        p.append(f"startupProbe allows {budget} s to become ready; a busy node's first /proc scan needs more")
+    out.append(("startup, liveness and readiness probes", p))
 
     p = []
     if sc.get("runAsUser", pod.get("securityContext", {}).get("runAsUser")) != 0:
@@ -592,6 +604,19 @@ def check_wiring(docs: list[dict], req: dict, namespace: str, job: str) -> str:
         if len(ports) != 1 or ports[0].get("port") != req["port"] or \
                 ports[0].get("targetPort") not in ("metrics", req["port"]):
             problems.append(f"Service port 'metrics' is {ports}, expected port/targetPort {req['port']}")
+    for pm in by_kind.get("PodMonitor", []):
+        spec = pm["spec"]
+        if not selects(spec.get("selector"), pod_labels):
+            problems.append(f"PodMonitor {pm['metadata']['name']} does not select the daemon's pods")
+        names = (spec.get("namespaceSelector") or {}).get("matchNames", [])
+        if names and namespace not in names:
+            problems.append(f"PodMonitor namespaceSelector {names} misses {namespace}")
+        for ep in spec.get("podMetricsEndpoints", []):
+            if ep.get("port") != "metrics" or ep.get("path", "/metrics") != req["metrics_path"]:
+                problems.append(f"PodMonitor endpoint {ep.get('port')}{ep.get('path')} is not metrics{req['metrics_path']}")
+            problems += relabel_problems(ep, job)
+    if by_kind.get("PodMonitor") and by_kind.get("ServiceMonitor"):
+        problems.append("a PodMonitor and a ServiceMonitor: every daemon would be scraped twice")
     for sm in by_kind.get("ServiceMonitor", []):
         spec = sm["spec"]
         match = (spec.get("selector") or {}).get("matchLabels", {})
@@ -742,6 +767,7 @@ def checker_rejects_broken(ds: dict, req: dict) -> str:
             lambda d: ctr(d)["securityContext"]["capabilities"]["add"].append("KILL"),
         "hostPID off": lambda d: d["spec"]["template"]["spec"].update(hostPID=False),
         "liveness path changed": lambda d: ctr(d)["livenessProbe"]["httpGet"].update(path="/health"),
+        "startup probe removed": lambda d: ctr(d).pop("startupProbe"),
         "--listen on another port": lambda d: ctr(d).update(
             args=[a.replace(":9899", ":9900") for a in ctr(d)["args"]]),
         "AppArmor profile removed": lambda d: ctr(d)["securityContext"].pop("appArmorProfile"),
@@ -919,6 +945,23 @@ def main() -> int:
     else:
         results.skip("kubectl kustomize cross-check",
                      "kubectl is not installed (deploy/prometheus and deploy/grafana stay unbuilt)")
+
+    def kustomize_namespace() -> str:
+        """An overlay with `namespace: other` moves every object, and the wiring holds."""
+        overlay_dir = tmp / "kustomize" / "deploy" / "in-other-namespace"
+        kubectl_kustomize(repo, tmp, "kubernetes")  # makes the copy of deploy/
+        overlay_dir.mkdir(exist_ok=True)
+        (overlay_dir / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            "namespace: other\nresources:\n  - ../kubernetes\n")
+        docs = kubectl_kustomize(repo, tmp, "in-other-namespace")
+        check_wiring([d for d in docs if d["kind"] != "Namespace"], req, "other", job)
+        names = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+        require(names == ["other"], f"Namespace objects: {names}")
+        return f"{len(docs)} objects in namespace other, ServiceMonitor and dashboard included"
+    if shutil.which("kubectl"):
+        results.check("kubectl kustomize with `namespace: other` moves everything (ServiceMonitor, dashboard)",
+                      kustomize_namespace)
 
     raw_ds = None
     if base:
@@ -1113,6 +1156,53 @@ def main() -> int:
         return "an open NetworkPolicy and a missing ResourceQuota are rejected"
     results.check("wiring check rejects an open NetworkPolicy and a missing quota (control)",
                   checker_rejects_open_policy)
+
+    def pod_monitor() -> str:
+        values = {"podMonitor": {"enabled": True, "relabelings": [
+            {"action": "replace", "targetLabel": "cluster", "replacement": "eu-1"}]},
+            "monitoringLabels": {"release": "kps"}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        check_wiring(docs, req, NAMESPACE, job)
+        pm = find(docs, "PodMonitor")
+        monitoring.add("helm[podMonitor.enabled] PodMonitor", pm)
+        require(pm["metadata"]["labels"].get("release") == "kps", "monitoringLabels missing on the PodMonitor")
+        rl = pm["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        require(rl[-1] == values["podMonitor"]["relabelings"][0], f"extra relabeling not appended: {rl}")
+        require(not [d for d in docs if d["kind"] == "ServiceMonitor"], "a ServiceMonitor too")
+        return "selects the pods, job/instance relabelings, extra relabeling appended"
+    results.check("helm podMonitor.enabled renders a PodMonitor wired like the ServiceMonitor", pod_monitor)
+    results.check("helm refuses serviceMonitor and podMonitor together", helm_must_fail, chart_dir,
+                  {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, "not both")
+
+    def extras() -> str:
+        values = {"extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/ca/ca.crt"}],
+                  "extraVolumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+                  "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+                  "scrapeAnnotations": True,
+                  "probes": {"startup": {"periodSeconds": 10, "failureThreshold": 30}},
+                  "serviceMonitor": {"enabled": True, "metricRelabelings": [
+                      {"action": "drop", "sourceLabels": ["__name__"], "regex": "zombie_pod_pids"}]}}
+        docs, _ = helm_install_dry_run(chart_dir, values)
+        ds = find(docs, "DaemonSet")
+        k8s_validate(ds)
+        problems = [f"{a}: {x}" for a, ps in ds_consistency(ds, req, "off") for x in ps]
+        require(not problems, "\n".join(problems))
+        c = daemon_container(ds)
+        require(c["env"] == values["extraEnv"], f"env {c.get('env')}")
+        require(values["extraVolumeMounts"][0] in c["volumeMounts"], "extra mount missing")
+        require(values["extraVolumes"][0] in ds["spec"]["template"]["spec"]["volumes"], "extra volume missing")
+        ann = ds["spec"]["template"]["metadata"]["annotations"]
+        require(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(req["port"])
+                and ann.get("prometheus.io/path") == req["metrics_path"], f"annotations {ann}")
+        require(c["startupProbe"]["periodSeconds"] == 10 and c["startupProbe"]["failureThreshold"] == 30,
+                f"startupProbe {c['startupProbe']}")
+        sm = find(docs, "ServiceMonitor")
+        require(sm["spec"]["endpoints"][0]["metricRelabelings"] == values["serviceMonitor"]["metricRelabelings"],
+                "metricRelabelings not passed")
+        default_ann = find(helm_install_dry_run(chart_dir, {})[0], "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+        require("prometheus.io/scrape" not in default_ann, "scrape annotations by default")
+        return "extraEnv/Volumes/VolumeMounts, scrapeAnnotations, probes, metricRelabelings take effect"
+    results.check("helm extra env/volumes, scrape annotations, probe timings, metricRelabelings", extras)
 
     def crio() -> str:
         docs, _ = helm_install_dry_run(chart_dir, {"runtimeSocket": "/var/run/crio/crio.sock"})
