@@ -854,14 +854,25 @@ def check_dockerfile(path: Path, entrypoint: list[str], port: int) -> str:
     require(len(stages) >= 2, f"{len(stages)} stage(s): expected a build stage and a runtime stage")
     build, final = stages[0], stages[-1]
     require(build["image"] == "debian:bookworm", f"build stage is FROM {build['image']}")
-    require(final["image"] in ("debian:bookworm-slim", "gcr.io/distroless/cc-debian12"),
-            f"runtime stage is FROM {final['image']}")
+    require(final["image"].split(":")[0].split("@")[0] == "gcr.io/distroless/cc-debian12",
+            f"runtime stage is FROM {final['image']}: expected distroless cc-debian12 (no shell, "
+            "the build stage's glibc)")
+    require(not [c for c in final["cmds"] if c[0] == "RUN"], "the runtime stage RUNs commands (it has no shell)")
     runs = " ".join(" ".join(v) for cmd, _, _, v in build["cmds"] if cmd == "RUN")
     for needle in ("rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev",
                    "LLVM_PREFIX=/usr/lib/llvm-22", "bpf-linker@0.13.0",
                    "--no-default-features --features llvm-22", "cargo build --release"):
         require(needle in re.sub(r"\s+", " ", runs), f"the build stage never runs `{needle}`")
     require(re.search(r"cargo build [^&;]*-p zombie-daemon", runs), "no `cargo build ... -p zombie-daemon`")
+    # build.rs takes the revision from ZOMBIE_GIT_REVISION: the context has no .git.
+    # (On the file's text: ARG defaults are expanded in the parsed stages.)
+    text = path.read_text()
+    require(re.search(r'ZOMBIE_GIT_REVISION="?\$\{?REVISION\}?"? cargo build', text),
+            "cargo build does not get ZOMBIE_GIT_REVISION=${REVISION}: zombie_build_info would say revision=\"unknown\"")
+    require(re.search(r'org\.opencontainers\.image\.revision="?\$\{?REVISION\}?', text),
+            "no org.opencontainers.image.revision label")
+    require(len(re.findall(r"^ARG REVISION\b", text, re.M)) == 3,
+            "REVISION must be declared globally and in both stages (an ARG does not cross a FROM)")
     require("rustup" not in runs, "the build stage uses rustup")
     copies = [c for c in final["cmds"] if c[0] in ("COPY", "ADD")]
     require(len(copies) == 1 and copies[0][2] == (f"--from={build['name']}",),
@@ -872,7 +883,7 @@ def check_dockerfile(path: Path, entrypoint: list[str], port: int) -> str:
     require(list(eps[0][3]) == entrypoint, f"ENTRYPOINT {list(eps[0][3])} != the DaemonSet's command {entrypoint}")
     exposed = [v for c in final["cmds"] if c[0] == "EXPOSE" for v in c[3]]
     require(exposed in ([], [str(port)], [f"{port}/tcp"]), f"EXPOSE {exposed} is not {port}")
-    return f"{build['image']} -> {final['image']}, ENTRYPOINT {entrypoint}"
+    return f"{build['image']} -> {final['image']}, ENTRYPOINT {entrypoint}, revision passed"
 
 
 # --------------------------------------------------------------------------- main
@@ -1227,7 +1238,10 @@ def main() -> int:
             if "version" in ws:
                 require(ws["version"] == app_version,
                         f"Cargo workspace version {ws['version']} != Chart appVersion {app_version}")
-                return f"{app_version} in Cargo.toml, Chart.yaml and the manifests"
+                docker_version = re.search(r"^ARG VERSION=(\S+)$", (repo / "deploy" / "Dockerfile").read_text(), re.M)
+                require(docker_version is not None and docker_version.group(1) == app_version,
+                        f"deploy/Dockerfile ARG VERSION {docker_version and docker_version.group(1)} != {app_version}")
+                return f"{app_version} in Cargo.toml, Chart.yaml, the Dockerfile and the manifests"
         return f"{app_version} in Chart.yaml and the manifests"
     results.check("one version: image tag, Chart appVersion, Cargo workspace", versions)
 
