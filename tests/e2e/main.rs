@@ -548,6 +548,25 @@ fn metrics_pass_promtool_lint() {
     for name in ["zombie_node_pids", "zombie_node_pid_limit"] {
         assert!(metrics.contains(name), "{name} missing");
     }
+    // The daemon's own use (the prometheus crate's process collector), to watch against the
+    // pod's limits: plausible values, not just names.
+    let rss = d.metric("process_resident_memory_bytes");
+    assert!(
+        rss > 1e6 && rss < 1e10,
+        "process_resident_memory_bytes {rss}"
+    );
+    assert!(d.metric("process_open_fds") >= 3.0, "{metrics}");
+    assert!(d.metric("process_max_fds") >= d.metric("process_open_fds"));
+    let started = d.metric("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        now - started < 600.0 && now >= started - 5.0,
+        "started {started}, now {now}"
+    );
+    assert!(metrics.contains("process_cpu_seconds_total"), "{metrics}");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
