@@ -1226,6 +1226,17 @@ def main() -> int:
         return "/var/run/crio -> /host/var/run/crio, unix:///host/var/run/crio/crio.sock"
     results.check("helm runtimeSocket=/var/run/crio/crio.sock mounts its directory", crio)
 
+    # The chart's copies, the PrometheusRule and README's values table come from one source.
+    def generated_current() -> str:
+        proc = subprocess.run(["cargo", "xtask", "gen", "--check"], cwd=repo, capture_output=True,
+                              text=True, timeout=600)
+        require(proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-1500:])
+        return "PrometheusRule, chart files/ and deploy/README.md's values table"
+    if shutil.which("cargo"):
+        results.check("generated files are current (cargo xtask gen --check)", generated_current)
+    else:
+        results.skip("cargo xtask gen --check", "cargo is not installed")
+
     # 4. One version everywhere.
     def versions() -> str:
         require(raw_ds is not None, "no raw DaemonSet")
