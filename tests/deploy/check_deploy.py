@@ -11,7 +11,13 @@ Run it through tests/deploy/run.sh, which provides the Python and npm packages:
     off, dry-run and on, and every rendered object validates;
   - every DaemonSet (raw, overlay, each render) matches the daemon's requirements JSON
     (`zombie-daemon check --print-requirements`): host paths, capabilities, hostPID,
-    port, probes and flags.
+    port, probes and flags, AppArmor Unconfined and SELinux spc_t;
+  - the wiring of every build and render: Service, ServiceMonitor/PodMonitor relabelings,
+    a NetworkPolicy that admits a Prometheus pod and nobody else, the ResourceQuota a
+    critical priority class needs (GKE), kube-prometheus-stack's `release` selection
+    (the kube-prometheus-stack overlay, Helm monitoringLabels), a kustomize `namespace:`;
+  - the Dockerfile (hadolint, distroless runtime, REVISION passed to the build) and one
+    version everywhere; the generated files are current (`cargo xtask gen --check`).
 
 Each check prints one PASS/FAIL/SKIP line; the last line is "N passed, M failed".
 """
