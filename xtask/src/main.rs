@@ -59,8 +59,9 @@ enum Task {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Write the PrometheusRule and the Helm chart's copies from deploy/prometheus/rules.yaml
-    /// and deploy/grafana/zombie-daemon.json; with --check, only fail when one is stale.
+    /// Write the PrometheusRule and the Helm chart's copies (from deploy/prometheus/rules.yaml
+    /// and deploy/grafana/zombie-daemon.json) and deploy/README.md's values table (from the
+    /// chart's values.yaml); with --check, only fail when one is stale.
     Gen {
         #[arg(long)]
         check: bool,
