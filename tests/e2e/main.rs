@@ -106,6 +106,35 @@ fn command_lines_are_redacted_by_default() {
         text.contains("[redacted]") && !text.contains("never-wait"),
         "{text}"
     );
+
+    // Straight from /proc (`--once`): redacted too, in full with --show-cmdlines.
+    let once = |extra: &[&str]| -> Vec<String> {
+        let out = Command::new(harness::daemon_bin())
+            .args(["list", "--once", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter()
+            .filter(|z| z["ppid"].as_i64() == Some(w.pid() as i64))
+            .map(|z| {
+                z["reaper"]["cmdline"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(once(&[]), vec![format!("{program} [redacted]"); 2]);
+    assert_eq!(
+        once(&["--show-cmdlines"]),
+        vec![format!("{program} never-wait 2"); 2]
+    );
 }
 
 #[test]
