@@ -105,10 +105,16 @@ const contract = new Set([
   'zombie_build_info', 'zombie_node_pids', 'zombie_node_pid_limit', 'zombie_pod_pids',
   'zombie_pod_pids_limit', 'zombie_container_pids', 'zombie_container_pids_limit', 'up',
 ]);
+// Series of kube-state-metrics that the rules read (ZombieDaemonPodsNotReady).
+const ksm = new Set(['kube_daemonset_status_desired_number_scheduled', 'kube_daemonset_status_number_ready']);
+const RUNBOOK = 'https://github.com/zombie-daemon/zombie-daemon/blob/main/deploy/prometheus/runbook.md#';
+const ANNOTATIONS = ['description', 'runbook_url', 'summary'];
+// GitHub's anchor for a Markdown heading.
+const slug = (h) => h.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
 // Every series an expression reads must be in the contract or recorded by rules.yaml.
 function unknownNames(expr) {
-  const names = expr.match(/\b(?:[a-z_]+:[a-z0-9_:]+|zombie_[a-z0-9_]+|up)(?=\s*[{[)\s]|$)/g) ?? [];
-  return names.filter((n) => !contract.has(n) && !recorded.has(n));
+  const names = expr.match(/\b(?:[a-z_]+:[a-z0-9_:]+|zombie_[a-z0-9_]+|kube_[a-z0-9_]+|up)(?=\s*[{[)\s]|$)/g) ?? [];
+  return names.filter((n) => !contract.has(n) && !recorded.has(n) && !ksm.has(n));
 }
 
 const checks = {
@@ -118,7 +124,39 @@ const checks = {
     }
     for (const a of alerts) {
       assert.ok(['warning', 'critical'].includes(a.labels?.severity), `${a.alert}: severity label`);
-      assert.deepEqual(Object.keys(a.annotations).sort(), ['description', 'runbook', 'summary'], `${a.alert}: annotations`);
+      assert.deepEqual(Object.keys(a.annotations).sort(), ANNOTATIONS, `${a.alert}: annotations`);
+    }
+  },
+  // monitoring-mixins conventions: runbook_url into the repository's runbook, one alert name
+  // for the severity tiers of one condition (so that critical inhibits warning), a `for:`
+  // on every alert, and the selectors the Helm chart rewrites written exactly so.
+  'alert-conventions'() {
+    const runbook = fs.readFileSync('deploy/prometheus/runbook.md', 'utf8');
+    const anchors = new Set(runbook.split('\n').filter((l) => /^#+ /.test(l)).map((l) => slug(l.replace(/^#+ /, ''))));
+    const byName = new Map();
+    for (const a of alerts) {
+      const url = a.annotations.runbook_url;
+      assert.ok(url.startsWith(RUNBOOK), `${a.alert}: runbook_url ${url} is not into deploy/prometheus/runbook.md`);
+      assert.equal(url.slice(RUNBOOK.length), a.alert.toLowerCase(), `${a.alert}: runbook_url anchor`);
+      assert.ok(anchors.has(url.slice(RUNBOOK.length)), `${a.alert}: runbook.md has no section ${url.slice(RUNBOOK.length)}`);
+      assert.ok(a.for, `${a.alert} (${a.labels.severity}) has no for:`);
+      assert.ok(!/\b(?:High|Critical|Warning)$/.test(a.alert) || a.alert === 'ZombieProcessesHigh',
+        `${a.alert}: a severity in the name; share one name across tiers`);
+      byName.set(a.alert, [...(byName.get(a.alert) ?? []), a]);
+    }
+    for (const [name, tiers] of byName) {
+      const sev = tiers.map((t) => t.labels.severity);
+      assert.equal(new Set(sev).size, sev.length, `${name}: two rules with severity ${sev}`);
+    }
+    for (const r of rules.groups.flatMap((g) => g.rules)) {
+      for (const sel of r.expr.match(/\bjob=~?"[^"]*"/g) ?? []) {
+        assert.ok(['job="zombie-daemon"', 'job="kube-state-metrics"'].includes(sel),
+          `${r.alert ?? r.record}: selector ${sel} (the chart replaces only job="zombie-daemon" and job="kube-state-metrics")`);
+      }
+      if (/kube_daemonset_/.test(r.expr)) {
+        assert.equal((r.expr.match(/namespace="zombie-daemon",daemonset="zombie-daemon"/g) ?? []).length,
+          (r.expr.match(/kube_daemonset_/g) ?? []).length, `${r.alert}: every kube-state-metrics selector names the DaemonSet`);
+      }
     }
   },
   'every-alert-tested'() {
@@ -127,10 +165,11 @@ const checks = {
       .flatMap((f) => yaml(`${dir}/${f}`).tests.flatMap((t) => t.alert_rule_test ?? []));
     for (const a of alerts) {
       const mine = cases.filter((c) => c.alertname === a.alert);
-      assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${a.alert}: no test where it fires`);
+      assert.ok(mine.some((c) => (c.exp_alerts ?? []).some((e) => e.exp_labels?.severity === a.labels.severity)),
+        `${a.alert} (${a.labels.severity}): no test where it fires`);
       assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${a.alert}: no test where it stays silent`);
       for (const c of mine) for (const e of c.exp_alerts ?? []) {
-        assert.deepEqual(Object.keys(e.exp_annotations ?? {}).sort(), ['description', 'runbook', 'summary'],
+        assert.deepEqual(Object.keys(e.exp_annotations ?? {}).sort(), ANNOTATIONS,
           `${a.alert} at ${c.eval_time}: assert all annotations`);
       }
     }
@@ -151,6 +190,7 @@ const checks = {
     const p = yaml('deploy/prometheus/kustomization.yaml');
     assert.deepEqual(p.resources, ['prometheusrule.yaml']);
     const g = yaml('deploy/grafana/kustomization.yaml');
+    assert.equal(g.namespace, 'zombie-daemon', 'the dashboard ConfigMap has no namespace');
     assert.deepEqual(g.generatorOptions, { disableNameSuffixHash: true, labels: { grafana_dashboard: '1' } });
     assert.deepEqual(g.configMapGenerator, [{ name: 'zombie-daemon-dashboard', files: ['zombie-daemon.json'] }]);
   },
@@ -159,7 +199,14 @@ const checks = {
     const vars = Object.fromEntries(d.templating.list.map((v) => [v.name, v]));
     assert.equal(vars.datasource?.type, 'datasource');
     assert.equal(vars.datasource?.query, 'prometheus');
-    for (const name of ['namespace', 'pod']) {
+    // Node (instance) and cluster filters come first; each variable's query follows the ones
+    // before it.
+    assert.deepEqual(d.templating.list.map((v) => v.name), ['datasource', 'cluster', 'instance', 'namespace', 'pod']);
+    for (const [name, after] of [['instance', ['cluster']], ['namespace', ['cluster', 'instance']],
+      ['pod', ['cluster', 'instance', 'namespace']]]) {
+      for (const a of after) assert.ok(vars[name].query.includes(`${a}=~"$${a}"`), `${name} variable ignores $${a}`);
+    }
+    for (const name of ['cluster', 'instance', 'namespace', 'pod']) {
       assert.equal(vars[name]?.type, 'query', `${name} variable`);
       assert.match(String(vars[name].query), /^label_values\(/, `${name} variable query`);
       assert.equal(vars[name].datasource?.uid, '${datasource}', `${name} variable datasource`);
@@ -174,6 +221,16 @@ const checks = {
       for (const t of p.targets) {
         assert.equal(t.datasource?.uid, '${datasource}', `panel "${p.title}" query ${t.refId} datasource`);
         assert.deepEqual(unknownNames(t.expr), [], `panel "${p.title}" reads unknown series`);
+        // Every query follows the filters its series carry: all of them cluster and node
+        // (but the cluster-wide latency), the pod series also namespace and pod.
+        const filters = (t.expr.match(/\b(\w+)=~"\$(\w+)"/g) ?? []);
+        const series = t.expr.match(/\b(?:[a-z_]+:[a-z0-9_:]+|zombie_[a-z0-9_]+|up)(?=\s*[{[)\s]|$)/g) ?? [];
+        const clusterWide = series.every((n) => n === 'zombie:reap_latency_seconds:quantile_rate5m');
+        const want = ['cluster=~"$cluster"', ...(clusterWide ? [] : ['instance=~"$instance"'])];
+        if (series.some((n) => /^(namespace_pod|zombie_processes|zombie_oldest|zombie_pod_|zombie_container_)/.test(n))) {
+          want.push('namespace=~"$namespace"', 'pod=~"$pod"');
+        }
+        for (const f of want) assert.ok(filters.includes(f), `panel "${p.title}" query ${t.refId} ignores ${f}: ${t.expr}`);
       }
     }
   },
@@ -218,6 +275,8 @@ check "promtool check rules deploy/prometheus/rules.yaml" promtool check rules d
 check "promtool test rules deploy/prometheus/tests/*.yaml" promtool test rules deploy/prometheus/tests/*.yaml
 check "rules read only contract metrics or recorded series; alerts annotated" pack rules-contract
 check "every alert has a firing and a silent unit test" pack every-alert-tested
+check "alert conventions: runbook_url sections, shared tier names, for:, selectors" pack alert-conventions
+check "generated files are current (cargo xtask gen --check)" cargo xtask gen --check
 check "prometheusrule.yaml spec.groups == rules.yaml groups" pack prometheusrule-groups
 check "PrometheusRule validates (@kubernetes-models/prometheus-operator)" pack prometheusrule-schema
 check "kustomizations list the rule object and the dashboard ConfigMap" pack kustomizations

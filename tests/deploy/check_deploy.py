@@ -11,7 +11,13 @@ Run it through tests/deploy/run.sh, which provides the Python and npm packages:
     off, dry-run and on, and every rendered object validates;
   - every DaemonSet (raw, overlay, each render) matches the daemon's requirements JSON
     (`zombie-daemon check --print-requirements`): host paths, capabilities, hostPID,
-    port, probes and flags.
+    port, probes and flags, AppArmor Unconfined and SELinux spc_t;
+  - the wiring of every build and render: Service, ServiceMonitor/PodMonitor relabelings,
+    a NetworkPolicy that admits a Prometheus pod and nobody else, the ResourceQuota a
+    critical priority class needs (GKE), kube-prometheus-stack's `release` selection
+    (the kube-prometheus-stack overlay, Helm monitoringLabels), a kustomize `namespace:`;
+  - the Dockerfile (hadolint, distroless runtime, REVISION passed to the build) and one
+    version everywhere; the generated files are current (`cargo xtask gen --check`).
 
 Each check prints one PASS/FAIL/SKIP line; the last line is "N passed, M failed".
 """
@@ -49,6 +55,15 @@ POLICY_KEYS = {
 }
 # Directories another part of the project provides; absent ones are skipped.
 SIBLING_DIRS = ("prometheus", "grafana")
+# Of those, the ones the kustomize stand-in leaves to kubectl (they use generators).
+UNBUILT_DIRS = ("grafana",)
+# Priority classes that admission may limit to kube-system unless a scoped quota exists.
+CRITICAL_CLASSES = ("system-node-critical", "system-cluster-critical")
+# A Prometheus pod as kube-prometheus-stack and the prometheus-community chart label it,
+# in a namespace of its own; and a pod that is not Prometheus.
+PROMETHEUS_POD = ({"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus"},
+                  {"kubernetes.io/metadata.name": "monitoring"})
+OTHER_POD = ({"app": "curl"}, {"kubernetes.io/metadata.name": "default"})
 
 
 class Failure(Exception):
@@ -211,19 +226,19 @@ def target_matches(doc: dict, target: dict) -> bool:
 
 def kustomize_build(directory: Path, deploy_dir: Path, missing: set[str]) -> list[dict]:
     """Builds a kustomization the way kustomize does, for the subset this project uses:
-    resources (files and directories) and JSON 6902 patches with a target.
+    resources (files and directories), JSON 6902 patches with a target, and `images`.
     deploy/prometheus and deploy/grafana are left out (their kustomizations use
     generators this stand-in does not imitate); `kubectl kustomize` builds them."""
     kfile = directory / "kustomization.yaml"
     require(kfile.is_file(), f"{directory} has no kustomization.yaml")
     k = yaml.safe_load(kfile.read_text())
-    unsupported = set(k) - {"apiVersion", "kind", "resources", "patches"}
+    unsupported = set(k) - {"apiVersion", "kind", "resources", "patches", "images"}
     require(not unsupported,
             f"{kfile}: {sorted(unsupported)} not supported by this test's kustomize stand-in")
     docs: list[dict] = []
     for entry in k.get("resources", []):
         path = Path(os.path.normpath(directory / entry))
-        if path.parent == deploy_dir and path.name in SIBLING_DIRS:
+        if path.parent == deploy_dir and path.name in UNBUILT_DIRS:
             missing.add(str(path.relative_to(deploy_dir.parent)))
         elif path.is_dir():
             docs += kustomize_build(path, deploy_dir, missing)
@@ -242,6 +257,13 @@ def kustomize_build(directory: Path, deploy_dir: Path, missing: set[str]) -> lis
             docs[hits[0]] = jsonpatch.apply_patch(docs[hits[0]], ops)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
             raise Failure(f"{patch_file}: {e}")
+    for image in k.get("images", []):
+        for d in docs:
+            pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                name, _, tag = c["image"].partition(":")
+                if name == image["name"]:
+                    c["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
     return docs
 
 
@@ -412,7 +434,8 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
     out.append(("port and --listen", p))
 
     p = []
-    for probe_name, path_key in (("livenessProbe", "liveness_path"), ("readinessProbe", "readiness_path")):
+    for probe_name, path_key in (("startupProbe", "readiness_path"), ("livenessProbe", "liveness_path"),
+                                 ("readinessProbe", "readiness_path")):
         probe = (c.get(probe_name) or {}).get("httpGet")
         if not probe:
             p.append(f"{probe_name} is not an httpGet probe")
@@ -421,7 +444,11 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
             p.append(f"{probe_name} path is {probe.get('path')}, expected {req[path_key]}")
         if resolve_port(c, probe.get("port")) != req["port"]:
             p.append(f"{probe_name} port {probe.get('port')} is not {req['port']}")
-    out.append(("liveness and readiness probes", p))
+    start = c.get("startupProbe") or {}
+    budget = start.get("periodSeconds", 10) * start.get("failureThreshold", 3)
+    if budget < 60:
+        p.append(f"startupProbe allows {budget} s to become ready; a busy node's first /proc scan needs more")
+    out.append(("startup, liveness and readiness probes", p))
 
     p = []
     if sc.get("runAsUser", pod.get("securityContext", {}).get("runAsUser")) != 0:
@@ -436,6 +463,18 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
         p.append("seccompProfile is not Unconfined (RuntimeDefault may block bpf())")
     if pod.get("automountServiceAccountToken") is not False:
         p.append("automountServiceAccountToken is not false on the pod")
+    # AppArmor's default container profile denies ptrace read and signals across
+    # profiles; the field from Kubernetes 1.30, the annotation before.
+    if (sc.get("appArmorProfile") or {}).get("type") != "Unconfined":
+        p.append(f"appArmorProfile is {sc.get('appArmorProfile')}, expected type Unconfined")
+    annotation = f"container.apparmor.security.beta.kubernetes.io/{c.get('name')}"
+    annotations = ds["spec"]["template"].get("metadata", {}).get("annotations") or {}
+    if annotations.get(annotation) != "unconfined":
+        p.append(f"pod annotation {annotation} is {annotations.get(annotation)!r}, expected unconfined "
+                 "(clusters before 1.30 ignore the appArmorProfile field)")
+    if (sc.get("seLinuxOptions") or {}).get("type") != "spc_t":
+        p.append(f"seLinuxOptions is {sc.get('seLinuxOptions')}, expected type spc_t "
+                 "(container_t cannot connect to the CRI socket)")
     out.append(("security context", p))
 
     p = []
@@ -571,6 +610,19 @@ def check_wiring(docs: list[dict], req: dict, namespace: str, job: str) -> str:
         if len(ports) != 1 or ports[0].get("port") != req["port"] or \
                 ports[0].get("targetPort") not in ("metrics", req["port"]):
             problems.append(f"Service port 'metrics' is {ports}, expected port/targetPort {req['port']}")
+    for pm in by_kind.get("PodMonitor", []):
+        spec = pm["spec"]
+        if not selects(spec.get("selector"), pod_labels):
+            problems.append(f"PodMonitor {pm['metadata']['name']} does not select the daemon's pods")
+        names = (spec.get("namespaceSelector") or {}).get("matchNames", [])
+        if names and namespace not in names:
+            problems.append(f"PodMonitor namespaceSelector {names} misses {namespace}")
+        for ep in spec.get("podMetricsEndpoints", []):
+            if ep.get("port") != "metrics" or ep.get("path", "/metrics") != req["metrics_path"]:
+                problems.append(f"PodMonitor endpoint {ep.get('port')}{ep.get('path')} is not metrics{req['metrics_path']}")
+            problems += relabel_problems(ep, job)
+    if by_kind.get("PodMonitor") and by_kind.get("ServiceMonitor"):
+        problems.append("a PodMonitor and a ServiceMonitor: every daemon would be scraped twice")
     for sm in by_kind.get("ServiceMonitor", []):
         spec = sm["spec"]
         match = (spec.get("selector") or {}).get("matchLabels", {})
@@ -584,8 +636,110 @@ def check_wiring(docs: list[dict], req: dict, namespace: str, job: str) -> str:
                 problems.append(f"ServiceMonitor endpoint {ep.get('port')}{ep.get('path')} is not "
                                 f"metrics{req['metrics_path']}")
             problems += relabel_problems(ep, job)
+    problems += quota_problems(docs, ds)
+    problems += network_policy_problems(docs, ds, req)
     require(not problems, "\n".join(problems))
     return f"{len(docs)} objects"
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels; an
+    empty selector selects everything, a missing one (None) nothing."""
+    if selector is None:
+        return False
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def quota_problems(docs: list[dict], ds: dict) -> list[str]:
+    """A critical priority class outside kube-system needs a ResourceQuota scoped to it
+    in the namespace (GKE admits no such pod otherwise)."""
+    pcn = ds["spec"]["template"]["spec"].get("priorityClassName")
+    ns = ds["metadata"].get("namespace")
+    if pcn not in CRITICAL_CLASSES or ns == "kube-system":
+        return []
+    for q in docs:
+        if q["kind"] != "ResourceQuota" or q["metadata"].get("namespace") != ns:
+            continue
+        for e in (q["spec"].get("scopeSelector") or {}).get("matchExpressions", []):
+            if e.get("scopeName") == "PriorityClass" and e.get("operator") == "In" \
+                    and pcn in e.get("values", []) and "pods" in q["spec"].get("hard", {}):
+                return []
+    return [f"priorityClassName {pcn} in namespace {ns} without a ResourceQuota scoped to it: "
+            "GKE would create no pods"]
+
+
+def network_policy_problems(docs: list[dict], ds: dict, req: dict) -> list[str]:
+    """One NetworkPolicy admits the Prometheus pod to the metrics port, and nobody else."""
+    pod_labels = ds["spec"]["template"]["metadata"].get("labels", {})
+    pols = [d for d in docs if d["kind"] == "NetworkPolicy"
+            and selects(d["spec"].get("podSelector"), pod_labels)]
+    if not pols:
+        return []  # switched off: checked where it must be present
+    problems = []
+    if len(pols) != 1:
+        problems.append(f"{len(pols)} NetworkPolicies select the daemon's pods, expected one")
+    pol = pols[0]["spec"]
+    if "Ingress" not in pol.get("policyTypes", []):
+        problems.append("the NetworkPolicy does not restrict Ingress")
+
+    def admitted(pod: tuple[dict, dict]) -> bool:
+        labels, ns_labels = pod
+        for rule in pol.get("ingress") or []:
+            ports = rule.get("ports") or []
+            if ports and not any(p.get("port") in ("metrics", req["port"]) for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True  # no `from`: everyone
+            for peer in peers:
+                if "ipBlock" in peer:
+                    return True
+                if selects(peer.get("podSelector", {}), labels) and \
+                        selects(peer.get("namespaceSelector", {"matchLabels": {
+                            "kubernetes.io/metadata.name": ds["metadata"]["namespace"]}}), ns_labels):
+                    return True
+        return False
+    if not admitted(PROMETHEUS_POD):
+        problems.append(f"the NetworkPolicy does not admit a Prometheus pod {PROMETHEUS_POD}")
+    if admitted(OTHER_POD):
+        problems.append(f"the NetworkPolicy admits any pod, e.g. {OTHER_POD}")
+    return problems
+
+
+def release_selected(docs: list[dict], release: str) -> str:
+    """kube-prometheus-stack's Prometheus (serviceMonitorSelector and ruleSelector
+    `release: <release>`, any namespace) selects the ServiceMonitor and the PrometheusRule."""
+    selector = {"matchLabels": {"release": release}}
+    found = []
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        objs = [d for d in docs if d["kind"] == kind]
+        require(len(objs) == 1, f"expected one {kind}, found {len(objs)}")
+        require(selects(selector, objs[0]["metadata"].get("labels") or {}),
+                f"{kind} labels {objs[0]['metadata'].get('labels')} lack release: {release}: "
+                "kube-prometheus-stack would ignore it")
+        found.append(kind)
+    return f"release={release} selects {' and '.join(found)}"
+
+
+def release_not_selected(docs: list[dict], release: str) -> str:
+    """Negative control: without the label kube-prometheus-stack selects neither."""
+    for d in docs:
+        if d["kind"] in ("ServiceMonitor", "PrometheusRule"):
+            require(not selects({"matchLabels": {"release": release}}, d["metadata"].get("labels") or {}),
+                    f"{obj_id(d)} carries release={release} without being asked to")
+    return "neither is selected"
 
 
 def checker_rejects_broken(ds: dict, req: dict) -> str:
@@ -619,8 +773,12 @@ def checker_rejects_broken(ds: dict, req: dict) -> str:
             lambda d: ctr(d)["securityContext"]["capabilities"]["add"].append("KILL"),
         "hostPID off": lambda d: d["spec"]["template"]["spec"].update(hostPID=False),
         "liveness path changed": lambda d: ctr(d)["livenessProbe"]["httpGet"].update(path="/health"),
+        "startup probe removed": lambda d: ctr(d).pop("startupProbe"),
         "--listen on another port": lambda d: ctr(d).update(
             args=[a.replace(":9899", ":9900") for a in ctr(d)["args"]]),
+        "AppArmor profile removed": lambda d: ctr(d)["securityContext"].pop("appArmorProfile"),
+        "AppArmor annotation removed": lambda d: d["spec"]["template"]["metadata"].pop("annotations"),
+        "SELinux type removed": lambda d: ctr(d)["securityContext"].pop("seLinuxOptions"),
     }
     missed = []
     for name, fn in mutations.items():
@@ -702,14 +860,25 @@ def check_dockerfile(path: Path, entrypoint: list[str], port: int) -> str:
     require(len(stages) >= 2, f"{len(stages)} stage(s): expected a build stage and a runtime stage")
     build, final = stages[0], stages[-1]
     require(build["image"] == "debian:bookworm", f"build stage is FROM {build['image']}")
-    require(final["image"] in ("debian:bookworm-slim", "gcr.io/distroless/cc-debian12"),
-            f"runtime stage is FROM {final['image']}")
+    require(final["image"].split(":")[0].split("@")[0] == "gcr.io/distroless/cc-debian12",
+            f"runtime stage is FROM {final['image']}: expected distroless cc-debian12 (no shell, "
+            "the build stage's glibc)")
+    require(not [c for c in final["cmds"] if c[0] == "RUN"], "the runtime stage RUNs commands (it has no shell)")
     runs = " ".join(" ".join(v) for cmd, _, _, v in build["cmds"] if cmd == "RUN")
     for needle in ("rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev",
                    "LLVM_PREFIX=/usr/lib/llvm-22", "bpf-linker@0.13.0",
                    "--no-default-features --features llvm-22", "cargo build --release"):
         require(needle in re.sub(r"\s+", " ", runs), f"the build stage never runs `{needle}`")
     require(re.search(r"cargo build [^&;]*-p zombie-daemon", runs), "no `cargo build ... -p zombie-daemon`")
+    # build.rs takes the revision from ZOMBIE_GIT_REVISION: the context has no .git.
+    # (On the file's text: ARG defaults are expanded in the parsed stages.)
+    text = path.read_text()
+    require(re.search(r'ZOMBIE_GIT_REVISION="?\$\{?REVISION\}?"? cargo build', text),
+            "cargo build does not get ZOMBIE_GIT_REVISION=${REVISION}: zombie_build_info would say revision=\"unknown\"")
+    require(re.search(r'org\.opencontainers\.image\.revision="?\$\{?REVISION\}?', text),
+            "no org.opencontainers.image.revision label")
+    require(len(re.findall(r"^ARG REVISION\b", text, re.M)) == 3,
+            "REVISION must be declared globally and in both stages (an ARG does not cross a FROM)")
     require("rustup" not in runs, "the build stage uses rustup")
     copies = [c for c in final["cmds"] if c[0] in ("COPY", "ADD")]
     require(len(copies) == 1 and copies[0][2] == (f"--from={build['name']}",),
@@ -720,7 +889,7 @@ def check_dockerfile(path: Path, entrypoint: list[str], port: int) -> str:
     require(list(eps[0][3]) == entrypoint, f"ENTRYPOINT {list(eps[0][3])} != the DaemonSet's command {entrypoint}")
     exposed = [v for c in final["cmds"] if c[0] == "EXPOSE" for v in c[3]]
     require(exposed in ([], [str(port)], [f"{port}/tcp"]), f"EXPOSE {exposed} is not {port}")
-    return f"{build['image']} -> {final['image']}, ENTRYPOINT {entrypoint}"
+    return f"{build['image']} -> {final['image']}, ENTRYPOINT {entrypoint}, revision passed"
 
 
 # --------------------------------------------------------------------------- main
@@ -779,17 +948,37 @@ def main() -> int:
                          kustomize_build, kube_dir, deploy, missing)
     overlay = results.check("kustomize build deploy/kubernetes/remediation (JSON 6902 stand-in)",
                             kustomize_build, kube_dir / "remediation", deploy, missing)
+    kps = results.check("kustomize build deploy/kubernetes/kube-prometheus-stack (JSON 6902 stand-in)",
+                        kustomize_build, kube_dir / "kube-prometheus-stack", deploy, missing)
     for m in sorted(missing):
         if not (repo / m / "kustomization.yaml").is_file():
             results.skip(f"kustomize resource {m}", "directory not there yet")
     if shutil.which("kubectl"):
-        for rel, ours in (("kubernetes", base), ("kubernetes/remediation", overlay)):
+        for rel, ours in (("kubernetes", base), ("kubernetes/remediation", overlay),
+                          ("kubernetes/kube-prometheus-stack", kps)):
             if ours:
                 results.check(f"kubectl kustomize deploy/{rel} gives the same objects",
                               lambda r=rel, o=ours: same_objects(o, kubectl_kustomize(repo, tmp, r)))
     else:
         results.skip("kubectl kustomize cross-check",
                      "kubectl is not installed (deploy/prometheus and deploy/grafana stay unbuilt)")
+
+    def kustomize_namespace() -> str:
+        """An overlay with `namespace: other` moves every object, and the wiring holds."""
+        overlay_dir = tmp / "kustomize" / "deploy" / "in-other-namespace"
+        kubectl_kustomize(repo, tmp, "kubernetes")  # makes the copy of deploy/
+        overlay_dir.mkdir(exist_ok=True)
+        (overlay_dir / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            "namespace: other\nresources:\n  - ../kubernetes\n")
+        docs = kubectl_kustomize(repo, tmp, "in-other-namespace")
+        check_wiring([d for d in docs if d["kind"] != "Namespace"], req, "other", job)
+        names = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+        require(names == ["other"], f"Namespace objects: {names}")
+        return f"{len(docs)} objects in namespace other, ServiceMonitor and dashboard included"
+    if shutil.which("kubectl"):
+        results.check("kubectl kustomize with `namespace: other` moves everything (ServiceMonitor, dashboard)",
+                      kustomize_namespace)
 
     raw_ds = None
     if base:
@@ -798,7 +987,20 @@ def main() -> int:
                       check_wiring, own, req, NAMESPACE, job)
         raw_ds = find(base, "DaemonSet")
         check_daemonset(results, "deploy/kubernetes", raw_ds, req, "off")
+        results.check("deploy/kubernetes has the NetworkPolicy and the priority-class ResourceQuota",
+                      lambda: require(any(d["kind"] == "NetworkPolicy" for d in base)
+                                      and any(d["kind"] == "ResourceQuota" for d in base),
+                                      f"kinds: {sorted({d['kind'] for d in base})}"))
         results.check("consistency check rejects broken DaemonSets", checker_rejects_broken, raw_ds, req)
+    if kps:
+        release = yaml.safe_load((kube_dir / "kube-prometheus-stack" / "release-label.yaml")
+                                 .read_text())[0]["value"]
+        results.check("deploy/kubernetes/kube-prometheus-stack wiring", check_wiring, kps, req, NAMESPACE, job)
+        results.check("deploy/kubernetes/kube-prometheus-stack: its Prometheus selects the "
+                      "ServiceMonitor and PrometheusRule", release_selected, kps, release)
+        if base:
+            results.check("deploy/kubernetes without the overlay: not selected by release (control)",
+                          release_not_selected, base, release)
     overlay_policy = None
     if overlay:
         ods = find(overlay, "DaemonSet")
@@ -822,9 +1024,9 @@ def main() -> int:
         if not canonical.is_file():
             results.skip(name, f"{canonical.relative_to(repo)} not there yet")
         elif not copy_path.is_file():
-            results.fail(name, f"missing: cp {canonical.relative_to(repo)} {copy_path.relative_to(repo)}")
+            results.fail(name, "missing: run `cargo xtask gen`")
         elif copy_path.read_bytes() != canonical.read_bytes():
-            results.fail(name, f"differs: cp {canonical.relative_to(repo)} {copy_path.relative_to(repo)}")
+            results.fail(name, "differs: run `cargo xtask gen`")
         else:
             results.ok(name)
 
@@ -902,6 +1104,123 @@ def main() -> int:
     results.check("helm refuses prometheusRule.enabled without files/rules.yaml", helm_must_fail, bare,
                   {"prometheusRule": {"enabled": True}}, "files/rules.yaml")
 
+    def kube_prometheus_stack() -> str:
+        values = {"monitoringLabels": {"release": "kps"}, "serviceMonitor": {"enabled": True},
+                  "prometheusRule": {"enabled": True}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        bare_docs, _ = helm_install_dry_run(package or full_dir, {k: v for k, v in values.items()
+                                                                   if k != "monitoringLabels"})
+        release_not_selected(bare_docs, "kps")
+        return release_selected(docs, "kps") + "; without monitoringLabels neither"
+    results.check("helm monitoringLabels.release=kps: kube-prometheus-stack selects both objects",
+                  kube_prometheus_stack)
+
+    def rule_values() -> str:
+        values = {"job": "zd", "prometheusRule": {"enabled": True, "kubeStateMetricsJob": "ksm",
+                                                  "disabledAlerts": ["ZombieProcessOld", "NodePIDUsage"]},
+                  "serviceMonitor": {"enabled": True}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        check_wiring(docs, req, NAMESPACE, "zd")
+        rules = [r for g in find(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+        exprs = "\n".join(r["expr"] for r in rules)
+        require('job="zombie-daemon"' not in exprs and 'up{job="zd"}' in exprs, "the job value is not used")
+        require('job="ksm",namespace="zombie-daemon",daemonset="zombie-daemon"' in exprs,
+                "the kube-state-metrics selector is not job=ksm, namespace and DaemonSet of the release")
+        names = {r.get("alert") for r in rules}
+        require(not names & {"ZombieProcessOld", "NodePIDUsage"}, f"disabled alerts rendered: {sorted(names - {None})}")
+        all_rules = yaml.safe_load((full_dir / "files/rules.yaml").read_text())
+        want = sum(len(g["rules"]) for g in all_rules["groups"]) - 3
+        require(len(rules) == want, f"{len(rules)} rules rendered, expected {want}")
+        other, _ = helm_install_dry_run(package or full_dir, {"prometheusRule": {"enabled": True},
+                                                              "fullnameOverride": "zombies"})
+        other_exprs = "\n".join(r["expr"] for g in find(other, "PrometheusRule")["spec"]["groups"]
+                                 for r in g["rules"])
+        require('daemonset="zombies"' in other_exprs, "the DaemonSet selector does not follow the full name")
+        return "job, kube-state-metrics job, DaemonSet name and disabledAlerts take effect"
+    results.check("helm job, prometheusRule.kubeStateMetricsJob and .disabledAlerts", rule_values)
+
+    def switched_off() -> str:
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"enabled": False},
+                                                   "resourceQuota": {"enabled": False}})
+        kinds = {d["kind"] for d in docs}
+        require(not kinds & {"NetworkPolicy", "ResourceQuota"}, f"still rendered: {sorted(kinds)}")
+        on, _ = helm_install_dry_run(chart_dir, {})
+        kinds_on = {d["kind"] for d in on}
+        require({"NetworkPolicy", "ResourceQuota"} <= kinds_on, f"defaults render {sorted(kinds_on)}")
+        other, _ = helm_install_dry_run(chart_dir, {"priorityClassName": "zombie-daemon-critical"})
+        require("ResourceQuota" not in {d["kind"] for d in other},
+                "a ResourceQuota is rendered for a non-critical priority class")
+        return "on by default; off with networkPolicy.enabled/resourceQuota.enabled=false"
+    results.check("helm NetworkPolicy and ResourceQuota are switchable", switched_off)
+
+    def narrowed_policy() -> str:
+        peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"from": [peer]}})
+        problems = network_policy_problems(docs, find(docs, "DaemonSet"), req)
+        require(not problems, "\n".join(problems))
+        pol = find(docs, "NetworkPolicy")
+        require(pol["spec"]["ingress"][0]["from"] == [peer], f"{pol['spec']}")
+        return "networkPolicy.from is used as given"
+    results.check("helm networkPolicy.from narrows the admitted Prometheus", narrowed_policy)
+
+    def checker_rejects_open_policy() -> str:
+        docs, _ = helm_install_dry_run(chart_dir, {"networkPolicy": {"from": [{"namespaceSelector": {}}]}})
+        problems = network_policy_problems(docs, find(docs, "DaemonSet"), req)
+        require(problems, "a policy admitting every pod was accepted")
+        no_quota = [d for d in docs if d["kind"] != "ResourceQuota"]
+        require(quota_problems(no_quota, find(docs, "DaemonSet")), "a missing ResourceQuota was accepted")
+        return "an open NetworkPolicy and a missing ResourceQuota are rejected"
+    results.check("wiring check rejects an open NetworkPolicy and a missing quota (control)",
+                  checker_rejects_open_policy)
+
+    def pod_monitor() -> str:
+        values = {"podMonitor": {"enabled": True, "relabelings": [
+            {"action": "replace", "targetLabel": "cluster", "replacement": "eu-1"}]},
+            "monitoringLabels": {"release": "kps"}}
+        docs, _ = helm_install_dry_run(package or full_dir, values)
+        check_wiring(docs, req, NAMESPACE, job)
+        pm = find(docs, "PodMonitor")
+        monitoring.add("helm[podMonitor.enabled] PodMonitor", pm)
+        require(pm["metadata"]["labels"].get("release") == "kps", "monitoringLabels missing on the PodMonitor")
+        rl = pm["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        require(rl[-1] == values["podMonitor"]["relabelings"][0], f"extra relabeling not appended: {rl}")
+        require(not [d for d in docs if d["kind"] == "ServiceMonitor"], "a ServiceMonitor too")
+        return "selects the pods, job/instance relabelings, extra relabeling appended"
+    results.check("helm podMonitor.enabled renders a PodMonitor wired like the ServiceMonitor", pod_monitor)
+    results.check("helm refuses serviceMonitor and podMonitor together", helm_must_fail, chart_dir,
+                  {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, "not both")
+
+    def extras() -> str:
+        values = {"extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/ca/ca.crt"}],
+                  "extraVolumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+                  "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+                  "scrapeAnnotations": True,
+                  "probes": {"startup": {"periodSeconds": 10, "failureThreshold": 30}},
+                  "serviceMonitor": {"enabled": True, "metricRelabelings": [
+                      {"action": "drop", "sourceLabels": ["__name__"], "regex": "zombie_pod_pids"}]}}
+        docs, _ = helm_install_dry_run(chart_dir, values)
+        ds = find(docs, "DaemonSet")
+        k8s_validate(ds)
+        problems = [f"{a}: {x}" for a, ps in ds_consistency(ds, req, "off") for x in ps]
+        require(not problems, "\n".join(problems))
+        c = daemon_container(ds)
+        require(c["env"] == values["extraEnv"], f"env {c.get('env')}")
+        require(values["extraVolumeMounts"][0] in c["volumeMounts"], "extra mount missing")
+        require(values["extraVolumes"][0] in ds["spec"]["template"]["spec"]["volumes"], "extra volume missing")
+        ann = ds["spec"]["template"]["metadata"]["annotations"]
+        require(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(req["port"])
+                and ann.get("prometheus.io/path") == req["metrics_path"], f"annotations {ann}")
+        require(c["startupProbe"]["periodSeconds"] == 10 and c["startupProbe"]["failureThreshold"] == 30,
+                f"startupProbe {c['startupProbe']}")
+        sm = find(docs, "ServiceMonitor")
+        require(sm["spec"]["endpoints"][0]["metricRelabelings"] == values["serviceMonitor"]["metricRelabelings"],
+                "metricRelabelings not passed")
+        default_ann = find(helm_install_dry_run(chart_dir, {})[0], "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+        require("prometheus.io/scrape" not in default_ann, "scrape annotations by default")
+        return "extraEnv/Volumes/VolumeMounts, scrapeAnnotations, probes, metricRelabelings take effect"
+    results.check("helm extra env/volumes, scrape annotations, probe timings, metricRelabelings", extras)
+
     def crio() -> str:
         docs, _ = helm_install_dry_run(chart_dir, {"runtimeSocket": "/var/run/crio/crio.sock"})
         c = daemon_container(find(docs, "DaemonSet"))
@@ -912,6 +1231,17 @@ def main() -> int:
         require("--runtime-endpoint=unix:///host/var/run/crio/crio.sock" in c["args"], f"{c['args']}")
         return "/var/run/crio -> /host/var/run/crio, unix:///host/var/run/crio/crio.sock"
     results.check("helm runtimeSocket=/var/run/crio/crio.sock mounts its directory", crio)
+
+    # The chart's copies, the PrometheusRule and README's values table come from one source.
+    def generated_current() -> str:
+        proc = subprocess.run(["cargo", "xtask", "gen", "--check"], cwd=repo, capture_output=True,
+                              text=True, timeout=600)
+        require(proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-1500:])
+        return "PrometheusRule, chart files/ and deploy/README.md's values table"
+    if shutil.which("cargo"):
+        results.check("generated files are current (cargo xtask gen --check)", generated_current)
+    else:
+        results.skip("cargo xtask gen --check", "cargo is not installed")
 
     # 4. One version everywhere.
     def versions() -> str:
@@ -925,7 +1255,10 @@ def main() -> int:
             if "version" in ws:
                 require(ws["version"] == app_version,
                         f"Cargo workspace version {ws['version']} != Chart appVersion {app_version}")
-                return f"{app_version} in Cargo.toml, Chart.yaml and the manifests"
+                docker_version = re.search(r"^ARG VERSION=(\S+)$", (repo / "deploy" / "Dockerfile").read_text(), re.M)
+                require(docker_version is not None and docker_version.group(1) == app_version,
+                        f"deploy/Dockerfile ARG VERSION {docker_version and docker_version.group(1)} != {app_version}")
+                return f"{app_version} in Cargo.toml, Chart.yaml, the Dockerfile and the manifests"
         return f"{app_version} in Chart.yaml and the manifests"
     results.check("one version: image tag, Chart appVersion, Cargo workspace", versions)
 

@@ -40,7 +40,7 @@ fn assert_cause(z: &Value, cause: &str, reaper_comm: &str, namespace_init: bool)
 
 #[test]
 fn a_live_parent_that_never_waits_is_an_application_bug() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(&["--show-cmdlines"]);
     let (w, _) = Workload::spawn(&["never-wait", "2"]);
     let zs = poll("2 zombies", SECOND, || {
         let z = d.children_of(w.pid());

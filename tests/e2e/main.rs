@@ -31,7 +31,7 @@ fn pids(v: &serde_json::Value, key: &str) -> Vec<i32> {
 
 #[test]
 fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(&["--show-cmdlines"]);
     let (mut w, hello) = Workload::spawn(&["never-wait", "3"]);
     let kids = pids(&hello, "children");
 
@@ -53,8 +53,8 @@ fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
     poll("zombie_processes >= 3", SECOND, || {
         (d.metric("zombie_processes") >= 3.0).then_some(())
     });
-    // The API names the parent's command line (it is what to fix); the log, even at debug
-    // level, never carries one.
+    // With --show-cmdlines the API names the parent's full command line (it is what to
+    // fix); the log, even at debug level, never carries one.
     assert_eq!(
         found[0]["reaper"]["cmdline"]
             .as_str()
@@ -74,6 +74,68 @@ fn a_parent_that_never_waits_shows_its_zombies_until_it_reaps_them() {
     eprintln!("gone {:?} after the reap", t.elapsed());
     assert!(d.metric("zombie_reaped_total") >= 3.0);
     assert!(d.metric("zombie_reap_latency_seconds_count") >= 3.0);
+}
+
+/// By default the API shows a command line's program only: arguments often carry secrets,
+/// and anyone who reaches the port can read /zombies (and `list`, which reads it).
+#[test]
+fn command_lines_are_redacted_by_default() {
+    let d = Daemon::start();
+    let (w, _) = Workload::spawn(&["never-wait", "2"]);
+    let found = poll("2 zombies in /zombies", SECOND, || {
+        let z = d.children_of(w.pid());
+        (z.len() == 2).then_some(z)
+    });
+    let program = harness::workload_bin().display().to_string();
+    for z in &found {
+        assert_eq!(
+            z["reaper"]["cmdline"].as_str(),
+            Some(format!("{program} [redacted]").as_str()),
+            "{z}"
+        );
+    }
+    let (_, body) = d.get("/zombies").unwrap();
+    assert!(!body.contains("never-wait"), "{body}");
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--json", "--endpoint"])
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("[redacted]") && !text.contains("never-wait"),
+        "{text}"
+    );
+
+    // Straight from /proc (`--once`): redacted too, in full with --show-cmdlines.
+    let once = |extra: &[&str]| -> Vec<String> {
+        let out = Command::new(harness::daemon_bin())
+            .args(["list", "--once", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter()
+            .filter(|z| z["ppid"].as_i64() == Some(w.pid() as i64))
+            .map(|z| {
+                z["reaper"]["cmdline"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(once(&[]), vec![format!("{program} [redacted]"); 2]);
+    assert_eq!(
+        once(&["--show-cmdlines"]),
+        vec![format!("{program} never-wait 2"); 2]
+    );
 }
 
 #[test]
@@ -542,6 +604,25 @@ fn metrics_pass_promtool_lint() {
     for name in ["zombie_node_pids", "zombie_node_pid_limit"] {
         assert!(metrics.contains(name), "{name} missing");
     }
+    // The daemon's own use (the prometheus crate's process collector), to watch against the
+    // pod's limits: plausible values, not just names.
+    let rss = d.metric("process_resident_memory_bytes");
+    assert!(
+        rss > 1e6 && rss < 1e10,
+        "process_resident_memory_bytes {rss}"
+    );
+    assert!(d.metric("process_open_fds") >= 3.0, "{metrics}");
+    assert!(d.metric("process_max_fds") >= d.metric("process_open_fds"));
+    let started = d.metric("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        now - started < 600.0 && now >= started - 5.0,
+        "started {started}, now {now}"
+    );
+    assert!(metrics.contains("process_cpu_seconds_total"), "{metrics}");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -713,6 +794,8 @@ fn the_init_audit_judges_each_containers_pid1() {
             .unwrap_or_else(|| panic!("no audit of {id} in {body}"))
     };
     let a = audit("c1");
+    // The daemon runs without --show-cmdlines: PID 1's arguments are redacted.
+    assert_eq!(a["pid1_cmdline"], "/bin/sleep [redacted]", "{a:#}");
     assert_eq!(
         (
             a["pid1_comm"].as_str(),

@@ -418,10 +418,17 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     let summary = firing["annotations"]["summary"].as_str().unwrap();
     assert!(summary.contains(uid), "{summary}");
     assert!(
-        firing["annotations"]["runbook"]
+        firing["annotations"]["description"]
             .as_str()
             .unwrap()
             .contains(&format!("cause {cause}")),
+        "{firing}"
+    );
+    assert!(
+        firing["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/deploy/prometheus/runbook.md#zombieprocesseshigh"),
         "{firing}"
     );
 

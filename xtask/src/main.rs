@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fresh;
 mod fuzz;
+mod r#gen;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -66,6 +67,13 @@ enum Task {
         /// Replay a run: the seed a soak printed.
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Write the PrometheusRule and the Helm chart's copies (from deploy/prometheus/rules.yaml
+    /// and deploy/grafana/zombie-daemon.json) and deploy/README.md's values table (from the
+    /// chart's values.yaml); with --check, only fail when one is stale.
+    Gen {
+        #[arg(long)]
+        check: bool,
     },
     /// Build release binaries, measure the daemon on this machine (kernel time per event,
     /// exit rate without loss, CPU, detection latency, memory) and write BENCHMARKS.md.
@@ -190,6 +198,7 @@ fn main() -> ExitCode {
         Task::Lint => lint(),
         Task::Soak { seconds, seed } => soak(seconds, seed),
         Task::Bench => bench::bench(),
+        Task::Gen { check } => r#gen::generate(check),
         Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
     };
     match result {

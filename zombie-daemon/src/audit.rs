@@ -195,6 +195,22 @@ fn audit_one(proc_root: &Path, rel: &str, dir: &Path) -> ContainerAudit {
     a
 }
 
+/// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),
+/// unless `show`. The audit reads full command lines: known inits are found by argv[0].
+pub fn redact(audits: &mut [ContainerAudit], show: bool) {
+    if show {
+        return;
+    }
+    for a in audits {
+        if let Some(c) = a.pid1_cmdline.as_mut() {
+            // Split back into words: argv[0] with a space in it is rare, and redacting more
+            // than needed is the safe side.
+            let words: Vec<String> = c.split(' ').map(str::to_string).collect();
+            *c = crate::view::shown_cmdline(&words, false);
+        }
+    }
+}
+
 /// Fills in the runtime's names.
 pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attributor) {
     for a in audits {
@@ -264,7 +280,9 @@ pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
                 args.source.paths.cgroup_root.display()
             )
         })?;
-        audit(&args.source.paths.proc_root, &root)
+        let mut audits = audit(&args.source.paths.proc_root, &root);
+        redact(&mut audits, args.source.show_cmdlines);
+        audits
     } else {
         crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH, "audit").await?
     };
@@ -360,6 +378,32 @@ mod tests {
         assert_eq!(parse_cgroup_procs("1\n42\n 7 \n"), [1, 42, 7]);
         assert_eq!(parse_cgroup_procs("x\n-1\n\n4294967296\n5"), [5]);
         assert!(parse_cgroup_procs("").is_empty());
+    }
+
+    #[test]
+    fn redacts_pid1_command_lines_unless_shown() {
+        let mut audits = vec![
+            ContainerAudit {
+                pid1_cmdline: Some("/app --password hunter2".into()),
+                ..base()
+            },
+            ContainerAudit {
+                pid1_cmdline: None,
+                ..base()
+            },
+        ];
+        redact(&mut audits, true);
+        assert_eq!(
+            audits[0].pid1_cmdline.as_deref(),
+            Some("/app --password hunter2")
+        );
+        redact(&mut audits, false);
+        assert_eq!(audits[0].pid1_cmdline.as_deref(), Some("/app [redacted]"));
+        assert_eq!(audits[1].pid1_cmdline, None);
+        assert_eq!(base().pid1_cmdline.as_deref(), Some("app"));
+        let mut one = vec![base()];
+        redact(&mut one, false);
+        assert_eq!(one[0].pid1_cmdline.as_deref(), Some("app"));
     }
 
     #[test]

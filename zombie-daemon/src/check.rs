@@ -250,6 +250,15 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         ),
     });
 
+    out.push(confinement(
+        fs::read_to_string("/proc/self/attr/apparmor/current")
+            .ok()
+            .as_deref(),
+        fs::read_to_string("/proc/self/attr/current")
+            .ok()
+            .as_deref(),
+    ));
+
     let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
         .iter()
         .find(|p| Path::new(p).join("events").exists());
@@ -286,6 +295,50 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// What an LSM confining this process breaks. `apparmor` is
+/// `/proc/self/attr/apparmor/current` (kernels with LSM stacking), `current` is
+/// `/proc/self/attr/current` (the first major LSM's label); unreadable files are None.
+pub fn confinement(apparmor: Option<&str>, current: Option<&str>) -> Finding {
+    let label = apparmor
+        .or(current)
+        .map(|s| s.trim_end_matches(['\n', '\0']).trim());
+    match label {
+        None | Some("") => finding("lsm", Verdict::Ok, "no AppArmor or SELinux label"),
+        Some("unconfined") => finding("lsm", Verdict::Ok, "AppArmor: unconfined"),
+        // SELinux: user:role:type:level.
+        Some(l) if apparmor.is_none() && l.split(':').count() >= 3 => {
+            let ty = l.split(':').nth(2).unwrap_or_default();
+            if matches!(ty, "spc_t" | "unconfined_t" | "super_t" | "kernel_t") {
+                finding("lsm", Verdict::Ok, format!("SELinux: {l}"))
+            } else {
+                finding(
+                    "lsm",
+                    Verdict::Warn,
+                    format!(
+                        "SELinux type {ty} ({l}): a container type may not connect to the \
+                         runtime's CRI socket (no pod names) nor read other containers' /proc; \
+                         in Kubernetes set securityContext.seLinuxOptions.type: spc_t"
+                    ),
+                )
+            }
+        }
+        Some(l) if l.ends_with("(complain)") || l.ends_with("(unconfined)") => {
+            finding("lsm", Verdict::Ok, format!("AppArmor: {l} (not enforced)"))
+        }
+        Some(l) => finding(
+            "lsm",
+            Verdict::Warn,
+            format!(
+                "AppArmor profile {l} confines the daemon: exit codes and ns/pid of processes \
+                 under other profiles (the host, other containers) are hidden (ptrace read is \
+                 denied) and remediation cannot signal them; in Kubernetes set \
+                 securityContext.appArmorProfile.type: Unconfined (before 1.30: the annotation \
+                 container.apparmor.security.beta.kubernetes.io/<container>: unconfined)"
+            ),
+        ),
+    }
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
@@ -328,6 +381,48 @@ mod tests {
         assert_eq!(parse_kernel_version("5.8.0"), Some((5, 8)));
         assert!(parse_kernel_version("5.4.0-generic").unwrap() < MIN_KERNEL);
         assert_eq!(parse_kernel_version("garbage"), None);
+    }
+
+    #[test]
+    fn confining_profiles_are_named_with_what_breaks() {
+        let ok = |a, c| confinement(a, c).verdict == Verdict::Ok;
+        assert!(ok(None, None));
+        assert!(ok(None, Some("unconfined\n")));
+        assert!(ok(Some("unconfined\n"), Some("unconfined\n")));
+        assert!(ok(Some("cri-containerd.apparmor.d (complain)\n"), None));
+        assert!(ok(None, Some("system_u:system_r:spc_t:s0\0")));
+        assert!(ok(
+            None,
+            Some("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023")
+        ));
+        let aa = confinement(None, Some("cri-containerd.apparmor.d (enforce)\n"));
+        assert_eq!(aa.verdict, Verdict::Warn);
+        assert!(
+            aa.detail.contains("cri-containerd.apparmor.d (enforce)"),
+            "{}",
+            aa.detail
+        );
+        assert!(
+            aa.detail.contains("appArmorProfile.type: Unconfined"),
+            "{}",
+            aa.detail
+        );
+        // With stacking, the AppArmor file wins over another LSM's label.
+        let stacked = confinement(Some("docker-default (enforce)"), Some("system_u:r:x_t:s0"));
+        assert!(
+            stacked
+                .detail
+                .starts_with("AppArmor profile docker-default"),
+            "{}",
+            stacked.detail
+        );
+        let se = confinement(None, Some("system_u:system_r:container_t:s0:c12,c34\0"));
+        assert_eq!(se.verdict, Verdict::Warn);
+        assert!(
+            se.detail.contains("container_t") && se.detail.contains("spc_t"),
+            "{}",
+            se.detail
+        );
     }
 
     #[test]

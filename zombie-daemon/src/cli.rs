@@ -51,6 +51,10 @@ pub struct SourceArgs {
     /// Print JSON (the daemon's `/zombies` or `/audit` array) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With --once: show command lines in full rather than argv[0] and "[redacted]" (a
+    /// running daemon answers as its own --show-cmdlines says).
+    #[arg(long)]
+    pub show_cmdlines: bool,
     #[command(flatten)]
     pub paths: HostPaths,
 }
@@ -82,9 +86,14 @@ pub struct HostPaths {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Address for /metrics, /healthz, /readyz and /zombies.
+    /// Address for /metrics, /healthz, /readyz, /zombies, /audit and /remediations.
     #[arg(long, default_value = "0.0.0.0:9899", env = "ZOMBIE_LISTEN")]
     pub listen: SocketAddr,
+    /// Show full command lines in /zombies and /audit. By default only argv[0] is shown,
+    /// followed by "[redacted]": arguments often carry secrets, and the API has no
+    /// authentication.
+    #[arg(long, env = "ZOMBIE_SHOW_CMDLINES")]
+    pub show_cmdlines: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ZOMBIE_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `zombie_daemon=debug`.
@@ -212,6 +221,12 @@ mod tests {
         assert_eq!(run.listen.to_string(), "0.0.0.0:9899");
         assert_eq!(run.ring_buffer_bytes, 4 << 20);
         assert_eq!(run.remediate, crate::remediate::Mode::Off);
+        assert!(!run.show_cmdlines, "command lines are redacted by default");
+        let cli = Cli::try_parse_from(["zombie-daemon", "run", "--show-cmdlines"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert!(run.show_cmdlines);
         let cli = Cli::try_parse_from(["zombie-daemon", "run", "--remediate=dry-run"]).unwrap();
         let Command::Run(run) = cli.command else {
             panic!()

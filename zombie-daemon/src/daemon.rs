@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub resync_interval: Duration,
     pub remediate: crate::remediate::Mode,
     pub policy: crate::remediate::Policy,
+    /// Full command lines in /zombies and /audit (`--show-cmdlines`); else redacted.
+    pub show_cmdlines: bool,
 }
 
 /// State shared with the HTTP handlers.
@@ -59,6 +61,8 @@ pub struct Shared {
     pub pids_root: Option<PathBuf>,
     /// Recent remediation decisions (for /remediations).
     pub remediations: Arc<Mutex<std::collections::VecDeque<crate::remediate::Decision>>>,
+    /// Full command lines in /audit (`--show-cmdlines`); /zombies reads the attributor's.
+    pub show_cmdlines: bool,
 }
 
 impl Shared {
@@ -70,6 +74,7 @@ impl Shared {
         let mut audits = crate::audit::audit(&self.proc_root, root);
         let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
         crate::audit::name(&mut audits, &mut attributor);
+        crate::audit::redact(&mut audits, self.show_cmdlines);
         audits
     }
 }
@@ -142,11 +147,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             None
         }
     };
-    let attributor = Arc::new(Mutex::new(Attributor::new(
-        &cfg.proc_root,
-        &cfg.cgroup_root,
-        names.clone(),
-    )));
+    let mut attributor = Attributor::new(&cfg.proc_root, &cfg.cgroup_root, names.clone());
+    attributor.set_show_cmdlines(cfg.show_cmdlines);
+    let attributor = Arc::new(Mutex::new(attributor));
     let metrics = Metrics::new(
         tracker.clone(),
         attributor.clone(),
@@ -162,6 +165,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         proc_root: cfg.proc_root.clone(),
         pids_root: crate::budget::pids_root(&cfg.cgroup_root),
         remediations: Arc::default(),
+        show_cmdlines: cfg.show_cmdlines,
     });
 
     let server = {
@@ -170,7 +174,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             crate::http::serve(listener, app).await;
         })
     };
-    info!(listen = %local, "serving /metrics, /healthz, /readyz, /zombies, /remediations");
+    info!(
+        listen = %local,
+        show_cmdlines = cfg.show_cmdlines,
+        "serving /metrics, /healthz, /readyz, /zombies, /audit, /remediations"
+    );
     let remediation = (cfg.remediate != Mode::Off).then(|| {
         info!(
             mode = ?cfg.remediate,

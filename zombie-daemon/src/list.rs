@@ -82,6 +82,7 @@ fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
         &args.source.paths.cgroup_root,
         None,
     );
+    attributor.set_show_cmdlines(args.source.show_cmdlines);
     Ok(view::snapshot(
         &tracker,
         &mut attributor,
@@ -306,6 +307,7 @@ mod tests {
                 endpoint: String::new(),
                 once: false,
                 json: false,
+                show_cmdlines: false,
                 paths: crate::cli::HostPaths {
                     proc_root: "/proc".into(),
                     cgroup_root: "/sys/fs/cgroup".into(),

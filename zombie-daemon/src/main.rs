@@ -69,6 +69,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync_interval: Duration::from_secs(args.resync_interval_secs),
         remediate: args.remediate,
         policy,
+        show_cmdlines: args.show_cmdlines,
     };
     daemon::run(cfg).await
 }

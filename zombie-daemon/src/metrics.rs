@@ -172,6 +172,14 @@ impl Metrics {
         registry
             .register(Box::new(build_info))
             .expect("unique metric");
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
+        // daemon's own use, to watch against the pod's limits. Read from /proc/self, which
+        // is this process whatever --proc-root says.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         registry
             .register(Box::new(TableCollector::new(tracker, attributor.clone())))
             .expect("unique metric");

@@ -78,9 +78,27 @@ pub struct ParentAtExit {
     pub comm: String,
 }
 
+/// What stands in for a command line's arguments unless `--show-cmdlines` is given.
+pub const REDACTED: &str = "[redacted]";
+
+/// A command line as the API shows it: in full with `show`, else argv[0] followed by
+/// [`REDACTED`] when there were arguments. Arguments often carry tokens and passwords, and
+/// the API is readable by whoever reaches the port; the program is what a reader needs.
+pub fn shown_cmdline(argv: &[String], show: bool) -> String {
+    match argv {
+        _ if show => argv.join(" "),
+        [] => String::new(),
+        [program] => program.clone(),
+        [program, ..] => format!("{program} {REDACTED}"),
+    }
+}
+
 /// Maps zombies to their cgroup, container and pod.
 pub struct Attributor {
     proc_root: std::path::PathBuf,
+    /// Views made through this attributor show full command lines (see [`shown_cmdline`]).
+    /// It lives here because every reader of `/zombies` passes an attributor.
+    show_cmdlines: bool,
     cgroups: CgroupResolver,
     names: Option<Arc<NameCache>>,
     names_generation: u64,
@@ -95,6 +113,7 @@ impl Attributor {
     pub fn new(proc_root: &Path, cgroup_root: &Path, names: Option<Arc<NameCache>>) -> Self {
         Self {
             proc_root: proc_root.to_path_buf(),
+            show_cmdlines: false,
             cgroups: CgroupResolver::new(proc_root, cgroup_root),
             names,
             names_generation: 0,
@@ -108,6 +127,15 @@ impl Attributor {
 
     pub fn proc_root(&self) -> &Path {
         &self.proc_root
+    }
+
+    /// Show command lines in full (`--show-cmdlines`); redacted by default.
+    pub fn set_show_cmdlines(&mut self, show: bool) {
+        self.show_cmdlines = show;
+    }
+
+    pub fn show_cmdlines(&self) -> bool {
+        self.show_cmdlines
     }
 
     /// The zombie's cgroup path (if readable) and who it belongs to.
@@ -196,6 +224,7 @@ pub fn view(
 pub struct Diagnoser<'a> {
     proc_root: &'a Path,
     tracker: &'a Tracker,
+    show_cmdlines: bool,
     cache: FxHashMap<u32, Diagnosis>,
 }
 
@@ -204,8 +233,15 @@ impl<'a> Diagnoser<'a> {
         Self {
             proc_root,
             tracker,
+            show_cmdlines: false,
             cache: FxHashMap::default(),
         }
+    }
+
+    /// Reapers' command lines in full rather than redacted.
+    pub fn show_cmdlines(mut self, show: bool) -> Self {
+        self.show_cmdlines = show;
+        self
     }
 
     pub fn diagnose(&mut self, z: &Zombie) -> Diagnosis {
@@ -214,7 +250,10 @@ impl<'a> Diagnoser<'a> {
         }
         let facts = ReaperFacts::read(self.proc_root, z.ppid);
         let waited = self.tracker.last_wait(z.ppid).is_some();
-        let d = diagnosis::diagnose(facts.as_ref(), waited, true);
+        let mut d = diagnosis::diagnose(facts.as_ref(), waited, true);
+        if let (Some(r), Some(f)) = (d.reaper.as_mut(), facts.as_ref()) {
+            r.cmdline = shown_cmdline(&f.cmdline, self.show_cmdlines);
+        }
         self.cache.insert(z.ppid, d.clone());
         d
     }
@@ -230,7 +269,8 @@ pub fn snapshot(
     let mut zombies: Vec<&Zombie> = tracker.zombies().collect();
     zombies.sort_by_key(|z| (z.exited_at, z.key));
     let proc_root = attributor.proc_root().to_path_buf();
-    let mut diagnoser = Diagnoser::new(&proc_root, tracker);
+    let mut diagnoser =
+        Diagnoser::new(&proc_root, tracker).show_cmdlines(attributor.show_cmdlines());
     zombies
         .into_iter()
         .map(|z| {
@@ -238,4 +278,34 @@ pub fn snapshot(
             view(z, attributor, Some(d), now, wall)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn command_lines_keep_only_the_program_unless_shown() {
+        let secret = argv(&["/usr/bin/app", "--token=s3cr3t", "serve"]);
+        assert_eq!(shown_cmdline(&secret, false), "/usr/bin/app [redacted]");
+        assert_eq!(
+            shown_cmdline(&secret, true),
+            "/usr/bin/app --token=s3cr3t serve"
+        );
+        assert_eq!(shown_cmdline(&argv(&["sleep"]), false), "sleep");
+        assert_eq!(shown_cmdline(&[], false), "");
+        assert_eq!(shown_cmdline(&[], true), "");
+    }
+
+    #[test]
+    fn attributors_redact_by_default() {
+        let mut a = Attributor::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"), None);
+        assert!(!a.show_cmdlines());
+        a.set_show_cmdlines(true);
+        assert!(a.show_cmdlines());
+    }
 }
