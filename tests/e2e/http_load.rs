@@ -15,9 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use zombie_daemon::http::{HEADER_READ_TIMEOUT, connection_cap};
+use zombie_daemon::http::{HEADER_READ_TIMEOUT, WRITE_STALL_TIMEOUT, connection_cap};
 
-use crate::harness::{Daemon, http_get};
+use crate::harness::{Daemon, Workload, http_get, poll};
 
 /// Connections that connect and send nothing.
 const IDLE: usize = 1000;
@@ -216,6 +216,83 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
     );
     drop(flood);
     assert_eq!(d.get("/healthz").unwrap().0, 200);
+}
+
+/// A client that asks for a large answer and never reads it: the daemon's write blocks, and
+/// the connection is closed once the write has made no progress for the stall timeout, not
+/// held (with its answer) for as long as the client likes.
+#[test]
+fn a_client_that_never_reads_its_answer_is_cut_off() {
+    let d = Daemon::start();
+    // Enough zombies for a /zombies answer far larger than the socket buffers.
+    let (w, _) = Workload::spawn(&["never-wait", "3000"]);
+    poll("3000 zombies", Duration::from_secs(10), || {
+        (d.children_of(w.pid()).len() == 3000).then_some(())
+    });
+    let size = d.get("/zombies").unwrap().1.len();
+    assert!(size > 1 << 20, "/zombies is only {size} bytes");
+
+    let mut s = connect_with_small_receive_buffer(d.port);
+    s.write_all(b"GET /zombies HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let asked = Instant::now();
+    // Still held after the header timeout: the daemon is blocked writing, not idle.
+    std::thread::sleep(HEADER_READ_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(
+        connections_held(d.pid(), d.port),
+        1,
+        "the stalled connection was not held while its answer was being written"
+    );
+    let closed = poll(
+        "the daemon to give up the stalled connection",
+        WRITE_STALL_TIMEOUT + Duration::from_secs(3),
+        || (connections_held(d.pid(), d.port) == 0).then(|| asked.elapsed()),
+    );
+    eprintln!("a {size}-byte answer never read: the connection was closed after {closed:?}");
+    assert!(
+        closed >= WRITE_STALL_TIMEOUT - Duration::from_millis(100)
+            && closed <= WRITE_STALL_TIMEOUT + Duration::from_secs(2),
+        "closed after {closed:?} (stall timeout {WRITE_STALL_TIMEOUT:?})"
+    );
+    drop(s);
+    assert_eq!(d.get("/healthz").unwrap().0, 200);
+}
+
+/// A TCP connection whose receive buffer (hence the window it advertises) is 4 KiB, set before
+/// connecting as the window scale is fixed then.
+fn connect_with_small_receive_buffer(port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; it is handed to TcpStream once
+    // connected, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let size: libc::c_int = 4096;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        s
+    }
 }
 
 /// `PROBES` timed requests to each probed path, interleaved, each on a new connection as the

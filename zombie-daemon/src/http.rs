@@ -5,10 +5,12 @@ use std::{
     collections::BTreeMap,
     io,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -24,9 +26,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpSocket, TcpStream},
     sync::Notify,
-    time::Instant,
+    time::{Instant, Sleep},
 };
 use tower::ServiceExt;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
@@ -66,6 +69,10 @@ pub const MAX_CONNECTIONS: usize = 2048;
 /// what keeps the API available when connections pile up.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection whose answer makes no progress for this long is closed: a client that asks
+/// and never reads would otherwise hold its answer in memory for as long as it likes.
+/// Scrapers read as fast as the network allows; this leaves room for a congested link.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// File descriptors kept for everything but HTTP connections: eBPF maps, programs and links,
 /// the ring buffer, the runtime socket, and the /proc and cgroup files blocking scans hold open.
@@ -207,10 +214,97 @@ async fn serve_connection(stream: TcpStream, router: Router, slot: Slot) {
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_REQUEST_BYTES.max(8192))
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(StallGuard::new(stream)), service);
     tokio::select! {
         _ = conn => {}
         () = slot.state.shed.notified() => {}
+    }
+}
+
+/// A socket whose writes fail with `TimedOut` once they have made no progress for
+/// [`WRITE_STALL_TIMEOUT`]; hyper then closes the connection. Hyper has no write timeout.
+struct StallGuard {
+    io: TcpStream,
+    /// Armed while writes are blocked; made at the first stall only.
+    stall: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl StallGuard {
+    fn new(io: TcpStream) -> Self {
+        StallGuard {
+            io,
+            stall: None,
+            armed: false,
+        }
+    }
+
+    /// The outcome of a write: progress disarms the timer, a block arms it.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.armed = false;
+            return write;
+        }
+        let deadline = Instant::now() + WRITE_STALL_TIMEOUT;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            stall.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, write)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
