@@ -4,6 +4,7 @@
 mod containerd;
 mod diagnosis;
 mod harness;
+mod http_load;
 mod prometheus;
 mod remediate;
 mod runc;

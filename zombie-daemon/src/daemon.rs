@@ -124,8 +124,22 @@ const SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
 const VANISH_GRACE: Duration = Duration::from_secs(2);
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    // The HTTP connection cap is derived from this limit.
+    let open_files = crate::http::raise_open_files_limit();
+    match &open_files.error {
+        None => info!(
+            soft_before = ?open_files.soft_before,
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "open files limit (RLIMIT_NOFILE): soft raised to hard"
+        ),
+        Some(e) => warn!(
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "cannot raise the open files limit (RLIMIT_NOFILE) to its hard limit: {e}"
+        ),
+    }
+    let listener = crate::http::bind(cfg.listen)
         .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
     let local = listener.local_addr()?;
 
@@ -170,8 +184,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     let server = {
         let app = crate::http::router(shared.clone());
+        let max_connections = crate::http::connection_cap(open_files.soft);
+        info!(max_connections, "HTTP connection cap");
         tokio::spawn(async move {
-            crate::http::serve(listener, app).await;
+            crate::http::serve(listener, app, max_connections).await;
         })
     };
     info!(
