@@ -325,6 +325,57 @@ fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+fn mounted_below(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Processes the suite left running in the root (a test that did not clean up): named,
+/// then killed, so that the root can be unmounted.
+fn kill_left_behind(root: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let inside = std::fs::read_link(p.path().join("root")).is_ok_and(|r| r.starts_with(root));
+        if inside {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            eprintln!(
+                "xtask: fresh: pid {pid} ({}) was left running in the root; killed",
+                comm.trim()
+            );
+            // SAFETY: kill with a plain pid and signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// SIGINT and SIGTERM end the suite in the chroot (its processes share our process group for
+/// SIGINT), not this process: it waits for the suite, then unmounts and cleans up. A
+/// handler, not SIG_IGN, so the suite's processes get the default action after exec.
+fn survive_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: an empty handler is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGHUP, handler);
+    }
+}
+
 pub fn fresh(keep: bool) -> anyhow::Result<()> {
     if !is_root() {
         bail!("a fresh root needs debootstrap, mounts and chroot: run `cargo xtask fresh` as root");
@@ -350,6 +401,7 @@ pub fn fresh(keep: bool) -> anyhow::Result<()> {
         eprintln!("xtask: fresh: note: uncommitted changes are not tested, only HEAD {head}");
     }
     let base = base()?;
+    survive_signals();
 
     // On disk, not a tmpfs: the suite's builds land in the overlay's upper layer.
     let run_dir = PathBuf::from(format!("/var/tmp/zombie-fresh-{}", std::process::id()));
@@ -406,8 +458,17 @@ pub fn fresh(keep: bool) -> anyhow::Result<()> {
         eprintln!("xtask: fresh: --keep: {} left mounted", merged.display());
         std::mem::forget(mounts);
     } else {
+        kill_left_behind(&merged);
         drop(mounts);
-        if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+        // Never delete through a mount that is still there: it could be the host's /dev.
+        let left = mounted_below(&run_dir);
+        if !left.is_empty() {
+            eprintln!(
+                "xtask: fresh: still mounted, {} not removed: {}",
+                run_dir.display(),
+                left.join(", ")
+            );
+        } else if let Err(e) = std::fs::remove_dir_all(&run_dir) {
             eprintln!("xtask: fresh: cannot remove {}: {e}", run_dir.display());
         }
     }
