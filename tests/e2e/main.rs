@@ -4,6 +4,7 @@
 mod containerd;
 mod diagnosis;
 mod harness;
+mod kernel;
 mod prometheus;
 mod remediate;
 mod runc;
