@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz | vm`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fuzz;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -69,6 +70,20 @@ enum Task {
         seconds: u64,
         /// Targets to run (default: all of cgroup_path, proc_files, policy, cli).
         targets: Vec<String>,
+    },
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under qemu and run the kernel-facing
+    /// end-to-end tests in each, then on this machine's kernel; print a table and fail on
+    /// any failure (needs root; fetches and caches qemu and the kernels).
+    Vm {
+        /// Kernels to run (default: all): 5.10, 6.1, 6.12, host.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// VMs booted side by side (default: all, as memory allows: 4 GiB each).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Do not rewrite the README's kernel table after a full passing run.
+        #[arg(long)]
+        no_readme: bool,
     },
 }
 
@@ -179,6 +194,11 @@ fn main() -> ExitCode {
         Task::Soak { seconds, seed } => soak(seconds, seed),
         Task::Bench => bench::bench(),
         Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
+        Task::Vm {
+            kernels,
+            jobs,
+            no_readme,
+        } => vm::vm(&kernels, jobs, !no_readme),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
