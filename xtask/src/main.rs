@@ -45,7 +45,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up, lint, and pass the whole test suite (unit, the parsers' fuzz targets,
-    /// end-to-end with real eBPF, alerting rules, deployment manifests).
+    /// end-to-end with real eBPF, the kernel matrix in VMs, alerting rules, deployment
+    /// manifests).
     Test,
     /// cargo fmt --check and clippy -D warnings on every crate, the eBPF crate included.
     Lint,
@@ -488,6 +489,10 @@ fn test() -> anyhow::Result<()> {
         Command::new("bash")
             .arg(root().join("tests/alerting/run.sh"))
             .current_dir(root()),
+    );
+    suite(
+        "kernel matrix (Debian 5.10, 6.1, 6.12 under qemu; this kernel)",
+        Command::new(SELF).args(["vm", "--no-readme"]),
     );
     // The manifests are checked against what the binary itself says it needs.
     let requirements = root().join("target/requirements.json");
