@@ -16,7 +16,9 @@ use crate::{
     },
 };
 
-/// The oldest kernel supported: BTF tracepoints, `bpf_ktime_get_boot_ns`, ring buffers.
+/// The oldest upstream kernel with what the programs use: BTF tracepoints,
+/// `bpf_ktime_get_boot_ns`, ring buffers. Only a hint: distribution kernels backport
+/// features, so the BTF, memlock, counters and load probes decide.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 /// The inode of the initial PID namespace (PROC_PID_INIT_INO), fixed in the kernel ABI.
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
@@ -134,9 +136,10 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
             Some(v) if v >= MIN_KERNEL => out.push(finding("kernel", Verdict::Ok, rel)),
             _ => out.push(finding(
                 "kernel",
-                Verdict::Fail,
+                Verdict::Warn,
                 format!(
-                    "{rel}: Linux {}.{} or newer is needed",
+                    "{rel}: older than Linux {}.{}, which has everything the programs use; \
+                     the probes below decide whether this one has it backported",
                     MIN_KERNEL.0, MIN_KERNEL.1
                 ),
             )),
