@@ -229,7 +229,10 @@ pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Resu
         write_readme(&runs)?;
     }
     if !failed.is_empty() {
-        bail!("the VM matrix failed on: {}", failed.join(", "));
+        bail!(
+            "the VM matrix failed on: {} (each test's log: {CACHE}/logs/<kernel>/)",
+            failed.join(", ")
+        );
     }
     Ok(())
 }
