@@ -106,10 +106,24 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_wrapped(&[], extra)
+    }
+
+    /// Starts the daemon through `wrapper` (a command that ends by exec'ing its arguments,
+    /// e.g. `setpriv ... --`), so that the pid is still the daemon's.
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Self {
         become_subreaper();
         let port = free_port();
         let log = std::env::temp_dir().join(format!("zombie-daemon-e2e-{port}.log"));
-        let child = Command::new(daemon_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(daemon_bin());
+                c
+            }
+            None => Command::new(daemon_bin()),
+        };
+        let child = cmd
             .args([
                 "run",
                 "--listen",

@@ -5,6 +5,7 @@ mod containerd;
 mod diagnosis;
 mod harness;
 mod http_load;
+mod kernel;
 mod prometheus;
 mod remediate;
 mod runc;

@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz |
-//! fresh`.
+//! fresh | vm | gen`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -19,6 +19,7 @@ mod bench;
 mod fresh;
 mod fuzz;
 mod r#gen;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -54,7 +55,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up, lint, and pass the whole test suite (unit, the parsers' fuzz targets,
-    /// end-to-end with real eBPF, alerting rules, deployment manifests).
+    /// end-to-end with real eBPF, the kernel matrix in VMs, alerting rules, deployment
+    /// manifests).
     Test,
     /// cargo fmt --check and clippy -D warnings on every crate, the eBPF crate included.
     Lint,
@@ -86,6 +88,20 @@ enum Task {
         seconds: u64,
         /// Targets to run (default: all of cgroup_path, proc_files, policy, cli).
         targets: Vec<String>,
+    },
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under qemu and run the kernel-facing
+    /// end-to-end tests in each, then on this machine's kernel; print a table and fail on
+    /// any failure (needs root; fetches and caches qemu and the kernels).
+    Vm {
+        /// Kernels to run (default: all): 5.10, 6.1, 6.12, host.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// VMs booted side by side (default: all, as memory allows: 4 GiB each).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Do not rewrite the README's kernel table after a full passing run.
+        #[arg(long)]
+        no_readme: bool,
     },
 }
 
@@ -200,6 +216,11 @@ fn main() -> ExitCode {
         Task::Bench => bench::bench(),
         Task::Gen { check } => r#gen::generate(check),
         Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
+        Task::Vm {
+            kernels,
+            jobs,
+            no_readme,
+        } => vm::vm(&kernels, jobs, !no_readme),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -495,6 +516,10 @@ fn test() -> anyhow::Result<()> {
         Command::new("bash")
             .arg(root().join("tests/alerting/run.sh"))
             .current_dir(root()),
+    );
+    suite(
+        "kernel matrix (Debian 5.10, 6.1, 6.12 under qemu; this kernel)",
+        Command::new(SELF).args(["vm", "--no-readme"]),
     );
     // The manifests are checked against what the binary itself says it needs.
     let requirements = root().join("target/requirements.json");

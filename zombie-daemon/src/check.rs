@@ -10,10 +10,15 @@ use crate::{
     cgroups::{self, CgroupMode},
     cli::CheckArgs,
     http,
-    probe::{self, ProbeConfig},
+    probe::{
+        self, ProbeConfig,
+        features::{self, Seen},
+    },
 };
 
-/// The oldest kernel supported: BTF tracepoints, `bpf_ktime_get_boot_ns`, ring buffers.
+/// The oldest upstream kernel with what the programs use: BTF tracepoints,
+/// `bpf_ktime_get_boot_ns`, ring buffers. Only a hint: distribution kernels backport
+/// features, so the BTF, memlock, counters and load probes decide.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 /// The inode of the initial PID namespace (PROC_PID_INIT_INO), fixed in the kernel ABI.
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
@@ -68,8 +73,10 @@ pub fn requirements() -> Requirements {
         // bpf() program/map creation needs CAP_BPF; attaching tracing programs CAP_PERFMON;
         // /proc shows exit codes and namespace links of other root processes only to a
         // reader that passes the ptrace read check: CAP_SYS_PTRACE (ptrace itself is denied
-        // by the daemon's own seccomp filter).
-        capabilities: vec!["BPF", "PERFMON", "SYS_PTRACE"],
+        // by the daemon's own seccomp filter). Kernels before 5.11 charge BPF maps to
+        // RLIMIT_MEMLOCK, which the daemon raises with CAP_SYS_RESOURCE. All but
+        // SYS_PTRACE are dropped after the load.
+        capabilities: vec!["BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"],
         capabilities_remediation: vec!["KILL"],
         // Events carry pids of the initial PID namespace; /proc must show the same ones.
         host_pid: true,
@@ -129,9 +136,10 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
             Some(v) if v >= MIN_KERNEL => out.push(finding("kernel", Verdict::Ok, rel)),
             _ => out.push(finding(
                 "kernel",
-                Verdict::Fail,
+                Verdict::Warn,
                 format!(
-                    "{rel}: Linux {}.{} or newer is needed",
+                    "{rel}: older than Linux {}.{}, which has everything the programs use; \
+                     the probes below decide whether this one has it backported",
                     MIN_KERNEL.0, MIN_KERNEL.1
                 ),
             )),
@@ -271,7 +279,29 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         },
     ));
 
-    if privileged && btf_ok {
+    let memlock_ok = memlock_finding(&mut out, has(Capability::CAP_SYS_RESOURCE));
+    if privileged {
+        out.push(finding(
+            "counters",
+            Verdict::Ok,
+            match features::bpf_refused_without_capabilities() {
+                Seen::Yes => format!(
+                    "this kernel refuses every bpf() command to a caller without CAP_BPF \
+                     (kernel.unprivileged_bpf_disabled={}): the daemon reads its counters \
+                     through mmap and makes no bpf() call after its capability drop",
+                    sysctl("kernel/unprivileged_bpf_disabled")
+                ),
+                Seen::No => "bpf() on held maps works without CAP_BPF here; counters are read \
+                             through mmap all the same"
+                    .into(),
+                Seen::Unknown => {
+                    "read through mmap (no bpf() call after the capability drop)".into()
+                }
+            },
+        ));
+    }
+
+    if privileged && btf_ok && memlock_ok {
         let cfg = ProbeConfig {
             btf_path: args.paths.btf_path.clone(),
             ..ProbeConfig::default()
@@ -339,6 +369,53 @@ pub fn confinement(apparmor: Option<&str>, current: Option<&str>) -> Finding {
             ),
         ),
     }
+}
+
+fn sysctl(name: &str) -> String {
+    fs::read_to_string(Path::new("/proc/sys").join(name))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Whether BPF maps are charged to RLIMIT_MEMLOCK here and, if so, whether the daemon can
+/// raise it; returns false when the load would fail for it.
+fn memlock_finding(out: &mut Vec<Finding>, sys_resource: bool) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid out-pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    let enough = limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_max == libc::RLIM_INFINITY;
+    let (verdict, detail) = match features::maps_charge_memlock() {
+        Seen::No => (
+            Verdict::Ok,
+            "BPF maps are charged to the memory cgroup: RLIMIT_MEMLOCK does not matter".to_string(),
+        ),
+        Seen::Yes if sys_resource || enough => (
+            Verdict::Ok,
+            "this kernel charges BPF maps to RLIMIT_MEMLOCK (before 5.11): the daemon raises it \
+             at start (CAP_SYS_RESOURCE, dropped after the load)"
+                .to_string(),
+        ),
+        Seen::Yes => (
+            Verdict::Fail,
+            format!(
+                "this kernel charges BPF maps to RLIMIT_MEMLOCK (before 5.11) and the limit is \
+                 {} KiB: grant CAP_SYS_RESOURCE so the daemon can raise it",
+                limit.rlim_max / 1024
+            ),
+        ),
+        Seen::Unknown => (
+            Verdict::Warn,
+            "cannot tell whether BPF maps count against RLIMIT_MEMLOCK (no privilege to create \
+             a map?)"
+                .to_string(),
+        ),
+    };
+    let ok = verdict != Verdict::Fail;
+    out.push(finding("memlock", verdict, detail));
+    ok
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<i32> {

@@ -1,7 +1,9 @@
 //! Dropping what the daemon no longer needs once its eBPF programs are loaded.
 //!
-//! Loading and attaching needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); after that the
-//! daemon only reads the ring buffer and maps through file descriptors it already holds,
+//! Loading and attaching needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and on kernels
+//! before 5.11 CAP_SYS_RESOURCE for RLIMIT_MEMLOCK; after that the daemon only reads the
+//! ring buffer and the counters from memory it mapped at load (no bpf() call, which kernels
+//! before 5.19 refuse without CAP_BPF while `kernel.unprivileged_bpf_disabled` is set),
 //! reads world-readable /proc and cgroup files, and talks to the runtime socket as uid 0.
 //! Only signalling other users' processes (`--remediate=on`) needs a capability: CAP_KILL.
 //!

@@ -215,13 +215,17 @@ pub fn comm_words(comm: &[u8; COMM_LEN]) -> [u64; 2] {
     [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
 }
 
-/// Index of the counters in the per-CPU `COUNTERS` array.
+/// The counters in the `COUNTERS` array: CPU `c`'s value of counter `i` is slot
+/// `c * STRIDE + i`.
 pub mod counters {
     /// Events that could not be reserved in the ring buffer (it was full).
     pub const LOST: u32 = 0;
     /// Kernel memory reads that failed.
     pub const READ_ERRORS: u32 = 1;
     pub const LEN: u32 = 2;
+    /// Slots per CPU: a cache line of u64s, so CPUs never write the same line.
+    pub const STRIDE: u32 = 8;
+    const _: () = assert!(LEN <= STRIDE);
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
 //! The kernel edge: loads the eBPF programs with this kernel's offsets, attaches them to the
 //! BTF tracepoints and turns ring-buffer records into tracker events.
 
+mod counters;
+pub mod features;
 pub mod offsets;
 
 use std::{os::fd::AsRawFd, path::PathBuf, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, RingBuf},
     programs::BtfTracePoint,
 };
 use tokio::io::unix::AsyncFd;
-use tracing::{debug, warn};
-use zombie_ebpf::{EventKind, Offsets, RawEvent, counters, flags};
+use tracing::debug;
+use zombie_ebpf::{EventKind, Offsets, RawEvent, flags};
 
 use crate::tracker::{Comm, Event, Exit, ExitFlags, ProcKey};
 
@@ -31,8 +33,9 @@ pub enum ProbeError {
         source: aya::BtfError,
     },
     #[error(
-        "cannot load the eBPF programs: {0}. Run as root or with CAP_BPF and CAP_PERFMON \
-         (see `zombie-daemon check`)"
+        "cannot load the eBPF programs: {0}. Run as root or with CAP_BPF and CAP_PERFMON, and \
+         CAP_SYS_RESOURCE where the kernel charges BPF maps to RLIMIT_MEMLOCK (see \
+         `zombie-daemon check`)"
     )]
     Load(#[source] aya::EbpfError),
     #[error(
@@ -79,7 +82,7 @@ impl Default for ProbeConfig {
 pub struct Probe {
     // Field order matters: the ring buffer and counters before the object that owns the links.
     ring: AsyncFd<RingBuf<MapData>>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: counters::Counters,
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     attached: usize,
     _ebpf: Ebpf,
@@ -98,6 +101,13 @@ impl Probe {
         if !cfg.ring_buffer_bytes.is_power_of_two() || !cfg.ring_buffer_bytes.is_multiple_of(page) {
             return Err(ProbeError::RingSize(cfg.ring_buffer_bytes));
         }
+        if features::maps_charge_memlock() == features::Seen::Yes {
+            let limit = features::raise_memlock();
+            debug!(
+                limit,
+                "this kernel charges BPF maps to RLIMIT_MEMLOCK: raised"
+            );
+        }
         let mut offsets = offsets::from_btf(&cfg.btf_path)?;
         offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
         offsets.wakeup_bytes = cfg.wakeup_bytes;
@@ -111,10 +121,14 @@ impl Probe {
             }
         })?;
         let pod = PodOffsets(offsets);
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| ProbeError::Map("COUNTERS", format!("cannot read {path}: {e}")))?
+            as u32;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("OFFSETS", &pod, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .map_max_entries("COUNTERS", counters::slots(cpus))
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
 
@@ -148,8 +162,11 @@ impl Probe {
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or_else(|| ProbeError::Map("COUNTERS", "missing".into()))?;
-        let counters = PerCpuArray::try_from(counters)
-            .map_err(|e| ProbeError::Map("COUNTERS", e.to_string()))?;
+        let Map::Array(counters) = counters else {
+            return Err(ProbeError::Map("COUNTERS", "not an array".into()));
+        };
+        let counters = counters::Counters::map(counters, cpus)
+            .map_err(|e| ProbeError::Map("COUNTERS", format!("cannot map it into memory: {e}")))?;
         Ok(Self {
             ring,
             counters,
@@ -190,19 +207,13 @@ impl Probe {
         }
     }
 
-    /// Kernel-side counters summed over CPUs: (events lost to a full ring buffer, failed
-    /// kernel reads). Both mean events are missing and the table needs a resync.
+    /// Kernel-side counters: (events lost to a full ring buffer, failed kernel reads). Both
+    /// mean events are missing and the table needs a resync.
     pub fn counters(&self) -> (u64, u64) {
-        let sum = |idx: u32| -> u64 {
-            match self.counters.get(&idx, 0) {
-                Ok(values) => values.iter().sum(),
-                Err(e) => {
-                    warn!("reading eBPF counters failed: {e}");
-                    0
-                }
-            }
-        };
-        (sum(counters::LOST), sum(counters::READ_ERRORS))
+        (
+            self.counters.get(zombie_ebpf::counters::LOST),
+            self.counters.get(zombie_ebpf::counters::READ_ERRORS),
+        )
     }
 }
 

@@ -5,10 +5,10 @@ pub mod sched_process_free;
 pub mod sched_process_wait;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_probe_read_kernel,
+    bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, RingBuf},
 };
 use zombie_ebpf::{Offsets, RawEvent, counters};
 
@@ -20,9 +20,14 @@ pub(crate) static OFFSETS: Offsets = Offsets::ZERO;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// Per-CPU counters, indexed by `zombie_ebpf::counters`.
+/// Counters: `counters::STRIDE` slots per CPU, slot `cpu * STRIDE + counters::*`, in an array
+/// userspace maps into its memory (its size is set at load time to cover every possible CPU).
+/// Reading them then takes no bpf() call, which kernels before 5.19 refuse to a caller
+/// without CAP_BPF or CAP_SYS_ADMIN while `kernel.unprivileged_bpf_disabled` is set: to the
+/// daemon after its capability drop. Each CPU writes only its own slots, as with a per-CPU
+/// array.
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
+static COUNTERS: Array<u64> = Array::with_max_entries(counters::STRIDE, BPF_F_MMAPABLE);
 
 /// Last time each process's wait was reported, to report a busy waiter once per window.
 #[map]
@@ -103,11 +108,15 @@ pub(crate) fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<T>()) }
 }
 
+/// Adds one to this CPU's slot of a counter; returns the slot's new value.
 #[inline(always)]
 pub(crate) fn bump(index: u32) -> u64 {
-    match COUNTERS.get_ptr_mut(index) {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    match COUNTERS.get_ptr_mut(cpu * counters::STRIDE + index) {
         Some(p) => {
-            // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+            // SAFETY: this CPU's own slot; a program runs on one CPU without migrating, and
+            // no other CPU writes it.
             unsafe {
                 *p += 1;
                 *p
