@@ -1221,6 +1221,29 @@ def main() -> int:
         return "extraEnv/Volumes/VolumeMounts, scrapeAnnotations, probes, metricRelabelings take effect"
     results.check("helm extra env/volumes, scrape annotations, probe timings, metricRelabelings", extras)
 
+    def security_contexts() -> str:
+        values = {"securityContext": {"runAsGroup": 1000, "procMount": "Default"},
+                  "podSecurityContext": {"supplementalGroups": [1000]}}
+        docs, _ = helm_install_dry_run(chart_dir, values)
+        ds = find(docs, "DaemonSet")
+        k8s_validate(ds)
+        problems = [f"{a}: {x}" for a, ps in ds_consistency(ds, req, "off") for x in ps]
+        require(not problems, "\n".join(problems))
+        sc = daemon_container(ds)["securityContext"]
+        require(sc["runAsGroup"] == 1000 and sc["procMount"] == "Default", f"not merged: {sc}")
+        require(sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"],
+                f"defaults lost in the merge: {sc}")
+        require(ds["spec"]["template"]["spec"]["securityContext"] == values["podSecurityContext"],
+                "podSecurityContext not passed")
+        # A value that takes a requirement away is caught by the same consistency check.
+        docs, _ = helm_install_dry_run(chart_dir, {"securityContext": {"capabilities": {"drop": ["ALL"], "add": ["BPF"]}}})
+        broken = [x for _, ps in ds_consistency(find(docs, "DaemonSet"), req, "off") for x in ps]
+        require(broken, "dropping capabilities through securityContext went unnoticed")
+        default = find(helm_install_dry_run(chart_dir, {})[0], "DaemonSet")["spec"]["template"]["spec"]
+        require("securityContext" not in default, "a pod securityContext by default")
+        return "merged over the defaults; a value that drops a requirement is caught"
+    results.check("helm securityContext and podSecurityContext values", security_contexts)
+
     def crio() -> str:
         docs, _ = helm_install_dry_run(chart_dir, {"runtimeSocket": "/var/run/crio/crio.sock"})
         c = daemon_container(find(docs, "DaemonSet"))
