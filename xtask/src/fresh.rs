@@ -189,10 +189,17 @@ fn in_root(root: &Path, script: &str) -> Command {
     c
 }
 
-/// Copies the host's CA bundle (the image trusts extra CAs that cargo and pip need here) and
-/// resolver into the root.
+/// Copies the host's CA bundle (the image trusts extra CAs that cargo and pip need here),
+/// resolver, hosts and hostname into the root: a machine has them (no package ships
+/// /etc/hosts; the image's provisioning writes it, and containerd copies it into every
+/// host-network pod), a debootstrap root does not.
 fn copy_host_files(root: &Path) -> anyhow::Result<()> {
-    for f in ["/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"] {
+    for f in [
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ] {
         let dst = root.join(f.trim_start_matches('/'));
         std::fs::create_dir_all(dst.parent().unwrap())?;
         // resolv.conf may be a dangling link in the root.
@@ -288,8 +295,8 @@ fn base() -> anyhow::Result<PathBuf> {
 }
 
 /// What the machine image ships outside Debian's archive, put into the root as the image
-/// has it: rustup's toolchains (read-only: nothing can be downloaded into them anyway) and
-/// the NodeSource Node.js with its npm.
+/// has it: rustup's toolchains (read-only: nothing can be downloaded into them anyway), the
+/// NodeSource Node.js with its npm, and kubectl.
 fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
     let home = root.join("root");
     std::fs::create_dir_all(home.join(".cargo"))?;
@@ -306,6 +313,10 @@ fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
         .args(["-o", "remount,bind,ro"])
         .arg(home.join(".rustup"))
         .status();
+    // kubectl comes from Google's Cloud SDK repository in the image.
+    if Path::new("/usr/bin/kubectl").exists() {
+        std::fs::copy("/usr/bin/kubectl", root.join("usr/bin/kubectl"))?;
+    }
     if Path::new("/usr/bin/node").exists() && Path::new("/usr/lib/node_modules/npm").exists() {
         std::fs::copy("/usr/bin/node", root.join("usr/bin/node"))?;
         status(
