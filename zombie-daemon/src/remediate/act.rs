@@ -7,6 +7,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
 use super::{
     engine::{Action, Decision, Engine, Outcome, Target, guard},
     target::{read_target, targets},
@@ -24,38 +26,26 @@ pub const HISTORY_LIMIT: usize = 1000;
 /// Sends `sig` to exactly the process `(pid, start_ticks)`: a pidfd pins the process, and
 /// /proc, read after the pidfd is open, proves it is the same one (a reused pid is never
 /// signalled).
-pub fn signal_exact(proc_root: &Path, pid: u32, start_ticks: u64, sig: i32) -> Result<(), String> {
-    // SAFETY: pidfd_open with a pid and no flags; returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(format!("pidfd_open: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+pub fn signal_exact(
+    proc_root: &Path,
+    pid: u32,
+    start_ticks: u64,
+    sig: Signal,
+) -> Result<(), String> {
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| format!("pidfd_open: {pid} is not a process id"))?;
+    let fd = pidfd_open(raw, PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open: {}", std::io::Error::from(e)))?;
     let same = ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string()))
         .and_then(|p| p.stat())
         .is_ok_and(|s| s.starttime == start_ticks);
     if !same {
         return Err("the pid now names another process (or it is gone); not signalled".into());
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: pidfd_send_signal on our pidfd with no siginfo and no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "pidfd_send_signal: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    pidfd_send_signal(&fd, sig)
+        .map_err(|e| format!("pidfd_send_signal: {}", std::io::Error::from(e)))
 }
 
 /// One structured log line per decision (JSON with `--log-format json`).
@@ -154,9 +144,9 @@ impl Remediator {
         }
         guard(&now, &self.engine.policy, std::process::id())?;
         let sig = match d.action {
-            Action::Sigchld => libc::SIGCHLD,
-            Action::Sigterm => libc::SIGTERM,
-            Action::Sigkill => libc::SIGKILL,
+            Action::Sigchld => Signal::CHILD,
+            Action::Sigterm => Signal::TERM,
+            Action::Sigkill => Signal::KILL,
             Action::StopContainer => return self.stop_container(d).await,
             Action::None => return Ok(()),
         };
@@ -196,13 +186,14 @@ mod tests {
     #[test]
     fn a_reused_pid_is_never_signalled() {
         let me = std::process::id();
-        let err = signal_exact(Path::new("/proc"), me, 1, 0).unwrap_err();
+        let err = signal_exact(Path::new("/proc"), me, 1, Signal::CHILD).unwrap_err();
         assert!(err.contains("another process"), "{err}");
         let start = ::procfs::process::Process::myself()
             .unwrap()
             .stat()
             .unwrap()
             .starttime;
-        signal_exact(Path::new("/proc"), me, start, 0).unwrap();
+        // SIGCHLD is ignored by default: reaching ourselves proves the signal went out.
+        signal_exact(Path::new("/proc"), me, start, Signal::CHILD).unwrap();
     }
 }
