@@ -18,7 +18,6 @@ mod engine;
 mod policy;
 mod target;
 
-use clap::ValueEnum;
 use serde::Serialize;
 
 pub use act::{HISTORY_LIMIT, Remediator, signal_exact};
@@ -26,8 +25,8 @@ pub use engine::{Action, Decision, Engine, Outcome, Target, guard};
 pub use policy::{MAX_SECONDS, Pid1Action, Policy, PolicyError};
 pub use target::{read_target, targets};
 
-/// `--remediate`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize)]
+/// `--remediate` (the flag's spelling lives in the CLI: `cli::RemediateFlag`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Observe only.
