@@ -2,7 +2,12 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    Args, Parser, Subcommand, ValueEnum,
+    builder::{EnumValueParser, TypedValueParser},
+};
+
+use crate::remediate::Mode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +71,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The values of `--remediate`: the CLI's spelling of [`Mode`], which stays free of clap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RemediateFlag {
+    /// Observe only.
+    Off,
+    /// Decide and log, never act.
+    DryRun,
+    /// Act.
+    On,
+}
+
+impl From<RemediateFlag> for Mode {
+    fn from(f: RemediateFlag) -> Self {
+        match f {
+            RemediateFlag::Off => Mode::Off,
+            RemediateFlag::DryRun => Mode::DryRun,
+            RemediateFlag::On => Mode::On,
+        }
+    }
+}
+
 /// Where the node's kernel interfaces are (in a DaemonSet, host paths are mounted elsewhere).
 #[derive(Clone, Debug, Args)]
 pub struct HostPaths {
@@ -115,8 +141,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300)]
     pub resync_interval_secs: u64,
     /// Remediation: off (observe only), dry-run (decide and log, never act) or on.
-    #[arg(long, value_enum, default_value_t = crate::remediate::Mode::Off, env = "ZOMBIE_REMEDIATE")]
-    pub remediate: crate::remediate::Mode,
+    #[arg(
+        long,
+        value_parser = EnumValueParser::<RemediateFlag>::new().map(Mode::from),
+        default_value = "off",
+        env = "ZOMBIE_REMEDIATE"
+    )]
+    pub remediate: Mode,
     /// The remediation policy (YAML); without it, the built-in defaults.
     #[arg(long, env = "ZOMBIE_POLICY")]
     pub policy: Option<PathBuf>,
@@ -220,7 +251,7 @@ mod tests {
         };
         assert_eq!(run.listen.to_string(), "0.0.0.0:9899");
         assert_eq!(run.ring_buffer_bytes, 4 << 20);
-        assert_eq!(run.remediate, crate::remediate::Mode::Off);
+        assert_eq!(run.remediate, Mode::Off);
         assert!(!run.show_cmdlines, "command lines are redacted by default");
         let cli = Cli::try_parse_from(["zombie-daemon", "run", "--show-cmdlines"]).unwrap();
         let Command::Run(run) = cli.command else {
@@ -231,7 +262,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!()
         };
-        assert_eq!(run.remediate, crate::remediate::Mode::DryRun);
+        assert_eq!(run.remediate, Mode::DryRun);
         for bad in [
             vec!["zombie-daemon", "run", "--listen", "nope"],
             vec!["zombie-daemon", "run", "--ring-buffer-bytes", "1000"],

@@ -90,38 +90,8 @@ pub fn maps_charge_memlock() -> Seen {
 pub fn bpf_refused_without_capabilities() -> Seen {
     in_child(|| {
         let Ok(fd) = create_array() else { return 2 };
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-        let mut hdr = Header {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let mut data = [Data {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        }; 2];
-        // SAFETY: capget/capset with a version-3 header and two data words.
-        unsafe {
-            if libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) != 0 {
-                return 2;
-            }
-            data[0].effective = 0;
-            data[1].effective = 0;
-            if libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) != 0 {
-                return 2;
-            }
+        if caps::clear(None, caps::CapSet::Effective).is_err() {
+            return 2;
         }
         let key = 0u32;
         let mut value = 0u64;
