@@ -233,33 +233,11 @@ pub fn verdict(a: &ContainerAudit) -> String {
     }
 }
 
-/// `zombie-daemon audit`: from a running daemon, or straight from the node with `--once`.
-pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
-    let audits: Vec<ContainerAudit> = if args.source.once {
-        let root = crate::cgroups::pids_root(&args.source.paths.cgroup_root).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no cgroup hierarchy with the pids controller under {} (--cgroup-root)",
-                args.source.paths.cgroup_root.display()
-            )
-        })?;
-        let mut audits = audit(&args.source.paths.proc_root, &root);
-        redact(&mut audits, args.source.show_cmdlines);
-        audits
-    } else {
-        crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH, "audit").await?
-    };
-    if args.source.json {
-        println!("{}", serde_json::to_string_pretty(&audits)?);
-    } else {
-        print!("{}", table(&audits));
-    }
-    Ok(())
-}
-
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
 
+/// The audit as `zombie-daemon audit` prints it.
 pub fn table(audits: &[ContainerAudit]) -> String {
     let mut rows: Vec<[String; 8]> = vec![[
         "NAMESPACE/POD".into(),
