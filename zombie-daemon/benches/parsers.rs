@@ -10,7 +10,10 @@ use procfs::{
     process::{Stat, Status},
 };
 use zombie_daemon::{
-    attribution::cgroup_path, cgroups::pick_path, procfs::parse_exec_start, remediate::Policy,
+    attribution::cgroup_path,
+    cgroups::{self, Prefer},
+    procfs::parse_exec_start,
+    remediate::Policy,
 };
 
 const PATHS: &[(&str, &str)] = &[
@@ -47,12 +50,8 @@ fn bench(c: &mut Criterion) {
         });
     }
     for (name, text) in [("v1 hybrid", CGROUP_V1_HYBRID), ("v2", CGROUP_V2)] {
-        c.bench_function(
-            &format!("/proc/<pid>/cgroup {name}: parse_proc_cgroup"),
-            |b| b.iter(|| cgroup_path::parse_proc_cgroup(black_box(text))),
-        );
-        c.bench_function(&format!("/proc/<pid>/cgroup {name}: pick_path"), |b| {
-            b.iter(|| pick_path(black_box(text), true))
+        c.bench_function(&format!("/proc/<pid>/cgroup {name}: pick (procfs)"), |b| {
+            b.iter(|| cgroups::pick(black_box(text), Prefer::V2))
         });
     }
     c.bench_function("/proc/<pid>/stat (procfs)", |b| {

@@ -10,15 +10,13 @@
 //! process exits, the processes it started are handed to pause and live on in the
 //! container's cgroup, keeping it from stopping. They are reported as `leftover_pids`.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    attribution::{Owner, cgroup_path},
+    attribution::{Attribution, Owner},
+    cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups},
     diagnosis::{Disposition, ReaperFacts, ReaperKind, known_init},
 };
 
@@ -80,57 +78,20 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
     })
 }
 
-fn procs_of(dir: &Path) -> Vec<u32> {
-    parse_cgroup_procs(&fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default())
-}
-
-/// The pids of a `cgroup.procs` file, one per line; lines that are not a pid are skipped.
-pub fn parse_cgroup_procs(text: &str) -> Vec<u32> {
-    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
-
-/// Container cgroups under a hierarchy that lists processes (cgroup2, or v1 `pids`).
-fn container_cgroups(root: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = e.path();
-            let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
-            if rel.contains("kubepods") {
-                let info = cgroup_path::parse(&rel);
-                if info.owner == Owner::Pod && info.container_id.is_some() && !info.is_conmon {
-                    out.push((rel, path.clone()));
-                }
-            }
-            if depth < 8 {
-                stack.push((path, depth + 1));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Audits every container on the node.
 pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
-    let containers = container_cgroups(hierarchy);
-    containers
-        .iter()
-        .map(|(rel, dir)| audit_one(proc_root, rel, dir))
-        .collect()
+    let mut containers: Vec<PodCgroup> = pod_cgroups(hierarchy, usize::MAX)
+        .into_iter()
+        .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
+        .collect();
+    containers.sort_by(|a, b| (&a.path, &a.dir).cmp(&(&b.path, &b.dir)));
+    containers.iter().map(|c| audit_one(proc_root, c)).collect()
 }
 
-fn audit_one(proc_root: &Path, rel: &str, dir: &Path) -> ContainerAudit {
-    let info = cgroup_path::parse(rel);
+fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
+    let (rel, info) = (cgroup.path.as_str(), &cgroup.info);
     let pod_uid = info.pod_uid.clone().unwrap_or_default();
-    let procs: Vec<Proc> = procs_of(dir)
+    let procs: Vec<Proc> = cgroup_procs(&cgroup.dir)
         .into_iter()
         .filter_map(|p| read_proc(proc_root, p))
         .collect();
@@ -221,22 +182,23 @@ pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attribu
     }
 }
 
-/// `namespace`, `pod`, `container` label values, as the zombie series have them.
+/// `namespace`, `pod`, `container` label values, as the zombie series have them (every
+/// audited container is in a pod).
 pub fn labels(a: &ContainerAudit) -> [String; 3] {
-    [
-        a.namespace.clone().unwrap_or_default(),
-        a.pod.clone().unwrap_or_else(|| a.pod_uid.clone()),
-        a.container
-            .clone()
-            .unwrap_or_else(|| a.container_id.clone()),
-    ]
+    Attribution {
+        owner: Owner::Pod.as_str(),
+        pod_uid: Some(a.pod_uid.clone()),
+        container_id: Some(a.container_id.clone()),
+        namespace: a.namespace.clone(),
+        pod: a.pod.clone(),
+        container: a.container.clone(),
+        ..Attribution::default()
+    }
+    .labels()
 }
 
 fn cgroup_of(proc_root: &Path, pid: u32) -> String {
-    fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup"))
-        .ok()
-        .and_then(|t| crate::cgroups::pick_path(&t, true))
-        .unwrap_or_default()
+    path_of_pid(proc_root, pid, Prefer::V2).unwrap_or_default()
 }
 
 /// The problems of a container's init in words, or "ok".
@@ -271,33 +233,11 @@ pub fn verdict(a: &ContainerAudit) -> String {
     }
 }
 
-/// `zombie-daemon audit`: from a running daemon, or straight from the node with `--once`.
-pub async fn run(args: crate::cli::AuditArgs) -> anyhow::Result<()> {
-    let audits: Vec<ContainerAudit> = if args.source.once {
-        let root = crate::budget::pids_root(&args.source.paths.cgroup_root).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no cgroup hierarchy with the pids controller under {} (--cgroup-root)",
-                args.source.paths.cgroup_root.display()
-            )
-        })?;
-        let mut audits = audit(&args.source.paths.proc_root, &root);
-        redact(&mut audits, args.source.show_cmdlines);
-        audits
-    } else {
-        crate::list::fetch_json(&args.source.endpoint, crate::http::AUDIT_PATH, "audit").await?
-    };
-    if args.source.json {
-        println!("{}", serde_json::to_string_pretty(&audits)?);
-    } else {
-        print!("{}", table(&audits));
-    }
-    Ok(())
-}
-
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
 
+/// The audit as `zombie-daemon audit` prints it.
 pub fn table(audits: &[ContainerAudit]) -> String {
     let mut rows: Vec<[String; 8]> = vec![[
         "NAMESPACE/POD".into(),
@@ -374,10 +314,15 @@ mod tests {
     }
 
     #[test]
-    fn parses_cgroup_procs() {
-        assert_eq!(parse_cgroup_procs("1\n42\n 7 \n"), [1, 42, 7]);
-        assert_eq!(parse_cgroup_procs("x\n-1\n\n4294967296\n5"), [5]);
-        assert!(parse_cgroup_procs("").is_empty());
+    fn labels_are_names_else_ids() {
+        assert_eq!(labels(&base()), ["", "u", "c"]);
+        let named = ContainerAudit {
+            namespace: Some("shop".into()),
+            pod: Some("cart-1".into()),
+            container: Some("app".into()),
+            ..base()
+        };
+        assert_eq!(labels(&named), ["shop", "cart-1", "app"]);
     }
 
     #[test]

@@ -6,15 +6,9 @@
 //! controller's `pids.current` against `pids.max`: a zombie stays charged there until it is
 //! reaped, which is how a leak turns into "fork: Resource temporarily unavailable".
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
-use crate::{
-    attribution::{Owner, cgroup_path},
-    cgroups::{CgroupMode, detect},
-};
+use crate::cgroups::pod_cgroups;
 
 /// Node-wide use and limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,80 +61,29 @@ pub struct CgroupBudget {
     pub max: Option<u64>,
 }
 
-/// Where the pids controller is mounted: the cgroup2 root when it has the controller, else
-/// the v1 `pids` hierarchy.
-pub fn pids_root(cgroup_root: &Path) -> Option<PathBuf> {
-    let (mode, v2) = detect(cgroup_root);
-    if let Some(v2) = v2 {
-        let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-        if controllers.split_whitespace().any(|c| c == "pids") {
-            return Some(v2);
-        }
-    }
-    match mode {
-        CgroupMode::Hybrid | CgroupMode::Legacy => {
-            let v1 = cgroup_root.join("pids");
-            v1.join("cgroup.procs").exists().then_some(v1)
-        }
-        _ => None,
-    }
-}
-
-/// Directories below the root whose name marks a kubepods tree, at any depth up to
-/// `MAX_DEPTH` (nested nodes put it under a prefix).
-const MAX_DEPTH: usize = 8;
 /// Bound on cgroups read per scrape.
 const MAX_CGROUPS: usize = 20_000;
 
-/// Every pod and container cgroup under the pids hierarchy with its use and limit.
+/// Every pod and container cgroup under the pids hierarchy (see
+/// [`crate::cgroups::pids_root`]) with its use and limit.
 pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
-    let mut out = Vec::new();
-    let mut stack = vec![(pids_root.to_path_buf(), 0usize, false)];
-    let mut seen = 0;
-    while let Some((dir, depth, in_kubepods)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            seen += 1;
-            if seen > MAX_CGROUPS {
-                return out;
-            }
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let path = e.path();
-            let kube = in_kubepods || name.contains("kubepods");
-            if kube {
-                let rel = format!(
-                    "/{}",
-                    path.strip_prefix(pids_root).unwrap_or(&path).display()
-                );
-                let info = cgroup_path::parse(&rel);
-                if info.owner == Owner::Pod
-                    && let Some(uid) = info.pod_uid
-                    && let Some(current) = read_u64(&path.join("pids.current"))
-                {
-                    let max = fs::read_to_string(path.join("pids.max"))
-                        .ok()
-                        .and_then(|m| parse_u64(&m));
-                    out.push(CgroupBudget {
-                        path: rel,
-                        pod_uid: uid,
-                        container_id: info.container_id,
-                        current,
-                        max,
-                    });
-                }
-            }
-            if depth < MAX_DEPTH {
-                stack.push((path, depth + 1, kube));
-            }
-        }
-    }
-    out
+    pod_cgroups(pids_root, MAX_CGROUPS)
+        .into_iter()
+        .filter_map(|c| {
+            let uid = c.info.pod_uid?;
+            let current = read_u64(&c.dir.join("pids.current"))?;
+            let max = fs::read_to_string(c.dir.join("pids.max"))
+                .ok()
+                .and_then(|m| parse_u64(&m));
+            Some(CgroupBudget {
+                path: c.path,
+                pod_uid: uid,
+                container_id: c.info.container_id,
+                current,
+                max,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,11 +134,5 @@ mod tests {
         );
         assert_eq!((got[1].current, got[1].max), (5, Some(100)));
         assert_eq!(got[1].pod_uid, uid);
-    }
-
-    #[test]
-    fn finds_the_pids_controller_here() {
-        assert!(pids_root(Path::new("/sys/fs/cgroup")).is_some());
-        assert!(pids_root(Path::new("/nonexistent")).is_none());
     }
 }

@@ -1,14 +1,13 @@
 //! `zombie-daemon check`: a preflight that names what a node lacks, and the daemon's own
 //! statement of what it needs from its host (used to keep the DaemonSet honest).
 
-use std::{fs, os::unix::fs::MetadataExt, path::Path};
+use std::{fmt::Write as _, fs, os::unix::fs::MetadataExt, path::Path};
 
 use caps::{CapSet, Capability};
 use serde::Serialize;
 
 use crate::{
     cgroups::{self, CgroupMode},
-    cli::CheckArgs,
     http,
     probe::{
         self, ProbeConfig,
@@ -128,7 +127,8 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
+/// Every check, against the host's procfs, cgroup filesystem and kernel BTF at these paths.
+pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
 
     match kernel_release() {
@@ -174,14 +174,14 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         ));
     }
 
-    let btf_ok = match probe::offsets::from_btf(&args.paths.btf_path) {
+    let btf_ok = match probe::offsets::from_btf(btf_path) {
         Ok(o) => {
             out.push(finding(
                 "btf",
                 Verdict::Ok,
                 format!(
                     "{}: task_struct offsets resolved (pid@{}, start_boottime@{}), tracepoints {}",
-                    args.paths.btf_path.display(),
+                    btf_path.display(),
                     o.task_pid,
                     o.task_start_boottime,
                     probe::TRACEPOINTS.join(", ")
@@ -214,25 +214,21 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
         )),
     }
 
-    let proc_ok = args.paths.proc_root.join("1/stat").exists();
+    let proc_ok = proc_root.join("1/stat").exists();
     out.push(if proc_ok {
-        finding(
-            "procfs",
-            Verdict::Ok,
-            args.paths.proc_root.display().to_string(),
-        )
+        finding("procfs", Verdict::Ok, proc_root.display().to_string())
     } else {
         finding(
             "procfs",
             Verdict::Fail,
             format!(
                 "{} is not a procfs (no 1/stat): pass the host's /proc with --proc-root",
-                args.paths.proc_root.display()
+                proc_root.display()
             ),
         )
     });
 
-    let (mode, v2) = cgroups::detect(&args.paths.cgroup_root);
+    let (mode, v2) = cgroups::detect(cgroup_root);
     out.push(match mode {
         CgroupMode::Unified | CgroupMode::Hybrid => finding(
             "cgroups",
@@ -253,7 +249,7 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
             Verdict::Warn,
             format!(
                 "no cgroup filesystem at {} (--cgroup-root): no container attribution",
-                args.paths.cgroup_root.display()
+                cgroup_root.display()
             ),
         ),
     });
@@ -303,7 +299,7 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
 
     if privileged && btf_ok && memlock_ok {
         let cfg = ProbeConfig {
-            btf_path: args.paths.btf_path.clone(),
+            btf_path: btf_path.to_path_buf(),
             ..ProbeConfig::default()
         };
         match probe::Probe::load(&cfg) {
@@ -418,34 +414,24 @@ fn memlock_finding(out: &mut Vec<Finding>, sys_resource: bool) -> bool {
     ok
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
-    if args.print_requirements {
-        println!("{}", serde_json::to_string_pretty(&requirements())?);
-        return Ok(0);
+/// The findings as `zombie-daemon check` prints them: one line each, then the verdict.
+pub fn text(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let v = match f.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        let _ = writeln!(out, "{v}  {:<14} {}", f.check, f.detail);
     }
-    let findings = run_checks(&args);
     let failed = findings.iter().any(|f| f.verdict == Verdict::Fail);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&findings)?);
+    out.push_str(if failed {
+        "zombie-daemon cannot run here: fix the FAIL lines above.\n"
     } else {
-        for f in &findings {
-            let v = match f.verdict {
-                Verdict::Ok => "ok  ",
-                Verdict::Warn => "warn",
-                Verdict::Fail => "FAIL",
-            };
-            println!("{v}  {:<14} {}", f.check, f.detail);
-        }
-        println!(
-            "{}",
-            if failed {
-                "zombie-daemon cannot run here: fix the FAIL lines above."
-            } else {
-                "zombie-daemon can run here."
-            }
-        );
-    }
-    Ok(if failed { 1 } else { 0 })
+        "zombie-daemon can run here.\n"
+    });
+    out
 }
 
 #[cfg(test)]
@@ -499,6 +485,22 @@ mod tests {
             se.detail.contains("container_t") && se.detail.contains("spc_t"),
             "{}",
             se.detail
+        );
+    }
+
+    #[test]
+    fn text_has_a_line_per_finding_and_the_verdict() {
+        let ok = finding("kernel", Verdict::Ok, "6.18");
+        let t = text(std::slice::from_ref(&ok));
+        assert_eq!(
+            t,
+            "ok    kernel         6.18\nzombie-daemon can run here.\n"
+        );
+        let t = text(&[ok, finding("btf", Verdict::Fail, "no BTF")]);
+        assert!(t.contains("\nFAIL  btf            no BTF\n"), "{t}");
+        assert!(
+            t.ends_with("cannot run here: fix the FAIL lines above.\n"),
+            "{t}"
         );
     }
 

@@ -177,7 +177,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         ready: AtomicBool::new(false),
         heartbeat: AtomicU64::new(clock::boottime_now()),
         proc_root: cfg.proc_root.clone(),
-        pids_root: crate::budget::pids_root(&cfg.cgroup_root),
+        pids_root: crate::cgroups::pids_root(&cfg.cgroup_root),
         remediations: Arc::default(),
         show_cmdlines: cfg.show_cmdlines,
     });

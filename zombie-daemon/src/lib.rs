@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod daemon;
 pub mod diagnosis;
 pub mod http;

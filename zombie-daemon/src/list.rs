@@ -1,14 +1,9 @@
-//! `zombie-daemon list`: a ps-like table of zombies.
+//! What `zombie-daemon list` shows: a ps-like table of zombies, the filters, and the
+//! standalone /proc scan behind `--once`.
 
-use std::{fmt::Write as _, time::Duration};
-
-use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, body::Bytes};
-use hyper_util::rt::TokioIo;
+use std::{fmt::Write as _, path::Path};
 
 use crate::{
-    cli::ListArgs,
     clock::{self, WallClock},
     probe::TickConverter,
     procfs::ProcFs,
@@ -16,37 +11,32 @@ use crate::{
     view::{self, Attributor, ZombieView},
 };
 
-pub async fn run(args: ListArgs) -> anyhow::Result<()> {
-    let zombies = if args.source.once {
-        scan_once(&args)?
-    } else {
-        fetch(&args.source.endpoint).await?
-    };
-    let zombies: Vec<ZombieView> = zombies.into_iter().filter(|z| matches(z, &args)).collect();
-    if args.source.json {
-        println!("{}", serde_json::to_string_pretty(&zombies)?);
-    } else {
-        print!("{}", table(&zombies));
-    }
-    Ok(())
+/// Which zombies to show: `--namespace`, `--pod` (name or UID) and `--container` (name
+/// or ID prefix); `None` lets every zombie through.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
 }
 
-/// `--namespace`, `--pod` (name or UID) and `--container` (name or ID prefix) filters.
-pub fn matches(z: &ZombieView, args: &ListArgs) -> bool {
-    let eq = |want: &Option<String>, have: &Option<String>| {
-        want.as_ref()
-            .is_none_or(|w| have.as_deref() == Some(w.as_str()))
-    };
-    eq(&args.namespace, &z.namespace)
-        && args.pod.as_ref().is_none_or(|p| {
-            z.pod.as_deref() == Some(p.as_str()) || z.pod_uid.as_deref() == Some(p.as_str())
-        })
-        && args.container.as_ref().is_none_or(|c| {
-            z.container.as_deref() == Some(c.as_str())
-                || z.container_id
-                    .as_deref()
-                    .is_some_and(|id| !c.is_empty() && id.starts_with(c.as_str()))
-        })
+impl Filter {
+    pub fn matches(&self, z: &ZombieView) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref()
+                .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+        };
+        eq(&self.namespace, &z.namespace)
+            && self.pod.as_ref().is_none_or(|p| {
+                z.pod.as_deref() == Some(p.as_str()) || z.pod_uid.as_deref() == Some(p.as_str())
+            })
+            && self.container.as_ref().is_none_or(|c| {
+                z.container.as_deref() == Some(c.as_str())
+                    || z.container_id
+                        .as_deref()
+                        .is_some_and(|id| !c.is_empty() && id.starts_with(c.as_str()))
+            })
+    }
 }
 
 /// "namespace/pod", the pod UID when names are unknown, "-" for host processes.
@@ -67,98 +57,29 @@ fn container_column(z: &ZombieView) -> String {
     }
 }
 
-/// Standalone: the zombies in /proc right now.
-fn scan_once(args: &ListArgs) -> anyhow::Result<Vec<ZombieView>> {
+/// Standalone: the zombies in /proc right now, attributed from the cgroup tree at
+/// `cgroup_root` (no runtime names); full command lines with `show_cmdlines`.
+pub fn scan_once(
+    proc_root: &Path,
+    cgroup_root: &Path,
+    show_cmdlines: bool,
+) -> anyhow::Result<Vec<ZombieView>> {
     let now = clock::boottime_now();
-    let procfs = ProcFs::new(&args.source.paths.proc_root, TickConverter::from_system());
-    let v2_root = crate::cgroups::detect(&args.source.paths.cgroup_root).1;
+    let procfs = ProcFs::new(proc_root, TickConverter::from_system());
+    let v2_root = crate::cgroups::detect(cgroup_root).1;
     let entries = procfs.zombies(now, |pid| {
-        crate::cgroups::id_of_pid(&args.source.paths.proc_root, v2_root.as_deref(), pid)
+        crate::cgroups::id_of_pid(proc_root, v2_root.as_deref(), pid)
     })?;
     let mut tracker = Tracker::default();
     tracker.reconcile(now, &entries);
-    let mut attributor = Attributor::new(
-        &args.source.paths.proc_root,
-        &args.source.paths.cgroup_root,
-        None,
-    );
-    attributor.set_show_cmdlines(args.source.show_cmdlines);
+    let mut attributor = Attributor::new(proc_root, cgroup_root, None);
+    attributor.set_show_cmdlines(show_cmdlines);
     Ok(view::snapshot(
         &tracker,
         &mut attributor,
         now,
         &WallClock::now(),
     ))
-}
-
-/// GET `<endpoint>/zombies` from a running daemon.
-pub async fn fetch(endpoint: &str) -> anyhow::Result<Vec<ZombieView>> {
-    fetch_json(endpoint, crate::http::ZOMBIES_PATH, "list").await
-}
-
-/// GET `<endpoint><path>` as JSON (plain HTTP/1.1, no TLS: it is a node-local API), for the
-/// CLI command `command` (named in the hint when no daemon answers).
-pub async fn fetch_json<T: serde::de::DeserializeOwned>(
-    endpoint: &str,
-    path: &str,
-    command: &str,
-) -> anyhow::Result<T> {
-    // `--endpoint` was checked when the command line was parsed; this is the same check for
-    // callers that did not come through clap.
-    let base = crate::cli::parse_endpoint(endpoint)
-        .map_err(|e| crate::cli::UsageError(format!("--endpoint {endpoint:?}: {e}")))?;
-    let uri: hyper::Uri = format!("{base}{path}")
-        .parse()
-        .with_context(|| format!("--endpoint {endpoint:?} is not a valid URL"))?;
-    let host = uri.host().context("--endpoint has no host")?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let unreachable = || {
-        format!(
-            "cannot reach a zombie-daemon at {base}: is it running? \
-             (or use `zombie-daemon {command} --once` to read /proc directly)"
-        )
-    };
-    let stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(anyhow::Error::msg)
-    .and_then(|r| r.map_err(anyhow::Error::from))
-    .with_context(unreachable)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(unreachable)?;
-    tokio::spawn(conn);
-    let req = Request::get(uri.path())
-        .header(
-            hyper::header::HOST,
-            uri.authority().map_or(host.clone(), |a| a.to_string()),
-        )
-        .body(Empty::<Bytes>::new())?;
-    let answer = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(Duration::from_secs(30), answer)
-        .await
-        .with_context(|| format!("{base}{path} did not answer within 30 s"))?
-        .with_context(|| format!("{base}{path} broke off its answer"))?;
-    if !status.is_success() {
-        // One line, and not a whole page of whatever server answered.
-        let text = String::from_utf8_lossy(&body);
-        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let text: String = text.chars().take(200).collect();
-        bail!("{base}{path} answered {status}: {text}");
-    }
-    serde_json::from_slice(&body)
-        .with_context(|| format!("{base}{path} did not answer the expected JSON"))
 }
 
 /// "45s", "12m03s", "3h20m", "2d04h".
@@ -302,37 +223,15 @@ mod tests {
         assert!(lines[1].ends_with("shell_pid1"));
         assert!(t.contains("remedy: sh (pid 1): exec it"));
         assert!(table(&[]).contains("no zombie processes"));
-        let args = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| ListArgs {
-            source: crate::cli::SourceArgs {
-                endpoint: String::new(),
-                once: false,
-                json: false,
-                show_cmdlines: false,
-                paths: crate::cli::HostPaths {
-                    proc_root: "/proc".into(),
-                    cgroup_root: "/sys/fs/cgroup".into(),
-                    btf_path: "/x".into(),
-                },
-            },
+        let filter = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| Filter {
             namespace: ns.map(Into::into),
             pod: pod.map(Into::into),
             container: c.map(Into::into),
         };
-        assert!(matches(&z, &args(None, None, None)));
-        assert!(matches(
-            &z,
-            &args(Some("shop"), Some("uid-1"), Some("abcdef"))
-        ));
-        assert!(!matches(&z, &args(Some("other"), None, None)));
-        assert!(!matches(&z, &args(None, Some("cart-2"), None)));
-        assert!(!matches(&z, &args(None, None, Some("fff"))));
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_daemon_is_a_clear_error() {
-        let err = fetch("http://127.0.0.1:1").await.unwrap_err();
-        assert!(format!("{err:#}").contains("--once"), "{err:#}");
-        let err = fetch("ftp://x").await.unwrap_err();
-        assert!(err.to_string().contains("http://"), "{err}");
+        assert!(filter(None, None, None).matches(&z));
+        assert!(filter(Some("shop"), Some("uid-1"), Some("abcdef")).matches(&z));
+        assert!(!filter(Some("other"), None, None).matches(&z));
+        assert!(!filter(None, Some("cart-2"), None).matches(&z));
+        assert!(!filter(None, None, Some("fff")).matches(&z));
     }
 }

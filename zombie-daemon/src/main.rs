@@ -3,10 +3,9 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::{EnvFilter, fmt};
 use zombie_daemon::{
-    audit, check,
     cli::{self, Cli, Command, LogFormat, RunArgs},
+    commands,
     daemon::{self, RunConfig},
-    list,
     probe::ProbeConfig,
     remediate,
 };
@@ -24,9 +23,9 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await.map(|()| 0),
-            Command::List(args) => list::run(args).await.map(|()| 0),
-            Command::Check(args) => check::run(args),
-            Command::Audit(args) => audit::run(args).await.map(|()| 0),
+            Command::List(args) => commands::list::run(args).await.map(|()| 0),
+            Command::Check(args) => commands::check::run(args),
+            Command::Audit(args) => commands::audit::run(args).await.map(|()| 0),
         }
     });
     // Don't wait for blocking /proc scans still in flight.

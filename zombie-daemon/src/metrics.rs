@@ -479,7 +479,7 @@ impl BudgetCollector {
             .collect();
         Self {
             proc_root: proc_root.to_path_buf(),
-            pids_root: budget::pids_root(cgroup_root),
+            pids_root: crate::cgroups::pids_root(cgroup_root),
             attributor,
             descs,
         }
@@ -560,7 +560,7 @@ impl InitCollector {
     fn new(proc_root: &Path, cgroup_root: &Path, attributor: Arc<Mutex<Attributor>>) -> Self {
         Self {
             proc_root: proc_root.to_path_buf(),
-            pids_root: budget::pids_root(cgroup_root),
+            pids_root: crate::cgroups::pids_root(cgroup_root),
             attributor,
             cache: Mutex::new(None),
             descs: Self::vec().desc().into_iter().cloned().collect(),

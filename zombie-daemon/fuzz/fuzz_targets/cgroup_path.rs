@@ -3,9 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use zombie_daemon::attribution::{
-    Attribution,
-    cgroup_path::{self, CgroupInfo, Owner},
+use zombie_daemon::{
+    attribution::{
+        Attribution,
+        cgroup_path::{self, CgroupInfo, Owner},
+    },
+    cgroups::{self, Prefer},
 };
 
 fn lower_hex(b: u8) -> bool {
@@ -58,13 +61,13 @@ fuzz_target!(|data: &[u8]| {
         if !text.contains('\0') {
             assert_eq!(cgroup_path::parse_bytes(data), info);
         }
-        // A whole /proc/<pid>/cgroup: a known owner comes from one line's path, which
-        // parses to the same thing on its own.
-        let whole = cgroup_path::parse_proc_cgroup(text);
-        check(&whole);
-        if whole.owner != Owner::Unknown {
-            assert!(text.contains(whole.raw.as_str()));
-            assert_eq!(cgroup_path::parse(&whole.raw), whole);
+        // A whole /proc/<pid>/cgroup: the path picked from it is in the text, and its
+        // parse holds the same shape.
+        for prefer in [Prefer::V2, Prefer::V1] {
+            if let Some(path) = cgroups::pick(text, prefer) {
+                assert!(text.contains(path.as_str()), "{path:?}");
+                check(&cgroup_path::parse(&path));
+            }
         }
     }
 });

@@ -11,7 +11,7 @@ use procfs::{
 };
 use zombie_daemon::{
     attribution::cgroup_path::{self, Owner},
-    audit, budget, cgroups,
+    budget, cgroups,
     diagnosis::{self, Disposition, ReaperFacts},
     probe::TickConverter,
     procfs::{parse_exec_start, parse_status},
@@ -150,14 +150,13 @@ fn round_trip_exec_start(ns: u64) {
 }
 
 fn check_cgroup_file(text: &str) {
-    let info = cgroup_path::parse_proc_cgroup(text);
-    if info.owner == Owner::Pod {
-        assert!(info.pod_uid.is_some());
-    }
-    for prefer_v2 in [true, false] {
-        let Some(path) = cgroups::pick_path(text, prefer_v2) else {
+    for prefer in [cgroups::Prefer::V2, cgroups::Prefer::V1] {
+        let Some(path) = cgroups::pick(text, prefer) else {
             continue;
         };
+        if cgroup_path::parse(&path).owner == Owner::Pod {
+            assert!(cgroup_path::parse(&path).pod_uid.is_some());
+        }
         // It is the path field of one of the lines, without " (deleted)".
         assert!(
             text.lines().any(|l| {
@@ -181,7 +180,7 @@ fn check_numbers(text: &str) {
             Some(tasks)
         );
     }
-    let pids = audit::parse_cgroup_procs(text);
+    let pids = cgroups::parse_cgroup_procs(text);
     assert!(pids.len() <= text.lines().count());
 }
 

@@ -151,62 +151,6 @@ pub fn parse_bytes(path: &[u8]) -> CgroupInfo {
     }
 }
 
-/// Parses the whole of `/proc/<pid>/cgroup` (`hierarchy-id:controllers:path`
-/// lines) and keeps the most telling line: the cgroup2 `0::` line if it names
-/// a pod, else the `pids`, `memory` or `name=systemd` v1 line, else any line
-/// that names a pod. On hybrid hosts the pod often shows only in v1 lines
-/// while `0::` says `/`. Without a pod the same order picks the host line.
-/// `raw` is the chosen line's path, or the whole content if no line parses.
-pub fn parse_proc_cgroup(content: &str) -> CgroupInfo {
-    let mut best: Option<(u8, &str, Scan<'_>)> = None;
-    for line in content.lines() {
-        let Some((hierarchy, rest)) = line.split_once(':') else {
-            continue;
-        };
-        // The path itself may contain ':' (`slice:cri-containerd:id`).
-        let Some((controllers, path)) = rest.split_once(':') else {
-            continue;
-        };
-        if hierarchy.is_empty() || !hierarchy.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let scanned = scan(path);
-        let mut rank = line_rank(hierarchy, controllers);
-        if scanned.owner != Owner::Pod {
-            rank += 10;
-        }
-        if best
-            .as_ref()
-            .is_none_or(|(best_rank, ..)| rank < *best_rank)
-        {
-            let done = rank == 0;
-            best = Some((rank, path, scanned));
-            if done {
-                break;
-            }
-        }
-    }
-    match best {
-        Some((_, path, scanned)) => scanned.into_info(path.to_owned()),
-        None => Scan::UNKNOWN.into_info(content.to_owned()),
-    }
-}
-
-fn line_rank(hierarchy: &str, controllers: &str) -> u8 {
-    let has = |name: &str| controllers.split(',').any(|c| c == name);
-    if hierarchy == "0" && controllers.is_empty() {
-        0
-    } else if has("pids") {
-        1
-    } else if has("memory") {
-        2
-    } else if has("name=systemd") {
-        3
-    } else {
-        4
-    }
-}
-
 /// The result of a scan, borrowing from the path; strings are copied once,
 /// in [`Scan::into_info`].
 struct Scan<'a> {
@@ -819,95 +763,6 @@ mod tests {
         assert_eq!(Owner::Unknown.as_str(), "unknown");
     }
 
-    // DataDog/datadog-agent pid_mapper_test.go, cgroupV1ProcCgroup: the pod is
-    // only in the v1 lines; `0::` points at containerd.service.
-    const HYBRID: &str = "12:rdma:/
-11:memory:/kubepods/burstable/pod15513b48-e7a5-48fc-b9e3-92f713f36504/a51a9f7d073f848e7fc59e56e8f11524f330a2175a4ed26327da2dfe0d28015f
-7:cpuset:/kubepods/burstable/pod15513b48-e7a5-48fc-b9e3-92f713f36504/a51a9f7d073f848e7fc59e56e8f11524f330a2175a4ed26327da2dfe0d28015f
-2:pids:/kubepods/burstable/pod15513b48-e7a5-48fc-b9e3-92f713f36504/a51a9f7d073f848e7fc59e56e8f11524f330a2175a4ed26327da2dfe0d28015f
-1:name=systemd:/kubepods/burstable/pod15513b48-e7a5-48fc-b9e3-92f713f36504/a51a9f7d073f848e7fc59e56e8f11524f330a2175a4ed26327da2dfe0d28015f
-0::/system.slice/containerd.service
-";
-
-    // DataDog pid_mapper_test.go, cgroupV1ProcCgroupWithColons (abridged):
-    // controllers disagree on the prefix, `0::` is `/`.
-    const COLONS: &str = "12:perf_event:/kubepods-burstable-pod5be537b8_3a4e_4607_af71_31598b3a4fd3.slice:cri-containerd:1c8f503430973935b7d8a80c4f58c0946b052a021e6855b358e5ec38601af120
-10:pids:/kuberuntime.slice/containerd.service/kubepods-burstable-pod5be537b8_3a4e_4607_af71_31598b3a4fd3.slice:cri-containerd:1c8f503430973935b7d8a80c4f58c0946b052a021e6855b358e5ec38601af120
-1:name=systemd:/kuberuntime.slice/containerd.service/kubepods-burstable-pod5be537b8_3a4e_4607_af71_31598b3a4fd3.slice:cri-containerd:1c8f503430973935b7d8a80c4f58c0946b052a021e6855b358e5ec38601af120
-0::/
-";
-
-    // opencontainers/runc#4620: a v1 host whose name=systemd line points at
-    // conmon while the other controllers point at the container.
-    const CONMON_V1: &str = "13:freezer:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/crio-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c.scope
-11:files:/
-6:memory:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/crio-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c.scope
-1:name=systemd:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/crio-conmon-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c.scope
-";
-
-    // kontena/pharos-cluster#440: the kubelet on a v1 host.
-    const HOST_V1: &str = "11:cpuacct,cpu:/system.slice
-9:pids:/system.slice
-6:memory:/system.slice
-1:name=systemd:/system.slice
-";
-
-    #[test]
-    fn proc_cgroup_prefers_pod_lines() {
-        let got = parse_proc_cgroup(HYBRID);
-        assert_eq!(got.owner, Owner::Pod);
-        assert_eq!(
-            got.pod_uid.as_deref(),
-            Some("15513b48-e7a5-48fc-b9e3-92f713f36504")
-        );
-        assert_eq!(got.qos, Some(Qos::Burstable));
-        assert!(got.raw.starts_with("/kubepods/burstable/"), "{}", got.raw);
-
-        let got = parse_proc_cgroup(COLONS);
-        assert_eq!(got.owner, Owner::Pod);
-        assert_eq!(got.runtime, Some(Runtime::Containerd));
-        assert!(
-            got.raw.starts_with("/kuberuntime.slice/"),
-            "pids line wins: {}",
-            got.raw
-        );
-
-        // memory outranks name=systemd, so the container, not its conmon.
-        let got = parse_proc_cgroup(CONMON_V1);
-        assert_eq!(got.owner, Owner::Pod);
-        assert!(!got.is_conmon);
-        assert_eq!(got.runtime, Some(Runtime::CriO));
-    }
-
-    #[test]
-    fn proc_cgroup_v2_and_host() {
-        // rancher/k3k#792
-        let v2 = "0::/kubepods/burstable/pod404bd273-57bc-4508-a386-e2b76d3c9cfe/3aaaa76f09e1de6bb75e84f9c15b737a2d590f69757953e3ec262bd5861dc15b\n";
-        assert_eq!(
-            parse_proc_cgroup(v2),
-            parse(v2.trim_start_matches("0::").trim_end())
-        );
-        assert_eq!(parse_proc_cgroup("0::/k3s\n").owner, Owner::Host);
-
-        let got = parse_proc_cgroup(HOST_V1);
-        assert_eq!(got.owner, Owner::Host);
-        assert_eq!(got.raw, "/system.slice");
-
-        for junk in [
-            "",
-            "\n\n",
-            "no colons here",
-            "x:y:/kubepods",
-            "::",
-            "0:",
-            "\u{0}:\u{0}:\u{0}",
-        ] {
-            let got = parse_proc_cgroup(junk);
-            assert_eq!(got.owner, Owner::Unknown, "{junk:?}");
-            assert_eq!(got.raw, junk);
-        }
-    }
-
     #[test]
     fn bytes_entry_point() {
         // A NUL-padded buffer as an eBPF probe fills it.
@@ -1044,8 +899,6 @@ mod tests {
             if !s.contains('\0') {
                 assert_eq!(parse_bytes(s.as_bytes()), got, "round {round}");
             }
-            let proc_line = format!("{}:pids:{s}\n0::/\n", rng.below(14));
-            assert_invariants(&parse_proc_cgroup(&proc_line));
 
             // Arbitrary bytes, including invalid UTF-8.
             let bytes: Vec<u8> = (0..rng.below(96)).map(|_| rng.next() as u8).collect();
@@ -1061,7 +914,5 @@ mod tests {
         assert_eq!(parse(&long_segment).owner, Owner::Host);
         let pods = "pod".repeat(300_000);
         assert_eq!(parse(&pods).owner, Owner::Unknown);
-        let lines = "0::/\n".repeat(100_000);
-        assert_eq!(parse_proc_cgroup(&lines).owner, Owner::Host);
     }
 }

@@ -50,9 +50,9 @@ pub fn read_target(proc_root: &Path, pid: u32, names: Option<&NameCache>) -> Opt
         .ok()
         .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-    let prefer_v2 = cgroup.lines().count() == 1;
-    let a = crate::cgroups::pick_path(&cgroup, prefer_v2)
+    // A one-line file (pure cgroup2) gives the same pick either way; on hybrid nodes the
+    // v1 lines name the pod where the cgroup2 line may not.
+    let a = crate::cgroups::path_of_pid(proc_root, pid, crate::cgroups::Prefer::V1)
         .map(|path| attribution::attribute_path(&path, names));
     let mut t = Target {
         pid,

@@ -1,0 +1,137 @@
+//! Which cgroup a process exited in.
+//!
+//! The eBPF side captures the cgroup v2 id at exit (a zombie's namespaces are gone by then,
+//! its cgroup is not). A path is needed to attribute it; it is read once per cgroup id from
+//! the zombie's own /proc/<pid>/cgroup, which the kernel keeps until the reap. On a v1-only
+//! node every id is the root's, so the path is read per process instead.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::{CgroupMode, Prefer, detect, path_of_pid};
+use crate::tracker::ProcKey;
+
+/// Resolves (process, cgroup id) to a cgroup path: cached by id where ids are meaningful,
+/// else per process (a scrape must not read /proc/<pid>/cgroup for every zombie each time).
+pub struct CgroupResolver {
+    proc_root: PathBuf,
+    mode: CgroupMode,
+    root_id: Option<u64>,
+    by_id: FxHashMap<u64, Arc<str>>,
+    by_proc: FxHashMap<ProcKey, Arc<str>>,
+    /// One copy of each distinct path, shared by the per-process entries.
+    interned: FxHashSet<Arc<str>>,
+}
+
+/// Bound on cached paths; a node has a few thousand cgroups at most.
+const CACHE_LIMIT: usize = 16_384;
+/// Bound on per-process entries (processes of cgroups whose id says nothing).
+const PROC_CACHE_LIMIT: usize = 131_072;
+
+impl CgroupResolver {
+    pub fn new(proc_root: impl Into<PathBuf>, cgroup_root: &Path) -> Self {
+        let (mode, v2) = detect(cgroup_root);
+        let root_id = v2
+            .as_deref()
+            .and_then(|p| fs::metadata(p).ok())
+            .map(|m| m.ino());
+        Self {
+            proc_root: proc_root.into(),
+            mode,
+            root_id,
+            by_id: FxHashMap::default(),
+            by_proc: FxHashMap::default(),
+            interned: FxHashSet::default(),
+        }
+    }
+
+    fn id_is_meaningful(&self, id: u64) -> bool {
+        matches!(self.mode, CgroupMode::Unified | CgroupMode::Hybrid)
+            && id != 0
+            && Some(id) != self.root_id
+    }
+
+    /// The cgroup path of process `key` that exited in cgroup `id`.
+    pub fn path(&mut self, key: ProcKey, id: u64) -> Option<Arc<str>> {
+        let meaningful = self.id_is_meaningful(id);
+        let cached = if meaningful {
+            self.by_id.get(&id)
+        } else {
+            self.by_proc.get(&key)
+        };
+        if let Some(p) = cached {
+            return Some(p.clone());
+        }
+        let path: Arc<str> = path_of_pid(&self.proc_root, key.pid, self.mode.prefer())?.into();
+        if meaningful {
+            if self.by_id.len() >= CACHE_LIMIT {
+                self.by_id.clear();
+            }
+            self.by_id.insert(id, path.clone());
+            return Some(path);
+        }
+        if self.by_proc.len() >= PROC_CACHE_LIMIT {
+            self.by_proc.clear();
+            self.interned.clear();
+        }
+        let path = match self.interned.get(&path) {
+            Some(p) => p.clone(),
+            None => {
+                self.interned.insert(path.clone());
+                path
+            }
+        };
+        self.by_proc.insert(key, path.clone());
+        Some(path)
+    }
+}
+
+/// The cgroup2 id of a process (the inode of its cgroup2 directory), from its
+/// /proc/<pid>/cgroup; 0 when unknown. Used for zombies found by a /proc scan.
+pub fn id_of_pid(proc_root: &Path, v2_root: Option<&Path>, pid: u32) -> u64 {
+    let Some(root) = v2_root else { return 0 };
+    let Some(path) = path_of_pid(proc_root, pid, Prefer::V2) else {
+        return 0;
+    };
+    fs::metadata(root.join(path.trim_start_matches('/')))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_our_own_cgroup() {
+        let mut r = CgroupResolver::new("/proc", Path::new("/sys/fs/cgroup"));
+        let me = ProcKey {
+            pid: std::process::id(),
+            start_ticks: 1,
+        };
+        let p = r.path(me, 0).unwrap();
+        assert!(p.starts_with('/'));
+        // Cached per process: the same answer without /proc.
+        assert_eq!(r.path(me, 0).unwrap(), p);
+    }
+
+    #[test]
+    fn our_own_cgroup_id() {
+        let (_, v2) = detect(Path::new("/sys/fs/cgroup"));
+        let Some(v2) = v2 else { return };
+        let me = std::process::id();
+        let path = path_of_pid(Path::new("/proc"), me, Prefer::V2).unwrap();
+        let want = fs::metadata(v2.join(path.trim_start_matches('/')))
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        assert_eq!(id_of_pid(Path::new("/proc"), Some(&v2), me), want);
+        assert_eq!(id_of_pid(Path::new("/proc"), None, me), 0);
+        assert_eq!(id_of_pid(Path::new("/nonexistent"), Some(&v2), me), 0);
+    }
+}
