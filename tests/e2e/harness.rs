@@ -45,6 +45,21 @@ pub fn become_subreaper() {
     });
 }
 
+/// Reaps every child of ours that has already exited: what an earlier test left behind
+/// (orphans handed to us, the subreaper). A test whose daemon may act on host processes
+/// calls it first, so that the test process itself is not a parent with zombies.
+pub fn reap_leftovers() -> usize {
+    let mut n = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: non-blocking waitpid with a valid out-pointer.
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
 /// Reaps `pid` if it is our child (or was handed to us); ignores it otherwise.
 pub fn reap(pid: i32) {
     let mut status = 0;
