@@ -428,6 +428,12 @@ pub fn fresh(keep: bool) -> anyhow::Result<()> {
             run_dir.join("work").display()
         );
         mounts.run(&["-t", "overlay", "overlay", "-o", &opts], &merged)?;
+        // /tmp on the machine's own disk, as on a machine: an overlayfs upper layer cannot
+        // hold another overlay mount, which containerd's snapshotter makes there.
+        let tmp = run_dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        mounts.run(&["--bind", &tmp.display().to_string()], &merged.join("tmp"))?;
         copy_host_files(&merged)?;
         add_image_extras(&merged, &mut mounts)?;
         let repo = merged.join("work/zombie-daemon");
