@@ -569,29 +569,7 @@ fn zombies_in_runc_containers_are_attributed_to_their_pod_and_container() {
 /// resyncs from /proc and ends with exactly the zombies that exist.
 #[test]
 fn lost_events_trigger_a_resync_that_restores_the_exact_table() {
-    let d = Daemon::start_with(&["--ring-buffer-bytes", "4096", "--drain-interval-ms", "1000"]);
-    let (w, hello) = Workload::spawn(&["storm", "20000", "5"]);
-    let kids = pids(&hello, "children");
-    assert_eq!(kids.len(), 5);
-    poll("lost events to be counted", 5 * SECOND, || {
-        (d.metric("zombie_ebpf_events_lost_total") > 0.0).then_some(())
-    });
-    poll("a resync after the loss", 5 * SECOND, || {
-        let (_, m) = d.get("/metrics").unwrap();
-        m.lines()
-            .any(|l| {
-                l.starts_with("zombie_resyncs_total{reason=\"lost_events\"}") && !l.ends_with(" 0")
-            })
-            .then_some(())
-    });
-    // Exactly the 5 zombies, nothing else of the storm.
-    let found = poll("exactly the storm's 5 zombies", 5 * SECOND, || {
-        let z = d.children_of(w.pid());
-        (z.len() == 5).then_some(z)
-    });
-    for z in found {
-        assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)), "{z}");
-    }
+    kernel::overflow_is_counted_and_resynced_to_the_exact_table("20000");
 }
 
 /// `/metrics` follows Prometheus conventions (names, units, help, types), as promtool checks.
