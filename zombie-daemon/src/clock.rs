@@ -50,6 +50,37 @@ impl WallClock {
     }
 }
 
+/// Converts kernel start times (ns) to the tick resolution /proc uses, so that both sources
+/// give the same process key.
+#[derive(Clone, Copy, Debug)]
+pub struct TickConverter {
+    ns_per_tick: u64,
+}
+
+impl TickConverter {
+    pub fn new(ticks_per_second: u64) -> Self {
+        Self {
+            ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
+        }
+    }
+
+    pub fn from_system() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Self::new(if hz > 0 { hz as u64 } else { 100 })
+    }
+
+    /// /proc's `starttime` is `start_boottime / (NSEC_PER_SEC / USER_HZ)`, rounded down.
+    pub fn ticks(&self, ns: u64) -> u64 {
+        ns / self.ns_per_tick
+    }
+
+    /// Saturates: a `starttime` read from a corrupt /proc must not overflow.
+    pub fn ns(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(self.ns_per_tick)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,11 +14,13 @@ use std::{
     time::Duration,
 };
 
+use axum::body::Bytes;
+
 use axum::{
-    Json, Router,
+    Router,
     extract::State,
     http::{Request, StatusCode, header},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::get,
 };
 
@@ -28,16 +30,17 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpSocket, TcpStream},
-    sync::Notify,
+    sync::{Notify, watch},
     time::{Instant, Sleep},
 };
 use tower::ServiceExt;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
-    clock::{self, WallClock},
-    daemon::Shared,
-    view,
+    clock,
+    health::Health,
+    metrics::Metrics,
+    snapshot::{self, Demand, Part, Snapshot},
 };
 
 /// The event loop is considered hung when it has not run for this long.
@@ -415,7 +418,21 @@ impl Drop for Slot {
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// What the handlers read: the published snapshot, the event loop's health, the metrics
+/// registry (whose collectors read the snapshot too) and the remediation history as the
+/// remediation loop last serialized it. No handler reaches the table, /proc or an action.
+#[derive(Clone)]
+pub struct Api {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Where a handler asks for a fresher snapshot (it never builds one itself).
+    pub demand: Arc<Demand>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    /// `/remediations` as JSON (`[]` when remediation is off).
+    pub remediations: watch::Receiver<Bytes>,
+}
+
+pub fn router(api: Api) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
         .route(HEALTHZ_PATH, get(healthz))
@@ -428,30 +445,66 @@ pub fn router(shared: Arc<Shared>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
-        .with_state(shared)
+        .with_state(api)
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
+/// Runs `render` on the blocking pool: encoding a large answer (a few MB of JSON at 10,000
+/// zombies) must not hold the thread the event loop shares with the handlers.
+async fn off_loop(
+    content_type: &'static str,
+    render: impl FnOnce() -> Vec<u8> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(render).await {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => {
+            tracing::warn!("rendering a response failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+const JSON: &str = "application/json";
+
+/// How old the parts a response shows may be. The zombies themselves are always current
+/// (a snapshot is published after every change); the age bounds their diagnosis, which
+/// follows processes that change without an event. Budgets are read when a scrape finds
+/// them older than a second (a scrape then waits for one read, a millisecond or so), the
+/// init metric keeps an audit for 15 s, as it always did, and `/audit` shows one taken
+/// after the request came. An age at least [`snapshot::DEMAND_GAP`] means a scraper never
+/// waits for the gap, only for a build.
+const ZOMBIES_MAX_AGE: Duration = Duration::from_secs(1);
+const BUDGET_MAX_AGE: Duration = Duration::from_secs(1);
+const INIT_INFO_MAX_AGE: Duration = Duration::from_secs(15);
+
+async fn metrics(State(api): State<Api>) -> Response {
+    // The collectors read the published snapshot; make it fresh enough first.
+    snapshot::fresh(
+        &api.snapshot,
+        &api.demand,
+        &[
+            (Part::Zombies, ZOMBIES_MAX_AGE),
+            (Part::Budget, BUDGET_MAX_AGE),
+            (Part::Audit, INIT_INFO_MAX_AGE),
+        ],
     )
+    .await;
+    let metrics = api.metrics.clone();
+    off_loop("text/plain; version=0.0.4; charset=utf-8", move || {
+        metrics.render().into_bytes()
+    })
+    .await
 }
 
-async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let last = s.heartbeat.load(Ordering::Relaxed);
-    if clock::boottime_now().saturating_sub(last) < STALL_NS {
+async fn healthz(State(api): State<Api>) -> impl IntoResponse {
+    if api.health.is_live(clock::boottime_now(), STALL_NS) {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "event loop stalled\n")
     }
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
+async fn readyz(State(api): State<Api>) -> impl IntoResponse {
+    if api.health.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (
@@ -461,22 +514,33 @@ async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
-async fn zombies(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn zombies(State(api): State<Api>) -> Response {
+    let snapshot = snapshot::fresh(
+        &api.snapshot,
+        &api.demand,
+        &[(Part::Zombies, ZOMBIES_MAX_AGE)],
+    )
+    .await;
     let now = clock::boottime_now();
-    let wall = WallClock::now();
-    let tracker = s.tracker.lock().unwrap_or_else(|e| e.into_inner());
-    let mut attributor = s.attributor.lock().unwrap_or_else(|e| e.into_inner());
-    Json(view::snapshot(&tracker, &mut attributor, now, &wall))
+    off_loop(JSON, move || {
+        serde_json::to_vec(&snapshot.zombies.aged(now)).unwrap_or_default()
+    })
+    .await
 }
 
-async fn audit(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    Json(s.audit())
+async fn audit(State(api): State<Api>) -> Response {
+    let snapshot =
+        snapshot::fresh(&api.snapshot, &api.demand, &[(Part::Audit, Duration::ZERO)]).await;
+    off_loop(JSON, move || {
+        serde_json::to_vec(&snapshot.audit.containers).unwrap_or_default()
+    })
+    .await
 }
 
 /// Recent remediation decisions, oldest first (empty when remediation is off).
-async fn remediations(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let h = s.remediations.lock().unwrap_or_else(|e| e.into_inner());
-    Json(h.iter().cloned().collect::<Vec<_>>())
+async fn remediations(State(api): State<Api>) -> Response {
+    let body = api.remediations.borrow().clone();
+    ([(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
 #[cfg(test)]

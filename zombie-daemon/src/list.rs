@@ -4,10 +4,9 @@
 use std::{fmt::Write as _, path::Path};
 
 use crate::{
-    clock::{self, WallClock},
-    probe::TickConverter,
+    clock::{self, TickConverter, WallClock},
     procfs::ProcFs,
-    tracker::Tracker,
+    tracker::{Event, Scan, Tracker},
     view::{self, Attributor, ZombieView},
 };
 
@@ -71,11 +70,17 @@ pub fn scan_once(
         crate::cgroups::id_of_pid(proc_root, v2_root.as_deref(), pid)
     })?;
     let mut tracker = Tracker::default();
-    tracker.reconcile(now, &entries);
+    tracker.apply(&Event::Scanned {
+        started: now,
+        scan: std::sync::Arc::new(Scan {
+            zombies: entries,
+            exiting: Vec::new(),
+        }),
+    });
     let mut attributor = Attributor::new(proc_root, cgroup_root, None);
     attributor.set_show_cmdlines(show_cmdlines);
     Ok(view::snapshot(
-        &tracker,
+        &tracker.table(),
         &mut attributor,
         now,
         &WallClock::now(),

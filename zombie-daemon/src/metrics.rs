@@ -1,11 +1,9 @@
-//! Prometheus metrics. Counters and the latency histogram are updated as events are
-//! applied; the per-container zombie gauges are computed from the table at scrape time, so a
-//! container whose zombies are gone has no series left.
+//! Prometheus metrics. Counters and the latency histogram are fed from what applying an
+//! event did, in one place ([`Metrics::record`]); the per-container gauges are read from the
+//! published [`Snapshot`] at scrape time, so a container whose zombies are gone has no
+//! series left, and a scrape neither locks the table nor reads /proc.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -13,14 +11,20 @@ use prometheus::{
     core::{Collector, Desc},
     proto::MetricFamily,
 };
-use rustc_hash::FxHashMap;
+use tokio::sync::watch;
 
 use crate::{
-    audit, budget, clock,
-    diagnosis::Cause,
-    tracker::{Applied, Tracker},
-    view::{Attributor, Diagnoser},
+    audit, clock,
+    snapshot::Snapshot,
+    tracker::{Applied, Event},
 };
+
+/// What the collectors read: the last published snapshot.
+type SnapshotRx = watch::Receiver<Arc<Snapshot>>;
+
+fn current(rx: &SnapshotRx) -> Arc<Snapshot> {
+    rx.borrow().clone()
+}
 
 /// The labels every per-container series carries (empty for host processes).
 pub const POD_LABELS: [&str; 3] = ["namespace", "pod", "container"];
@@ -39,6 +43,7 @@ pub struct Metrics {
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
     pub remediations: IntCounterVec,
+    pub event_delay: Histogram,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -46,12 +51,7 @@ fn counter(name: &str, help: &str) -> IntCounter {
 }
 
 impl Metrics {
-    pub fn new(
-        tracker: Arc<Mutex<Tracker>>,
-        attributor: Arc<Mutex<Attributor>>,
-        proc_root: &Path,
-        cgroup_root: &Path,
-    ) -> Self {
+    pub fn new(snapshot: SnapshotRx) -> Self {
         let registry = Registry::new();
         let exits = counter(
             "zombie_process_exits_total",
@@ -118,6 +118,21 @@ impl Metrics {
             .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
         )
         .expect("valid metric");
+        let event_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "zombie_event_delay_seconds",
+                "Time from a kernel event to its application to the zombie table: the wait in \
+                 the ring buffer (up to the drain interval) plus any delay of the event loop.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(event_delay.clone()))
+            .expect("unique metric");
         let remediations = IntCounterVec::new(
             Opts::new(
                 "zombie_remediations_total",
@@ -181,21 +196,13 @@ impl Metrics {
             ))
             .expect("unique metric");
         registry
-            .register(Box::new(TableCollector::new(tracker, attributor.clone())))
+            .register(Box::new(TableCollector::new(snapshot.clone())))
             .expect("unique metric");
         registry
-            .register(Box::new(BudgetCollector::new(
-                proc_root,
-                cgroup_root,
-                attributor.clone(),
-            )))
+            .register(Box::new(BudgetCollector::new(snapshot.clone())))
             .expect("unique metric");
         registry
-            .register(Box::new(InitCollector::new(
-                proc_root,
-                cgroup_root,
-                attributor,
-            )))
+            .register(Box::new(InitCollector::new(snapshot)))
             .expect("unique metric");
         for kind in ["exit", "free", "wait"] {
             events.with_label_values(&[kind]);
@@ -218,11 +225,15 @@ impl Metrics {
             programs_attached,
             scan_seconds,
             remediations,
+            event_delay,
         }
     }
 
-    /// Records what an applied event did.
-    pub fn record(&self, applied: Applied) {
+    /// Records what applying an event did: the one place the table's counters are fed.
+    pub fn record(&self, ev: &Event, applied: Applied) {
+        if let Some(kind) = ev.kernel_kind() {
+            self.events.with_label_values(&[kind]).inc();
+        }
         match applied {
             Applied::Zombie => self.exits.inc(),
             Applied::Refined => self.exits.inc(),
@@ -241,7 +252,13 @@ impl Metrics {
                 self.reaped.inc();
                 self.reap_latency.observe(latency_ns as f64 / 1e9);
             }
-            Applied::Duplicate | Applied::UnknownFree | Applied::Wait => {}
+            Applied::SettledUnobserved(n) => self.reaps_unobserved.inc_by(n as u64),
+            Applied::Duplicate
+            | Applied::UnknownFree
+            | Applied::Wait
+            | Applied::Reconciled(_)
+            | Applied::Reparented(_)
+            | Applied::Vanished(_) => {}
         }
     }
 
@@ -255,56 +272,20 @@ impl Metrics {
     }
 }
 
-/// At most this many containers get their own zombie series; a node with more containers
-/// with zombies is broken enough that the top ones tell the story.
-pub const MAX_CONTAINER_SERIES: usize = 500;
-
-/// The labels of the series that sums the containers beyond the cap.
-fn other_labels() -> [String; 3] {
-    [String::new(), "_other".into(), "_other".into()]
-}
-
-/// Keeps the `max - 1` groups with the largest first value and folds the rest into one
-/// `_other` group; returns the kept keys when it had to cut.
-fn cap_series<V: Default + Ord + Clone>(
-    groups: &mut FxHashMap<[String; 3], V>,
-    max: usize,
-    merge: impl Fn(&mut V, &V),
-) -> Option<rustc_hash::FxHashSet<[String; 3]>> {
-    if groups.len() <= max {
-        return None;
-    }
-    let mut all: Vec<([String; 3], V)> = groups.drain().collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let rest = all.split_off(max - 1);
-    let mut other = V::default();
-    for (_, v) in &rest {
-        merge(&mut other, v);
-    }
-    let kept = all.iter().map(|(k, _)| k.clone()).collect();
-    groups.extend(all);
-    groups.insert(other_labels(), other);
-    Some(kept)
-}
-
-/// `zombie_processes` and `zombie_oldest_age_seconds` per container, from the table.
+/// `zombie_processes`, `zombie_oldest_age_seconds` and `zombie_processes_by_cause` per
+/// container, from the snapshot (capped there, see [`crate::snapshot::MAX_CONTAINER_SERIES`]).
 struct TableCollector {
-    tracker: Arc<Mutex<Tracker>>,
-    attributor: Arc<Mutex<Attributor>>,
+    snapshot: SnapshotRx,
     descs: Vec<Desc>,
 }
 
 impl TableCollector {
-    fn new(tracker: Arc<Mutex<Tracker>>, attributor: Arc<Mutex<Attributor>>) -> Self {
+    fn new(snapshot: SnapshotRx) -> Self {
         let descs = Self::vecs()
             .iter()
             .flat_map(|v| v.desc().into_iter().cloned())
             .collect();
-        Self {
-            tracker,
-            attributor,
-            descs,
-        }
+        Self { snapshot, descs }
     }
 
     fn vecs() -> [prometheus::GaugeVec; 3] {
@@ -344,55 +325,26 @@ impl Collector for TableCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let now = clock::boottime_now();
         let [count, oldest, by_cause] = Self::vecs();
-        let tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
-        let proc_root = attributor.proc_root().to_path_buf();
-        let mut diagnoser = Diagnoser::new(&proc_root, &tracker);
-        let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
-        let mut causes: FxHashMap<([String; 3], Cause), u64> = FxHashMap::default();
-        for z in tracker.zombies() {
-            let labels = attributor.labels(z);
-            *causes
-                .entry((labels.clone(), diagnoser.diagnose(z).cause))
-                .or_default() += 1;
-            let g = groups.entry(labels).or_default();
-            g.0 += 1;
-            g.1 = g.1.max(z.age_ns(now));
-        }
-        drop(diagnoser);
-        drop(tracker);
-        drop(attributor);
-        // Bounded cardinality: the containers with the most zombies keep their own series,
-        // the rest are summed into one `_other` series.
-        let kept = cap_series(&mut groups, MAX_CONTAINER_SERIES, |a, b| {
-            a.0 += b.0;
-            a.1 = a.1.max(b.1);
-        });
-        let causes: FxHashMap<([String; 3], Cause), u64> =
-            causes
-                .into_iter()
-                .fold(FxHashMap::default(), |mut m, ((l, c), n)| {
-                    let l = if kept.as_ref().is_none_or(|k| k.contains(&l)) {
-                        l
-                    } else {
-                        other_labels()
-                    };
-                    *m.entry((l, c)).or_default() += n;
-                    m
-                });
-        for ((l, cause), n) in &causes {
+        let snapshot = current(&self.snapshot);
+        let z = &snapshot.zombies;
+        for (l, cause, n) in &z.by_cause {
             by_cause
                 .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
                 .set(*n as f64);
         }
-        if groups.is_empty() {
-            // One zero series so that sum() over the node is 0, not empty.
-            groups.insert(Default::default(), (0, 0));
-        }
-        for (labels, (n, age)) in &groups {
-            let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
-            count.with_label_values(&l).set(*n as f64);
-            oldest.with_label_values(&l).set(*age as f64 / 1e9);
+        for c in &z.containers {
+            let l = [
+                c.labels[0].as_str(),
+                c.labels[1].as_str(),
+                c.labels[2].as_str(),
+            ];
+            count.with_label_values(&l).set(c.count as f64);
+            let age = if c.count == 0 {
+                0
+            } else {
+                now.saturating_sub(c.oldest_exited_at)
+            };
+            oldest.with_label_values(&l).set(age as f64 / 1e9);
         }
         let mut out = count.collect();
         out.extend(oldest.collect());
@@ -401,11 +353,9 @@ impl Collector for TableCollector {
     }
 }
 
-/// The PID budget of the node, its pods and containers, read at scrape time.
+/// The PID budget of the node, its pods and containers, from the snapshot.
 struct BudgetCollector {
-    proc_root: PathBuf,
-    pids_root: Option<PathBuf>,
-    attributor: Arc<Mutex<Attributor>>,
+    snapshot: SnapshotRx,
     descs: Vec<Desc>,
 }
 
@@ -471,18 +421,13 @@ impl BudgetVecs {
 }
 
 impl BudgetCollector {
-    fn new(proc_root: &Path, cgroup_root: &Path, attributor: Arc<Mutex<Attributor>>) -> Self {
+    fn new(snapshot: SnapshotRx) -> Self {
         let descs = BudgetVecs::new()
             .collectors()
             .iter()
             .flat_map(|c| c.desc().into_iter().cloned())
             .collect();
-        Self {
-            proc_root: proc_root.to_path_buf(),
-            pids_root: crate::cgroups::pids_root(cgroup_root),
-            attributor,
-            descs,
-        }
+        Self { snapshot, descs }
     }
 }
 
@@ -494,19 +439,15 @@ impl Collector for BudgetCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let v = BudgetVecs::new();
         let mut out = Vec::new();
-        if let Some(node) = budget::node(&self.proc_root) {
+        let snapshot = current(&self.snapshot);
+        let budget = &snapshot.budget;
+        if let Some(node) = &budget.node {
             v.node_pids.set(node.used as f64);
             v.node_limit.set(node.limit as f64);
             out.extend(v.node_pids.collect());
             out.extend(v.node_limit.collect());
         }
-        let Some(root) = &self.pids_root else {
-            return out;
-        };
-        let cgroups = budget::pods(root);
-        let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
-        for c in &cgroups {
-            let [ns, pod, container] = attributor.for_path(&c.path).labels();
+        for (c, [ns, pod, container]) in &budget.cgroups {
             if c.container_id.is_some() {
                 let l = [ns.as_str(), pod.as_str(), container.as_str()];
                 v.container_pids.with_label_values(&l).set(c.current as f64);
@@ -521,7 +462,6 @@ impl Collector for BudgetCollector {
                 }
             }
         }
-        drop(attributor);
         for c in [
             &v.pod_pids,
             &v.pod_limit,
@@ -534,17 +474,12 @@ impl Collector for BudgetCollector {
     }
 }
 
-/// `zombie_container_init_info`: what every container's PID 1 is, from the init audit.
-/// The audit reads /proc for every container, so its result is reused for `AUDIT_TTL`.
+/// `zombie_container_init_info`: what every container's PID 1 is, from the snapshot's
+/// init audit.
 struct InitCollector {
-    proc_root: PathBuf,
-    pids_root: Option<PathBuf>,
-    attributor: Arc<Mutex<Attributor>>,
-    cache: Mutex<Option<(std::time::Instant, Vec<audit::ContainerAudit>)>>,
+    snapshot: SnapshotRx,
     descs: Vec<Desc>,
 }
-
-const AUDIT_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 const INIT_LABELS: [&str; 8] = [
     "namespace",
     "pod",
@@ -557,12 +492,9 @@ const INIT_LABELS: [&str; 8] = [
 ];
 
 impl InitCollector {
-    fn new(proc_root: &Path, cgroup_root: &Path, attributor: Arc<Mutex<Attributor>>) -> Self {
+    fn new(snapshot: SnapshotRx) -> Self {
         Self {
-            proc_root: proc_root.to_path_buf(),
-            pids_root: crate::cgroups::pids_root(cgroup_root),
-            attributor,
-            cache: Mutex::new(None),
+            snapshot,
             descs: Self::vec().desc().into_iter().cloned().collect(),
         }
     }
@@ -586,30 +518,10 @@ impl Collector for InitCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Some(root) = &self.pids_root else {
-            return Vec::new();
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache
-            .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() > AUDIT_TTL)
-        {
-            let mut audits = audit::audit(&self.proc_root, root);
-            let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
-            audit::name(&mut audits, &mut attributor);
-            *cache = Some((std::time::Instant::now(), audits));
-        }
+        let snapshot = current(&self.snapshot);
         let v = Self::vec();
-        for a in cache
-            .as_ref()
-            .map(|(_, a)| a.as_slice())
-            .unwrap_or_default()
-        {
+        for a in &snapshot.audit.containers {
             let Some(comm) = &a.pid1_comm else { continue };
-            // A container removed since the audit has no series left (one stat each).
-            if !root.join(a.cgroup_path.trim_start_matches('/')).exists() {
-                continue;
-            }
             let [ns, pod, container] = audit::labels(a);
             let kind = match a.kind {
                 Some(crate::diagnosis::ReaperKind::Init) => "init",
@@ -633,31 +545,5 @@ impl Collector for InitCollector {
             .set(1.0);
         }
         v.collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_are_capped_into_other() {
-        let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
-        for i in 0..10u64 {
-            groups.insert([String::new(), format!("pod{i}"), "c".into()], (i, i * 10));
-        }
-        let kept = cap_series(&mut groups, 4, |a, b| {
-            a.0 += b.0;
-            a.1 = a.1.max(b.1);
-        })
-        .unwrap();
-        assert_eq!(groups.len(), 4);
-        assert_eq!(kept.len(), 3);
-        // pods 9, 8, 7 keep their series; 0..=6 sum to 21 zombies, oldest 60.
-        assert_eq!(groups[&other_labels()], (21, 60));
-        assert!(groups.contains_key(&[String::new(), "pod9".into(), "c".into()]));
-        let total: u64 = groups.values().map(|v| v.0).sum();
-        assert_eq!(total, 45);
-        assert!(cap_series(&mut groups, 4, |_, _| {}).is_none());
     }
 }

@@ -47,17 +47,18 @@ pub struct Dropped {
     pub seccomp: bool,
 }
 
-/// The capabilities the running daemon keeps for a remediation mode.
+/// The capabilities the running daemon keeps; `signals`: it may signal processes
+/// (remediation on).
 ///
 /// CAP_SYS_PTRACE stays because /proc hides part of a process from a reader that may not
 /// ptrace it (PTRACE_MODE_READ): the exit code in `stat`, the `ns/pid` link, `exe`. A root
 /// reader without capabilities fails that check for every process whose permitted set is
 /// not a subset of its own, i.e. for any root process in a container. The daemon never
 /// calls ptrace; a seccomp filter makes sure of it (see [`deny_process_access`]).
-pub fn needed_after_load(remediate: crate::remediate::Mode) -> CapsHashSet {
+pub fn needed_after_load(signals: bool) -> CapsHashSet {
     let mut keep = CapsHashSet::new();
     keep.insert(Capability::CAP_SYS_PTRACE);
-    if remediate == crate::remediate::Mode::On {
+    if signals {
         keep.insert(Capability::CAP_KILL);
     }
     keep
@@ -176,19 +177,17 @@ fn thread_count() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remediate::Mode;
 
     #[test]
-    fn only_remediation_adds_a_capability_to_reading_proc() {
-        let sorted = |m| {
-            let mut v: Vec<_> = needed_after_load(m).into_iter().collect();
+    fn only_signalling_adds_a_capability_to_reading_proc() {
+        let sorted = |signals| {
+            let mut v: Vec<_> = needed_after_load(signals).into_iter().collect();
             v.sort_by_key(|c| c.index());
             v
         };
-        assert_eq!(sorted(Mode::Off), [Capability::CAP_SYS_PTRACE]);
-        assert_eq!(sorted(Mode::DryRun), [Capability::CAP_SYS_PTRACE]);
+        assert_eq!(sorted(false), [Capability::CAP_SYS_PTRACE]);
         assert_eq!(
-            sorted(Mode::On),
+            sorted(true),
             [Capability::CAP_KILL, Capability::CAP_SYS_PTRACE]
         );
     }

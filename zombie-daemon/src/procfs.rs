@@ -12,7 +12,7 @@ use ::procfs::{
 };
 
 use crate::{
-    probe::TickConverter,
+    clock::TickConverter,
     tracker::{Comm, Ns, ProcKey, Scan, ScanEntry},
 };
 

@@ -12,7 +12,7 @@
 //!   frees.
 //! - Identity is pid + start time, so a reused pid is never taken for the old process.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -76,7 +76,9 @@ pub struct Exit {
     pub flags: ExitFlags,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Everything that changes the table: what the kernel reports, and what /proc reports.
+/// [`Tracker::apply`] is the one way in.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Exit(Exit),
     /// The leader's task was freed: the process was reaped.
@@ -90,6 +92,53 @@ pub enum Event {
         target: u32,
         at: Ns,
     },
+    /// A /proc scan that started at `started`: the table is made equal to it (see
+    /// [`Tracker::apply`] and [`Applied::Reconciled`]).
+    Scanned {
+        started: Ns,
+        scan: Arc<Scan>,
+    },
+    /// /proc names a zombie's parent now: it was handed to a subreaper or its namespace's
+    /// init after its parent exited.
+    Reparented {
+        key: ProcKey,
+        ppid: u32,
+        parent_start_ticks: u64,
+        parent_comm: Comm,
+    },
+    /// The /proc sweep found the zombie gone (no entry, or one of a newer process) at `at`:
+    /// it was reaped; its free event may still be in flight.
+    Vanished {
+        key: ProcKey,
+        at: Ns,
+    },
+    /// Time passed: vanished zombies whose free has not come within `grace` were reaped
+    /// unobserved.
+    GraceElapsed {
+        now: Ns,
+        grace: Ns,
+    },
+}
+
+impl Event {
+    /// When the kernel reported it (CLOCK_BOOTTIME), None for what /proc reports.
+    pub fn kernel_time(&self) -> Option<Ns> {
+        match self {
+            Event::Exit(e) => Some(e.at),
+            Event::Free { at, .. } | Event::Wait { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The kernel event kind (`exit`, `free`, `wait`), None for what /proc reports.
+    pub fn kernel_kind(&self) -> Option<&'static str> {
+        match self {
+            Event::Exit(_) => Some("exit"),
+            Event::Free { .. } => Some("free"),
+            Event::Wait { .. } => Some("wait"),
+            _ => None,
+        }
+    }
 }
 
 /// Where an entry's facts come from.
@@ -177,6 +226,14 @@ pub enum Applied {
     /// The free of a process never seen as a zombie (exited before we started, or autoreaped).
     UnknownFree,
     Wait,
+    /// A scan was reconciled with the table.
+    Reconciled(ReconcileReport),
+    /// A zombie's parent, as /proc reports it, was recorded (false: not in the table).
+    Reparented(bool),
+    /// A zombie found gone from /proc left the table (false: it was not in the table).
+    Vanished(bool),
+    /// Vanished zombies whose free never came: reaped unobserved.
+    SettledUnobserved(usize),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -188,16 +245,6 @@ pub struct ReconcileReport {
     /// Processes in the middle of exiting that the table does not know: if their exit
     /// event was lost (or came before the daemon), only a later scan will find them.
     pub exiting_unknown: usize,
-}
-
-/// Counters since the tracker was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub exits: u64,
-    pub autoreaped: u64,
-    pub reaped: u64,
-    /// Reaps found by a resync instead of seen as an event.
-    pub reaped_unobserved: u64,
 }
 
 /// The last wait() seen from a process.
@@ -262,7 +309,8 @@ pub struct Tracker {
     by_parent: FxHashMap<u32, FxHashSet<ProcKey>>,
     tombstones: Tombstones,
     waits: FxHashMap<u32, WaitSeen>,
-    totals: Totals,
+    /// An order-independent digest of what the table shows (see [`Self::fingerprint`]).
+    fingerprint: u64,
 }
 
 /// Enough to cover the frees that arrive while a /proc scan runs (~70 ms for 5,000
@@ -283,15 +331,33 @@ impl Tracker {
             by_parent: FxHashMap::default(),
             tombstones: Tombstones::new(tombstone_capacity.max(1)),
             waits: FxHashMap::default(),
-            totals: Totals::default(),
+            fingerprint: 0,
         }
     }
 
+    /// Applies one event: the only way the table changes.
     pub fn apply(&mut self, ev: &Event) -> Applied {
         match *ev {
             Event::Exit(ref e) => self.on_exit(e),
             Event::Free { key, at } => self.on_free(key, at),
+            Event::Scanned { started, ref scan } => {
+                Applied::Reconciled(self.reconcile_scan(started, &scan.zombies, &scan.exiting))
+            }
+            Event::Reparented {
+                key,
+                ppid,
+                parent_start_ticks,
+                parent_comm,
+            } => Applied::Reparented(self.set_parent(&key, ppid, parent_start_ticks, parent_comm)),
+            Event::Vanished { key, at } => Applied::Vanished(self.vanish(&key, at)),
+            Event::GraceElapsed { now, grace } => {
+                Applied::SettledUnobserved(self.expire_vanished(now, grace))
+            }
             Event::Wait { pid, target, at } => {
+                if !self.waits.contains_key(&pid) && self.by_parent.contains_key(&pid) {
+                    // Its zombies' diagnosis changes: their parent is seen waiting.
+                    self.fingerprint ^= mix(&[u64::from(pid), 0x77a1_7000]);
+                }
                 let w = self.waits.entry(pid).or_insert(WaitSeen {
                     last_at: at,
                     last_target: target,
@@ -314,12 +380,13 @@ impl Tracker {
             return match z.source {
                 Source::Scan => {
                     // The scan saw it first; the event has the exact facts.
+                    self.fingerprint ^= digest(z);
                     z.exited_at = e.at;
                     z.source = Source::Event;
                     z.wait_status = e.wait_status;
                     z.cgroup_id = e.cgroup_id;
                     z.flags = e.flags;
-                    self.totals.exits += 1;
+                    self.fingerprint ^= digest(z);
                     Applied::Refined
                 }
                 Source::Event => Applied::Duplicate,
@@ -334,13 +401,9 @@ impl Tracker {
             }
             t.exit_seen = true;
             let latency_ns = t.freed_at.saturating_sub(e.at);
-            self.totals.exits += 1;
-            self.totals.reaped += 1;
             return Applied::ExitAfterFree { latency_ns };
         }
-        self.totals.exits += 1;
         if e.flags.autoreap {
-            self.totals.autoreaped += 1;
             // Its free will follow; remember it so a duplicate exit is recognised.
             self.tombstones.insert(
                 e.key,
@@ -383,12 +446,9 @@ impl Tracker {
             .remove(&key)
             .or_else(|| self.vanished.remove(&key).map(|(z, _)| z))
         {
-            Some(z) => {
-                self.totals.reaped += 1;
-                Applied::Reaped {
-                    latency_ns: (z.source == Source::Event).then(|| at.saturating_sub(z.exited_at)),
-                }
-            }
+            Some(z) => Applied::Reaped {
+                latency_ns: (z.source == Source::Event).then(|| at.saturating_sub(z.exited_at)),
+            },
             None => Applied::UnknownFree,
         };
         self.tombstones.insert(
@@ -454,7 +514,7 @@ impl Tracker {
     /// A zombie /proc no longer has (its pid is gone or belongs to a newer process) was
     /// reaped: it leaves the table now, and its free event, if it is only late, settles it
     /// as an ordinary reap. Returns false if it was not in the table.
-    pub fn vanish(&mut self, key: &ProcKey, now: Ns) -> bool {
+    fn vanish(&mut self, key: &ProcKey, now: Ns) -> bool {
         let Some(z) = self.remove(key) else {
             return false;
         };
@@ -465,7 +525,7 @@ impl Tracker {
     /// Vanished zombies whose free has not come within `grace` of their vanishing were
     /// reaped unobserved (the kernel never ran the free program for them): tombstoned and
     /// counted. Returns how many.
-    pub fn expire_vanished(&mut self, now: Ns, grace: Ns) -> usize {
+    fn expire_vanished(&mut self, now: Ns, grace: Ns) -> usize {
         let expired: Vec<ProcKey> = self
             .vanished
             .iter()
@@ -482,7 +542,6 @@ impl Tracker {
                 },
             );
         }
-        self.totals.reaped_unobserved += expired.len() as u64;
         expired.len()
     }
 
@@ -508,23 +567,29 @@ impl Tracker {
         for key in children {
             if let Some(z) = self.zombies.get_mut(key)
                 && (z.parent_start_ticks == start_ticks || z.parent_start_ticks == 0)
+                && !z.parent_gone
             {
+                self.fingerprint ^= digest(z);
                 z.parent_gone = true;
+                self.fingerprint ^= digest(z);
             }
         }
     }
 
     fn insert(&mut self, z: Zombie) {
         self.by_parent.entry(z.ppid).or_default().insert(z.key);
-        if let Some(old) = self.zombies.insert(z.key, z)
-            && old.ppid != z.ppid
-        {
-            self.unlink_parent(old.ppid, &old.key);
+        self.fingerprint ^= digest(&z);
+        if let Some(old) = self.zombies.insert(z.key, z) {
+            self.fingerprint ^= digest(&old);
+            if old.ppid != z.ppid {
+                self.unlink_parent(old.ppid, &old.key);
+            }
         }
     }
 
     fn remove(&mut self, key: &ProcKey) -> Option<Zombie> {
         let z = self.zombies.remove(key)?;
+        self.fingerprint ^= digest(&z);
         self.unlink_parent(z.ppid, key);
         Some(z)
     }
@@ -539,29 +604,34 @@ impl Tracker {
     }
 
     /// A zombie's parent changed (reparenting after its parent died, as read from /proc).
-    pub fn set_parent(&mut self, key: &ProcKey, ppid: u32, parent_start_ticks: u64, comm: Comm) {
+    fn set_parent(
+        &mut self,
+        key: &ProcKey,
+        ppid: u32,
+        parent_start_ticks: u64,
+        comm: Comm,
+    ) -> bool {
         let Some(z) = self.zombies.get(key).copied() else {
-            return;
+            return false;
         };
+        let gone = self.has_exited(ppid, parent_start_ticks);
+        let mut new = z;
         if z.ppid == ppid && z.parent_start_ticks == parent_start_ticks {
             // Still the parent that exited: /proc was read between its exit and its
             // exit_notify, which has yet to hand the child over. Look again next time.
-            let gone = self.has_exited(ppid, parent_start_ticks);
-            if let Some(z) = self.zombies.get_mut(key) {
-                z.parent_gone = gone;
-            }
-            return;
+            new.parent_gone = gone;
+        } else {
+            self.unlink_parent(z.ppid, key);
+            self.by_parent.entry(ppid).or_default().insert(*key);
+            new.ppid = ppid;
+            new.parent_start_ticks = parent_start_ticks;
+            new.parent_comm = comm;
+            new.parent_gone = gone;
+            new.reparented += 1;
         }
-        self.unlink_parent(z.ppid, key);
-        self.by_parent.entry(ppid).or_default().insert(*key);
-        let gone = self.has_exited(ppid, parent_start_ticks);
-        if let Some(z) = self.zombies.get_mut(key) {
-            z.ppid = ppid;
-            z.parent_start_ticks = parent_start_ticks;
-            z.parent_comm = comm;
-            z.parent_gone = gone;
-            z.reparented += 1;
-        }
+        self.fingerprint ^= digest(&z) ^ digest(&new);
+        self.zombies.insert(*key, new);
+        true
     }
 
     /// Makes the table equal to a /proc scan that started at `scan_started`.
@@ -570,12 +640,8 @@ impl Tracker {
     /// only if it exited before the scan started (a zombie then would have been listed); a
     /// scanned zombie is added only if its free has not been seen. An exit event that arrives
     /// after the scan added the same process refines it (see `Applied::Refined`).
-    pub fn reconcile(&mut self, scan_started: Ns, scan: &[ScanEntry]) -> ReconcileReport {
-        self.reconcile_scan(scan_started, scan, &[])
-    }
-
-    /// [`Self::reconcile`] with a [`Scan`]: a process still exiting is not taken for reaped.
-    pub fn reconcile_scan(
+    /// A process still exiting is not taken for reaped.
+    fn reconcile_scan(
         &mut self,
         scan_started: Ns,
         scan: &[ScanEntry],
@@ -605,7 +671,6 @@ impl Tracker {
                     exit_seen: true,
                 },
             );
-            self.totals.reaped_unobserved += 1;
             report.removed += 1;
         }
         for e in scan {
@@ -673,8 +738,30 @@ impl Tracker {
         self.waits.get(&pid)
     }
 
-    pub fn totals(&self) -> Totals {
-        self.totals
+    /// A copy of what readers need: the zombies, and which of their parents were seen
+    /// waiting. The event loop hands it to a snapshot build off the loop.
+    pub fn table(&self) -> Table {
+        let zombies: Vec<Zombie> = self.zombies.values().copied().collect();
+        let waited = self
+            .by_parent
+            .keys()
+            .copied()
+            .filter(|ppid| self.waits.contains_key(ppid))
+            .collect();
+        Table {
+            zombies,
+            waited,
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    /// A digest of everything the table shows (its zombies, their parents and whether
+    /// those were seen waiting), independent of the order of changes: equal fingerprints
+    /// mean nothing a reader sees has changed, so a published view of the table is current.
+    /// (A 64-bit digest: two different tables share one with negligible probability, and
+    /// the next change corrects it.)
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The oldest zombie's age, or 0 with none.
@@ -687,11 +774,151 @@ impl Tracker {
     }
 }
 
+/// A copy of the table for readers (see [`Tracker::table`]).
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub zombies: Vec<Zombie>,
+    /// Parents of zombies that were seen calling wait().
+    pub waited: FxHashSet<u32>,
+    pub fingerprint: u64,
+}
+
+/// A 64-bit mix of words (splitmix64 steps), for [`Tracker::fingerprint`].
+fn mix(words: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for &w in words {
+        h = (h ^ w).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// A zombie's contribution to the fingerprint: everything a reader sees of it.
+fn digest(z: &Zombie) -> u64 {
+    let comm = |c: &Comm| u64::from_le_bytes(c.0[..8].try_into().expect("8 bytes"));
+    mix(&[
+        u64::from(z.key.pid),
+        z.key.start_ticks,
+        z.exited_at,
+        u64::from(z.ppid) | (u64::from(z.reparented) << 32),
+        z.parent_start_ticks,
+        comm(&z.parent_comm),
+        u64::from(z.wait_status)
+            | (u64::from(z.parent_gone) << 32)
+            | ((z.source == Source::Scan) as u64) << 33,
+        z.cgroup_id,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: Ns = 1_000_000;
+
+    /// What the daemon counts from the results of `apply` (see `Metrics::record`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    struct Totals {
+        exits: u64,
+        autoreaped: u64,
+        reaped: u64,
+        reaped_unobserved: u64,
+    }
+
+    impl Totals {
+        fn add(&mut self, a: Applied) {
+            match a {
+                Applied::Zombie | Applied::Refined => self.exits += 1,
+                Applied::Autoreaped => {
+                    self.exits += 1;
+                    self.autoreaped += 1;
+                }
+                Applied::Reaped { .. } => self.reaped += 1,
+                Applied::ExitAfterFree { .. } => {
+                    self.exits += 1;
+                    self.reaped += 1;
+                }
+                Applied::SettledUnobserved(n) => self.reaped_unobserved += n as u64,
+                _ => {}
+            }
+        }
+    }
+
+    /// The tracker as the daemon drives it: every change an event through `apply`, and the
+    /// totals counted from what `apply` returned.
+    #[derive(Default)]
+    struct Tracker {
+        t: super::Tracker,
+        totals: Totals,
+    }
+
+    impl std::ops::Deref for Tracker {
+        type Target = super::Tracker;
+        fn deref(&self) -> &super::Tracker {
+            &self.t
+        }
+    }
+
+    impl Tracker {
+        fn new(tombstones: usize) -> Self {
+            Self {
+                t: super::Tracker::new(tombstones),
+                totals: Totals::default(),
+            }
+        }
+
+        fn apply(&mut self, ev: &Event) -> Applied {
+            let a = self.t.apply(ev);
+            self.totals.add(a);
+            a
+        }
+
+        fn totals(&self) -> Totals {
+            self.totals
+        }
+
+        fn reconcile(&mut self, started: Ns, zombies: &[ScanEntry]) -> ReconcileReport {
+            self.reconcile_scan(started, zombies, &[])
+        }
+
+        fn reconcile_scan(
+            &mut self,
+            started: Ns,
+            zombies: &[ScanEntry],
+            exiting: &[(ProcKey, bool)],
+        ) -> ReconcileReport {
+            let scan = Arc::new(Scan {
+                zombies: zombies.to_vec(),
+                exiting: exiting.to_vec(),
+            });
+            match self.apply(&Event::Scanned { started, scan }) {
+                Applied::Reconciled(r) => r,
+                a => panic!("a scan applied as {a:?}"),
+            }
+        }
+
+        fn vanish(&mut self, key: &ProcKey, at: Ns) -> bool {
+            self.apply(&Event::Vanished { key: *key, at }) == Applied::Vanished(true)
+        }
+
+        fn expire_vanished(&mut self, now: Ns, grace: Ns) -> usize {
+            match self.apply(&Event::GraceElapsed { now, grace }) {
+                Applied::SettledUnobserved(n) => n,
+                a => panic!("grace applied as {a:?}"),
+            }
+        }
+
+        fn set_parent(&mut self, key: &ProcKey, ppid: u32, parent_start_ticks: u64, comm: Comm) {
+            self.apply(&Event::Reparented {
+                key: *key,
+                ppid,
+                parent_start_ticks,
+                parent_comm: comm,
+            });
+        }
+    }
 
     fn key(pid: u32, start: u64) -> ProcKey {
         ProcKey {
@@ -832,7 +1059,6 @@ mod tests {
         );
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(&key(101, 5)).unwrap().source, Source::Event);
-        assert_eq!(t.totals().reaped_unobserved, 1);
         // A late free for the removed one is a duplicate, not an error.
         assert_eq!(t.apply(&free(100, 5, 11 * MS)), Applied::Duplicate);
     }

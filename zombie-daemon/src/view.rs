@@ -13,7 +13,7 @@ use crate::{
     clock::WallClock,
     diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
     status::WaitStatus,
-    tracker::{Ns, Source, Tracker, Zombie},
+    tracker::{Ns, Source, Table, Zombie},
 };
 
 /// One object of the `/zombies` array. Field names are a public contract: add, never rename.
@@ -167,6 +167,12 @@ impl Attributor {
         a
     }
 
+    /// The generation of the runtime's names (0 without a runtime): labels made under an
+    /// older one may lack names the runtime has since reported.
+    pub fn names_generation(&self) -> u64 {
+        self.names.as_ref().map_or(0, |n| n.generation())
+    }
+
     pub fn cgroups(&self) -> &CgroupResolver {
         &self.cgroups
     }
@@ -223,16 +229,17 @@ pub fn view(
 /// Diagnoses zombies, reading each distinct parent from /proc once.
 pub struct Diagnoser<'a> {
     proc_root: &'a Path,
-    tracker: &'a Tracker,
+    /// Parents seen calling wait().
+    waited: &'a rustc_hash::FxHashSet<u32>,
     show_cmdlines: bool,
     cache: FxHashMap<u32, Diagnosis>,
 }
 
 impl<'a> Diagnoser<'a> {
-    pub fn new(proc_root: &'a Path, tracker: &'a Tracker) -> Self {
+    pub fn new(proc_root: &'a Path, waited: &'a rustc_hash::FxHashSet<u32>) -> Self {
         Self {
             proc_root,
-            tracker,
+            waited,
             show_cmdlines: false,
             cache: FxHashMap::default(),
         }
@@ -249,7 +256,7 @@ impl<'a> Diagnoser<'a> {
             return d.clone();
         }
         let facts = ReaperFacts::read(self.proc_root, z.ppid);
-        let waited = self.tracker.last_wait(z.ppid).is_some();
+        let waited = self.waited.contains(&z.ppid);
         let mut d = diagnosis::diagnose(facts.as_ref(), waited, true);
         if let (Some(r), Some(f)) = (d.reaper.as_mut(), facts.as_ref()) {
             r.cmdline = shown_cmdline(&f.cmdline, self.show_cmdlines);
@@ -259,18 +266,18 @@ impl<'a> Diagnoser<'a> {
     }
 }
 
-/// Every current zombie, oldest first.
+/// Every zombie of a copy of the table, oldest first, attributed and diagnosed.
 pub fn snapshot(
-    tracker: &Tracker,
+    table: &Table,
     attributor: &mut Attributor,
     now: Ns,
     wall: &WallClock,
 ) -> Vec<ZombieView> {
-    let mut zombies: Vec<&Zombie> = tracker.zombies().collect();
+    let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
     zombies.sort_by_key(|z| (z.exited_at, z.key));
     let proc_root = attributor.proc_root().to_path_buf();
     let mut diagnoser =
-        Diagnoser::new(&proc_root, tracker).show_cmdlines(attributor.show_cmdlines());
+        Diagnoser::new(&proc_root, &table.waited).show_cmdlines(attributor.show_cmdlines());
     zombies
         .into_iter()
         .map(|z| {

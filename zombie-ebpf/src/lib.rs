@@ -228,6 +228,16 @@ pub mod counters {
     const _: () = assert!(LEN <= STRIDE);
 }
 
+/// The slots of the `CONTROL` array, which userspace writes through a shared mapping and
+/// the programs read.
+pub mod control {
+    /// Non-zero: the consumer sleeps until woken (it stopped draining on a timer because no
+    /// event came for a while). The next program to submit an event forces a wakeup and
+    /// clears it, so an idle daemon wakes at once for the next event without a timer.
+    pub const ASLEEP: u32 = 0;
+    pub const LEN: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,62 @@ impl Counters {
     }
 }
 
+/// The `CONTROL` array, mapped read-write: flags the programs read (see
+/// [`zombie_ebpf::control`]). Written with plain stores to shared memory, so it works after
+/// the capability drop on every kernel, like [`Counters`].
+pub struct Control {
+    base: NonNull<u64>,
+    bytes: usize,
+    _map: MapData,
+}
+
+// SAFETY: as for Counters; writes are volatile stores of aligned u64s.
+unsafe impl Send for Control {}
+
+impl Control {
+    pub fn map(map: MapData) -> io::Result<Self> {
+        let bytes = super::page_size() as usize;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a fresh shared read-write mapping of the map's value area (one page holds
+        // its `control::LEN` u64s); the kernel fails it on a map that is not mmapable.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
+            bytes,
+            _map: map,
+        })
+    }
+
+    /// Sets slot `index` (ignored past the slots).
+    pub fn set(&self, index: u32, value: u64) {
+        if index >= zombie_ebpf::control::LEN {
+            return;
+        }
+        // SAFETY: in bounds of the mapping; volatile because the programs read it.
+        unsafe { std::ptr::write_volatile(self.base.as_ptr().add(index as usize), value) };
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
+}
+
 /// The map's size for `cpus` possible CPUs.
 pub fn slots(cpus: u32) -> u32 {
     cpus.max(1) * STRIDE

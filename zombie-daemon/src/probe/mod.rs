@@ -18,6 +18,7 @@ use zombie_ebpf::{EventKind, Offsets, RawEvent, flags};
 
 use crate::tracker::{Comm, Event, Exit, ExitFlags, ProcKey};
 
+pub use crate::clock::TickConverter;
 pub use offsets::TRACEPOINTS;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zombie-ebpf.o"));
@@ -83,6 +84,7 @@ pub struct Probe {
     // Field order matters: the ring buffer and counters before the object that owns the links.
     ring: AsyncFd<RingBuf<MapData>>,
     counters: counters::Counters,
+    control: counters::Control,
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     attached: usize,
     _ebpf: Ebpf,
@@ -167,9 +169,15 @@ impl Probe {
         };
         let counters = counters::Counters::map(counters, cpus)
             .map_err(|e| ProbeError::Map("COUNTERS", format!("cannot map it into memory: {e}")))?;
+        let Some(Map::Array(control)) = ebpf.take_map("CONTROL") else {
+            return Err(ProbeError::Map("CONTROL", "missing or not an array".into()));
+        };
+        let control = counters::Control::map(control)
+            .map_err(|e| ProbeError::Map("CONTROL", format!("cannot map it into memory: {e}")))?;
         Ok(Self {
             ring,
             counters,
+            control,
             logger,
             attached,
             _ebpf: ebpf,
@@ -207,6 +215,13 @@ impl Probe {
         }
     }
 
+    /// Asleep: the programs wake the consumer at the next event instead of leaving it to
+    /// a drain timer (see [`zombie_ebpf::control::ASLEEP`]). The first event clears it.
+    pub fn set_consumer_asleep(&self, asleep: bool) {
+        self.control
+            .set(zombie_ebpf::control::ASLEEP, u64::from(asleep));
+    }
+
     /// Kernel-side counters: (events lost to a full ring buffer, failed kernel reads). Both
     /// mean events are missing and the table needs a resync.
     pub fn counters(&self) -> (u64, u64) {
@@ -214,37 +229,6 @@ impl Probe {
             self.counters.get(zombie_ebpf::counters::LOST),
             self.counters.get(zombie_ebpf::counters::READ_ERRORS),
         )
-    }
-}
-
-/// Converts kernel start times (ns) to the tick resolution /proc uses, so that both sources
-/// give the same process key.
-#[derive(Clone, Copy, Debug)]
-pub struct TickConverter {
-    ns_per_tick: u64,
-}
-
-impl TickConverter {
-    pub fn new(ticks_per_second: u64) -> Self {
-        Self {
-            ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
-        }
-    }
-
-    pub fn from_system() -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        Self::new(if hz > 0 { hz as u64 } else { 100 })
-    }
-
-    /// /proc's `starttime` is `start_boottime / (NSEC_PER_SEC / USER_HZ)`, rounded down.
-    pub fn ticks(&self, ns: u64) -> u64 {
-        ns / self.ns_per_tick
-    }
-
-    /// Saturates: a `starttime` read from a corrupt /proc must not overflow.
-    pub fn ns(&self, ticks: u64) -> u64 {
-        ticks.saturating_mul(self.ns_per_tick)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
@@ -81,7 +81,8 @@ pub struct Remediator {
     proc_root: PathBuf,
     names: Option<Arc<NameCache>>,
     cri: Option<CriClient>,
-    pub history: Arc<Mutex<VecDeque<Decision>>>,
+    /// The last [`HISTORY_LIMIT`] decisions, oldest first.
+    history: VecDeque<Decision>,
 }
 
 impl Remediator {
@@ -90,15 +91,19 @@ impl Remediator {
         proc_root: &Path,
         names: Option<Arc<NameCache>>,
         cri: Option<CriClient>,
-        history: Arc<Mutex<VecDeque<Decision>>>,
     ) -> Self {
         Self {
             engine,
             proc_root: proc_root.to_path_buf(),
             names,
             cri,
-            history,
+            history: VecDeque::new(),
         }
+    }
+
+    /// The recent decisions, oldest first (what `/remediations` shows).
+    pub fn history(&self) -> &VecDeque<Decision> {
+        &self.history
     }
 
     /// Builds the targets from a snapshot (blocking: reads /proc).
@@ -125,12 +130,11 @@ impl Remediator {
             }
             log(d);
         }
-        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for d in &decisions {
-            if h.len() >= HISTORY_LIMIT {
-                h.pop_front();
+            if self.history.len() >= HISTORY_LIMIT {
+                self.history.pop_front();
             }
-            h.push_back(d.clone());
+            self.history.push_back(d.clone());
         }
         decisions
     }

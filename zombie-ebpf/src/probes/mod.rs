@@ -10,7 +10,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, RingBuf},
 };
-use zombie_ebpf::{Offsets, RawEvent, counters};
+use zombie_ebpf::{Offsets, RawEvent, control, counters};
 
 /// Filled in by userspace at load time (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -28,6 +28,11 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// array.
 #[map]
 static COUNTERS: Array<u64> = Array::with_max_entries(counters::STRIDE, BPF_F_MMAPABLE);
+
+/// Userspace's flags for the programs (see [`zombie_ebpf::control`]), in an array it maps
+/// into its memory and writes without a bpf() call.
+#[map]
+static CONTROL: Array<u64> = Array::with_max_entries(control::LEN, BPF_F_MMAPABLE);
 
 /// Last time each process's wait was reported, to report a busy waiter once per window.
 #[map]
@@ -63,9 +68,20 @@ pub(crate) fn read_into<T>(dst: *mut T, base: *const u8, off: u32) -> Result<(),
     if ret == 0 { Ok(()) } else { Err(ret as i32) }
 }
 
-/// Wakeup flags for a submit: wake the consumer only once `wakeup_bytes` are pending.
+/// Wakeup flags for a submit: wake the consumer only once `wakeup_bytes` are pending (it
+/// drains on a timer meanwhile), or at once when it sleeps (see [`control::ASLEEP`]).
 #[inline(always)]
 pub(crate) fn wakeup_flags(wakeup_bytes: u64) -> u64 {
+    if let Some(asleep) = CONTROL.get_ptr_mut(control::ASLEEP) {
+        // SAFETY: the map's own value slot; userspace writes it concurrently, hence the
+        // volatile accesses. Two CPUs may both see it set: one extra wakeup, harmless.
+        unsafe {
+            if core::ptr::read_volatile(asleep) != 0 {
+                core::ptr::write_volatile(asleep, 0);
+                return BPF_RB_FORCE_WAKEUP as u64;
+            }
+        }
+    }
     (if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
         BPF_RB_FORCE_WAKEUP
     } else {

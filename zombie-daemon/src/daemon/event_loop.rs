@@ -1,0 +1,481 @@
+//! The event loop: the one owner of the zombie table.
+//!
+//! It drains the ring buffer and applies every change to the table through
+//! [`Tracker::apply`]: the kernel's events, and what /proc reports (resync scans, new
+//! parents of reparented zombies, zombies found gone). /proc is read on the blocking pool
+//! while events keep flowing, and the result comes back as events. After a batch that
+//! changed what readers see, a snapshot is built off the loop and published (see
+//! [`super::publish`]).
+//!
+//! Idle, it costs next to nothing: with no event for [`IDLE_AFTER`] it stops draining on a
+//! timer and asks the programs to wake it at the next event (see
+//! [`Probe::set_consumer_asleep`]), waking on its own only every [`IDLE_WAKE`] for the
+//! heartbeat and the periodic work.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{signal::unix::SignalKind, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use crate::{
+    clock::{self, TickConverter},
+    health::Health,
+    metrics::Metrics,
+    probe::Probe,
+    procfs::{ProcFs, ScanError},
+    snapshot::Demand,
+    tracker::{Applied, Event, Ns, ProcKey, Scan, Tracker},
+};
+
+use super::{RunConfig, publish::Publisher};
+
+/// Losses are checked after every drain; a resync starts at most once per `RESYNC_MIN_GAP`.
+const RESYNC_MIN_GAP: Duration = Duration::from_secs(1);
+/// Reparented zombies' parents are read, and old zombies checked for existence, this often
+/// (when there are any).
+const PROC_CHECK: Duration = Duration::from_secs(1);
+/// Reparented zombies re-read per check, to bound the time a check spends in /proc.
+const PARENT_REFRESH_BATCH: usize = 512;
+/// Zombies checked for existence per check (see [`Tracker::sweep_batch`]), and how old they
+/// must be.
+const SWEEP_BATCH: usize = 512;
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
+/// How long a free event may come after the sweep found its zombie gone from /proc and
+/// still count as an ordinary reap: the free fires an RCU grace period after wait() and is
+/// drained on a timer, and under heavy churn both stretch to hundreds of milliseconds.
+const VANISH_GRACE: Duration = Duration::from_secs(2);
+/// With no event for this long the loop stops draining on a timer and sleeps until the
+/// programs wake it.
+const IDLE_AFTER: Duration = Duration::from_millis(500);
+/// Asleep, the loop still wakes this often: the heartbeat, periodic work, and a bound on
+/// how long an event can wait if its wakeup raced with falling asleep.
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+
+/// Why the table is rebuilt from /proc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResyncReason {
+    Startup,
+    LostEvents,
+    Periodic,
+    /// A scan found processes in the middle of exiting that the table did not know.
+    Exiting,
+}
+
+impl ResyncReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::LostEvents => "lost_events",
+            Self::Periodic => "periodic",
+            Self::Exiting => "exiting",
+        }
+    }
+}
+
+type ScanTask = JoinHandle<(Result<Scan, ScanError>, Duration)>;
+
+/// A resync in flight: when it started and why.
+struct Resync {
+    started: Ns,
+    reason: ResyncReason,
+    task: ScanTask,
+}
+
+pub(super) struct EventLoop {
+    cfg: RunConfig,
+    procfs: ProcFs,
+    v2_root: Option<PathBuf>,
+    ticks: TickConverter,
+    tracker: Tracker,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    publisher: Publisher,
+    demand: Arc<Demand>,
+    batch: Vec<Event>,
+    /// Incremented with every batch of changes applied (to tell which a snapshot includes).
+    seq: u64,
+    lost_seen: u64,
+    errors_seen: u64,
+    resync: Option<Resync>,
+    pending_resync: Option<ResyncReason>,
+    last_resync_start: Option<Ns>,
+    /// Ready once a snapshot with at least this change is published (the startup scan's).
+    ready_at_seq: Option<u64>,
+    /// The /proc check of reparented and possibly reaped zombies, in flight.
+    check: Option<JoinHandle<Vec<Event>>>,
+    last_check: Ns,
+    sweep_from: usize,
+    last_event: Ns,
+    asleep: bool,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        cfg: RunConfig,
+        ticks: TickConverter,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        publisher: Publisher,
+        demand: Arc<Demand>,
+    ) -> Self {
+        let now = clock::boottime_now();
+        Self {
+            procfs: ProcFs::new(&cfg.proc_root, ticks),
+            v2_root: crate::cgroups::detect(&cfg.cgroup_root).1,
+            cfg,
+            ticks,
+            tracker: Tracker::default(),
+            metrics,
+            health,
+            publisher,
+            demand,
+            batch: Vec::with_capacity(4096),
+            seq: 0,
+            lost_seen: 0,
+            errors_seen: 0,
+            resync: None,
+            pending_resync: None,
+            last_resync_start: None,
+            ready_at_seq: None,
+            check: None,
+            last_check: now,
+            sweep_from: 0,
+            last_event: now,
+            asleep: false,
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub(super) async fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+        let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
+        (self.lost_seen, self.errors_seen) = probe.counters();
+        self.resync = Some(self.start_resync(ResyncReason::Startup));
+
+        loop {
+            let wake = self.next_wake(clock::boottime_now());
+            let (resync, check, publisher) =
+                (&mut self.resync, &mut self.check, &mut self.publisher);
+            let demand = self.demand.clone();
+            let (resyncing, checking, building) =
+                (resync.is_some(), check.is_some(), publisher.in_flight());
+            tokio::select! {
+                _ = probe.readable() => {}
+                _ = tokio::time::sleep(wake) => {}
+                () = demand.asked() => {}
+                r = async { (&mut resync.as_mut().expect("guarded").task).await }, if resyncing => {
+                    let Resync { started, reason, .. } = self.resync.take().expect("guarded");
+                    // Apply everything queued up to now first, so the table is current.
+                    self.drain(probe);
+                    self.finish_resync(started, reason, r);
+                    self.last_resync_start = Some(started);
+                }
+                r = async { check.as_mut().expect("guarded").await }, if checking => {
+                    self.check = None;
+                    self.drain(probe);
+                    match r {
+                        Ok(events) => {
+                            for ev in &events {
+                                self.apply(ev);
+                            }
+                            self.seq += 1;
+                        }
+                        Err(e) => warn!("the /proc check task failed: {e}"),
+                    }
+                }
+                () = publisher.finished(), if building => {
+                    if let Some(at) = self.ready_at_seq
+                        && self.publisher.published_seq().is_some_and(|s| s >= at)
+                    {
+                        self.ready_at_seq = None;
+                        self.health.set_ready(true);
+                        info!("ready");
+                    }
+                }
+                _ = sigterm.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
+                _ = sigint.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
+            }
+            let drained = self.drain(probe);
+            let now = clock::boottime_now();
+            self.health.beat(now);
+            self.pace(probe, drained, now);
+            self.check_losses(probe, now);
+            self.maybe_resync(now);
+            self.maybe_check(now);
+            if self.tracker.vanished_len() > 0 {
+                self.apply(&Event::GraceElapsed {
+                    now,
+                    grace: VANISH_GRACE.as_nanos() as u64,
+                });
+            }
+            self.publisher
+                .maybe_start(&self.tracker, &self.demand, now, self.seq);
+        }
+    }
+
+    /// How long to sleep at most before the next iteration.
+    fn next_wake(&self, now: Ns) -> Duration {
+        let mut wake = if self.asleep {
+            IDLE_WAKE
+        } else {
+            self.cfg.drain_interval
+        };
+        if let Some(at) = self.publisher.next_start(&self.tracker, &self.demand) {
+            wake = wake.min(Duration::from_nanos(at.saturating_sub(now)));
+        }
+        wake
+    }
+
+    /// Drains on a timer while events flow; asleep after [`IDLE_AFTER`] without one.
+    fn pace(&mut self, probe: &mut Probe, drained: usize, now: Ns) {
+        if drained > 0 {
+            self.last_event = now;
+            if self.asleep {
+                self.asleep = false;
+                probe.set_consumer_asleep(false);
+            }
+        } else if !self.asleep
+            && now.saturating_sub(self.last_event) >= IDLE_AFTER.as_nanos() as u64
+        {
+            self.asleep = true;
+            probe.set_consumer_asleep(true);
+            // An event submitted just before the flag was seen did not wake us: take it now.
+            if self.drain(probe) > 0 {
+                self.asleep = false;
+                probe.set_consumer_asleep(false);
+                self.last_event = now;
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: &Event) -> Applied {
+        let applied = self.tracker.apply(ev);
+        self.metrics.record(ev, applied);
+        applied
+    }
+
+    /// Applies every pending kernel event to the table; returns how many.
+    fn drain(&mut self, probe: &mut Probe) -> usize {
+        let bad = probe.drain(&mut self.batch, &self.ticks);
+        if bad > 0 {
+            warn!(records = bad, "malformed ring-buffer records skipped");
+        }
+        let n = self.batch.len();
+        if n == 0 {
+            return 0;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let now = clock::boottime_now();
+        for ev in &batch {
+            if let Some(at) = ev.kernel_time() {
+                self.metrics
+                    .event_delay
+                    .observe(now.saturating_sub(at) as f64 / 1e9);
+            }
+            self.apply(ev);
+        }
+        self.batch = batch;
+        self.batch.clear();
+        self.seq += 1;
+        n
+    }
+
+    /// Lost or unreadable events mean the table may be wrong: resync. Losses only happen
+    /// while events flow, so checking after each iteration is enough.
+    fn check_losses(&mut self, probe: &mut Probe, now: Ns) {
+        let (lost, errors) = probe.counters();
+        if lost > self.lost_seen || errors > self.errors_seen {
+            probe.flush_logs();
+            warn!(
+                lost = lost - self.lost_seen,
+                read_errors = errors - self.errors_seen,
+                "kernel events were lost; resyncing from /proc"
+            );
+            self.metrics.events_lost.inc_by(lost - self.lost_seen);
+            self.metrics.read_errors.inc_by(errors - self.errors_seen);
+            self.lost_seen = lost;
+            self.errors_seen = errors;
+            self.pending_resync = Some(ResyncReason::LostEvents);
+        }
+        if !self.cfg.resync_interval.is_zero()
+            && self.pending_resync.is_none()
+            && self.last_resync_start.is_some_and(|t| {
+                now.saturating_sub(t) >= self.cfg.resync_interval.as_nanos() as u64
+            })
+        {
+            self.pending_resync = Some(ResyncReason::Periodic);
+        }
+    }
+
+    fn maybe_resync(&mut self, now: Ns) {
+        if self.resync.is_none()
+            && let Some(reason) = self.pending_resync
+            && self
+                .last_resync_start
+                .is_none_or(|t| now.saturating_sub(t) >= RESYNC_MIN_GAP.as_nanos() as u64)
+        {
+            self.pending_resync = None;
+            self.resync = Some(self.start_resync(reason));
+        }
+    }
+
+    fn start_resync(&self, reason: ResyncReason) -> Resync {
+        let started = clock::boottime_now();
+        let procfs = self.procfs.clone();
+        let v2_root = self.v2_root.clone();
+        debug!(reason = reason.as_str(), "resync from /proc started");
+        let task = tokio::task::spawn_blocking(move || {
+            let t0 = std::time::Instant::now();
+            let result = procfs.scan(started, |pid| {
+                crate::cgroups::id_of_pid(procfs.root(), v2_root.as_deref(), pid)
+            });
+            (result, t0.elapsed())
+        });
+        Resync {
+            started,
+            reason,
+            task,
+        }
+    }
+
+    /// Applies a finished scan, and asks for a follow-up scan if one is needed.
+    fn finish_resync(
+        &mut self,
+        started: Ns,
+        reason: ResyncReason,
+        result: Result<(Result<Scan, ScanError>, Duration), tokio::task::JoinError>,
+    ) {
+        let (scan, took) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("the /proc scan task failed: {e}");
+                return;
+            }
+        };
+        self.metrics.scan_seconds.observe(took.as_secs_f64());
+        let scan = match scan {
+            Ok(scan) => Arc::new(scan),
+            Err(e) => {
+                warn!("resync from /proc failed: {e}");
+                return;
+            }
+        };
+        let zombies_in_proc = scan.zombies.len();
+        let Applied::Reconciled(report) = self.apply(&Event::Scanned { started, scan }) else {
+            unreachable!("a scan is reconciled")
+        };
+        self.seq += 1;
+        self.publisher.want_table();
+        self.metrics
+            .resyncs
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        info!(
+            reason = reason.as_str(),
+            zombies_in_proc,
+            added = report.added,
+            removed = report.removed,
+            exiting_unknown = report.exiting_unknown,
+            took_ms = took.as_millis() as u64,
+            "resynced from /proc"
+        );
+        if reason == ResyncReason::Startup {
+            self.ready_at_seq = Some(self.seq);
+        }
+        // One follow-up, not a chain: a process stuck in its exit (D state) would otherwise
+        // bring a scan every second.
+        if report.exiting_unknown > 0 && reason != ResyncReason::Exiting {
+            self.pending_resync.get_or_insert(ResyncReason::Exiting);
+        }
+    }
+
+    /// Every [`PROC_CHECK`], when the table has candidates: reads the new parents of
+    /// zombies whose parent exited, and checks that zombies that could have been reaped
+    /// unseen still exist, on the blocking pool. What it finds comes back as events.
+    ///
+    /// The sweep is part of the design, not a workaround: the reap is seen at
+    /// `sched_process_free`, and on some kernels no program on that tracepoint runs at all
+    /// for a whole RCU callback batch (3 to 133 consecutive pids), with nothing counted
+    /// anywhere (no run count, no recursion miss, no ring-buffer loss). Without the sweep
+    /// such a reaped zombie would stay in the table until the next periodic resync.
+    /// Candidates are zombies whose parent waited since they exited or whose parent exited
+    /// (see [`Tracker::sweep_batch`]), 512 a check at the most, a /proc stat read each. One
+    /// found gone leaves the table at once; its free may still be in flight (an RCU grace
+    /// period plus the drain interval), so it counts as reaped unobserved only after
+    /// [`VANISH_GRACE`].
+    fn maybe_check(&mut self, now: Ns) {
+        if self.check.is_some()
+            || self.tracker.is_empty()
+            || now.saturating_sub(self.last_check) < PROC_CHECK.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_check = now;
+        let parents: Vec<ProcKey> = self
+            .tracker
+            .parent_gone()
+            .take(PARENT_REFRESH_BATCH)
+            .map(|z| z.key)
+            .collect();
+        let (sweep, next) = self.tracker.sweep_batch(
+            self.sweep_from,
+            now.saturating_sub(SWEEP_MIN_AGE.as_nanos() as u64),
+            self.cfg.probe.wait_dedup.as_nanos() as u64,
+            SWEEP_BATCH,
+        );
+        self.sweep_from = next;
+        if parents.is_empty() && sweep.is_empty() {
+            return;
+        }
+        let procfs = self.procfs.clone();
+        self.check = Some(tokio::task::spawn_blocking(move || {
+            check_proc(&procfs, &parents, &sweep, now)
+        }));
+    }
+}
+
+/// What /proc says of `parents` (zombies whose parent exited: who is their parent now) and
+/// of `sweep` (zombies that may have been reaped unseen: are they still there), as events.
+fn check_proc(procfs: &ProcFs, parents: &[ProcKey], sweep: &[ProcKey], now: Ns) -> Vec<Event> {
+    let mut events = Vec::new();
+    for key in parents {
+        let Some(me) = procfs.info(key.pid) else {
+            continue;
+        };
+        if me.key != *key {
+            continue; // already reaped; the free event settles it
+        }
+        let parent = procfs.info(me.ppid);
+        let (start, comm) = parent.map_or((0, Default::default()), |p| (p.key.start_ticks, p.comm));
+        events.push(Event::Reparented {
+            key: *key,
+            ppid: me.ppid,
+            parent_start_ticks: start,
+            parent_comm: comm,
+        });
+    }
+    // Gone: no /proc/<pid> at all, or one that belongs to a newer process. A /proc entry
+    // that cannot be read or parsed right now proves nothing and is left for a later pass.
+    let mut vanished = 0;
+    for key in sweep {
+        let gone = match procfs.info(key.pid) {
+            Some(p) => p.key != *key,
+            None => procfs
+                .root()
+                .join(key.pid.to_string())
+                .symlink_metadata()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
+        };
+        if gone {
+            vanished += 1;
+            events.push(Event::Vanished { key: *key, at: now });
+        }
+    }
+    if vanished > 0 {
+        debug!(
+            zombies = vanished,
+            "gone from /proc before their free event; out of the table"
+        );
+    }
+    events
+}

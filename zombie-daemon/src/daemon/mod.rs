@@ -1,0 +1,183 @@
+//! `zombie-daemon run`: wires the probe, the event loop that owns the table, the snapshot
+//! it publishes, the HTTP API and the remediation loop together.
+//!
+//! Ownership, top to bottom: the event loop ([`event_loop`]) alone owns the tracker and,
+//! through the snapshot builder it lends to the blocking pool ([`publish`]), the
+//! attributor. Everything else reads the published `Arc<Snapshot>`: the HTTP handlers,
+//! the metric collectors and the remediation loop ([`remediation`]).
+
+mod event_loop;
+mod publish;
+mod remediation;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    attribution::names::{self, NameCache},
+    health::Health,
+    metrics::Metrics,
+    probe::{Probe, ProbeConfig, TickConverter},
+    remediate::Mode,
+    snapshot::{Builder, Demand, Snapshot},
+    view::Attributor,
+};
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub listen: SocketAddr,
+    pub proc_root: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub probe: ProbeConfig,
+    /// The CRI socket (`unix:///...`); None: look for a well-known one.
+    pub runtime_endpoint: Option<String>,
+    /// How long a container that vanished from the runtime keeps its names.
+    pub names_grace: Duration,
+    /// How often pending events are drained when the kernel has not asked for a wakeup.
+    pub drain_interval: Duration,
+    /// A full /proc resync this often, as a safety net (zero: never).
+    pub resync_interval: Duration,
+    pub remediate: crate::remediate::Mode,
+    pub policy: crate::remediate::Policy,
+    /// Full command lines in /zombies and /audit (`--show-cmdlines`); else redacted.
+    pub show_cmdlines: bool,
+}
+
+pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    // The HTTP connection cap is derived from this limit.
+    let open_files = crate::http::raise_open_files_limit();
+    match &open_files.error {
+        None => info!(
+            soft_before = ?open_files.soft_before,
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "open files limit (RLIMIT_NOFILE): soft raised to hard"
+        ),
+        Some(e) => warn!(
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "cannot raise the open files limit (RLIMIT_NOFILE) to its hard limit: {e}"
+        ),
+    }
+    let listener = crate::http::bind(cfg.listen)
+        .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
+    let local = listener.local_addr()?;
+
+    let ticks = TickConverter::from_system();
+    let endpoint = names::choose_endpoint(cfg.runtime_endpoint.as_deref());
+    let names = match endpoint.clone() {
+        Some(endpoint) => {
+            let cache = Arc::new(NameCache::new(cfg.names_grace));
+            tokio::spawn(names::refresh_loop(cache.clone(), endpoint));
+            Some(cache)
+        }
+        None => {
+            warn!(
+                "no container runtime socket found (containerd, k3s, CRI-O, cri-dockerd): zombies \
+                 are labelled with pod UID and container ID only; set --runtime-endpoint"
+            );
+            None
+        }
+    };
+    let make_builder = {
+        let (proc_root, cgroup_root) = (cfg.proc_root.clone(), cfg.cgroup_root.clone());
+        let (names, show_cmdlines) = (names.clone(), cfg.show_cmdlines);
+        move || {
+            let mut attributor = Attributor::new(&proc_root, &cgroup_root, names.clone());
+            attributor.set_show_cmdlines(show_cmdlines);
+            Builder::new(
+                attributor,
+                &proc_root,
+                crate::cgroups::pids_root(&cgroup_root),
+            )
+        }
+    };
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
+    let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
+    let health = Arc::new(Health::default());
+    let demand = Arc::new(Demand::default());
+
+    let server = {
+        let app = crate::http::router(crate::http::Api {
+            snapshot: snapshot_rx.clone(),
+            demand: demand.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+            remediations: history_rx,
+        });
+        let max_connections = crate::http::connection_cap(open_files.soft);
+        info!(max_connections, "HTTP connection cap");
+        tokio::spawn(async move {
+            crate::http::serve(listener, app, max_connections).await;
+        })
+    };
+    info!(
+        listen = %local,
+        show_cmdlines = cfg.show_cmdlines,
+        "serving /metrics, /healthz, /readyz, /zombies, /audit, /remediations"
+    );
+    let remediation = (cfg.remediate != Mode::Off).then(|| {
+        info!(
+            mode = ?cfg.remediate,
+            policy = %serde_json::to_string(&cfg.policy).unwrap_or_default(),
+            "remediation enabled"
+        );
+        tokio::spawn(remediation::run(
+            cfg.clone(),
+            snapshot_rx.clone(),
+            health.clone(),
+            metrics.clone(),
+            history_tx,
+            names.clone(),
+            endpoint,
+        ))
+    });
+
+    if let Some(comm) = &cfg.probe.fault_drop_free_comm {
+        warn!(
+            comm = %comm,
+            "fault injection: the free events of processes with this comm are dropped in the \
+             kernel (testing only)"
+        );
+    }
+    let mut probe = Probe::load(&cfg.probe)?;
+    metrics.programs_attached.set(probe.attached() as i64);
+    info!(programs = probe.attached(), "eBPF programs attached");
+    match crate::privileges::drop_all_but(&crate::privileges::needed_after_load(
+        cfg.remediate == Mode::On,
+    )) {
+        Ok(d) => info!(
+            kept = ?d.effective,
+            bounding_set = if d.bounding_dropped { "dropped" } else { "left to the runtime" },
+            ptrace = if d.seccomp { "denied by seccomp" } else { "allowed" },
+            "capabilities not needed after the load dropped"
+        ),
+        // Not fatal: the daemon works the same, only with more privilege than it needs.
+        Err(e) => warn!("{e}"),
+    }
+
+    let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
+    let mut event_loop = event_loop::EventLoop::new(
+        cfg.clone(),
+        ticks,
+        metrics.clone(),
+        health.clone(),
+        publisher,
+        demand,
+    );
+    let result = event_loop.run(&mut probe).await;
+    health.set_ready(false);
+    if let Some(task) = remediation {
+        task.abort();
+    }
+    drop(probe); // detaches the programs
+    metrics.programs_attached.set(0);
+    server.abort();
+    info!("programs detached, exiting");
+    result
+}
