@@ -47,14 +47,11 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+/// The filesystem type (`f_type` of statfs) of `path`, None if it cannot be read.
 fn fs_magic(path: &Path) -> Option<i64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_type as i64)
+    // `f_type` is 64-bit here but 32-bit on some architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(path).ok().map(|st| st.f_type as i64)
 }
 
 /// Finds the cgroup2 hierarchy under `root` (e.g. /sys/fs/cgroup) and the node's mode.

@@ -6,6 +6,7 @@
 //! attributor. Everything else reads the published `Arc<Snapshot>`: the HTTP handlers,
 //! the metric collectors and the remediation loop ([`remediation`]).
 
+mod build;
 mod event_loop;
 mod publish;
 mod remediation;
@@ -17,13 +18,15 @@ use axum::body::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use build::Builder;
+
 use crate::{
     attribution::names::{self, NameCache},
     health::Health,
     metrics::Metrics,
     probe::{Probe, ProbeConfig, TickConverter},
     remediate::Mode,
-    snapshot::{Builder, Demand, Snapshot},
+    snapshot::{Demand, Snapshot},
     view::Attributor,
 };
 

@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::warn;
 
+use super::build::{Builder, Parts};
 use crate::{
     clock::WallClock,
-    snapshot::{Builder, DEMAND_GAP, Demand, Part, Parts, Snapshot},
+    snapshot::{DEMAND_GAP, Demand, Part, Snapshot},
     tracker::{Ns, Tracker},
 };
 
