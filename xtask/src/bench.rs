@@ -8,7 +8,7 @@ use std::{
     fmt::Write as _,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -151,7 +151,11 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// Starts the daemon on the bench port and waits until /metrics answers.
 fn start_daemon(procs: &mut Procs, extra: &[&str]) -> anyhow::Result<u32> {
-    let child = Command::new(bin("zombie-daemon"))
+    start_daemon_bin(procs, &bin("zombie-daemon"), extra)
+}
+
+fn start_daemon_bin(procs: &mut Procs, path: &Path, extra: &[&str]) -> anyhow::Result<u32> {
+    let child = Command::new(path)
         .args(["run", "--listen", &format!("127.0.0.1:{PORT}")])
         .args(["--log-level", "warn"])
         .args(extra)
@@ -300,9 +304,12 @@ fn ok(pass: bool) -> &'static str {
     if pass { "met" } else { "**missed**" }
 }
 
-pub fn bench() -> anyhow::Result<()> {
+pub fn bench(only: &[String]) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the bench loads eBPF programs: run `cargo xtask bench` as root");
+    }
+    if !only.is_empty() {
+        return sections(only);
     }
     crate::install(crate::BENCH_TOOLS)?;
     status(cargo().args([
@@ -346,7 +353,7 @@ pub fn bench() -> anyhow::Result<()> {
     let daemon = start_daemon(&mut procs, &[])?;
 
     // 1. Kernel cost per event.
-    eprintln!("xtask: bench 1/6: kernel time per event");
+    eprintln!("xtask: bench 1: kernel time per event");
     {
         let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
         let before = prog_stats()?;
@@ -401,7 +408,7 @@ pub fn bench() -> anyhow::Result<()> {
     }
 
     // 2 and 3a. Highest exit rate without loss, daemon CPU per 1,000 exits.
-    eprintln!("xtask: bench 2/6: exit rate and losses");
+    eprintln!("xtask: bench 2: exit rate and losses");
     writeln!(
         md,
         "## 2. Highest sustained exit rate without lost events\n"
@@ -491,7 +498,7 @@ pub fn bench() -> anyhow::Result<()> {
     let daemon = start_daemon(&mut procs, &[])?;
 
     // 3b. Steady 1,000 exits/s for 30 s.
-    eprintln!("xtask: bench 3/6: CPU at a steady 1,000 exits/s (30 s)");
+    eprintln!("xtask: bench 3: CPU at a steady 1,000 exits/s (30 s)");
     let c0 = cpu_secs(daemon)?;
     let t = Instant::now();
     let steady_rate = paced(1_000, 30)?;
@@ -530,7 +537,7 @@ pub fn bench() -> anyhow::Result<()> {
     ));
 
     // 4. Detection latency.
-    eprintln!("xtask: bench 4/6: detection latency (100 zombies)");
+    eprintln!("xtask: bench 4: detection latency (100 zombies)");
     let mut lat = vec![];
     let wall = || {
         SystemTime::now()
@@ -590,7 +597,7 @@ pub fn bench() -> anyhow::Result<()> {
     ));
 
     // 5. RSS and scrape time.
-    eprintln!("xtask: bench 5/6: RSS with many zombies");
+    eprintln!("xtask: bench 5: RSS with many zombies");
     stop(&mut procs);
     let daemon = start_daemon(&mut procs, &[])?;
     writeln!(md, "## 5. Memory and scrape time\n")?;
@@ -672,7 +679,10 @@ pub fn bench() -> anyhow::Result<()> {
     ));
     stop(&mut procs);
 
-    peers(&mut md, &mut targets)?;
+    let process_exporter_cpu = peers(&mut md, &mut targets)?;
+    event_loop_stall(&mut md, &mut targets)?;
+    idle(&mut md, &mut targets, process_exporter_cpu)?;
+    workload_cost(&mut md, &mut targets)?;
     micro(&mut md)?;
 
     let mut head = String::new();
@@ -698,8 +708,9 @@ pub fn bench() -> anyhow::Result<()> {
 /// Section 6: zombie-daemon against Debian's node-exporter (`--collector.processes`) and
 /// process-exporter, with 5,000 extra sleeping processes, scraped every 15 s for 2 minutes,
 /// while 50 short-lived zombies (0.2–2 s) come and go.
-fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
-    eprintln!("xtask: bench 6/6: peers at 5,000 extra processes (2 minutes)");
+/// Returns process-exporter's CPU seconds per minute.
+fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<f64> {
+    eprintln!("xtask: bench 6: peers at 5,000 extra processes (2 minutes)");
     writeln!(
         md,
         "## 6. Peers: CPU at 5,000 processes, short-lived zombies seen\n"
@@ -883,10 +894,420 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         ),
         ok(ratio >= 20.0).into(),
     ));
+    Ok(per_min[2])
+}
+
+/// Some sections alone, printed (for working on them; BENCHMARKS.md comes from a whole run).
+fn sections(only: &[String]) -> anyhow::Result<()> {
+    status(cargo().args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "zombie-daemon",
+        "-p",
+        "zombie-tests",
+    ]))?;
+    let (mut md, mut targets) = (String::new(), vec![]);
+    for s in only {
+        match s.as_str() {
+            "stall" => event_loop_stall(&mut md, &mut targets)?,
+            "idle" => idle(&mut md, &mut targets, f64::NAN)?,
+            "cost" => workload_cost(&mut md, &mut targets)?,
+            other => bail!("no bench section {other:?} (stall, idle, cost)"),
+        }
+    }
+    println!("{md}");
+    for (t, r, s) in targets {
+        println!("{t}: {r} ({s})");
+    }
     Ok(())
 }
 
-/// Section 7: the Criterion benches of the tracker and the parsers, medians.
+/// The revision before the one-owner redesign, and the instrumentation it gets for section 7
+/// (the same `zombie_event_delay_seconds` histogram the daemon has now).
+const BASELINE_REV: &str = "bc9ac91a27cf8bccc121de5c354e32b77fc22a0b";
+const BASELINE_PATCH: &str = include_str!("../bench/baseline-event-delay.patch");
+
+/// The baseline daemon, built once (cached by revision and patch) under target/.
+fn baseline_bin() -> anyhow::Result<PathBuf> {
+    let dir = root().join("target/bench-baseline");
+    let stamp = format!("{BASELINE_REV}\n{}", BASELINE_PATCH.len());
+    let out = dir.join("target/release/zombie-daemon");
+    if out.exists() && std::fs::read_to_string(dir.join("stamp")).ok().as_deref() == Some(&stamp) {
+        return Ok(out);
+    }
+    let src = dir.join("src");
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src)?;
+    eprintln!("xtask: building the baseline daemon ({BASELINE_REV:.7}, before the redesign)");
+    status(Command::new("sh").arg("-c").arg(format!(
+        "git -C {} archive {BASELINE_REV} | tar -x -C {}",
+        root().display(),
+        src.display()
+    )))?;
+    let patch = dir.join("baseline.patch");
+    std::fs::write(&patch, BASELINE_PATCH)?;
+    status(
+        Command::new("git")
+            .current_dir(&src)
+            .args(["apply", "--whitespace=nowarn"])
+            .arg(&patch),
+    )?;
+    status(
+        cargo()
+            .current_dir(&src)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .args(["build", "--locked", "--release", "-p", "zombie-daemon"]),
+    )?;
+    std::fs::write(dir.join("stamp"), stamp)?;
+    Ok(out)
+}
+
+/// The cumulative buckets of a histogram: (upper bound, count), +Inf last.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let le = rest.split("le=\"").nth(1)?.split('"').next()?;
+            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, v))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// A quantile of the observations between two readings of a histogram, interpolated
+/// linearly within its bucket (as Prometheus' histogram_quantile does); and the count.
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, v)| *v);
+            (*le, n - b)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |(_, n)| *n);
+    if total <= 0.0 {
+        return (f64::NAN, 0.0);
+    }
+    let rank = q * total;
+    let mut lo = (0.0, 0.0);
+    for &(le, n) in &delta {
+        if n >= rank {
+            if le.is_infinite() {
+                return (lo.0, total);
+            }
+            let frac = if n > lo.1 {
+                (rank - lo.1) / (n - lo.1)
+            } else {
+                1.0
+            };
+            return (lo.0 + (le - lo.0) * frac, total);
+        }
+        lo = (le, n);
+    }
+    (lo.0, total)
+}
+
+/// One stall measurement: `bin` with 10,000 zombies held and a steady 1,000 exits/s for
+/// 20 s, with or without /metrics and /zombies scraped every 100 ms. Returns (p50, p99) of
+/// `zombie_event_delay_seconds` in ms, the events measured and the scrapes made.
+fn stall_run(path: &Path, scrape: bool) -> anyhow::Result<(f64, f64, f64, u64)> {
+    let mut procs = Procs::default();
+    start_daemon_bin(&mut procs, path, &[])?;
+    let mut zombies = Procs::default();
+    for _ in 0..10 {
+        workload(&mut zombies, &["never-wait".into(), "1000".into()])?;
+    }
+    thread::sleep(Duration::from_secs(2));
+    let held = metric(&http_get("/metrics")?, "zombie_processes");
+    if held < 9_900.0 {
+        bail!("only {held} zombies listed of 10,000");
+    }
+    let h0 = buckets(&http_get("/metrics")?, "zombie_event_delay_seconds");
+    let stop_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = scrape.then(|| {
+        let stop_flag = stop_flag.clone();
+        thread::spawn(move || -> anyhow::Result<u64> {
+            let mut n = 0;
+            let t = Instant::now();
+            while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                http_get("/metrics")?;
+                http_get("/zombies")?;
+                n += 1;
+                let next = Duration::from_millis(100) * n as u32;
+                if let Some(d) = next.checked_sub(t.elapsed()) {
+                    thread::sleep(d);
+                }
+            }
+            Ok(n)
+        })
+    });
+    paced(1_000, 20)?;
+    stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = match scraper {
+        Some(h) => h
+            .join()
+            .map_err(|_| anyhow::anyhow!("scraper panicked"))??,
+        None => 0,
+    };
+    thread::sleep(Duration::from_millis(300));
+    let h1 = buckets(&http_get("/metrics")?, "zombie_event_delay_seconds");
+    drop(zombies);
+    stop(&mut procs);
+    let (p50, n) = quantile(&h0, &h1, 0.5);
+    let (p99, _) = quantile(&h0, &h1, 0.99);
+    Ok((p50 * 1e3, p99 * 1e3, n, scrapes))
+}
+
+/// Section 7: does the event loop notice the scrapes? Before (the baseline revision, whose
+/// handlers encode /zombies and /metrics on the loop's thread under the table's lock) and
+/// now.
+fn event_loop_stall(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+) -> anyhow::Result<()> {
+    eprintln!("xtask: bench 7: event-loop stall under scrapes at 10,000 zombies");
+    let baseline = baseline_bin()?;
+    writeln!(
+        md,
+        "## 7. The event loop under scrapes
+"
+    )?;
+    writeln!(
+        md,
+        "Method: a daemon holding 10,000 zombies (`never-wait 1000` x 10, parents alive) and a \
+         steady 1,000 exits/s (section 3's paced load) for 20 s; once without scrapes, once with \
+         `/metrics` and `/zombies` each fetched every 100 ms. The delay is \
+         `zombie_event_delay_seconds`: from the kernel's timestamp of an event to its \
+         application to the table (the ring-buffer wait, up to the 25 ms drain interval, plus \
+         any delay of the loop); p50/p99 interpolated within its buckets, over the events of \
+         the 20 s. \"Before\" is revision {} (before the one-owner redesign: handlers built \
+         `/zombies` and the metrics on the loop's thread under the table's lock), with the same \
+         histogram added (`xtask/bench/baseline-event-delay.patch`), built by this bench.\n",
+        &BASELINE_REV[..7]
+    )?;
+    writeln!(
+        md,
+        "| daemon | scrapes | events | delay p50 | delay p99 |\n|---|---|---|---|---|"
+    )?;
+    let mut p99s = vec![];
+    for (name, path) in [
+        ("before", baseline.as_path()),
+        ("now", &bin("zombie-daemon")),
+    ] {
+        for scrape in [false, true] {
+            let (p50, p99, n, scrapes) = stall_run(path, scrape)?;
+            writeln!(
+                md,
+                "| {name} | {} | {n:.0} | {p50:.1} ms | {p99:.1} ms |",
+                if scrape {
+                    format!("{scrapes} x (`/metrics` + `/zombies`)")
+                } else {
+                    "none".into()
+                }
+            )?;
+            p99s.push(p99);
+        }
+    }
+    let (before_ratio, now_ratio) = (p99s[1] / p99s[0], p99s[3] / p99s[2]);
+    writeln!(
+        md,
+        "\nScrapes multiplied the p99 delay by {before_ratio:.2} before and by {now_ratio:.2} \
+         now.\n"
+    )?;
+    targets.push((
+        "the event loop does not notice scrapes (p99 delay with / without, 10k zombies)".into(),
+        format!(
+            "{now_ratio:.2}x now ({:.1} vs {:.1} ms); {before_ratio:.2}x before ({:.1} vs {:.1} ms)",
+            p99s[3], p99s[2], p99s[1], p99s[0]
+        ),
+        ok(now_ratio < 1.5).into(),
+    ));
+    Ok(())
+}
+
+/// CPU time of every thread of `pid`, in seconds, from schedstat (ns, not 10 ms ticks).
+fn cpu_ns_secs(pid: u32) -> anyhow::Result<f64> {
+    let mut ns = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let p = t?.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(p) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(ns as f64 / 1e9)
+}
+
+/// Section 8: what an idle daemon costs on a node with 5,000 processes.
+fn idle(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    process_exporter_cpu: f64,
+) -> anyhow::Result<()> {
+    eprintln!("xtask: bench 8: idle cost at 5,000 processes (4 minutes)");
+    let mut sleepers = Procs::default();
+    for _ in 0..5_000 {
+        sleepers.add(
+            Command::new("sleep")
+                .arg("600")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start a sleeper")?,
+        );
+    }
+    let mut procs = Procs::default();
+    let daemon = start_daemon(&mut procs, &[])?;
+    thread::sleep(Duration::from_secs(10));
+    let window = Duration::from_secs(120);
+    let mut rows = vec![];
+    for scrape_every in [None, Some(Duration::from_secs(15))] {
+        let (c0, t) = (cpu_ns_secs(daemon)?, Instant::now());
+        let mut scrapes = 0u32;
+        while t.elapsed() < window {
+            match scrape_every {
+                Some(every) => {
+                    http_get("/metrics")?;
+                    scrapes += 1;
+                    if let Some(d) = (every * scrapes).checked_sub(t.elapsed()) {
+                        thread::sleep(d.min(window.saturating_sub(t.elapsed())));
+                    }
+                }
+                None => thread::sleep(window.saturating_sub(t.elapsed())),
+            }
+        }
+        let per_min = (cpu_ns_secs(daemon)? - c0) / t.elapsed().as_secs_f64() * 60.0;
+        rows.push((scrape_every, scrapes, per_min));
+    }
+    stop(&mut procs);
+    drop(sleepers);
+    writeln!(
+        md,
+        "## 8. Idle cost
+"
+    )?;
+    writeln!(
+        md,
+        "Method: 5,000 extra `sleep 600` processes, no other load; a daemon started 10 s \
+         before; its CPU time (every thread's `schedstat`, ns) over {} s with no scrape, then \
+         over {} s with `/metrics` every 15 s, per minute. process-exporter's figure is \
+         section 6's (same run, 5,000 processes, 15 s scrape).\n",
+        window.as_secs(),
+        window.as_secs()
+    )?;
+    writeln!(md, "| scrapes | CPU s per minute |\n|---|---|")?;
+    for (every, n, cpu) in &rows {
+        writeln!(
+            md,
+            "| {} | {cpu:.4} |",
+            match every {
+                Some(e) => format!("every {} s ({n})", e.as_secs()),
+                None => "none".into(),
+            }
+        )?;
+    }
+    let scraped = rows[1].2;
+    let ratio = process_exporter_cpu / scraped.max(1e-9);
+    writeln!(
+        md,
+        "\nWith a 15 s scrape: {ratio:.0}x less than process-exporter ({process_exporter_cpu:.2} \
+         CPU s/min).\n"
+    )?;
+    targets.push((
+        "idle at 5,000 processes with a 15 s scrape: at most 0.05 CPU s/min".into(),
+        format!(
+            "{scraped:.4} CPU s/min ({:.4} without scrapes); {ratio:.0}x less than process-exporter",
+            rows[0].2
+        ),
+        ok(scraped <= 0.05).into(),
+    ));
+    Ok(())
+}
+
+/// Section 9: what the node's workloads pay: a fork/exit/wait loop with the daemon attached
+/// and detached, in alternating pairs.
+fn workload_cost(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+) -> anyhow::Result<()> {
+    eprintln!("xtask: bench 9: a fork/exit/wait loop with the daemon attached and detached");
+    const PAIRS: usize = 10;
+    const N: u64 = 20_000;
+    let time_storm = || -> anyhow::Result<f64> {
+        let t = Instant::now();
+        storms(1, N)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let mut ratios = vec![];
+    let (mut on, mut off) = (vec![], vec![]);
+    for i in 0..PAIRS {
+        // Alternate which comes first, so a drift of the machine does not favour one side.
+        let mut pair = [0.0; 2];
+        for k in 0..2 {
+            let attached = (i + k) % 2 == 0;
+            let mut procs = Procs::default();
+            if attached {
+                start_daemon(&mut procs, &[])?;
+                thread::sleep(Duration::from_millis(500));
+            }
+            pair[usize::from(!attached)] = time_storm()?;
+            stop(&mut procs);
+        }
+        on.push(pair[0]);
+        off.push(pair[1]);
+        ratios.push(pair[0] / pair[1]);
+    }
+    let r = median(&mut ratios.clone());
+    let (lo, hi) = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    writeln!(
+        md,
+        "## 9. What workloads pay
+"
+    )?;
+    writeln!(
+        md,
+        "Method: {PAIRS} pairs of one `zombie-workload storm {N} 0` (fork with vfork, exit, \
+         waitpid, as fast as it goes), once with the daemon attached (all its programs) and \
+         once with no daemon, the order alternating between pairs; ratio = attached / \
+         detached wall time of each pair.\n"
+    )?;
+    writeln!(
+        md,
+        "- attached: median {:.3} s; detached: median {:.3} s\n- ratio: median {r:.3} \
+         (pairs from {lo:.3} to {hi:.3})\n",
+        median(&mut on),
+        median(&mut off)
+    )?;
+    targets.push((
+        "fork/exit/wait loop attached vs detached (median of pair ratios)".into(),
+        format!("{r:.3} ({lo:.3}–{hi:.3})"),
+        "measured".into(),
+    ));
+    Ok(())
+}
+
+/// Section 10: the Criterion benches of the tracker and the parsers, medians.
 fn micro(md: &mut String) -> anyhow::Result<()> {
     let dir = root().join("target/criterion");
     // Only this run's results.
@@ -921,7 +1342,7 @@ fn micro(md: &mut String) -> anyhow::Result<()> {
         }
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    writeln!(md, "## 7. Micro-benchmarks (Criterion)\n")?;
+    writeln!(md, "## 10. Micro-benchmarks (Criterion)\n")?;
     writeln!(
         md,
         "`cargo bench -p zombie-daemon --bench tracker --bench parsers`, run by this bench: the \

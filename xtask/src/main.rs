@@ -78,8 +78,14 @@ enum Task {
         check: bool,
     },
     /// Build release binaries, measure the daemon on this machine (kernel time per event,
-    /// exit rate without loss, CPU, detection latency, memory) and write BENCHMARKS.md.
-    Bench,
+    /// exit rate without loss, CPU, detection latency, memory, peers, event-loop stall,
+    /// idle cost, workload cost) and write BENCHMARKS.md.
+    Bench {
+        /// Run only these sections (stall, idle, cost) and print them instead of writing
+        /// BENCHMARKS.md, which only a whole run writes.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Fuzz the cgroup path, /proc, policy and CLI parsers (cargo-fuzz on nightly, both
     /// installed when missing). A crash fails with the target's name and the saved input.
     Fuzz {
@@ -213,7 +219,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Lint => lint(),
         Task::Soak { seconds, seed } => soak(seconds, seed),
-        Task::Bench => bench::bench(),
+        Task::Bench { only } => bench::bench(&only),
         Task::Gen { check } => r#gen::generate(check),
         Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
         Task::Vm {

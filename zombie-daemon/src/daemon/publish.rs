@@ -189,6 +189,12 @@ impl Publisher {
                 return;
             }
         };
+        tracing::debug!(
+            took_us = done.took.as_micros() as u64,
+            zombies = done.snapshot.zombies.views.len(),
+            with_table = done.with_table,
+            "snapshot published"
+        );
         self.builder = Some(done.builder);
         self.current = Arc::new(done.snapshot);
         self.tx.send_replace(self.current.clone());
