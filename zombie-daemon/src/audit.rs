@@ -18,6 +18,7 @@ use crate::{
     attribution::{Attribution, Owner},
     cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups},
     diagnosis::{Disposition, ReaperFacts, ReaperKind, known_init},
+    teardown::{self, Teardown},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,6 +51,10 @@ pub struct ContainerAudit {
     pub leftover_pids: Vec<u32>,
     /// "ok", or the problems in words.
     pub verdict: String,
+    /// Its PID namespace's init has exited and waits for members that do not die (see
+    /// [`crate::teardown`]); absent when not so.
+    #[serde(default)]
+    pub pid_namespace_teardown: Option<Teardown>,
 }
 
 struct Proc {
@@ -85,10 +90,37 @@ pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
         .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
         .collect();
     containers.sort_by(|a, b| (&a.path, &a.dir).cmp(&(&b.path, &b.dir)));
-    containers.iter().map(|c| audit_one(proc_root, c)).collect()
+    let (mut audits, hints): (Vec<ContainerAudit>, Vec<bool>) =
+        containers.iter().map(|c| audit_one(proc_root, c)).unzip();
+    // The /proc pass for stuck namespaces runs only when a cgroup hints at an exiting init.
+    if hints.contains(&true) {
+        for t in teardown::scan(proc_root) {
+            let path = cgroup_of(proc_root, t.init_pid);
+            if let Some(a) = audits
+                .iter_mut()
+                .zip(&hints)
+                .find(|(a, hint)| **hint && a.cgroup_path == path)
+                .map(|(a, _)| a)
+            {
+                a.pid_namespace_teardown = Some(t);
+                a.verdict = verdict(a);
+            }
+        }
+    }
+    audits
 }
 
-fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
+/// The tasks a cgroup lists as live (`cgroup.threads` on cgroup2, `tasks` on v1).
+fn live_tasks(dir: &Path) -> usize {
+    ["cgroup.threads", "tasks"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .map_or(0, |t| crate::cgroups::parse_cgroup_procs(&t).len())
+}
+
+/// The audit of one container, and whether its cgroup hints at an exiting namespace init
+/// ([`teardown::worth_a_scan`]).
+fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, bool) {
     let (rel, info) = (cgroup.path.as_str(), &cgroup.info);
     let pod_uid = info.pod_uid.clone().unwrap_or_default();
     let procs: Vec<Proc> = cgroup_procs(&cgroup.dir)
@@ -100,6 +132,16 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
         .find(|p| p.ns_pid == Some(1))
         .or_else(|| procs.iter().min_by_key(|p| (p.start, p.pid)));
     let shared = !procs.is_empty() && !procs.iter().any(|p| p.ns_pid == Some(1));
+    let hint = std::fs::read_to_string(cgroup.dir.join("pids.current"))
+        .ok()
+        .and_then(|c| crate::budget::parse_u64(&c))
+        .is_some_and(|current| {
+            teardown::worth_a_scan(
+                current,
+                live_tasks(&cgroup.dir),
+                procs.iter().any(|p| p.ns_pid == Some(1)),
+            )
+        });
 
     // Processes of this container whose parent is in another container of the same pod
     // (the pause process of a shared PID namespace): their starter exited.
@@ -147,13 +189,14 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
         shared_pid_namespace: shared,
         leftover_pids,
         verdict: String::new(),
+        pid_namespace_teardown: None,
     };
     a.reaps = a.init.is_some() || a.sigchld.is_some_and(|d| d != Disposition::Default);
     // Known inits forward SIGTERM. tini and catatonit collect signals with sigtimedwait,
     // which unblocks them while it waits, so /proc shows neither a handler nor a block.
     a.handles_sigterm = a.init.is_some() || a.sigterm.is_some_and(Disposition::handled);
     a.verdict = verdict(&a);
-    a
+    (a, hint)
 }
 
 /// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),
@@ -203,27 +246,37 @@ fn cgroup_of(proc_root: &Path, pid: u32) -> String {
 
 /// The problems of a container's init in words, or "ok".
 pub fn verdict(a: &ContainerAudit) -> String {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(t) = &a.pid_namespace_teardown {
+        problems.push(format!(
+            "its PID namespace is stuck in teardown: {}",
+            t.remedy
+        ));
+    }
     if a.pid1.is_none() {
-        return "no live process".into();
+        problems.push("no live process".into());
+        return problems.join("; ");
     }
     if !a.shared_pid_namespace {
         if !a.reaps {
-            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)");
+            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)".into());
         }
         if !a.handles_sigterm && a.init.is_none() {
             problems.push(
-                "PID 1 does not handle SIGTERM: it is stopped only by SIGKILL after the grace period",
+                "PID 1 does not handle SIGTERM: it is stopped only by SIGKILL after the grace period"
+                    .into(),
             );
         }
         if a.shell {
-            problems.push("a shell is PID 1: it does not forward signals to the application");
+            problems
+                .push("a shell is PID 1: it does not forward signals to the application".into());
         }
     }
     if !a.leftover_pids.is_empty() {
         problems.push(
             "its main process exited but processes it started live on (handed to the pod's \
-             init): they keep the container from stopping",
+             init): they keep the container from stopping"
+                .into(),
         );
     }
     if problems.is_empty() {
@@ -264,6 +317,8 @@ pub fn table(audits: &[ContainerAudit]) -> String {
                 Some(ReaperKind::Init) => a.init.clone().unwrap_or_else(|| "init".into()),
                 Some(ReaperKind::Shell) => "shell".into(),
                 Some(ReaperKind::Application) => "application".into(),
+                Some(ReaperKind::Runtime) => "runtime".into(),
+                Some(ReaperKind::NodeAgent) => "node-agent".into(),
                 None => "-".into(),
             },
             yes_no(a.reaps),
@@ -310,6 +365,7 @@ mod tests {
             shared_pid_namespace: false,
             leftover_pids: vec![],
             verdict: String::new(),
+            pid_namespace_teardown: None,
         }
     }
 
@@ -380,5 +436,22 @@ mod tests {
             ..base()
         };
         assert_eq!(verdict(&gone), "no live process");
+        let stuck = ContainerAudit {
+            pid1: None,
+            pid_namespace_teardown: Some(Teardown {
+                init_pid: 7,
+                init_comm: "app".into(),
+                init_state: "S".into(),
+                init_wchan: None,
+                members: vec![],
+                remedy: "the PID namespace's init app (pid 7) has exited".into(),
+            }),
+            ..base()
+        };
+        assert_eq!(
+            verdict(&stuck),
+            "its PID namespace is stuck in teardown: the PID namespace's init app (pid 7) has \
+             exited; no live process"
+        );
     }
 }

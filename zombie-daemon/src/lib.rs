@@ -22,5 +22,6 @@ pub mod probe;
 pub mod procfs;
 pub mod remediate;
 pub mod status;
+pub mod teardown;
 pub mod tracker;
 pub mod view;

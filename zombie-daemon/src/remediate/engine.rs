@@ -139,6 +139,13 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
     if t.kernel_thread {
         return Err("never a kernel thread".into());
     }
+    if let Some(c @ (Cause::Runtime | Cause::NodeAgent)) = t.cause {
+        return Err(format!(
+            "never a node component (cause {}): a runtime or node agent bug is fixed by \
+             upgrading it, not by signals",
+            c.as_str()
+        ));
+    }
     if protected_name(&t.comm) || protected_name(&t.exe) {
         return Err(format!(
             "never a node component ({}): kubelet and the container runtime are protected",
@@ -612,6 +619,16 @@ mod tests {
             },
             Target {
                 in_pod: false,
+                ..ok.clone()
+            },
+            Target {
+                comm: "crun".into(),
+                cause: Some(Cause::Runtime),
+                ..ok.clone()
+            },
+            Target {
+                comm: "node-problem-de".into(),
+                cause: Some(Cause::NodeAgent),
                 ..ok.clone()
             },
             Target {
