@@ -454,3 +454,195 @@ fn a_namespace_init_held_by_a_frozen_member_is_stuck_in_teardown() {
     drop(unshare);
     reap(init);
 }
+
+/// A pod of a real containerd with one PID namespace (CRI `NamespaceMode::Pod`), under a
+/// cgroup prefix of this test's own; its app container's subshell leaves three `sleep`s
+/// behind, orphans handed to the namespace's init: the sandbox process.
+struct SharedPidPod {
+    d: Daemon,
+    /// Torn down after the daemon has stopped.
+    _containerd: crate::containerd::Containerd,
+    uid: String,
+    sandbox_pid: i32,
+    app_pid: i32,
+    app_id: String,
+}
+
+impl SharedPidPod {
+    fn start(sandbox_image: &str, name: &str, orphan_secs: &str) -> Self {
+        let mut c = crate::containerd::Containerd::start_with_sandbox(sandbox_image);
+        let d = Daemon::start_with(&["--runtime-endpoint", &c.endpoint()]);
+        let me = std::process::id();
+        let uid = format!("0de0de00-{:04x}-4000-8000-{:012x}", me & 0xffff, name.len());
+        let parent = format!("/zd-node-{me}-{name}/kubepods/besteffort/pod{uid}");
+        let sandbox = c.run_pod_sharing_pids(name, "zombie-e2e-node", &uid, &parent);
+        let orphans =
+            format!("(sleep {orphan_secs} & sleep {orphan_secs} & sleep {orphan_secs} &)");
+        let app_id = c.run_container(
+            &sandbox,
+            "app",
+            crate::containerd::BUSYBOX_IMAGE,
+            &["sh", "-c", &format!("{orphans}; exec sleep 3600")],
+        );
+        let sandbox_pid = c.sandbox_pid(&sandbox);
+        let app_pid = c.container_pid(&app_id);
+        Self {
+            d,
+            _containerd: c,
+            uid,
+            sandbox_pid,
+            app_pid,
+            app_id,
+        }
+    }
+
+    /// The pod's container audits: (sandbox, app), once the runtime's names are in (they
+    /// are fetched over CRI on the first miss).
+    fn audits(&self) -> (Value, Value) {
+        poll("the pod's audits with names", 5 * SECOND, || {
+            let (sandbox, app) = self.audits_now();
+            (app["container"] == "app").then_some((sandbox, app))
+        })
+    }
+
+    fn audits_now(&self) -> (Value, Value) {
+        let (_, body) = self.d.get("/audit").unwrap();
+        let all: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let mine: Vec<Value> = all
+            .into_iter()
+            .filter(|a| a["pod_uid"] == self.uid.as_str())
+            .collect();
+        let app = mine
+            .iter()
+            .find(|a| a["container_id"] == self.app_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no audit of the app container: {mine:#?}"));
+        let sandbox = mine
+            .iter()
+            .find(|a| a["container_id"] != self.app_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no audit of the sandbox: {mine:#?}"));
+        (sandbox, app)
+    }
+}
+
+/// The seeds' own case with a pause that reaps as the Kubernetes pause does (SIGCHLD, then
+/// waitpid until none are left): the app's orphans are adopted by the sandbox and reaped,
+/// so none is listed, and /audit shows the shared namespace.
+#[test]
+fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause() {
+    let p = SharedPidPod::start(crate::containerd::PAUSE_IMAGE, "share-reap", "1");
+    // Alive for a second: the three sleeps are the sandbox's children now.
+    let adopted = poll("the orphans adopted by the sandbox", 3 * SECOND, || {
+        let kids = children(p.sandbox_pid);
+        let sleeps: Vec<i32> = kids
+            .into_iter()
+            .filter(|k| {
+                std::fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c == "sleep\n")
+            })
+            .filter(|k| *k != p.app_pid)
+            .collect();
+        (sleeps.len() == 3).then_some(sleeps)
+    });
+    // Then they exit, and the pause reaps them: gone from /proc, never zombies.
+    poll("the orphans reaped by the pause", 5 * SECOND, || {
+        adopted
+            .iter()
+            .all(|k| !Path::new(&format!("/proc/{k}")).exists())
+            .then_some(())
+    });
+    assert!(
+        crate::containerd::zombie_children(p.sandbox_pid).is_empty(),
+        "zombies under the pause"
+    );
+    let listed: Vec<Value> =
+        p.d.zombies()
+            .into_iter()
+            .filter(|z| z["pod_uid"] == p.uid.as_str())
+            .collect();
+    assert!(listed.is_empty(), "{listed:#?}");
+    let (sandbox, app) = p.audits();
+    assert_eq!(app["shared_pid_namespace"], true, "{app:#}");
+    assert_eq!(app["pid1"], p.app_pid, "{app:#}");
+    assert_eq!(app["container"], "app", "{app:#}");
+    assert_eq!(app["pod"], "share-reap", "{app:#}");
+    assert_eq!(
+        (
+            sandbox["pid1"].as_i64(),
+            sandbox["init"].as_str(),
+            sandbox["reaps"].as_bool(),
+            sandbox["shared_pid_namespace"].as_bool()
+        ),
+        (
+            Some(p.sandbox_pid as i64),
+            Some("pause"),
+            Some(true),
+            Some(false)
+        ),
+        "{sandbox:#}"
+    );
+    drop(p);
+    reap_leftovers();
+}
+
+/// The same pod with a sandbox process that does not reap: the orphans stay zombies under
+/// it, listed under the pod and the app container they exited in, with a cause and remedy
+/// that name the sandbox.
+#[test]
+fn containerd_pod_sharing_its_pid_namespace_with_a_non_reaping_sandbox_lists_the_sandbox_as_cause()
+{
+    let p = SharedPidPod::start(crate::containerd::NOREAP_PAUSE_IMAGE, "share-noreap", "0");
+    let zs = poll("3 zombies under the sandbox, named", 5 * SECOND, || {
+        let z: Vec<Value> =
+            p.d.children_of(p.sandbox_pid)
+                .into_iter()
+                .filter(|z| z["pod"] == "share-noreap")
+                .collect();
+        (z.len() == 3).then_some(z)
+    });
+    for z in &zs {
+        assert_eq!(
+            (
+                z["namespace"].as_str(),
+                z["pod"].as_str(),
+                z["container"].as_str(),
+                z["container_id"].as_str()
+            ),
+            (
+                Some("zombie-e2e-node"),
+                Some("share-noreap"),
+                Some("app"),
+                Some(p.app_id.as_str())
+            ),
+            "{z:#}"
+        );
+        assert_eq!(z["cause"], "sandbox_not_reaping", "{z:#}");
+        assert_eq!(z["reaper"]["comm"], "pause-noreap", "{z:#}");
+        assert_eq!(z["reaper"]["namespace_init"], true, "{z:#}");
+        let remedy = z["remedy"].as_str().unwrap();
+        assert!(
+            remedy.starts_with(&format!("pause-noreap (pid {}): ", p.sandbox_pid))
+                && remedy.contains("sandbox"),
+            "{remedy}"
+        );
+    }
+    assert_eq!(
+        crate::containerd::zombie_children(p.sandbox_pid).len(),
+        3,
+        "the kernel's view"
+    );
+    let series = "zombie_processes_by_cause{cause=\"sandbox_not_reaping\",container=\"app\",namespace=\"zombie-e2e-node\",pod=\"share-noreap\"} 3";
+    poll("the cause series", 2 * SECOND, || {
+        let (_, m) = p.d.get("/metrics").unwrap();
+        m.contains(series).then_some(())
+    });
+    let (sandbox, app) = p.audits();
+    assert_eq!(app["shared_pid_namespace"], true, "{app:#}");
+    assert_eq!(
+        (sandbox["pid1_comm"].as_str(), sandbox["reaps"].as_bool()),
+        (Some("pause-noreap"), Some(false)),
+        "{sandbox:#}"
+    );
+    drop(p);
+    reap_leftovers();
+}

@@ -30,6 +30,9 @@ pub enum Cause {
     /// The reaper is the kubelet or another node agent that starts processes and does not
     /// reap them: a bug of that agent.
     NodeAgent,
+    /// The pod shares one PID namespace and its sandbox process, that namespace's init,
+    /// does not reap the orphans of the pod's containers.
+    SandboxNotReaping,
 }
 
 impl Cause {
@@ -42,10 +45,11 @@ impl Cause {
             Self::Unknown => "unknown",
             Self::Runtime => "runtime",
             Self::NodeAgent => "node_agent",
+            Self::SandboxNotReaping => "sandbox_not_reaping",
         }
     }
 
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 8] = [
         Self::ParentNotWaiting,
         Self::Pid1NotInit,
         Self::ShellPid1,
@@ -53,6 +57,7 @@ impl Cause {
         Self::Unknown,
         Self::Runtime,
         Self::NodeAgent,
+        Self::SandboxNotReaping,
     ];
 
     /// One line an operator can act on.
@@ -92,6 +97,14 @@ impl Cause {
                  starts processes and does not reap them: a bug of that agent \
                  (Azure/acs-engine#521, node-problem-detector#726); upgrade it, or restart it \
                  so that its zombies are handed to the node's init"
+            }
+            Self::SandboxNotReaping => {
+                "the pod's sandbox (pause) process is PID 1 of the pod's shared PID namespace \
+                 (shareProcessNamespace: true) and does not reap the orphans the pod's \
+                 containers hand it: the runtime's sandbox image is not a pause that reaps; set \
+                 it to one that does (containerd sandbox_image, CRI-O pause_image: \
+                 registry.k8s.io/pause), or turn shareProcessNamespace off and run an init in \
+                 the container"
             }
         }
     }
@@ -397,6 +410,32 @@ pub fn diagnose(reaper: Option<&ReaperFacts>, has_waited: bool, show_cmdline: bo
     }
 }
 
+/// A zombie handed to the init of a pod's shared PID namespace (CRI `NamespaceMode::POD`,
+/// the kubelet's `shareProcessNamespace: true`): that init is the pod's sandbox process, in
+/// the sandbox's cgroup, while the zombie comes from another container of the pod. A
+/// non-reaping init judged as a container's PID 1 is then the sandbox's fault.
+/// `zombie`: the zombie's pod UID and container ID; `reaper`: what the reaper's cgroup
+/// path says.
+pub fn in_shared_pod_namespace(
+    mut d: Diagnosis,
+    zombie: (Option<&str>, Option<&str>),
+    reaper: Option<&crate::attribution::CgroupInfo>,
+) -> Diagnosis {
+    let (Some(pod), Some(container)) = zombie else {
+        return d;
+    };
+    let Some(r) = d.reaper.as_ref() else { return d };
+    let sandbox = reaper.is_some_and(|info| {
+        info.pod_uid.as_deref() == Some(pod)
+            && info.container_id.as_deref().is_some_and(|c| c != container)
+    });
+    if r.namespace_init && sandbox && matches!(d.cause, Cause::Pid1NotInit | Cause::ShellPid1) {
+        d.cause = Cause::SandboxNotReaping;
+        d.remedy = format!("{} (pid {}): {}", r.comm, r.pid, d.cause.remedy());
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +561,55 @@ mod tests {
                 "{comm}"
             );
         }
+    }
+
+    #[test]
+    fn a_non_reaping_init_of_a_shared_pod_namespace_is_the_sandbox() {
+        let pod = "11111111-2222-3333-4444-555555555555";
+        let (sandbox, app) = ("a".repeat(64), "b".repeat(64));
+        let path = |id: &str| format!("/kubepods/besteffort/pod{pod}/{id}");
+        let sandbox_cg = crate::attribution::cgroup_path::parse(&path(&sandbox));
+        let app_cg = crate::attribution::cgroup_path::parse(&path(&app));
+        let other_pod = crate::attribution::cgroup_path::parse(&format!(
+            "/kubepods/besteffort/pod99999999-2222-3333-4444-555555555555/{sandbox}"
+        ));
+        let base = || {
+            diagnose(
+                Some(&facts(700, "sleep", &["sleep", "inf"], 1, "S")),
+                false,
+                true,
+            )
+        };
+        let zombie = (Some(pod), Some(app.as_str()));
+        let d = in_shared_pod_namespace(base(), zombie, Some(&sandbox_cg));
+        assert_eq!(d.cause, Cause::SandboxNotReaping);
+        assert!(
+            d.remedy
+                .starts_with("sleep (pid 700): the pod's sandbox (pause) process"),
+            "{}",
+            d.remedy
+        );
+        // The zombie in the reaper's own container, another pod, or no cgroup facts: a
+        // container's PID 1 as before.
+        for reaper in [Some(&app_cg), Some(&other_pod), None] {
+            let d = in_shared_pod_namespace(base(), zombie, reaper);
+            assert_eq!(d.cause, Cause::Pid1NotInit, "{reaper:?}");
+        }
+        assert_eq!(
+            in_shared_pod_namespace(base(), (Some(pod), None), Some(&sandbox_cg)).cause,
+            Cause::Pid1NotInit
+        );
+        // A reaping pause (a known init) and an application parent are left alone.
+        let pause = diagnose(Some(&facts(701, "pause", &["/pause"], 1, "S")), true, true);
+        assert_eq!(
+            in_shared_pod_namespace(pause, zombie, Some(&sandbox_cg)).cause,
+            Cause::Unknown
+        );
+        let app_parent = diagnose(Some(&facts(702, "app", &["app"], 5, "S")), false, true);
+        assert_eq!(
+            in_shared_pod_namespace(app_parent, zombie, Some(&sandbox_cg)).cause,
+            Cause::ParentNotWaiting
+        );
     }
 
     #[test]

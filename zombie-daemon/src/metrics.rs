@@ -351,9 +351,10 @@ impl Collector for TableCollector {
         let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
         let mut causes: FxHashMap<([String; 3], Cause), u64> = FxHashMap::default();
         for z in tracker.zombies() {
-            let labels = attributor.labels(z);
+            let a = attributor.attribution(z).1;
+            let labels = a.labels();
             *causes
-                .entry((labels.clone(), diagnoser.diagnose(z).cause))
+                .entry((labels.clone(), diagnoser.diagnose_attributed(z, &a).cause))
                 .or_default() += 1;
             let g = groups.entry(labels).or_default();
             g.0 += 1;

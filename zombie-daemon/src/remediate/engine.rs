@@ -146,6 +146,12 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
             c.as_str()
         ));
     }
+    if t.cause == Some(Cause::SandboxNotReaping) {
+        return Err(
+            "never a pod's sandbox: stopping it stops the pod; fix the runtime's sandbox image"
+                .into(),
+        );
+    }
     if protected_name(&t.comm) || protected_name(&t.exe) {
         return Err(format!(
             "never a node component ({}): kubelet and the container runtime are protected",
@@ -629,6 +635,11 @@ mod tests {
             Target {
                 comm: "node-problem-de".into(),
                 cause: Some(Cause::NodeAgent),
+                ..ok.clone()
+            },
+            Target {
+                comm: "sleep".into(),
+                cause: Some(Cause::SandboxNotReaping),
                 ..ok.clone()
             },
             Target {
