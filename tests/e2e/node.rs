@@ -581,6 +581,28 @@ fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause(
         ),
         "{sandbox:#}"
     );
+    // The sandbox's parent is the real containerd-shim-runc-v2 (a subreaper): the diagnosis
+    // knows it, from its /proc facts, as the runtime's.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.sandbox_pid)).unwrap();
+    let shim: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let facts = zombie_daemon::diagnosis::ReaperFacts::read(Path::new("/proc"), shim).unwrap();
+    assert_eq!(facts.comm, "containerd-shim", "{facts:?}");
+    let d = zombie_daemon::diagnosis::diagnose(Some(&facts), false, false);
+    assert_eq!(
+        (d.cause, d.reaper.unwrap().node_component.as_deref()),
+        (
+            zombie_daemon::diagnosis::Cause::Runtime,
+            Some("containerd-shim*")
+        )
+    );
     drop(p);
     reap_leftovers();
 }
