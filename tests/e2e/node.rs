@@ -63,13 +63,6 @@ impl NodeCgroup {
             .expect("a pids controller")
     }
 
-    fn adopt(&self, pid: i32) {
-        for h in hierarchies() {
-            let dir = h.join(self.path.trim_start_matches('/'));
-            let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
-        }
-    }
-
     /// The daemon's labels without names, in the exposition's (sorted) order.
     fn container_labels(&self) -> String {
         format!(
@@ -289,26 +282,70 @@ fn audit_of(d: &Daemon, cg: &NodeCgroup) -> Value {
 
 /// A namespace init in the container's cgroup (`unshare --pid --fork sleep`): (unshare, init).
 fn namespace_init(cg: &NodeCgroup) -> (Proc, i32) {
-    let unshare = Proc::spawn(Command::new("unshare").args(["--pid", "--fork", "sleep", "600"]));
+    namespace_init_running(cg, &["sleep", "600"])
+}
+
+/// `program` as a namespace init in the container's cgroup: (unshare, init). unshare
+/// joins the cgroup before it forks, so the init is born there, as under runc (a task that
+/// has begun to exit can no longer be moved).
+fn namespace_init_running(cg: &NodeCgroup, program: &[&str]) -> (Proc, i32) {
+    let procs: Vec<std::ffi::CString> = hierarchies()
+        .into_iter()
+        .map(|h| {
+            let f = h.join(cg.path.trim_start_matches('/')).join("cgroup.procs");
+            std::ffi::CString::new(f.into_os_string().into_encoded_bytes()).unwrap()
+        })
+        .collect();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--"])
+        .args(program)
+        .stdout(Stdio::null());
+    // SAFETY: only open/write/close on strings made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for f in &procs {
+                let fd = libc::open(f.as_ptr(), libc::O_WRONLY);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+    let unshare = Proc::spawn(&mut cmd);
     let init = poll("the namespace's init", 2 * SECOND, || {
         children(unshare.pid()).first().copied()
     });
-    cg.adopt(init);
     (unshare, init)
 }
 
 /// Checks /audit and the gauge while the namespace is stuck; returns the teardown object.
 fn stuck(d: &Daemon, cg: &NodeCgroup, init: i32, members: usize) -> Value {
+    stuck_as(d, cg, init, "sleep", members)
+}
+
+/// Where a thread group waits, as root reads it: the first thread with a wait channel.
+fn wchan_of(pid: i32) -> String {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("wchan")).ok())
+        .find(|w| !w.is_empty() && w != "0")
+        .unwrap_or_default()
+}
+
+fn stuck_as(d: &Daemon, cg: &NodeCgroup, init: i32, comm: &str, members: usize) -> Value {
     let a = poll("the stuck teardown in /audit", 5 * SECOND, || {
         let a = audit_of(d, cg);
         a["pid_namespace_teardown"].is_object().then_some(a)
     });
     let t = &a["pid_namespace_teardown"];
     assert_eq!(t["init_pid"], init, "{a:#}");
-    assert_eq!(t["init_comm"], "sleep", "{a:#}");
+    assert_eq!(t["init_comm"], comm, "{a:#}");
     assert_eq!(t["members"].as_array().unwrap().len(), members, "{a:#}");
     // The kernel's own word on where the init waits, as root reads it.
-    let wchan = std::fs::read_to_string(format!("/proc/{init}/wchan")).unwrap();
+    let wchan = wchan_of(init);
     assert!(
         wchan == "zap_pid_ns_processes" || wchan == "do_wait",
         "{wchan}"
@@ -667,4 +704,52 @@ fn containerd_pod_sharing_its_pid_namespace_with_a_non_reaping_sandbox_lists_the
     );
     drop(p);
     reap_leftovers();
+}
+
+/// A multithreaded init whose main thread exited first (its leader is a zombie while the
+/// other threads run): killed, its last thread is the one that waits in
+/// zap_pid_ns_processes, and the leader's /proc entry says Z. Found all the same.
+#[test]
+fn a_multithreaded_namespace_init_whose_main_thread_exited_first_is_found_stuck() {
+    let cg = NodeCgroup::new("teardown-threads");
+    let d = Daemon::start();
+    let workload = crate::harness::workload_bin();
+    let (unshare, init) = namespace_init_running(
+        &cg,
+        &[
+            workload.to_str().unwrap(),
+            "leader-exits-first",
+            "2",
+            "600000",
+        ],
+    );
+    poll("the leader to exit first", 3 * SECOND, || {
+        let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).ok()?;
+        stat.contains(") Z ").then_some(())
+    });
+    // A leader without its main thread but with live threads is not exiting: no verdict.
+    let holder = Proc::spawn(
+        Command::new("nsenter")
+            .args(["-t", &init.to_string(), "--pid", "-F", "--"])
+            .args(["sh", "-c", "sleep 0.1 & exec sleep 600"]),
+    );
+    let member = poll("the zombie forked into the namespace", 3 * SECOND, || {
+        children(holder.pid()).into_iter().find(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| s.contains(") Z "))
+        })
+    });
+    assert!(
+        audit_of(&d, &cg)["pid_namespace_teardown"].is_null(),
+        "a running init is not stuck"
+    );
+    // SAFETY: killing the init this test made (the whole thread group).
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    let t = stuck_as(&d, &cg, init, "zombie-workload", 1);
+    assert_eq!(t["init_state"], "Z", "{t:#}");
+    assert_eq!(t["members"][0]["pid"], member, "{t:#}");
+    drop(holder);
+    reap(member);
+    released(&d, &cg, init);
+    drop(unshare);
+    reap(init);
 }

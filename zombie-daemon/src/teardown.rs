@@ -8,8 +8,10 @@
 //! `setns` and forked into it, as runtimes do for exec sessions) and does not reap it. The
 //! init never becomes a zombie, its container never stops, the pod hangs in Terminating.
 //!
-//! In /proc such an init is a task with `PF_EXITING` in its flags that is not a zombie yet,
-//! whose innermost `NSpid` is 1, and whose PID namespace (`ns/pid`) still has other members.
+//! In /proc such an init is a task with `PF_EXITING` in its flags that is not a zombie yet
+//! (or a zombie thread-group leader whose last thread is the one waiting: a multithreaded
+//! init whose main thread exited first), whose innermost `NSpid` is 1, and whose PID
+//! namespace (`ns/pid`) still has other members.
 //! Its cgroup no longer lists it (`cgroup.procs` skips exiting tasks) while the pids
 //! controller still charges it: [`worth_a_scan`] is that cheap hint, [`scan`] the /proc
 //! pass it triggers, [`judge`] the pure verdict.
@@ -31,6 +33,9 @@ pub struct TaskFacts {
     pub state: char,
     /// PF_EXITING is set: it is in do_exit.
     pub exiting: bool,
+    /// Threads of its group other than the leader that are exiting too (counted only for a
+    /// zombie leader: its group is exiting, not merely without its main thread).
+    pub threads: u64,
     /// Its pid in its innermost PID namespace.
     pub ns_pid: Option<u32>,
     /// How many PID namespaces it is in (1: the host's only).
@@ -42,8 +47,31 @@ pub struct TaskFacts {
 impl TaskFacts {
     /// An init of a PID namespace below the host's, in do_exit but not a zombie yet.
     pub fn is_exiting_namespace_init(&self) -> bool {
-        self.exiting && self.state != 'Z' && self.ns_pid == Some(1) && self.ns_depth > 1
+        self.exiting
+            && still_exiting(self.state, self.threads)
+            && self.ns_pid == Some(1)
+            && self.ns_depth > 1
     }
+}
+
+/// Not done exiting: not a zombie, or a zombie leader with exiting threads left.
+fn still_exiting(state: char, exiting_threads: u64) -> bool {
+    state != 'Z' || exiting_threads > 0
+}
+
+/// The threads of `pid` other than the leader that are in do_exit and not dead yet.
+fn exiting_threads(proc_dir: &Path, pid: u32) -> u64 {
+    let Ok(tasks) =
+        ::procfs::process::Process::new_with_root(proc_dir.to_path_buf()).and_then(|p| p.tasks())
+    else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| t.tid as u32 != pid)
+        .filter_map(|t| t.stat().ok())
+        .filter(|s| s.flags & PF_EXITING != 0 && !matches!(s.state, 'Z' | 'X'))
+        .count() as u64
 }
 
 /// A member of the namespace that has not died.
@@ -178,10 +206,25 @@ pub fn read_task(proc_root: &Path, pid: u32) -> Option<TaskFacts> {
         comm: stat.comm,
         state: stat.state,
         exiting: stat.flags & PF_EXITING != 0,
+        threads: if stat.state == 'Z' && stat.num_threads > 1 {
+            exiting_threads(&dir, pid)
+        } else {
+            0
+        },
         ns_pid: nspid.as_ref().and_then(|v| v.last()).map(|p| *p as u32),
         ns_depth: nspid.as_ref().map_or(1, Vec::len),
         pid_ns: pid_ns(&dir),
     })
+}
+
+/// Where a thread group waits: the first of its threads that shows a wait channel (the
+/// waiting thread of a multithreaded init need not be the leader).
+fn wchan(proc_root: &Path, pid: u32) -> Option<String> {
+    let tasks = fs::read_dir(proc_root.join(pid.to_string()).join("task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("wchan")).ok())
+        .find(|w| !w.is_empty() && w != "0")
 }
 
 fn pid_ns(proc_dir: &Path) -> Option<String> {
@@ -210,7 +253,8 @@ pub fn scan(proc_root: &Path) -> Vec<Teardown> {
         .filter(|pid| {
             ::procfs::process::Process::new_with_root(proc_root.join(pid.to_string()))
                 .and_then(|p| p.stat())
-                .is_ok_and(|s| s.flags & PF_EXITING != 0 && s.state != 'Z')
+                // A zombie leader counts itself among its threads while others are left.
+                .is_ok_and(|s| s.flags & PF_EXITING != 0 && (s.state != 'Z' || s.num_threads > 1))
         })
         .filter_map(|pid| read_task(proc_root, *pid))
         .filter(TaskFacts::is_exiting_namespace_init)
@@ -236,10 +280,7 @@ pub fn scan(proc_root: &Path) -> Vec<Teardown> {
     let known: Vec<TaskFacts> = others.into_iter().chain(parents).collect();
     inits
         .iter()
-        .filter_map(|i| {
-            let wchan = fs::read_to_string(proc_root.join(i.pid.to_string()).join("wchan")).ok();
-            judge(i, wchan, &known)
-        })
+        .filter_map(|i| judge(i, wchan(proc_root, i.pid), &known))
         .collect()
 }
 
@@ -254,6 +295,7 @@ mod tests {
             comm: comm.into(),
             state,
             exiting: false,
+            threads: 0,
             ns_pid: Some(ns_pid),
             ns_depth: if ns == "host" { 1 } else { 2 },
             pid_ns: Some(format!("pid:[{ns}]")),
@@ -314,6 +356,7 @@ mod tests {
         let live = task(100, 90, "sleep", 'S', "42", 1);
         let zombie = TaskFacts {
             state: 'Z',
+            threads: 0,
             ..exiting_init(100)
         };
         let not_init = TaskFacts {
@@ -334,6 +377,18 @@ mod tests {
         // An exiting init whose members are all gone is about to finish.
         let bystander = task(300, 1, "other", 'S', "7", 2);
         assert_eq!(judge(&exiting_init(100), None, &[bystander]), None);
+    }
+
+    #[test]
+    fn a_zombie_leader_whose_last_thread_waits_is_an_exiting_init() {
+        let leader = TaskFacts {
+            state: 'Z',
+            threads: 1,
+            ..exiting_init(100)
+        };
+        let member = task(101, 200, "sh", 'Z', "42", 2);
+        let t = judge(&leader, Some("zap_pid_ns_processes".into()), &[member]).unwrap();
+        assert_eq!((t.init_state.as_str(), t.members.len()), ("Z", 1));
     }
 
     #[test]
