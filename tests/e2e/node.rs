@@ -285,37 +285,29 @@ fn namespace_init(cg: &NodeCgroup) -> (Proc, i32) {
     namespace_init_running(cg, &["sleep", "600"])
 }
 
-/// `program` as a namespace init in the container's cgroup: (unshare, init). unshare
-/// joins the cgroup before it forks, so the init is born there, as under runc (a task that
-/// has begun to exit can no longer be moved).
+/// `program` as a namespace init in the container's cgroup: (unshare, init). The init
+/// joins the cgroup itself before it execs `program` (a task that has begun to exit can no
+/// longer be moved); unshare, its parent, stays outside as a runtime's shim does.
 fn namespace_init_running(cg: &NodeCgroup, program: &[&str]) -> (Proc, i32) {
-    let procs: Vec<std::ffi::CString> = hierarchies()
+    let join: Vec<String> = hierarchies()
         .into_iter()
         .map(|h| {
             let f = h.join(cg.path.trim_start_matches('/')).join("cgroup.procs");
-            std::ffi::CString::new(f.into_os_string().into_encoded_bytes()).unwrap()
+            // Not every v1 hierarchy takes a task (an empty cpuset): the others do.
+            format!("{{ echo 0 > {}; }} 2>/dev/null", f.display())
         })
         .collect();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--"])
-        .args(program)
-        .stdout(Stdio::null());
-    // SAFETY: only open/write/close on strings made before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            for f in &procs {
-                let fd = libc::open(f.as_ptr(), libc::O_WRONLY);
-                if fd >= 0 {
-                    libc::write(fd, b"0".as_ptr().cast(), 1);
-                    libc::close(fd);
-                }
-            }
-            Ok(())
-        });
-    }
-    let unshare = Proc::spawn(&mut cmd);
+    let script = format!("{}; exec \"$@\"", join.join("; "));
+    let unshare = Proc::spawn(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--", "sh", "-c", &script, "sh"])
+            .args(program)
+            .stdout(Stdio::null()),
+    );
     let init = poll("the namespace's init", 2 * SECOND, || {
-        children(unshare.pid()).first().copied()
+        let init = children(unshare.pid()).first().copied()?;
+        let comm = std::fs::read_to_string(format!("/proc/{init}/comm")).ok()?;
+        (comm != "sh\n").then_some(init)
     });
     (unshare, init)
 }

@@ -90,9 +90,39 @@ pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
         .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
         .collect();
     containers.sort_by(|a, b| (&a.path, &a.dir).cmp(&(&b.path, &b.dir)));
-    let (mut audits, hints): (Vec<ContainerAudit>, Vec<bool>) =
+    let (mut audits, facts): (Vec<ContainerAudit>, Vec<NsFacts>) =
         containers.iter().map(|c| audit_one(proc_root, c)).unzip();
-    // The /proc pass for stuck namespaces runs only when a cgroup hints at an exiting init.
+    // The /proc pass for stuck namespaces runs only when a cgroup hints at an exiting init:
+    // it charges tasks it does not list as live, and no live init of its processes' PID
+    // namespace is seen (in a pod's shared namespace, the init is the sandbox's).
+    let pid_ns = |pid: u32| std::fs::read_link(proc_root.join(pid.to_string()).join("ns/pid")).ok();
+    let candidates = facts
+        .iter()
+        .any(|f| teardown::worth_a_scan(f.pids_current, f.live_tasks, f.own_init));
+    // The host's namespace (of /proc's pid 1, or ours when that is hidden) counts as alive:
+    // hostPID containers are in it.
+    let live_inits: Vec<std::path::PathBuf> = if candidates {
+        audits
+            .iter()
+            .zip(&facts)
+            .filter(|(_, f)| f.own_init)
+            .filter_map(|(a, _)| pid_ns(a.pid1?))
+            .chain(pid_ns(1))
+            .chain(std::fs::read_link("/proc/self/ns/pid").ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let hints: Vec<bool> = facts
+        .iter()
+        .map(|f| {
+            let init_alive = f.own_init
+                || f.member
+                    .and_then(pid_ns)
+                    .is_some_and(|ns| live_inits.contains(&ns));
+            teardown::worth_a_scan(f.pids_current, f.live_tasks, init_alive)
+        })
+        .collect();
     if hints.contains(&true) {
         for t in teardown::scan(proc_root) {
             let path = cgroup_of(proc_root, t.init_pid);
@@ -118,9 +148,19 @@ fn live_tasks(dir: &Path) -> usize {
         .map_or(0, |t| crate::cgroups::parse_cgroup_procs(&t).len())
 }
 
-/// The audit of one container, and whether its cgroup hints at an exiting namespace init
-/// ([`teardown::worth_a_scan`]).
-fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, bool) {
+/// What a container's cgroup says about its PID namespace's init.
+struct NsFacts {
+    /// Tasks charged to it (`pids.current`; 0 when unreadable) and the live ones it lists.
+    pids_current: u64,
+    live_tasks: usize,
+    /// One of its live processes is its PID namespace's init.
+    own_init: bool,
+    /// A live process of it, when none is an init.
+    member: Option<u32>,
+}
+
+/// The audit of one container, and what its cgroup says about its namespace's init.
+fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) {
     let (rel, info) = (cgroup.path.as_str(), &cgroup.info);
     let pod_uid = info.pod_uid.clone().unwrap_or_default();
     let procs: Vec<Proc> = cgroup_procs(&cgroup.dir)
@@ -132,16 +172,16 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, bool) {
         .find(|p| p.ns_pid == Some(1))
         .or_else(|| procs.iter().min_by_key(|p| (p.start, p.pid)));
     let shared = !procs.is_empty() && !procs.iter().any(|p| p.ns_pid == Some(1));
-    let hint = std::fs::read_to_string(cgroup.dir.join("pids.current"))
-        .ok()
-        .and_then(|c| crate::budget::parse_u64(&c))
-        .is_some_and(|current| {
-            teardown::worth_a_scan(
-                current,
-                live_tasks(&cgroup.dir),
-                procs.iter().any(|p| p.ns_pid == Some(1)),
-            )
-        });
+    let own_init = procs.iter().any(|p| p.ns_pid == Some(1));
+    let ns = NsFacts {
+        pids_current: std::fs::read_to_string(cgroup.dir.join("pids.current"))
+            .ok()
+            .and_then(|c| crate::budget::parse_u64(&c))
+            .unwrap_or(0),
+        live_tasks: live_tasks(&cgroup.dir),
+        own_init,
+        member: (!own_init).then(|| procs.first().map(|p| p.pid)).flatten(),
+    };
 
     // Processes of this container whose parent is in another container of the same pod
     // (the pause process of a shared PID namespace): their starter exited.
@@ -196,7 +236,7 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, bool) {
     // which unblocks them while it waits, so /proc shows neither a handler nor a block.
     a.handles_sigterm = a.init.is_some() || a.sigterm.is_some_and(Disposition::handled);
     a.verdict = verdict(&a);
-    (a, hint)
+    (a, ns)
 }
 
 /// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),

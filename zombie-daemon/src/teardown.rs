@@ -98,11 +98,12 @@ pub struct Teardown {
     pub remedy: String,
 }
 
-/// A cgroup charges more tasks (`pids.current`) than it lists live ones, and none of those
-/// is a PID-namespace init: its init may be exiting. Zombies also make the counts differ,
-/// so this only decides whether [`scan`] is worth its /proc pass.
-pub fn worth_a_scan(pids_current: u64, live_tasks: usize, has_live_namespace_init: bool) -> bool {
-    !has_live_namespace_init && pids_current > live_tasks as u64
+/// A cgroup charges more tasks (`pids.current`) than it lists live ones, and no live init of
+/// its processes' PID namespace is seen (neither among them nor, for a pod's shared
+/// namespace, in another container): its init may be exiting. Zombies also make the counts
+/// differ, so this only decides whether [`scan`] is worth its /proc pass.
+pub fn worth_a_scan(pids_current: u64, live_tasks: usize, namespace_init_alive: bool) -> bool {
+    !namespace_init_alive && pids_current > live_tasks as u64
 }
 
 /// The verdict on an exiting namespace init and the other tasks of its namespace: `None`
