@@ -45,7 +45,9 @@ pub struct TaskFacts {
 }
 
 impl TaskFacts {
-    /// An init of a PID namespace below the host's, in do_exit but not a zombie yet.
+    /// An init of a PID namespace below the host's, in do_exit and not done: not a zombie
+    /// yet, or a zombie leader whose other threads are still exiting. (A normal exit passes
+    /// through this state for a moment; only one that stays is stuck.)
     pub fn is_exiting_namespace_init(&self) -> bool {
         self.exiting
             && still_exiting(self.state, self.threads)
