@@ -44,6 +44,8 @@ use zombie_daemon::attribution::cri::CriClient;
 
 pub const BUSYBOX_IMAGE: &str = "docker.io/local/busybox:1";
 pub const PAUSE_IMAGE: &str = "docker.io/local/pause:1";
+/// A sandbox image whose process does not reap (see [`NOREAP_PAUSE_C`]).
+pub const NOREAP_PAUSE_IMAGE: &str = "docker.io/local/pause-noreap:1";
 
 /// Where shims put their sockets, whatever containerd's state dir.
 const SHIM_SOCKETS: &str = "/run/containerd/s";
@@ -60,6 +62,19 @@ int main(void) {
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
     signal(SIGCHLD, reap);
+    for (;;) pause();
+}
+"#;
+
+/// A broken sandbox process: it stops on TERM/INT like pause but never reaps, so the
+/// orphans of a pod's shared PID namespace stay zombies under it.
+const NOREAP_PAUSE_C: &str = r#"
+#include <signal.h>
+#include <unistd.h>
+static void stop(int s) { (void)s; _exit(0); }
+int main(void) {
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
     for (;;) pause();
 }
 "#;
@@ -86,6 +101,11 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd with the test images imported and its CRI socket answering.
     pub fn start() -> Self {
+        Self::start_with_sandbox(PAUSE_IMAGE)
+    }
+
+    /// [`Containerd::start`] with `sandbox_image` (a test image) as every pod's sandbox.
+    pub fn start_with_sandbox(sandbox_image: &str) -> Self {
         let t = Instant::now();
         preflight();
         let images = images();
@@ -102,7 +122,11 @@ impl Containerd {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let socket = dir.join("containerd.sock");
-        fs::write(dir.join("config.toml"), config(&dir, &socket)).unwrap();
+        fs::write(
+            dir.join("config.toml"),
+            config(&dir, &socket, sandbox_image),
+        )
+        .unwrap();
 
         let shim_sockets_before = list_dir(Path::new(SHIM_SOCKETS));
         let log = fs::File::create(dir.join("containerd.log")).unwrap();
@@ -152,10 +176,14 @@ impl Containerd {
             }
         };
         c.cri = Some(cri);
-        for (name, tar) in [
+        let mut wanted = vec![
             (BUSYBOX_IMAGE, &images.busybox),
             (PAUSE_IMAGE, &images.pause),
-        ] {
+        ];
+        if sandbox_image == NOREAP_PAUSE_IMAGE {
+            wanted.push((NOREAP_PAUSE_IMAGE, &images.noreap_pause));
+        }
+        for (name, tar) in wanted {
             let base = name.rsplit_once(':').unwrap().0;
             c.ctr(&[
                 "images",
@@ -192,6 +220,39 @@ impl Containerd {
         cgroup_parent: &str,
     ) -> String {
         self.run_pod_annotated(name, namespace, uid, cgroup_parent, HashMap::new())
+    }
+
+    /// [`Containerd::run_pod`] with one PID namespace for the whole pod
+    /// (`NamespaceMode::Pod`, the kubelet's `shareProcessNamespace: true`): the sandbox
+    /// process is its PID 1, and every container of the pod joins it.
+    pub fn run_pod_sharing_pids(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+    ) -> String {
+        self.track_cgroup(cgroup_parent);
+        let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
+        if let Some(ns) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        let id = self
+            .call("RunPodSandbox", |mut s| async move {
+                s.run_pod_sandbox(req).await
+            })
+            .pod_sandbox_id;
+        self.pods.insert(id.clone(), config);
+        id
     }
 
     /// [`Containerd::run_pod`] with pod annotations.
@@ -233,6 +294,13 @@ impl Containerd {
             .cloned()
             .unwrap_or_else(|| panic!("sandbox {sandbox} was not started by run_pod"));
         let meta = sandbox_config.metadata.clone().unwrap_or_default();
+        // The pod's namespace modes (a shared PID namespace is the pod's).
+        let namespace_options = sandbox_config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_else(namespaces);
         let labels = HashMap::from([
             ("io.kubernetes.container.name".to_string(), name.to_string()),
             ("io.kubernetes.pod.name".to_string(), meta.name),
@@ -253,7 +321,7 @@ impl Containerd {
             labels,
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(namespaces()),
+                    namespace_options: Some(namespace_options),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -577,7 +645,7 @@ fn info_pid(info: &HashMap<String, String>) -> i32 {
         .unwrap_or_else(|| panic!("no pid in status info: {raw}")) as i32
 }
 
-fn config(dir: &Path, socket: &Path) -> String {
+fn config(dir: &Path, socket: &Path, sandbox_image: &str) -> String {
     let d = dir.display();
     format!(
         r#"version = 2
@@ -605,7 +673,7 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
+  sandbox_image = "{sandbox_image}"
   restrict_oom_score_adj = true
   disable_apparmor = true
   netns_mounts_under_state_dir = true
@@ -657,6 +725,7 @@ fn preflight() {
 struct Images {
     busybox: PathBuf,
     pause: PathBuf,
+    noreap_pause: PathBuf,
 }
 
 /// The two OCI image tarballs, built once and cached; rebuilt when busybox or the pause
@@ -673,6 +742,7 @@ fn images() -> &'static Images {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             PAUSE_C.hash(&mut h);
+            NOREAP_PAUSE_C.hash(&mut h);
             let bb = fs::metadata("/bin/busybox").unwrap();
             (bb.len(), bb.modified().ok()).hash(&mut h);
             format!("{:016x}", h.finish())
@@ -680,8 +750,9 @@ fn images() -> &'static Images {
         let images = Images {
             busybox: cache.join(format!("busybox-{key}.oci.tar")),
             pause: cache.join(format!("pause-{key}.oci.tar")),
+            noreap_pause: cache.join(format!("pause-noreap-{key}.oci.tar")),
         };
-        if !images.busybox.exists() || !images.pause.exists() {
+        if !images.busybox.exists() || !images.pause.exists() || !images.noreap_pause.exists() {
             let t = Instant::now();
             build_images(&cache, &images);
             eprintln!("containerd: built test images in {:?}", t.elapsed());
@@ -695,11 +766,13 @@ fn build_images(cache: &Path, out: &Images) {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).unwrap();
 
-    fs::write(work.join("pause.c"), PAUSE_C).unwrap();
-    run(Command::new("gcc")
-        .args(["-static", "-Os", "-s", "-o"])
-        .arg(work.join("pause"))
-        .arg(work.join("pause.c")));
+    for (name, source) in [("pause", PAUSE_C), ("pause-noreap", NOREAP_PAUSE_C)] {
+        fs::write(work.join(format!("{name}.c")), source).unwrap();
+        run(Command::new("gcc")
+            .args(["-static", "-Os", "-s", "-o"])
+            .arg(work.join(name))
+            .arg(work.join(format!("{name}.c"))));
+    }
 
     let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
     let applets = String::from_utf8(applets.stdout).unwrap();
@@ -725,6 +798,16 @@ fn build_images(cache: &Path, out: &Images) {
         &["--config.entrypoint=/pause"],
         |rootfs| {
             fs::copy(&pause, rootfs.join("pause")).unwrap();
+        },
+    );
+    let noreap = work.join("pause-noreap");
+    build_image(
+        &work,
+        "pause-noreap",
+        &out.noreap_pause,
+        &["--config.entrypoint=/pause-noreap"],
+        |rootfs| {
+            fs::copy(&noreap, rootfs.join("pause-noreap")).unwrap();
         },
     );
     let _ = fs::remove_dir_all(&work);

@@ -6,6 +6,7 @@ mod diagnosis;
 mod harness;
 mod http_load;
 mod kernel;
+mod node;
 mod prometheus;
 mod remediate;
 mod runc;

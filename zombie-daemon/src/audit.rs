@@ -18,6 +18,7 @@ use crate::{
     attribution::{Attribution, Owner},
     cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups},
     diagnosis::{Disposition, ReaperFacts, ReaperKind, known_init},
+    teardown::{self, Teardown},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,6 +51,10 @@ pub struct ContainerAudit {
     pub leftover_pids: Vec<u32>,
     /// "ok", or the problems in words.
     pub verdict: String,
+    /// Its PID namespace's init has exited and waits for members that do not die (see
+    /// [`crate::teardown`]); absent when not so.
+    #[serde(default)]
+    pub pid_namespace_teardown: Option<Teardown>,
 }
 
 struct Proc {
@@ -85,10 +90,77 @@ pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
         .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
         .collect();
     containers.sort_by(|a, b| (&a.path, &a.dir).cmp(&(&b.path, &b.dir)));
-    containers.iter().map(|c| audit_one(proc_root, c)).collect()
+    let (mut audits, facts): (Vec<ContainerAudit>, Vec<NsFacts>) =
+        containers.iter().map(|c| audit_one(proc_root, c)).unzip();
+    // The /proc pass for stuck namespaces runs only when a cgroup hints at an exiting init:
+    // it charges tasks it does not list as live, and no live init of its processes' PID
+    // namespace is seen (in a pod's shared namespace, the init is the sandbox's).
+    let pid_ns = |pid: u32| std::fs::read_link(proc_root.join(pid.to_string()).join("ns/pid")).ok();
+    let candidates = facts
+        .iter()
+        .any(|f| teardown::worth_a_scan(f.pids_current, f.live_tasks, f.own_init));
+    // The host's namespace (of /proc's pid 1, or ours when that is hidden) counts as alive:
+    // hostPID containers are in it.
+    let live_inits: Vec<std::path::PathBuf> = if candidates {
+        audits
+            .iter()
+            .zip(&facts)
+            .filter(|(_, f)| f.own_init)
+            .filter_map(|(a, _)| pid_ns(a.pid1?))
+            .chain(pid_ns(1))
+            .chain(std::fs::read_link("/proc/self/ns/pid").ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let hints: Vec<bool> = facts
+        .iter()
+        .map(|f| {
+            let init_alive = f.own_init
+                || f.member
+                    .and_then(pid_ns)
+                    .is_some_and(|ns| live_inits.contains(&ns));
+            teardown::worth_a_scan(f.pids_current, f.live_tasks, init_alive)
+        })
+        .collect();
+    if hints.contains(&true) {
+        for t in teardown::scan(proc_root) {
+            let path = cgroup_of(proc_root, t.init_pid);
+            if let Some(a) = audits
+                .iter_mut()
+                .zip(&hints)
+                .find(|(a, hint)| **hint && a.cgroup_path == path)
+                .map(|(a, _)| a)
+            {
+                a.pid_namespace_teardown = Some(t);
+                a.verdict = verdict(a);
+            }
+        }
+    }
+    audits
 }
 
-fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
+/// The tasks a cgroup lists as live (`cgroup.threads` on cgroup2, `tasks` on v1).
+fn live_tasks(dir: &Path) -> usize {
+    ["cgroup.threads", "tasks"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .map_or(0, |t| crate::cgroups::parse_cgroup_procs(&t).len())
+}
+
+/// What a container's cgroup says about its PID namespace's init.
+struct NsFacts {
+    /// Tasks charged to it (`pids.current`; 0 when unreadable) and the live ones it lists.
+    pids_current: u64,
+    live_tasks: usize,
+    /// One of its live processes is its PID namespace's init.
+    own_init: bool,
+    /// A live process of it, when none is an init.
+    member: Option<u32>,
+}
+
+/// The audit of one container, and what its cgroup says about its namespace's init.
+fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) {
     let (rel, info) = (cgroup.path.as_str(), &cgroup.info);
     let pod_uid = info.pod_uid.clone().unwrap_or_default();
     let procs: Vec<Proc> = cgroup_procs(&cgroup.dir)
@@ -100,6 +172,16 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
         .find(|p| p.ns_pid == Some(1))
         .or_else(|| procs.iter().min_by_key(|p| (p.start, p.pid)));
     let shared = !procs.is_empty() && !procs.iter().any(|p| p.ns_pid == Some(1));
+    let own_init = procs.iter().any(|p| p.ns_pid == Some(1));
+    let ns = NsFacts {
+        pids_current: std::fs::read_to_string(cgroup.dir.join("pids.current"))
+            .ok()
+            .and_then(|c| crate::budget::parse_u64(&c))
+            .unwrap_or(0),
+        live_tasks: live_tasks(&cgroup.dir),
+        own_init,
+        member: (!own_init).then(|| procs.first().map(|p| p.pid)).flatten(),
+    };
 
     // Processes of this container whose parent is in another container of the same pod
     // (the pause process of a shared PID namespace): their starter exited.
@@ -147,13 +229,14 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> ContainerAudit {
         shared_pid_namespace: shared,
         leftover_pids,
         verdict: String::new(),
+        pid_namespace_teardown: None,
     };
     a.reaps = a.init.is_some() || a.sigchld.is_some_and(|d| d != Disposition::Default);
     // Known inits forward SIGTERM. tini and catatonit collect signals with sigtimedwait,
     // which unblocks them while it waits, so /proc shows neither a handler nor a block.
     a.handles_sigterm = a.init.is_some() || a.sigterm.is_some_and(Disposition::handled);
     a.verdict = verdict(&a);
-    a
+    (a, ns)
 }
 
 /// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),
@@ -203,27 +286,37 @@ fn cgroup_of(proc_root: &Path, pid: u32) -> String {
 
 /// The problems of a container's init in words, or "ok".
 pub fn verdict(a: &ContainerAudit) -> String {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(t) = &a.pid_namespace_teardown {
+        problems.push(format!(
+            "its PID namespace is stuck in teardown: {}",
+            t.remedy
+        ));
+    }
     if a.pid1.is_none() {
-        return "no live process".into();
+        problems.push("no live process".into());
+        return problems.join("; ");
     }
     if !a.shared_pid_namespace {
         if !a.reaps {
-            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)");
+            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)".into());
         }
         if !a.handles_sigterm && a.init.is_none() {
             problems.push(
-                "PID 1 does not handle SIGTERM: it is stopped only by SIGKILL after the grace period",
+                "PID 1 does not handle SIGTERM: it is stopped only by SIGKILL after the grace period"
+                    .into(),
             );
         }
         if a.shell {
-            problems.push("a shell is PID 1: it does not forward signals to the application");
+            problems
+                .push("a shell is PID 1: it does not forward signals to the application".into());
         }
     }
     if !a.leftover_pids.is_empty() {
         problems.push(
             "its main process exited but processes it started live on (handed to the pod's \
-             init): they keep the container from stopping",
+             init): they keep the container from stopping"
+                .into(),
         );
     }
     if problems.is_empty() {
@@ -264,6 +357,8 @@ pub fn table(audits: &[ContainerAudit]) -> String {
                 Some(ReaperKind::Init) => a.init.clone().unwrap_or_else(|| "init".into()),
                 Some(ReaperKind::Shell) => "shell".into(),
                 Some(ReaperKind::Application) => "application".into(),
+                Some(ReaperKind::Runtime) => "runtime".into(),
+                Some(ReaperKind::NodeAgent) => "node-agent".into(),
                 None => "-".into(),
             },
             yes_no(a.reaps),
@@ -310,6 +405,7 @@ mod tests {
             shared_pid_namespace: false,
             leftover_pids: vec![],
             verdict: String::new(),
+            pid_namespace_teardown: None,
         }
     }
 
@@ -380,5 +476,22 @@ mod tests {
             ..base()
         };
         assert_eq!(verdict(&gone), "no live process");
+        let stuck = ContainerAudit {
+            pid1: None,
+            pid_namespace_teardown: Some(Teardown {
+                init_pid: 7,
+                init_comm: "app".into(),
+                init_state: "S".into(),
+                init_wchan: None,
+                members: vec![],
+                remedy: "the PID namespace's init app (pid 7) has exited".into(),
+            }),
+            ..base()
+        };
+        assert_eq!(
+            verdict(&stuck),
+            "its PID namespace is stuck in teardown: the PID namespace's init app (pid 7) has \
+             exited; no live process"
+        );
     }
 }

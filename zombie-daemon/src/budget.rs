@@ -4,7 +4,9 @@
 //! and its effective limit is the smaller of `kernel.pid_max` and `kernel.threads-max`, as
 //! the kubelet computes `pid.available`. A pod's and a container's use is their pids
 //! controller's `pids.current` against `pids.max`: a zombie stays charged there until it is
-//! reaped, which is how a leak turns into "fork: Resource temporarily unavailable".
+//! reaped, which is how a leak turns into "fork: Resource temporarily unavailable". The
+//! moment it does, the controller counts the refused fork in `pids.events` (`max N`, on
+//! cgroup v2 and in the v1 pids hierarchy alike).
 
 use std::{fs, path::Path};
 
@@ -22,6 +24,16 @@ pub struct NodeBudget {
 /// `kernel.pid_max`, `kernel.threads-max`.
 pub fn parse_u64(text: &str) -> Option<u64> {
     text.trim().parse().ok()
+}
+
+/// The `max` count of a `pids.events` file: forks refused because this cgroup's
+/// `pids.max` (or an ancestor's) was reached. Other keys (`max.imposed` on newer kernels)
+/// are not it.
+pub fn parse_pids_events(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (key, value) = l.split_once(char::is_whitespace)?;
+        (key == "max").then(|| parse_u64(value)).flatten()
+    })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -59,6 +71,9 @@ pub struct CgroupBudget {
     pub current: u64,
     /// None when unlimited ("max").
     pub max: Option<u64>,
+    /// Forks refused at the limit (`pids.events` `max`); None when the kernel has no
+    /// `pids.events`.
+    pub max_events: Option<u64>,
 }
 
 /// Bound on cgroups read per scrape.
@@ -75,12 +90,16 @@ pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
             let max = fs::read_to_string(c.dir.join("pids.max"))
                 .ok()
                 .and_then(|m| parse_u64(&m));
+            let max_events = fs::read_to_string(c.dir.join("pids.events"))
+                .ok()
+                .and_then(|e| parse_pids_events(&e));
             Some(CgroupBudget {
                 path: c.path,
                 pod_uid: uid,
                 container_id: c.info.container_id,
                 current,
                 max,
+                max_events,
             })
         })
         .collect()
@@ -102,6 +121,12 @@ mod tests {
         assert_eq!(parse_u64("max\n"), None);
         assert_eq!(parse_u64(""), None);
         assert_eq!(parse_u64("-1"), None);
+        assert_eq!(parse_pids_events("max 0\n"), Some(0));
+        assert_eq!(parse_pids_events("max 17\nmax.imposed 3\n"), Some(17));
+        assert_eq!(parse_pids_events("max.imposed 3\nmax 4\n"), Some(4));
+        assert_eq!(parse_pids_events("max.imposed 3\n"), None);
+        assert_eq!(parse_pids_events("max x\n"), None);
+        assert_eq!(parse_pids_events(""), None);
     }
 
     #[test]
@@ -124,6 +149,7 @@ mod tests {
         fs::write(pod.join("pids.max"), "max\n").unwrap();
         fs::write(ctr.join("pids.current"), "5\n").unwrap();
         fs::write(ctr.join("pids.max"), "100\n").unwrap();
+        fs::write(ctr.join("pids.events"), "max 3\n").unwrap();
         let mut got = pods(&root);
         got.sort_by(|a, b| a.path.cmp(&b.path));
         fs::remove_dir_all(&root).unwrap();
@@ -133,6 +159,7 @@ mod tests {
             (7, None, true)
         );
         assert_eq!((got[1].current, got[1].max), (5, Some(100)));
+        assert_eq!((got[0].max_events, got[1].max_events), (None, Some(3)));
         assert_eq!(got[1].pod_uid, uid);
     }
 }

@@ -24,6 +24,15 @@ pub enum Cause {
     ParentStopped,
     /// None of the above (e.g. a real init that has not got to it yet).
     Unknown,
+    /// The reaper is the container runtime or one of its helpers (a shim, conmon, runc,
+    /// crun): a runtime bug, not the workload's.
+    Runtime,
+    /// The reaper is the kubelet or another node agent that starts processes and does not
+    /// reap them: a bug of that agent.
+    NodeAgent,
+    /// The pod shares one PID namespace and its sandbox process, that namespace's init,
+    /// does not reap the orphans of the pod's containers.
+    SandboxNotReaping,
 }
 
 impl Cause {
@@ -34,15 +43,21 @@ impl Cause {
             Self::ShellPid1 => "shell_pid1",
             Self::ParentStopped => "parent_stopped",
             Self::Unknown => "unknown",
+            Self::Runtime => "runtime",
+            Self::NodeAgent => "node_agent",
+            Self::SandboxNotReaping => "sandbox_not_reaping",
         }
     }
 
-    pub const ALL: [Cause; 5] = [
+    pub const ALL: [Cause; 8] = [
         Self::ParentNotWaiting,
         Self::Pid1NotInit,
         Self::ShellPid1,
         Self::ParentStopped,
         Self::Unknown,
+        Self::Runtime,
+        Self::NodeAgent,
+        Self::SandboxNotReaping,
     ];
 
     /// One line an operator can act on.
@@ -70,6 +85,26 @@ impl Cause {
             Self::Unknown => {
                 "no known cause: the reaper is an init or a process that reaps; if the zombie \
                  stays, look at what that process is doing"
+            }
+            Self::Runtime => {
+                "the container runtime's own process (shim, conmon, runc or crun) does not reap \
+                 its children: a runtime bug (cri-o#5500, runc#2023), not the workload's; \
+                 upgrade the runtime, and delete or restart the pod to end the shim that holds \
+                 them (never kill a shim of a running pod)"
+            }
+            Self::NodeAgent => {
+                "a node agent (the kubelet, node-problem-detector, a CNI or monitoring agent) \
+                 starts processes and does not reap them: a bug of that agent \
+                 (Azure/acs-engine#521, node-problem-detector#726); upgrade it, or restart it \
+                 so that its zombies are handed to the node's init"
+            }
+            Self::SandboxNotReaping => {
+                "the pod's sandbox (pause) process is PID 1 of the pod's shared PID namespace \
+                 (shareProcessNamespace: true) and does not reap the orphans the pod's \
+                 containers hand it: the runtime's sandbox image is not a pause that reaps; set \
+                 it to one that does (containerd sandbox_image, CRI-O pause_image: \
+                 registry.k8s.io/pause), or turn shareProcessNamespace off and run an init in \
+                 the container"
             }
         }
     }
@@ -120,6 +155,69 @@ pub enum ReaperKind {
     Init,
     Shell,
     Application,
+    /// The container runtime or one of its helpers (see [`RUNTIMES`]).
+    Runtime,
+    /// The kubelet or another node agent (see [`NODE_AGENTS`]).
+    #[serde(rename = "node_agent")]
+    NodeAgent,
+}
+
+/// The container runtime and its helpers, by program name: the daemons, the per-container
+/// shims and monitors that are a container's parent (a subreaper that must reap it), and
+/// the OCI runtimes they run. `containerd-shim*` matches every shim (runc-v2, runsc-v1,
+/// kata-v2, ...).
+pub const RUNTIMES: &[&str] = &[
+    "containerd-shim*",
+    "conmon",
+    "conmon-rs",
+    "conmonrs",
+    "runc",
+    "crun",
+    "youki",
+    "runsc",
+    "containerd",
+    "crio",
+    "dockerd",
+    "cri-dockerd",
+];
+
+/// Node agents that start processes on the node (probes, plugins, helpers): the kubelet
+/// and kube-proxy, node-problem-detector (its custom plugins), cAdvisor, and the common
+/// CNI and network agents.
+pub const NODE_AGENTS: &[&str] = &[
+    "kubelet",
+    "kube-proxy",
+    "node-problem-detector",
+    "cadvisor",
+    "calico-node",
+    "cilium-agent",
+    "flanneld",
+    "kindnetd",
+    "aws-k8s-agent",
+    "azure-cns",
+    "k3s",
+    "k3s-agent",
+    "k3s-server",
+];
+
+/// Which entry of `names` a process is, by comm or argv[0]: `*` ends a prefix, and a
+/// 15-character comm (the kernel's limit) matches a longer name it is the start of.
+fn named_in(names: &[&'static str], comm: &str, cmdline: &[String]) -> Option<&'static str> {
+    let prog = program(cmdline).unwrap_or(comm);
+    names.iter().copied().find(|n| match n.strip_suffix('*') {
+        Some(prefix) => comm.starts_with(prefix) || prog.starts_with(prefix),
+        None => *n == comm || *n == prog || (comm.len() == 15 && n.starts_with(comm)),
+    })
+}
+
+/// Which runtime process this is, if any (an entry of [`RUNTIMES`]).
+pub fn known_runtime(comm: &str, cmdline: &[String]) -> Option<&'static str> {
+    named_in(RUNTIMES, comm, cmdline)
+}
+
+/// Which node agent this is, if any (an entry of [`NODE_AGENTS`]).
+pub fn known_node_agent(comm: &str, cmdline: &[String]) -> Option<&'static str> {
+    named_in(NODE_AGENTS, comm, cmdline)
 }
 
 /// Known inits, by the comm or program name they run as.
@@ -139,9 +237,6 @@ const INITS: &[&str] = &[
     "runsv",
     "supervisord",
     "openrc-init",
-    "containerd-shim",
-    "containerd-shim-runc-v2",
-    "conmon",
 ];
 
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"];
@@ -220,7 +315,11 @@ impl ReaperFacts {
     }
 
     pub fn kind(&self) -> ReaperKind {
-        if known_init(&self.comm, &self.cmdline).is_some() {
+        if known_runtime(&self.comm, &self.cmdline).is_some() {
+            ReaperKind::Runtime
+        } else if known_node_agent(&self.comm, &self.cmdline).is_some() {
+            ReaperKind::NodeAgent
+        } else if known_init(&self.comm, &self.cmdline).is_some() {
             ReaperKind::Init
         } else if is_shell(&self.comm, &self.cmdline) {
             ReaperKind::Shell
@@ -247,6 +346,10 @@ pub struct Reaper {
     pub kind: ReaperKind,
     /// Which known init, if it is one.
     pub init: Option<String>,
+    /// Which runtime process or node agent, if it is one (an entry of [`RUNTIMES`] or
+    /// [`NODE_AGENTS`]).
+    #[serde(default)]
+    pub node_component: Option<String>,
     /// It is PID 1 of its PID namespace (a container's init).
     pub namespace_init: bool,
     pub state: String,
@@ -267,6 +370,10 @@ pub fn diagnose(reaper: Option<&ReaperFacts>, has_waited: bool, show_cmdline: bo
     let kind = r.kind();
     let cause = if matches!(r.state.as_str(), "T" | "t") {
         Cause::ParentStopped
+    } else if kind == ReaperKind::Runtime {
+        Cause::Runtime
+    } else if kind == ReaperKind::NodeAgent {
+        Cause::NodeAgent
     } else if kind == ReaperKind::Init {
         Cause::Unknown
     } else if r.is_namespace_init() && r.pid != 1 {
@@ -292,12 +399,41 @@ pub fn diagnose(reaper: Option<&ReaperFacts>, has_waited: bool, show_cmdline: bo
             },
             kind,
             init: known_init(&r.comm, &r.cmdline).map(str::to_string),
+            node_component: known_runtime(&r.comm, &r.cmdline)
+                .or_else(|| known_node_agent(&r.comm, &r.cmdline))
+                .map(str::to_string),
             namespace_init: r.is_namespace_init(),
             state: r.state.clone(),
             sigchld: r.sigchld,
             has_waited,
         }),
     }
+}
+
+/// A zombie handed to the init of a pod's shared PID namespace (CRI `NamespaceMode::POD`,
+/// the kubelet's `shareProcessNamespace: true`): that init is the pod's sandbox process, in
+/// the sandbox's cgroup, while the zombie comes from another container of the pod. A
+/// non-reaping init judged as a container's PID 1 is then the sandbox's fault.
+/// `zombie`: the zombie's pod UID and container ID; `reaper`: what the reaper's cgroup
+/// path says.
+pub fn in_shared_pod_namespace(
+    mut d: Diagnosis,
+    zombie: (Option<&str>, Option<&str>),
+    reaper: Option<&crate::attribution::CgroupInfo>,
+) -> Diagnosis {
+    let (Some(pod), Some(container)) = zombie else {
+        return d;
+    };
+    let Some(r) = d.reaper.as_ref() else { return d };
+    let sandbox = reaper.is_some_and(|info| {
+        info.pod_uid.as_deref() == Some(pod)
+            && info.container_id.as_deref().is_some_and(|c| c != container)
+    });
+    if r.namespace_init && sandbox && matches!(d.cause, Cause::Pid1NotInit | Cause::ShellPid1) {
+        d.cause = Cause::SandboxNotReaping;
+        d.remedy = format!("{} (pid {}): {}", r.comm, r.pid, d.cause.remedy());
+    }
+    d
 }
 
 #[cfg(test)]
@@ -352,6 +488,137 @@ mod tests {
             let d = diagnose(Some(&init), true, true);
             assert_eq!(d.cause, Cause::Unknown, "{comm}");
             assert_eq!(d.reaper.unwrap().init.as_deref(), Some(comm));
+        }
+    }
+
+    #[test]
+    fn runtime_processes_are_the_runtimes_bug() {
+        for (comm, argv0) in [
+            ("containerd-shim", "/usr/bin/containerd-shim-runc-v2"),
+            ("containerd-shim", "containerd-shim-runsc-v1"),
+            ("conmon", "/usr/bin/conmon"),
+            ("conmonrs", "/usr/bin/conmonrs"),
+            ("runc", "runc"),
+            ("crun", "/usr/bin/crun"),
+        ] {
+            let r = facts(4000, comm, &[argv0, "-namespace", "k8s.io"], 4000, "S");
+            let d = diagnose(Some(&r), false, true);
+            assert_eq!(d.cause, Cause::Runtime, "{comm}");
+            assert!(
+                d.remedy.starts_with(&format!("{comm} (pid 4000): ")),
+                "{d:?}"
+            );
+            assert!(d.remedy.contains("runtime bug"), "{d:?}");
+            let reaper = d.reaper.unwrap();
+            assert_eq!((reaper.kind, reaper.init), (ReaperKind::Runtime, None));
+            assert!(reaper.node_component.is_some(), "{comm}");
+        }
+        // A stopped shim is stopped first of all.
+        let stopped = facts(
+            4001,
+            "containerd-shim",
+            &["containerd-shim-runc-v2"],
+            4001,
+            "T",
+        );
+        assert_eq!(
+            diagnose(Some(&stopped), false, true).cause,
+            Cause::ParentStopped
+        );
+    }
+
+    #[test]
+    fn node_agents_are_the_agents_bug() {
+        for (comm, argv0, which) in [
+            ("kubelet", "/usr/bin/kubelet", "kubelet"),
+            // comm is cut at 15 characters; argv[0] may be anything.
+            (
+                "node-problem-de",
+                "/node-problem-detector",
+                "node-problem-detector",
+            ),
+            ("node-problem-de", "npd", "node-problem-detector"),
+            ("kube-proxy", "/usr/local/bin/kube-proxy", "kube-proxy"),
+        ] {
+            let r = facts(5000, comm, &[argv0, "--v=2"], 5000, "S");
+            let d = diagnose(Some(&r), false, true);
+            assert_eq!(d.cause, Cause::NodeAgent, "{comm}");
+            assert!(d.remedy.contains("node agent"), "{d:?}");
+            let reaper = d.reaper.unwrap();
+            assert_eq!(reaper.kind, ReaperKind::NodeAgent);
+            assert_eq!(reaper.node_component.as_deref(), Some(which));
+        }
+        // Names that only look alike are not components.
+        for (comm, argv0) in [
+            ("containerd-sh", "containerd-sh"),
+            ("kubelet-helper", "kubelet-helper"),
+            ("runcible", "runcible"),
+        ] {
+            let r = facts(5001, comm, &[argv0], 5001, "S");
+            assert_eq!(
+                diagnose(Some(&r), false, true).cause,
+                Cause::ParentNotWaiting,
+                "{comm}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_reaping_init_of_a_shared_pod_namespace_is_the_sandbox() {
+        let pod = "11111111-2222-3333-4444-555555555555";
+        let (sandbox, app) = ("a".repeat(64), "b".repeat(64));
+        let path = |id: &str| format!("/kubepods/besteffort/pod{pod}/{id}");
+        let sandbox_cg = crate::attribution::cgroup_path::parse(&path(&sandbox));
+        let app_cg = crate::attribution::cgroup_path::parse(&path(&app));
+        let other_pod = crate::attribution::cgroup_path::parse(&format!(
+            "/kubepods/besteffort/pod99999999-2222-3333-4444-555555555555/{sandbox}"
+        ));
+        let base = || {
+            diagnose(
+                Some(&facts(700, "sleep", &["sleep", "inf"], 1, "S")),
+                false,
+                true,
+            )
+        };
+        let zombie = (Some(pod), Some(app.as_str()));
+        let d = in_shared_pod_namespace(base(), zombie, Some(&sandbox_cg));
+        assert_eq!(d.cause, Cause::SandboxNotReaping);
+        assert!(
+            d.remedy
+                .starts_with("sleep (pid 700): the pod's sandbox (pause) process"),
+            "{}",
+            d.remedy
+        );
+        // The zombie in the reaper's own container, another pod, or no cgroup facts: a
+        // container's PID 1 as before.
+        for reaper in [Some(&app_cg), Some(&other_pod), None] {
+            let d = in_shared_pod_namespace(base(), zombie, reaper);
+            assert_eq!(d.cause, Cause::Pid1NotInit, "{reaper:?}");
+        }
+        assert_eq!(
+            in_shared_pod_namespace(base(), (Some(pod), None), Some(&sandbox_cg)).cause,
+            Cause::Pid1NotInit
+        );
+        // A reaping pause (a known init) and an application parent are left alone.
+        let pause = diagnose(Some(&facts(701, "pause", &["/pause"], 1, "S")), true, true);
+        assert_eq!(
+            in_shared_pod_namespace(pause, zombie, Some(&sandbox_cg)).cause,
+            Cause::Unknown
+        );
+        let app_parent = diagnose(Some(&facts(702, "app", &["app"], 5, "S")), false, true);
+        assert_eq!(
+            in_shared_pod_namespace(app_parent, zombie, Some(&sandbox_cg)).cause,
+            Cause::ParentNotWaiting
+        );
+    }
+
+    #[test]
+    fn cause_names_are_unique_and_snake_case() {
+        let names: std::collections::HashSet<&str> =
+            Cause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Cause::ALL.len());
+        for c in Cause::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }
 

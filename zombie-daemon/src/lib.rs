@@ -24,5 +24,6 @@ pub mod procfs;
 pub mod remediate;
 pub mod snapshot;
 pub mod status;
+pub mod teardown;
 pub mod tracker;
 pub mod view;

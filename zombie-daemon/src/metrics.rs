@@ -366,6 +366,8 @@ struct BudgetVecs {
     pod_limit: prometheus::GaugeVec,
     container_pids: prometheus::GaugeVec,
     container_limit: prometheus::GaugeVec,
+    pod_max_events: prometheus::CounterVec,
+    container_max_events: prometheus::CounterVec,
 }
 
 impl BudgetVecs {
@@ -376,6 +378,10 @@ impl BudgetVecs {
             prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         let pod = &POD_LABELS[..2];
+        // The kernel keeps these counts; a fresh counter per scrape reports its value.
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::CounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
         Self {
             node_pids: gauge(
                 "zombie_node_pids",
@@ -405,10 +411,20 @@ impl BudgetVecs {
                 "The container's PID limit (pids.max); absent when unlimited.",
                 &POD_LABELS,
             ),
+            pod_max_events: counter(
+                "zombie_pod_pids_max_events_total",
+                "Forks refused in the pod because a PID limit was reached (pids.events max).",
+                pod,
+            ),
+            container_max_events: counter(
+                "zombie_container_pids_max_events_total",
+                "Forks refused in the container because a PID limit was reached (pids.events max).",
+                &POD_LABELS,
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 6] {
+    fn collectors(&self) -> [&dyn Collector; 8] {
         [
             &self.node_pids,
             &self.node_limit,
@@ -416,6 +432,8 @@ impl BudgetVecs {
             &self.pod_limit,
             &self.container_pids,
             &self.container_limit,
+            &self.pod_max_events,
+            &self.container_max_events,
         ]
     }
 }
@@ -454,20 +472,23 @@ impl Collector for BudgetCollector {
                 if let Some(max) = c.max {
                     v.container_limit.with_label_values(&l).set(max as f64);
                 }
+                if let Some(n) = c.max_events {
+                    v.container_max_events
+                        .with_label_values(&l)
+                        .inc_by(n as f64);
+                }
             } else {
                 let l = [ns.as_str(), pod.as_str()];
                 v.pod_pids.with_label_values(&l).set(c.current as f64);
                 if let Some(max) = c.max {
                     v.pod_limit.with_label_values(&l).set(max as f64);
                 }
+                if let Some(n) = c.max_events {
+                    v.pod_max_events.with_label_values(&l).inc_by(n as f64);
+                }
             }
         }
-        for c in [
-            &v.pod_pids,
-            &v.pod_limit,
-            &v.container_pids,
-            &v.container_limit,
-        ] {
+        for c in &v.collectors()[2..] {
             out.extend(c.collect());
         }
         out
@@ -495,8 +516,25 @@ impl InitCollector {
     fn new(snapshot: SnapshotRx) -> Self {
         Self {
             snapshot,
-            descs: Self::vec().desc().into_iter().cloned().collect(),
+            descs: Self::vec()
+                .desc()
+                .into_iter()
+                .chain(Self::teardown_vec().desc())
+                .cloned()
+                .collect(),
         }
+    }
+
+    fn teardown_vec() -> prometheus::GaugeVec {
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "zombie_pid_namespace_teardown_stuck",
+                "Members left in a container's PID namespace whose init has exited and waits \
+                 for them to die (the pod hangs in Terminating); absent when none.",
+            ),
+            &POD_LABELS,
+        )
+        .expect("valid metric")
     }
 
     fn vec() -> prometheus::GaugeVec {
@@ -520,9 +558,15 @@ impl Collector for InitCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let snapshot = current(&self.snapshot);
         let v = Self::vec();
+        let stuck = Self::teardown_vec();
         for a in &snapshot.audit.containers {
-            let Some(comm) = &a.pid1_comm else { continue };
             let [ns, pod, container] = audit::labels(a);
+            if let Some(t) = &a.pid_namespace_teardown {
+                stuck
+                    .with_label_values(&[ns.as_str(), pod.as_str(), container.as_str()])
+                    .set(t.members.len() as f64);
+            }
+            let Some(comm) = &a.pid1_comm else { continue };
             let kind = match a.kind {
                 Some(crate::diagnosis::ReaperKind::Init) => "init",
                 Some(crate::diagnosis::ReaperKind::Shell) => "shell",
@@ -544,6 +588,8 @@ impl Collector for InitCollector {
             ])
             .set(1.0);
         }
-        v.collect()
+        let mut out = v.collect();
+        out.extend(stuck.collect());
+        out
     }
 }

@@ -61,7 +61,8 @@ pub struct ZombieView {
     /// The parent when it exited (`ppid` is the parent now, after any reparenting).
     #[serde(default)]
     pub parent_at_exit: Option<ParentAtExit>,
-    /// Why it exists: parent_not_waiting, pid1_not_init, shell_pid1, parent_stopped, unknown.
+    /// Why it exists: parent_not_waiting, pid1_not_init, shell_pid1, parent_stopped, runtime,
+    /// node_agent, sandbox_not_reaping, unknown.
     #[serde(default)]
     pub cause: Option<Cause>,
     /// Who should reap it now (its current parent) and what that process is.
@@ -233,6 +234,8 @@ pub struct Diagnoser<'a> {
     waited: &'a rustc_hash::FxHashSet<u32>,
     show_cmdlines: bool,
     cache: FxHashMap<u32, Diagnosis>,
+    /// What each namespace-init reaper's cgroup path says (read only for those).
+    reaper_cgroups: FxHashMap<u32, Option<attribution::CgroupInfo>>,
 }
 
 impl<'a> Diagnoser<'a> {
@@ -242,6 +245,7 @@ impl<'a> Diagnoser<'a> {
             waited,
             show_cmdlines: false,
             cache: FxHashMap::default(),
+            reaper_cgroups: FxHashMap::default(),
         }
     }
 
@@ -264,6 +268,26 @@ impl<'a> Diagnoser<'a> {
         self.cache.insert(z.ppid, d.clone());
         d
     }
+
+    /// [`Self::diagnose`], then [`diagnosis::in_shared_pod_namespace`] with the zombie's
+    /// attribution: a namespace init in another container of the zombie's pod is the pod's
+    /// sandbox.
+    pub fn diagnose_attributed(&mut self, z: &Zombie, a: &Attribution) -> Diagnosis {
+        let d = self.diagnose(z);
+        if !d.reaper.as_ref().is_some_and(|r| r.namespace_init) || a.container_id.is_none() {
+            return d;
+        }
+        let proc_root = self.proc_root;
+        let reaper = self.reaper_cgroups.entry(z.ppid).or_insert_with(|| {
+            crate::cgroups::path_of_pid(proc_root, z.ppid, crate::cgroups::Prefer::V2)
+                .map(|p| attribution::cgroup_path::parse(&p))
+        });
+        diagnosis::in_shared_pod_namespace(
+            d,
+            (a.pod_uid.as_deref(), a.container_id.as_deref()),
+            reaper.as_ref(),
+        )
+    }
 }
 
 /// Every zombie of a copy of the table, oldest first, attributed and diagnosed.
@@ -281,7 +305,8 @@ pub fn snapshot(
     zombies
         .into_iter()
         .map(|z| {
-            let d = diagnoser.diagnose(z);
+            let a = attributor.attribution(z).1;
+            let d = diagnoser.diagnose_attributed(z, &a);
             view(z, attributor, Some(d), now, wall)
         })
         .collect()

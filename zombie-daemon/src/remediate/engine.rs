@@ -139,6 +139,19 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
     if t.kernel_thread {
         return Err("never a kernel thread".into());
     }
+    if let Some(c @ (Cause::Runtime | Cause::NodeAgent)) = t.cause {
+        return Err(format!(
+            "never a node component (cause {}): a runtime or node agent bug is fixed by \
+             upgrading it, not by signals",
+            c.as_str()
+        ));
+    }
+    if t.cause == Some(Cause::SandboxNotReaping) {
+        return Err(
+            "never a pod's sandbox: stopping it stops the pod; fix the runtime's sandbox image"
+                .into(),
+        );
+    }
     if protected_name(&t.comm) || protected_name(&t.exe) {
         return Err(format!(
             "never a node component ({}): kubelet and the container runtime are protected",
@@ -612,6 +625,21 @@ mod tests {
             },
             Target {
                 in_pod: false,
+                ..ok.clone()
+            },
+            Target {
+                comm: "crun".into(),
+                cause: Some(Cause::Runtime),
+                ..ok.clone()
+            },
+            Target {
+                comm: "node-problem-de".into(),
+                cause: Some(Cause::NodeAgent),
+                ..ok.clone()
+            },
+            Target {
+                comm: "sleep".into(),
+                cause: Some(Cause::SandboxNotReaping),
                 ..ok.clone()
             },
             Target {
