@@ -40,6 +40,8 @@ pub struct Metrics {
     pub reaps_unobserved: IntCounter,
     pub resyncs: IntCounterVec,
     pub events: IntCounterVec,
+    /// `events` for exit, free and wait, resolved once (a label lookup per event costs).
+    events_by_kind: [IntCounter; 3],
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
     pub remediations: IntCounterVec,
@@ -204,9 +206,7 @@ impl Metrics {
         registry
             .register(Box::new(InitCollector::new(snapshot)))
             .expect("unique metric");
-        for kind in ["exit", "free", "wait"] {
-            events.with_label_values(&[kind]);
-        }
+        let events_by_kind = ["exit", "free", "wait"].map(|k| events.with_label_values(&[k]));
         for reason in ["startup", "lost_events", "periodic", "exiting"] {
             resyncs.with_label_values(&[reason]);
         }
@@ -222,6 +222,7 @@ impl Metrics {
             read_errors,
             resyncs,
             events,
+            events_by_kind,
             programs_attached,
             scan_seconds,
             remediations,
@@ -231,8 +232,11 @@ impl Metrics {
 
     /// Records what applying an event did: the one place the table's counters are fed.
     pub fn record(&self, ev: &Event, applied: Applied) {
-        if let Some(kind) = ev.kernel_kind() {
-            self.events.with_label_values(&[kind]).inc();
+        match ev {
+            Event::Exit(_) => self.events_by_kind[0].inc(),
+            Event::Free { .. } => self.events_by_kind[1].inc(),
+            Event::Wait { .. } => self.events_by_kind[2].inc(),
+            _ => {}
         }
         match applied {
             Applied::Zombie => self.exits.inc(),

@@ -41,12 +41,12 @@ pub struct Snapshot {
 /// The zombie table as readers see it.
 #[derive(Clone, Debug, Default)]
 pub struct Zombies {
-    /// CLOCK_BOOTTIME when the table was copied; ages in `views` are as of then.
+    /// CLOCK_BOOTTIME when the table was copied.
     pub taken_at: Ns,
     /// The table's fingerprint when copied (see [`crate::tracker::Tracker::fingerprint`]).
     pub fingerprint: u64,
     /// Every zombie, oldest first, attributed and diagnosed.
-    pub views: Vec<ZombieView>,
+    pub views: Vec<Listed>,
     /// Per container: how many zombies and the oldest one's exit time, at most
     /// [`MAX_CONTAINER_SERIES`] series (the rest summed into `_other`).
     pub containers: Vec<ContainerZombies>,
@@ -57,6 +57,16 @@ pub struct Zombies {
 /// `namespace`, `pod`, `container` label values (empty for host processes).
 pub type Labels = [String; 3];
 
+/// One zombie as listed. Views are shared between snapshots while nothing about the zombie
+/// changed; its age is computed when read, from its exit time.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// CLOCK_BOOTTIME of its exit (estimated for zombies found in /proc).
+    pub exited_at: Ns,
+    pub view: Arc<ZombieView>,
+    pub labels: Arc<Labels>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerZombies {
     pub labels: Labels,
@@ -66,14 +76,13 @@ pub struct ContainerZombies {
 }
 
 impl Zombies {
-    /// The views with their ages as of `now` (ages in the snapshot are as of `taken_at`).
+    /// The views with their ages as of `now`.
     pub fn aged(&self, now: Ns) -> Vec<ZombieView> {
-        let delta = now.saturating_sub(self.taken_at) as f64 / 1e9;
         self.views
             .iter()
-            .map(|v| {
-                let mut v = v.clone();
-                v.age_seconds = ((v.age_seconds + delta) * 1e3).round() / 1e3;
+            .map(|l| {
+                let mut v = ZombieView::clone(&l.view);
+                v.age_seconds = (now.saturating_sub(l.exited_at) as f64 / 1e6).round() / 1e3;
                 v
             })
             .collect()

@@ -129,16 +129,6 @@ impl Event {
             _ => None,
         }
     }
-
-    /// The kernel event kind (`exit`, `free`, `wait`), None for what /proc reports.
-    pub fn kernel_kind(&self) -> Option<&'static str> {
-        match self {
-            Event::Exit(_) => Some("exit"),
-            Event::Free { .. } => Some("free"),
-            Event::Wait { .. } => Some("wait"),
-            _ => None,
-        }
-    }
 }
 
 /// Where an entry's facts come from.

@@ -19,10 +19,11 @@ use crate::{
 /// and the init audit are read only when a reader asks.
 const TABLE_REFRESH: Duration = Duration::from_secs(10);
 /// After a build, the next one waits at least this long, and at least `BUILD_BACKOFF` times
-/// as long as the build took: under a storm of changes builds take at most a fifth of a core
-/// (a table of 10,000 zombies takes ~10 ms), and a zombie still shows within tens of ms.
+/// as long as the build took: under a storm of changes builds take at most a ninth of a
+/// core (a table of 10,000 zombies that keeps changing takes ~50 ms here), and a zombie
+/// still shows within tens of ms on a small table, within half a second at 10,000.
 const MIN_GAP: Duration = Duration::from_millis(20);
-const BUILD_BACKOFF: u32 = 4;
+const BUILD_BACKOFF: u32 = 8;
 
 struct Done {
     builder: Builder,
