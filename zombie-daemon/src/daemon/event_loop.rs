@@ -107,6 +107,8 @@ pub(super) struct EventLoop {
     sweep_from: usize,
     last_event: Ns,
     asleep: bool,
+    /// The next drain tick while events flow.
+    next_drain: tokio::time::Instant,
 }
 
 impl EventLoop {
@@ -142,6 +144,7 @@ impl EventLoop {
             sweep_from: 0,
             last_event: now,
             asleep: false,
+            next_drain: tokio::time::Instant::now(),
         }
     }
 
@@ -161,7 +164,7 @@ impl EventLoop {
                 (resync.is_some(), check.is_some(), publisher.in_flight());
             tokio::select! {
                 _ = probe.readable() => {}
-                _ = tokio::time::sleep(wake) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 () = demand.asked() => {}
                 r = async { (&mut resync.as_mut().expect("guarded").task).await }, if resyncing => {
                     let Resync { started, reason, .. } = self.resync.take().expect("guarded");
@@ -213,15 +216,26 @@ impl EventLoop {
         }
     }
 
-    /// How long to sleep at most before the next iteration.
-    fn next_wake(&self, now: Ns) -> Duration {
+    /// When to wake at the latest: the next drain tick (at a fixed rate while events flow,
+    /// so the time an iteration takes does not stretch the interval), or a build waiting
+    /// for its gap.
+    fn next_wake(&mut self, now: Ns) -> tokio::time::Instant {
+        let t = tokio::time::Instant::now();
         let mut wake = if self.asleep {
-            IDLE_WAKE
+            t + IDLE_WAKE
         } else {
-            self.cfg.drain_interval
+            if self.next_drain <= t {
+                // Due now or missed: the next tick one interval after the last one, or after
+                // now if late by more than an interval.
+                self.next_drain += self.cfg.drain_interval;
+                if self.next_drain <= t {
+                    self.next_drain = t + self.cfg.drain_interval;
+                }
+            }
+            self.next_drain
         };
         if let Some(at) = self.publisher.next_start(&self.tracker, &self.demand) {
-            wake = wake.min(Duration::from_nanos(at.saturating_sub(now)));
+            wake = wake.min(t + Duration::from_nanos(at.saturating_sub(now)));
         }
         wake
     }
@@ -233,6 +247,7 @@ impl EventLoop {
             if self.asleep {
                 self.asleep = false;
                 probe.set_consumer_asleep(false);
+                self.next_drain = tokio::time::Instant::now() + self.cfg.drain_interval;
             }
         } else if !self.asleep
             && now.saturating_sub(self.last_event) >= IDLE_AFTER.as_nanos() as u64
