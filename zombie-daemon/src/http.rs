@@ -137,7 +137,16 @@ pub fn connection_cap(open_files: Option<u64>) -> usize {
 /// `net.core.somaxconn` (4096 by default).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it).
+/// The send buffer of every connection (SO_SNDBUF, inherited from the listener; the kernel
+/// doubles it). Left to autotuning, the kernel grows it to `net.ipv4.tcp_wmem`'s maximum
+/// (4 MiB by default): a client that asks for a large answer and never reads it would then
+/// have the whole answer queued in kernel memory, the write would complete, and
+/// [`WRITE_STALL_TIMEOUT`] could never see the stall. 256 KiB is far more than a scrape
+/// needs to go at full speed on a node's network.
+pub const SEND_BUFFER: u32 = 256 * 1024;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`], [`SEND_BUFFER`] (and `SO_REUSEADDR`, as std
+/// sets it).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -145,6 +154,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
