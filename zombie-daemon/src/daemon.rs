@@ -24,7 +24,7 @@ use crate::{
     probe::{Probe, ProbeConfig, TickConverter},
     procfs::{ProcFs, ScanError},
     remediate::{Engine, Mode, Remediator},
-    tracker::{Event, Ns, Scan, Tracker},
+    tracker::{Applied, Event, Ns, OriginKind, Scan, Tracker},
     view::Attributor,
 };
 
@@ -337,20 +337,35 @@ fn drain(probe: &mut Probe, shared: &Shared, batch: &mut Vec<Event>, ticks: Tick
     if batch.is_empty() {
         return;
     }
-    let mut counts = [0u64; 3];
+    let mut counts = [0u64; 4];
+    let mut exec_zombies = Vec::new();
     {
         let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
         for ev in batch.iter() {
             let applied = tracker.apply(ev);
             shared.metrics.record(applied);
+            if let Event::Exit(e) = ev
+                && applied == Applied::Zombie
+                && e.origin.kind == OriginKind::Exec
+                && let Some(z) = tracker.get(&e.key)
+            {
+                exec_zombies.push(*z);
+            }
             counts[match ev {
                 Event::Exit(_) => 0,
                 Event::Free { .. } => 1,
                 Event::Wait { .. } => 2,
+                Event::Origin(_) => 3,
             }] += 1;
         }
     }
-    for (kind, n) in ["exit", "free", "wait"].iter().zip(counts) {
+    if !exec_zombies.is_empty() {
+        let mut attributor = shared.attributor.lock().unwrap_or_else(|e| e.into_inner());
+        for z in &exec_zombies {
+            shared.metrics.exec_session_zombie(attributor.labels(z));
+        }
+    }
+    for (kind, n) in ["exit", "free", "wait", "origin"].iter().zip(counts) {
         if n > 0 {
             shared.metrics.events.with_label_values(&[kind]).inc_by(n);
         }

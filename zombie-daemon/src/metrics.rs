@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     audit, budget, clock,
     diagnosis::Cause,
-    tracker::{Applied, Tracker},
+    tracker::{Applied, OriginKind, Tracker},
     view::{Attributor, Diagnoser},
 };
 
@@ -39,6 +39,9 @@ pub struct Metrics {
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
     pub remediations: IntCounterVec,
+    /// Zombies left by exec sessions (exec probes, `kubectl exec`), per container.
+    pub exec_session_zombies: IntCounterVec,
+    exec_session_series: Mutex<rustc_hash::FxHashSet<[String; 3]>>,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -107,7 +110,7 @@ impl Metrics {
         .expect("valid metric");
         let programs_attached = IntGauge::new(
             "zombie_ebpf_programs_attached",
-            "eBPF programs attached (3 when healthy).",
+            "eBPF programs attached (5 when healthy).",
         )
         .expect("valid metric");
         let scan_seconds = Histogram::with_opts(
@@ -197,7 +200,19 @@ impl Metrics {
                 attributor,
             )))
             .expect("unique metric");
-        for kind in ["exit", "free", "wait"] {
+        let exec_session_zombies = IntCounterVec::new(
+            Opts::new(
+                "zombie_exec_session_zombies_total",
+                "Zombie processes left by exec sessions (exec probes, kubectl exec, docker \
+                 exec, nsenter), counted when they exit, per container.",
+            ),
+            &POD_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(exec_session_zombies.clone()))
+            .expect("unique metric");
+        for kind in ["exit", "free", "wait", "origin"] {
             events.with_label_values(&[kind]);
         }
         for reason in ["startup", "lost_events", "periodic", "exiting"] {
@@ -218,7 +233,27 @@ impl Metrics {
             programs_attached,
             scan_seconds,
             remediations,
+            exec_session_zombies,
+            exec_session_series: Mutex::default(),
         }
+    }
+
+    /// Counts a zombie left by an exec session. Bounded: past [`MAX_CONTAINER_SERIES`]
+    /// containers, new ones count into the `_other` series.
+    pub fn exec_session_zombie(&self, labels: [String; 3]) {
+        let mut seen = self
+            .exec_session_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let labels = if seen.contains(&labels) || seen.len() < MAX_CONTAINER_SERIES - 1 {
+            seen.insert(labels.clone());
+            labels
+        } else {
+            other_labels()
+        };
+        self.exec_session_zombies
+            .with_label_values(&[labels[0].as_str(), labels[1].as_str(), labels[2].as_str()])
+            .inc();
     }
 
     /// Records what an applied event did.
@@ -241,7 +276,7 @@ impl Metrics {
                 self.reaped.inc();
                 self.reap_latency.observe(latency_ns as f64 / 1e9);
             }
-            Applied::Duplicate | Applied::UnknownFree | Applied::Wait => {}
+            Applied::Duplicate | Applied::UnknownFree | Applied::Wait | Applied::Origin => {}
         }
     }
 
@@ -307,9 +342,11 @@ impl TableCollector {
         }
     }
 
-    fn vecs() -> [prometheus::GaugeVec; 3] {
+    fn vecs() -> [prometheus::GaugeVec; 4] {
         let mut by_cause = POD_LABELS.to_vec();
         by_cause.push("cause");
+        let mut by_origin = POD_LABELS.to_vec();
+        by_origin.push("origin");
         [
             prometheus::GaugeVec::new(
                 Opts::new("zombie_processes", "Zombie processes now, per container."),
@@ -332,6 +369,14 @@ impl TableCollector {
                 &by_cause,
             )
             .expect("valid metric"),
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "zombie_processes_by_origin",
+                    "Zombie processes now, per container and origin (init, exec, host, unknown).",
+                ),
+                &by_origin,
+            )
+            .expect("valid metric"),
         ]
     }
 }
@@ -343,15 +388,17 @@ impl Collector for TableCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let now = clock::boottime_now();
-        let [count, oldest, by_cause] = Self::vecs();
+        let [count, oldest, by_cause, by_origin] = Self::vecs();
         let tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
         let mut attributor = self.attributor.lock().unwrap_or_else(|e| e.into_inner());
         let proc_root = attributor.proc_root().to_path_buf();
         let mut diagnoser = Diagnoser::new(&proc_root, &tracker);
         let mut groups: FxHashMap<[String; 3], (u64, u64)> = FxHashMap::default();
         let mut causes: FxHashMap<([String; 3], Cause), u64> = FxHashMap::default();
+        let mut origins: FxHashMap<([String; 3], OriginKind), u64> = FxHashMap::default();
         for z in tracker.zombies() {
             let labels = attributor.labels(z);
+            *origins.entry((labels.clone(), z.origin.kind)).or_default() += 1;
             *causes
                 .entry((labels.clone(), diagnoser.diagnose(z).cause))
                 .or_default() += 1;
@@ -380,6 +427,25 @@ impl Collector for TableCollector {
                     *m.entry((l, c)).or_default() += n;
                     m
                 });
+        let fold_other = |l: [String; 3]| {
+            if kept.as_ref().is_none_or(|k| k.contains(&l)) {
+                l
+            } else {
+                other_labels()
+            }
+        };
+        let origins: FxHashMap<([String; 3], OriginKind), u64> =
+            origins
+                .into_iter()
+                .fold(FxHashMap::default(), |mut m, ((l, o), n)| {
+                    *m.entry((fold_other(l), o)).or_default() += n;
+                    m
+                });
+        for ((l, origin), n) in &origins {
+            by_origin
+                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), origin.as_str()])
+                .set(*n as f64);
+        }
         for ((l, cause), n) in &causes {
             by_cause
                 .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
@@ -397,6 +463,7 @@ impl Collector for TableCollector {
         let mut out = count.collect();
         out.extend(oldest.collect());
         out.extend(by_cause.collect());
+        out.extend(by_origin.collect());
         out
     }
 }

@@ -13,7 +13,7 @@ use ::procfs::{
 
 use crate::{
     probe::TickConverter,
-    tracker::{Comm, Ns, ProcKey, Scan, ScanEntry},
+    tracker::{Comm, Ns, Origin, OriginInfo, OriginKind, ProcKey, Scan, ScanEntry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,7 @@ impl ProcFs {
                 })
                 .unwrap_or(now)
                 .clamp(started, now.max(started));
+            let (origin, origin_info) = derive_origin(info.key.pid, |pid| self.lineage(pid));
             out.push(ScanEntry {
                 key: info.key,
                 ppid: info.ppid,
@@ -140,12 +141,26 @@ impl ProcFs {
                 wait_status: stat.exit_code.unwrap_or(0) as u32,
                 cgroup_id: cgroup_id(info.key.pid),
                 exited_at_estimate: exited,
+                origin,
+                origin_info,
             });
         }
         Ok(Scan {
             zombies: out,
             exiting,
         })
+    }
+
+    /// What /proc tells of a process's place in its lineage.
+    pub fn lineage(&self, pid: u32) -> Option<Lineage> {
+        let p = self.process(pid)?;
+        let stat = p.stat().ok()?;
+        let status = read_status(&self.root.join(pid.to_string()))?;
+        Some(Lineage::from_proc(
+            &stat,
+            &status,
+            p.cmdline().unwrap_or_default(),
+        ))
     }
 
     /// CLOCK_BOOTTIME minus the scheduler clock, from our own thread's `se.exec_start` (we are
@@ -160,6 +175,124 @@ impl ProcFs {
     fn last_ran(&self, pid: u32) -> Option<u64> {
         read_exec_start(&self.root.join(pid.to_string()).join("sched"))
     }
+}
+
+/// A process's place in its lineage, from /proc/<pid>/stat, status and cmdline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub key: ProcKey,
+    pub ppid: u32,
+    /// Its session (as the host sees it).
+    pub session: u32,
+    /// NSpid: its pid in each PID namespace from the initial one down to its own.
+    pub nspid: Vec<u32>,
+    pub comm: Comm,
+    pub cmdline: Vec<String>,
+}
+
+impl Lineage {
+    pub fn from_proc(stat: &Stat, status: &Status, cmdline: Vec<String>) -> Self {
+        Self {
+            key: ProcKey {
+                pid: stat.pid as u32,
+                start_ticks: stat.starttime,
+            },
+            ppid: stat.ppid.max(0) as u32,
+            session: stat.session.max(0) as u32,
+            nspid: status
+                .nspid
+                .as_ref()
+                .map(|v| v.iter().map(|&p| p.max(0) as u32).collect())
+                .unwrap_or_default(),
+            comm: Comm::new(&stat.comm),
+            cmdline,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.nspid.len()
+    }
+
+    fn is_namespace_init(&self) -> bool {
+        self.nspid.len() > 1 && self.nspid.last() == Some(&1)
+    }
+
+    fn origin(&self, kind: OriginKind) -> (Origin, Option<OriginInfo>) {
+        (
+            Origin {
+                kind,
+                key: Some(self.key),
+            },
+            Some(OriginInfo {
+                comm: self.comm,
+                argv: self.cmdline.clone(),
+            }),
+        )
+    }
+}
+
+/// Ancestors followed at most (PID namespaces nest 32 deep; process trees rarely more).
+const MAX_LINEAGE_STEPS: usize = 256;
+
+/// A process's origin as /proc still shows it, for zombies the kernel side did not see
+/// fork (they predate the daemon). Walks the parent chain inside the process's PID namespace
+/// (NSpid's length is its depth):
+/// - the initial namespace: `host`;
+/// - a process whose parent is outside the namespace and which is not its PID 1 was entered
+///   into it from outside: `exec`, with that process's command line;
+/// - reaching the namespace's PID 1: `init`. But a child of PID 1 may be its own child or an
+///   orphan it adopted (orphans of an exec session are handed to it, and the chain to the
+///   session is lost): only a child in PID 1's own session counts as its own; one in another
+///   session (runtimes start exec sessions with setsid) is `unknown`;
+/// - a chain that breaks (a process gone from /proc): `unknown`.
+pub fn derive_origin(
+    pid: u32,
+    read: impl Fn(u32) -> Option<Lineage>,
+) -> (Origin, Option<OriginInfo>) {
+    let unknown = (
+        Origin {
+            kind: OriginKind::Unknown,
+            key: None,
+        },
+        None,
+    );
+    let Some(mut cur) = read(pid) else {
+        return unknown;
+    };
+    let depth = cur.depth();
+    if depth == 1 {
+        return (
+            Origin {
+                kind: OriginKind::Host,
+                key: None,
+            },
+            None,
+        );
+    }
+    if depth == 0 {
+        // No NSpid line (kernels before 4.1): nothing to go by.
+        return unknown;
+    }
+    for _ in 0..MAX_LINEAGE_STEPS {
+        if cur.is_namespace_init() {
+            return cur.origin(OriginKind::Init);
+        }
+        let Some(parent) = read(cur.ppid).filter(|_| cur.ppid != 0) else {
+            return unknown;
+        };
+        if parent.depth() < depth {
+            return cur.origin(OriginKind::Exec);
+        }
+        if parent.is_namespace_init() && parent.depth() == depth {
+            return if cur.session == parent.session {
+                parent.origin(OriginKind::Init)
+            } else {
+                unknown
+            };
+        }
+        cur = parent;
+    }
+    unknown
 }
 
 /// A /proc/<pid>/status file (the process's dir is `proc_dir`), parsed by [`parse_status`].

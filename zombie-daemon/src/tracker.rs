@@ -61,6 +61,86 @@ pub struct ExitFlags {
     pub non_sigchld: bool,
 }
 
+/// Where a process's lineage starts: the provenance of a zombie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OriginKind {
+    /// Descends from its container's PID 1 (the normal process tree).
+    Init,
+    /// Descends from a process entered into the container from outside: a runtime's exec
+    /// (exec probes, `kubectl exec`, `docker exec`) or `nsenter`.
+    Exec,
+    /// Outside any container (the initial PID namespace).
+    Host,
+    /// Not seen: forked before the daemon ran, and /proc no longer tells.
+    #[default]
+    Unknown,
+}
+
+impl OriginKind {
+    pub const ALL: [Self; 4] = [Self::Init, Self::Exec, Self::Host, Self::Unknown];
+
+    /// The name in JSON and metric labels (a public contract).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Exec => "exec",
+            Self::Host => "host",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// From the kernel's `zombie_ebpf::origin` kinds.
+    pub fn from_raw(kind: u32) -> Self {
+        match kind {
+            zombie_ebpf::origin::INIT => Self::Init,
+            zombie_ebpf::origin::EXEC => Self::Exec,
+            zombie_ebpf::origin::HOST => Self::Host,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A zombie's provenance: the kind, and for `init` and `exec` the process that started the
+/// lineage (it may be long gone; its comm and command line are in the tracker's book of
+/// origins, see [`Tracker::origin_info`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub kind: OriginKind,
+    pub key: Option<ProcKey>,
+}
+
+/// What an origin process ran as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OriginInfo {
+    pub comm: Comm,
+    /// Its command line (possibly cut by the kernel side's bound).
+    pub argv: Vec<String>,
+}
+
+impl OriginInfo {
+    /// From the NUL-separated bytes of a command line (as in /proc/<pid>/cmdline).
+    pub fn from_cmdline(comm: Comm, bytes: &[u8]) -> Self {
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        let argv = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            bytes
+                .split(|&b| b == 0)
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        };
+        Self { comm, argv }
+    }
+}
+
+/// An origin's first exec, as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginSeen {
+    pub key: ProcKey,
+    pub kind: OriginKind,
+    pub info: OriginInfo,
+}
+
 /// A whole thread group exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exit {
@@ -74,9 +154,10 @@ pub struct Exit {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub flags: ExitFlags,
+    pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Exit(Exit),
     /// The leader's task was freed: the process was reaped.
@@ -90,6 +171,8 @@ pub enum Event {
         target: u32,
         at: Ns,
     },
+    /// A process that starts a lineage ran its first exec.
+    Origin(Box<OriginSeen>),
 }
 
 /// Where an entry's facts come from.
@@ -122,6 +205,7 @@ pub struct Zombie {
     /// The parent it had when it exited (`ppid` follows reparenting).
     pub exit_ppid: u32,
     pub exit_parent_comm: Comm,
+    pub origin: Origin,
 }
 
 impl Zombie {
@@ -141,6 +225,9 @@ pub struct ScanEntry {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub exited_at_estimate: Ns,
+    /// Derived from /proc (see `procfs::derive_origin`).
+    pub origin: Origin,
+    pub origin_info: Option<OriginInfo>,
 }
 
 /// A /proc scan.
@@ -177,6 +264,8 @@ pub enum Applied {
     /// The free of a process never seen as a zombie (exited before we started, or autoreaped).
     UnknownFree,
     Wait,
+    /// An origin's comm and command line, remembered.
+    Origin,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -251,7 +340,33 @@ impl Tombstones {
     }
 }
 
+/// Origins' comms and command lines by their identity, for as long as their descendants may
+/// still become zombies. Bounded: oldest forgotten first (an origin is one exec session or
+/// one container start, so this spans many thousands of them).
+struct OriginBook {
+    order: VecDeque<ProcKey>,
+    map: FxHashMap<ProcKey, OriginInfo>,
+    capacity: usize,
+}
+
+impl OriginBook {
+    fn insert(&mut self, key: ProcKey, info: OriginInfo) {
+        if self.map.insert(key, info).is_none() {
+            if self.order.len() >= self.capacity
+                && let Some(old) = self.order.pop_front()
+            {
+                self.map.remove(&old);
+            }
+            self.order.push_back(key);
+        }
+    }
+}
+
+/// Origins remembered (see [`OriginBook`]).
+pub const ORIGIN_BOOK_CAPACITY: usize = 8192;
+
 pub struct Tracker {
+    origins: OriginBook,
     zombies: FxHashMap<ProcKey, Zombie>,
     /// Zombies /proc no longer has whose free event has not come (yet), with the time the
     /// sweep found them gone. Out of the table at once; a free that still comes within the
@@ -278,6 +393,11 @@ impl Default for Tracker {
 impl Tracker {
     pub fn new(tombstone_capacity: usize) -> Self {
         Self {
+            origins: OriginBook {
+                order: VecDeque::new(),
+                map: FxHashMap::default(),
+                capacity: ORIGIN_BOOK_CAPACITY,
+            },
             zombies: FxHashMap::default(),
             vanished: FxHashMap::default(),
             by_parent: FxHashMap::default(),
@@ -302,7 +422,16 @@ impl Tracker {
                 w.count += 1;
                 Applied::Wait
             }
+            Event::Origin(ref o) => {
+                self.origins.insert(o.key, o.info.clone());
+                Applied::Origin
+            }
         }
+    }
+
+    /// The comm and command line of a zombie's origin process, if it was seen.
+    pub fn origin_info(&self, key: &ProcKey) -> Option<&OriginInfo> {
+        self.origins.map.get(key)
     }
 
     fn on_exit(&mut self, e: &Exit) -> Applied {
@@ -319,6 +448,10 @@ impl Tracker {
                     z.wait_status = e.wait_status;
                     z.cgroup_id = e.cgroup_id;
                     z.flags = e.flags;
+                    // The kernel saw the lineage; /proc could only guess it.
+                    if e.origin.kind != OriginKind::Unknown {
+                        z.origin = e.origin;
+                    }
                     self.totals.exits += 1;
                     Applied::Refined
                 }
@@ -369,6 +502,7 @@ impl Tracker {
             reparented: 0,
             exit_ppid: e.ppid,
             exit_parent_comm: e.parent_comm,
+            origin: e.origin,
         });
         Applied::Zombie
     }
@@ -634,7 +768,11 @@ impl Tracker {
                 reparented: 0,
                 exit_ppid: e.ppid,
                 exit_parent_comm: e.parent_comm,
+                origin: e.origin,
             });
+            if let (Some(k), Some(info)) = (e.origin.key, &e.origin_info) {
+                self.origins.insert(k, info.clone());
+            }
             report.added += 1;
         }
         report
@@ -711,6 +849,7 @@ mod tests {
             wait_status: 0,
             cgroup_id: 1,
             flags: ExitFlags::default(),
+            origin: Origin::default(),
         })
     }
 
@@ -731,6 +870,8 @@ mod tests {
             wait_status: 0,
             cgroup_id: 1,
             exited_at_estimate: at,
+            origin: Origin::default(),
+            origin_info: None,
         }
     }
 

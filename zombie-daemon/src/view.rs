@@ -13,7 +13,7 @@ use crate::{
     clock::WallClock,
     diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
     status::WaitStatus,
-    tracker::{Ns, Source, Tracker, Zombie},
+    tracker::{Ns, OriginInfo, OriginKind, ProcKey, Source, Tracker, Zombie},
 };
 
 /// One object of the `/zombies` array. Field names are a public contract: add, never rename.
@@ -70,6 +70,23 @@ pub struct ZombieView {
     /// What to change.
     #[serde(default)]
     pub remedy: Option<String>,
+    /// Where its lineage starts: its container's init, an exec session, the host.
+    #[serde(default)]
+    pub origin: Option<OriginView>,
+}
+
+/// A zombie's provenance in `/zombies`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OriginView {
+    /// init, exec, host or unknown.
+    pub kind: String,
+    /// The process that started the lineage (for init and exec), as the host sees it.
+    pub pid: Option<u32>,
+    pub start_ticks: Option<u64>,
+    pub comm: Option<String>,
+    /// Its command line as it was run, redacted unless `--show-cmdlines` (see
+    /// [`shown_cmdline`]).
+    pub cmdline: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -181,6 +198,7 @@ pub fn view(
     z: &Zombie,
     attributor: &mut Attributor,
     diagnosis: Option<Diagnosis>,
+    origin: Option<OriginView>,
     now: Ns,
     wall: &WallClock,
 ) -> ZombieView {
@@ -217,6 +235,7 @@ pub fn view(
         cause: diagnosis.as_ref().map(|d| d.cause),
         reaper: diagnosis.as_ref().and_then(|d| d.reaper.clone()),
         remedy: diagnosis.map(|d| d.remedy),
+        origin,
     }
 }
 
@@ -245,6 +264,61 @@ impl<'a> Diagnoser<'a> {
     }
 
     pub fn diagnose(&mut self, z: &Zombie) -> Diagnosis {
+        let mut d = self.diagnose_reaper(z);
+        if z.origin.kind == OriginKind::Exec
+            && let Some(key) = z.origin.key
+        {
+            let info = self.origin_info(key);
+            let command = info.as_ref().map(|i| self.command(i)).unwrap_or_default();
+            d.remedy = diagnosis::exec_remedy(&command, key.pid, &d.remedy);
+        }
+        d
+    }
+
+    /// A command line as shown (redacted unless `--show-cmdlines`), else the comm.
+    fn command(&self, info: &OriginInfo) -> String {
+        if info.argv.is_empty() {
+            info.comm.as_str().into_owned()
+        } else {
+            shown_cmdline(&info.argv, self.show_cmdlines)
+        }
+    }
+
+    /// What an origin ran as: as the kernel reported it at its first exec, else from /proc
+    /// while the same process (pid and start time) lives.
+    fn origin_info(&self, key: ProcKey) -> Option<OriginInfo> {
+        if let Some(i) = self.tracker.origin_info(&key) {
+            return Some(i.clone());
+        }
+        let p = ::procfs::process::Process::new_with_root(self.proc_root.join(key.pid.to_string()))
+            .ok()?;
+        let stat = p.stat().ok()?;
+        if stat.starttime != key.start_ticks {
+            return None;
+        }
+        Some(OriginInfo {
+            comm: crate::tracker::Comm::new(&stat.comm),
+            argv: p.cmdline().unwrap_or_default(),
+        })
+    }
+
+    /// The zombie's origin as `/zombies` shows it.
+    pub fn origin(&self, z: &Zombie) -> OriginView {
+        let info = z.origin.key.and_then(|k| self.origin_info(k));
+        OriginView {
+            kind: z.origin.kind.as_str().to_string(),
+            pid: z.origin.key.map(|k| k.pid),
+            start_ticks: z.origin.key.map(|k| k.start_ticks),
+            comm: info.as_ref().map(|i| i.comm.as_str().into_owned()),
+            cmdline: info
+                .as_ref()
+                .filter(|i| !i.argv.is_empty())
+                .map(|i| shown_cmdline(&i.argv, self.show_cmdlines)),
+        }
+    }
+
+    /// The diagnosis of the zombie's reaper, once per reaper.
+    fn diagnose_reaper(&mut self, z: &Zombie) -> Diagnosis {
         if let Some(d) = self.cache.get(&z.ppid) {
             return d.clone();
         }
@@ -275,7 +349,8 @@ pub fn snapshot(
         .into_iter()
         .map(|z| {
             let d = diagnoser.diagnose(z);
-            view(z, attributor, Some(d), now, wall)
+            let origin = diagnoser.origin(z);
+            view(z, attributor, Some(d), Some(origin), now, wall)
         })
         .collect()
 }

@@ -14,9 +14,11 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
-use zombie_ebpf::{EventKind, Offsets, RawEvent, flags};
+use zombie_ebpf::{EventKind, Offsets, OriginEvent, RawEvent, flags};
 
-use crate::tracker::{Comm, Event, Exit, ExitFlags, ProcKey};
+use crate::tracker::{
+    Comm, Event, Exit, ExitFlags, Origin, OriginInfo, OriginKind, OriginSeen, ProcKey,
+};
 
 pub use offsets::TRACEPOINTS;
 
@@ -95,7 +97,7 @@ struct PodOffsets(Offsets);
 unsafe impl aya::Pod for PodOffsets {}
 
 impl Probe {
-    /// Loads the programs with offsets from this kernel's BTF and attaches all three.
+    /// Loads the programs with offsets from this kernel's BTF and attaches all of them.
     pub fn load(cfg: &ProbeConfig) -> Result<Self, ProbeError> {
         let page = page_size();
         if !cfg.ring_buffer_bytes.is_power_of_two() || !cfg.ring_buffer_bytes.is_multiple_of(page) {
@@ -192,7 +194,12 @@ impl Probe {
         let mut bad = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            match RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks)) {
+            let ev = if zombie_ebpf::record_kind(&item) == Some(EventKind::Origin as u32) {
+                OriginEvent::from_bytes(&item).map(|o| decode_origin(&o, ticks))
+            } else {
+                RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks))
+            };
+            match ev {
                 Some(ev) => out.push(ev),
                 None => bad += 1,
             }
@@ -277,14 +284,36 @@ pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
                 ptraced: raw.flags & flags::PTRACED != 0,
                 non_sigchld: raw.flags & flags::NON_SIGCHLD != 0,
             },
+            origin: Origin {
+                kind: OriginKind::from_raw(raw.origin_kind),
+                key: (raw.origin_pid != 0).then(|| ProcKey {
+                    pid: raw.origin_pid,
+                    start_ticks: ticks.ticks(raw.origin_start_ns),
+                }),
+            },
         }),
         EventKind::Free => Event::Free { key, at: raw.ts_ns },
+        // Carried by an OriginEvent, never a RawEvent.
+        EventKind::Origin => return None,
         EventKind::Wait => Event::Wait {
             pid: raw.pid,
             target: raw.ppid,
             at: raw.ts_ns,
         },
     })
+}
+
+/// Turns an origin's first-exec record into a tracker event.
+pub fn decode_origin(o: &OriginEvent, ticks: &TickConverter) -> Event {
+    let len = (o.cmdline_len as usize).min(o.cmdline.len());
+    Event::Origin(Box::new(OriginSeen {
+        key: ProcKey {
+            pid: o.pid,
+            start_ticks: ticks.ticks(o.start_ns),
+        },
+        kind: OriginKind::from_raw(o.origin_kind),
+        info: OriginInfo::from_cmdline(Comm(o.comm), &o.cmdline[..len]),
+    }))
 }
 
 /// Registers an owned fd with the reactor for readability.
