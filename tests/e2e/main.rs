@@ -7,6 +7,7 @@ mod harness;
 mod http_load;
 mod kernel;
 mod prometheus;
+mod provenance;
 mod remediate;
 mod runc;
 mod soak;
@@ -20,7 +21,7 @@ use std::{
 
 use harness::{Daemon, Workload, poll, reap};
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
 
 fn pids(v: &serde_json::Value, key: &str) -> Vec<i32> {
     v[key]

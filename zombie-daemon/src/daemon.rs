@@ -24,7 +24,7 @@ use crate::{
     probe::{Probe, ProbeConfig, TickConverter},
     procfs::{ProcFs, ScanError},
     remediate::{Engine, Mode, Remediator},
-    tracker::{Applied, Event, Ns, OriginKind, Scan, Tracker},
+    tracker::{Event, Ns, Scan, Tracker},
     view::Attributor,
 };
 
@@ -338,19 +338,12 @@ fn drain(probe: &mut Probe, shared: &Shared, batch: &mut Vec<Event>, ticks: Tick
         return;
     }
     let mut counts = [0u64; 4];
-    let mut exec_zombies = Vec::new();
+    let exec_zombies;
     {
         let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
         for ev in batch.iter() {
             let applied = tracker.apply(ev);
             shared.metrics.record(applied);
-            if let Event::Exit(e) = ev
-                && applied == Applied::Zombie
-                && e.origin.kind == OriginKind::Exec
-                && let Some(z) = tracker.get(&e.key)
-            {
-                exec_zombies.push(*z);
-            }
             counts[match ev {
                 Event::Exit(_) => 0,
                 Event::Free { .. } => 1,
@@ -358,6 +351,7 @@ fn drain(probe: &mut Probe, shared: &Shared, batch: &mut Vec<Event>, ticks: Tick
                 Event::Origin(_) => 3,
             }] += 1;
         }
+        exec_zombies = tracker.take_left_by_exec();
     }
     if !exec_zombies.is_empty() {
         let mut attributor = shared.attributor.lock().unwrap_or_else(|e| e.into_inner());

@@ -203,8 +203,9 @@ impl Metrics {
         let exec_session_zombies = IntCounterVec::new(
             Opts::new(
                 "zombie_exec_session_zombies_total",
-                "Zombie processes left by exec sessions (exec probes, kubectl exec, docker \
-                 exec, nsenter), counted when they exit, per container.",
+                "Zombie processes exec sessions (exec probes, kubectl exec, docker exec, \
+                 nsenter) left behind, per container: counted when one exits with its parent \
+                 outside the session, or its parent in the session exits without reaping it.",
             ),
             &POD_LABELS,
         )

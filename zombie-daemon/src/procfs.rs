@@ -389,6 +389,143 @@ mod tests {
         assert!(parse_status(b"Name:\tx\n").is_none());
     }
 
+    /// A /proc/<pid>/stat line as this kernel writes it (a `sleep`'s, captured), with the
+    /// fields the lineage walk reads put in.
+    fn stat_line(pid: u32, comm: &str, state: char, ppid: u32, session: u32, start: u64) -> String {
+        format!(
+            "{pid} ({comm}) {state} {ppid} {ppid} {session} 0 -1 4194304 138 0 0 0 0 0 0 0 20 0 1 0 \
+             {start} 2990080 411 18446744073709551615 94568569495552 94568569513481 \
+             140733899348640 0 0 0 0 6 0 1 0 0 17 1 0 0 0 0 0 94568569527568 94568569528832 \
+             94569559769088 140733899356905 140733899356915 140733899356915 140733899358185 0"
+        )
+    }
+
+    /// A real /proc/<pid>/status (ours) with the identity lines of a process put in.
+    fn status_text(pid: u32, comm: &str, ppid: u32, nspid: &[u32]) -> String {
+        let real = fs::read_to_string("/proc/self/status").unwrap();
+        let ns = nspid
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("\t");
+        real.lines()
+            .map(|l| match l.split_once(':').map(|(k, _)| k) {
+                Some("Name") => format!("Name:\t{comm}"),
+                Some("Pid") | Some("Tgid") => format!("{}:\t{pid}", l.split(':').next().unwrap()),
+                Some("PPid") => format!("PPid:\t{ppid}"),
+                Some("NSpid") | Some("NStgid") => {
+                    format!("{}:\t{ns}", l.split(':').next().unwrap())
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+
+    struct Fixture(std::collections::HashMap<u32, Lineage>);
+
+    impl Fixture {
+        fn add(
+            &mut self,
+            nspid: &[u32],
+            comm: &str,
+            ppid: u32,
+            session: u32,
+            cmdline: &[&str],
+        ) -> &mut Self {
+            let pid = nspid[0];
+            let stat = Stat::from_read(
+                stat_line(pid, comm, 'S', ppid, session, u64::from(pid) * 10).as_bytes(),
+            )
+            .unwrap();
+            let status = parse_status(status_text(pid, comm, ppid, nspid).as_bytes()).unwrap();
+            let argv = cmdline.iter().map(|s| s.to_string()).collect();
+            self.0.insert(pid, Lineage::from_proc(&stat, &status, argv));
+            self
+        }
+
+        fn origin(&self, pid: u32) -> (Origin, Option<OriginInfo>) {
+            derive_origin(pid, |p| self.0.get(&p).cloned())
+        }
+    }
+
+    fn key(pid: u32) -> Option<ProcKey> {
+        Some(ProcKey {
+            pid,
+            start_ticks: u64::from(pid) * 10,
+        })
+    }
+
+    /// A container (PID namespace one level down) under a shim, as runc makes it: PID 1 is
+    /// host pid 4000; an exec session (`sh -c`, host pid 4100, its own session as runtimes
+    /// start it) entered from the shim.
+    fn container() -> Fixture {
+        let mut f = Fixture(Default::default());
+        f.add(
+            &[3999],
+            "containerd-shim",
+            1,
+            3999,
+            &["containerd-shim-runc-v2"],
+        )
+        .add(&[4000, 1], "app", 3999, 4000, &["/app", "--serve"])
+        .add(&[4010, 5], "worker", 4000, 4000, &["/app", "--worker"])
+        .add(&[4011, 6], "job", 4010, 4000, &[])
+        .add(&[4012, 7], "helper", 4000, 4000, &[])
+        .add(
+            &[4100, 12],
+            "sh",
+            3999,
+            4100,
+            &["sh", "-c", "sleep 1 & wait"],
+        )
+        .add(&[4101, 13], "sleep", 4100, 4100, &[])
+        .add(&[4102, 14], "sleep", 4000, 4100, &[])
+        .add(&[4200, 20], "lost", 4199, 4200, &[])
+        .add(&[100], "bash", 1, 100, &["bash"]);
+        f
+    }
+
+    #[test]
+    fn a_host_process_has_a_host_origin() {
+        let (o, info) = container().origin(100);
+        assert_eq!((o.kind, o.key, info), (OriginKind::Host, None, None));
+    }
+
+    #[test]
+    fn descendants_of_an_exec_session_name_the_session_and_its_command() {
+        let (o, info) = container().origin(4101);
+        assert_eq!((o.kind, o.key), (OriginKind::Exec, key(4100)));
+        let info = info.unwrap();
+        assert_eq!(info.comm.as_str(), "sh");
+        assert_eq!(info.argv, ["sh", "-c", "sleep 1 & wait"]);
+        // The session itself is its own origin.
+        assert_eq!(container().origin(4100).0.kind, OriginKind::Exec);
+    }
+
+    #[test]
+    fn descendants_of_pid1_in_its_session_have_an_init_origin() {
+        let f = container();
+        for pid in [4011, 4012, 4010, 4000] {
+            let (o, info) = f.origin(pid);
+            assert_eq!((o.kind, o.key), (OriginKind::Init, key(4000)), "pid {pid}");
+            assert_eq!(info.unwrap().argv, ["/app", "--serve"]);
+        }
+    }
+
+    #[test]
+    fn an_orphan_adopted_by_pid1_from_another_session_is_unknown() {
+        assert_eq!(container().origin(4102).0, Origin::default());
+    }
+
+    #[test]
+    fn a_broken_chain_or_a_vanished_process_is_unknown() {
+        let f = container();
+        assert_eq!(f.origin(4200).0, Origin::default());
+        assert_eq!(f.origin(9999).0, Origin::default());
+    }
+
     #[test]
     fn our_own_process_is_found_and_not_a_zombie() {
         let p = ProcFs::new("/proc", TickConverter::from_system());

@@ -59,6 +59,8 @@ pub struct ExitFlags {
     pub ptraced: bool,
     /// exit_signal is not SIGCHLD: only `__WALL`/`__WCLONE` waiters reap it.
     pub non_sigchld: bool,
+    /// Of an exec session, and its parent is of the same session (which may reap it).
+    pub parent_in_origin: bool,
 }
 
 /// Where a process's lineage starts: the provenance of a zombie.
@@ -365,8 +367,13 @@ impl OriginBook {
 /// Origins remembered (see [`OriginBook`]).
 pub const ORIGIN_BOOK_CAPACITY: usize = 8192;
 
+/// Bound on [`Tracker::take_left_by_exec`]'s queue when nobody takes it.
+const LEFT_BY_EXEC_LIMIT: usize = 4096;
+
 pub struct Tracker {
     origins: OriginBook,
+    /// Zombies exec sessions left behind since last taken (see [`Self::take_left_by_exec`]).
+    left_by_exec: Vec<Zombie>,
     zombies: FxHashMap<ProcKey, Zombie>,
     /// Zombies /proc no longer has whose free event has not come (yet), with the time the
     /// sweep found them gone. Out of the table at once; a free that still comes within the
@@ -398,6 +405,7 @@ impl Tracker {
                 map: FxHashMap::default(),
                 capacity: ORIGIN_BOOK_CAPACITY,
             },
+            left_by_exec: Vec::new(),
             zombies: FxHashMap::default(),
             vanished: FxHashMap::default(),
             by_parent: FxHashMap::default(),
@@ -429,6 +437,20 @@ impl Tracker {
         }
     }
 
+    /// Zombies exec sessions left behind since the last call: a process of an exec session
+    /// (not the session's own process, which its runtime reaps) that became a zombie with a
+    /// parent outside the session, or whose parent in the session exited before reaping it.
+    /// Either way nothing of the session will reap it: the leak an exec probe causes.
+    pub fn take_left_by_exec(&mut self) -> Vec<Zombie> {
+        std::mem::take(&mut self.left_by_exec)
+    }
+
+    fn left_by_exec(&mut self, z: Zombie) {
+        if self.left_by_exec.len() < LEFT_BY_EXEC_LIMIT {
+            self.left_by_exec.push(z);
+        }
+    }
+
     /// The comm and command line of a zombie's origin process, if it was seen.
     pub fn origin_info(&self, key: &ProcKey) -> Option<&OriginInfo> {
         self.origins.map.get(key)
@@ -437,7 +459,7 @@ impl Tracker {
     fn on_exit(&mut self, e: &Exit) -> Applied {
         // The exiting process can no longer wait; its pid may be reused.
         self.waits.remove(&e.key.pid);
-        self.orphan_children_of(e.key.pid, e.key.start_ticks);
+        self.orphan_children_of(e.key.pid, e.key.start_ticks, e.origin);
 
         if let Some(z) = self.zombies.get_mut(&e.key) {
             return match z.source {
@@ -487,7 +509,7 @@ impl Tracker {
         // Its parent's exit may have come first: the child read its parent before the
         // parent's exit_notify handed it to a reaper, but reserved its record later.
         let parent_gone = self.has_exited(e.ppid, e.parent_start_ticks);
-        self.insert(Zombie {
+        let z = Zombie {
             key: e.key,
             exited_at: e.at,
             source: Source::Event,
@@ -503,7 +525,14 @@ impl Tracker {
             exit_ppid: e.ppid,
             exit_parent_comm: e.parent_comm,
             origin: e.origin,
-        });
+        };
+        if e.origin.kind == OriginKind::Exec
+            && e.origin.key != Some(e.key)
+            && (!e.flags.parent_in_origin || parent_gone)
+        {
+            self.left_by_exec(z);
+        }
+        self.insert(z);
         Applied::Zombie
     }
 
@@ -635,16 +664,25 @@ impl Tracker {
     }
 
     /// A process exited: its zombie children are being handed to a new parent.
-    fn orphan_children_of(&mut self, pid: u32, start_ticks: u64) {
+    /// Marks the zombies of an exiting parent as handed to a reaper; those of the parent's
+    /// own exec session are now left by it (see [`Self::take_left_by_exec`]).
+    fn orphan_children_of(&mut self, pid: u32, start_ticks: u64, origin: Origin) {
         let Some(children) = self.by_parent.get(&pid) else {
             return;
         };
+        let mut left = Vec::new();
         for key in children {
             if let Some(z) = self.zombies.get_mut(key)
                 && (z.parent_start_ticks == start_ticks || z.parent_start_ticks == 0)
             {
+                if !z.parent_gone && origin.kind == OriginKind::Exec && z.origin == origin {
+                    left.push(*z);
+                }
                 z.parent_gone = true;
             }
+        }
+        for z in left {
+            self.left_by_exec(z);
         }
     }
 
@@ -873,6 +911,139 @@ mod tests {
             origin: Origin::default(),
             origin_info: None,
         }
+    }
+
+    fn origin(kind: OriginKind, pid: u32) -> Origin {
+        Origin {
+            kind,
+            key: Some(key(pid, 3)),
+        }
+    }
+
+    #[test]
+    fn a_zombie_keeps_the_origin_its_exit_carried_and_the_origins_command() {
+        let mut t = Tracker::default();
+        let seen = OriginSeen {
+            key: key(50, 3),
+            kind: OriginKind::Exec,
+            info: OriginInfo::from_cmdline(Comm::new("sh"), b"sh\0-c\0sleep 1 &\0"),
+        };
+        assert_eq!(
+            t.apply(&Event::Origin(Box::new(seen.clone()))),
+            Applied::Origin
+        );
+        let Event::Exit(mut e) = exit(100, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Exec, 50);
+        t.apply(&Event::Exit(e));
+        let z = t.get(&key(100, 5)).unwrap();
+        assert_eq!(z.origin, origin(OriginKind::Exec, 50));
+        let info = t.origin_info(&key(50, 3)).unwrap();
+        assert_eq!(info.argv, ["sh", "-c", "sleep 1 &"]);
+        assert_eq!(info.comm.as_str(), "sh");
+        // Another process with the same pid is another origin.
+        assert!(t.origin_info(&key(50, 4)).is_none());
+    }
+
+    #[test]
+    fn zombies_an_exec_session_leaves_are_counted_once_and_its_own_reaped_ones_not() {
+        let session = origin(OriginKind::Exec, 50);
+        let exit_of = |pid: u32, ppid: u32, in_session: bool| {
+            let Event::Exit(mut e) = exit(pid, 5, ppid, MS) else {
+                unreachable!()
+            };
+            e.origin = session;
+            e.parent_start_ticks = 3;
+            e.flags.parent_in_origin = in_session;
+            e
+        };
+        let mut t = Tracker::default();
+        // The session's own process: its runtime reaps it.
+        let mut own = exit_of(50, 7, false);
+        own.key = key(50, 3);
+        // A child of the session's shell, which may still reap it.
+        t.apply(&Event::Exit(exit_of(101, 50, true)));
+        assert!(t.take_left_by_exec().is_empty());
+        // An orphan already handed to PID 1.
+        t.apply(&Event::Exit(exit_of(102, 1, false)));
+        let left = t.take_left_by_exec();
+        assert_eq!(left.iter().map(|z| z.key.pid).collect::<Vec<_>>(), [102]);
+        // The shell exits without reaping 101: now 101 is left, once.
+        t.apply(&Event::Exit(own));
+        t.apply(&Event::Exit(own));
+        let left = t.take_left_by_exec();
+        assert_eq!(left.iter().map(|z| z.key.pid).collect::<Vec<_>>(), [101]);
+        // A process of the init lineage is never counted.
+        let Event::Exit(mut e) = exit(103, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Init, 1);
+        t.apply(&Event::Exit(e));
+        assert!(t.take_left_by_exec().is_empty());
+    }
+
+    #[test]
+    fn an_exit_refines_a_scanned_origin_unless_it_knows_less() {
+        let mut t = Tracker::default();
+        let mut scanned = scan_entry(100, 5, 1, MS);
+        scanned.origin = origin(OriginKind::Init, 1);
+        scanned.origin_info = Some(OriginInfo::from_cmdline(Comm::new("app"), b"/app\0"));
+        t.reconcile(2 * MS, &[scanned]);
+        assert_eq!(t.origin_info(&key(1, 3)).unwrap().argv, ["/app"]);
+        let Event::Exit(e) = exit(100, 5, 1, MS) else {
+            unreachable!()
+        };
+        // The kernel did not see its fork: keep what /proc told.
+        assert_eq!(t.apply(&Event::Exit(e)), Applied::Refined);
+        assert_eq!(t.get(&key(100, 5)).unwrap().origin.kind, OriginKind::Init);
+
+        let mut scanned = scan_entry(200, 5, 1, MS);
+        scanned.origin = origin(OriginKind::Init, 1);
+        t.reconcile(2 * MS, &[scanned]);
+        let Event::Exit(mut e) = exit(200, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Exec, 60);
+        t.apply(&Event::Exit(e));
+        assert_eq!(
+            t.get(&key(200, 5)).unwrap().origin,
+            origin(OriginKind::Exec, 60)
+        );
+    }
+
+    #[test]
+    fn the_book_of_origins_is_bounded() {
+        let mut t = Tracker::default();
+        for pid in 0..(ORIGIN_BOOK_CAPACITY as u32 + 10) {
+            t.apply(&Event::Origin(Box::new(OriginSeen {
+                key: key(pid, 1),
+                kind: OriginKind::Exec,
+                info: OriginInfo::default(),
+            })));
+        }
+        assert_eq!(t.origins.map.len(), ORIGIN_BOOK_CAPACITY);
+        assert!(t.origin_info(&key(0, 1)).is_none());
+        assert!(
+            t.origin_info(&key(ORIGIN_BOOK_CAPACITY as u32 + 9, 1))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn command_lines_split_on_nul_and_an_empty_one_has_no_words() {
+        let i = OriginInfo::from_cmdline(Comm::new("x"), b"a\0b c\0");
+        assert_eq!(i.argv, ["a", "b c"]);
+        // Cut by the kernel side's bound: the last word is kept as far as it goes.
+        assert_eq!(
+            OriginInfo::from_cmdline(Comm::new("x"), b"a\0bc").argv,
+            ["a", "bc"]
+        );
+        assert!(
+            OriginInfo::from_cmdline(Comm::new("x"), b"")
+                .argv
+                .is_empty()
+        );
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub mod flags {
     pub const NON_SIGCHLD: u32 = 1 << 2;
     /// A field read failed; the event carries what could be read.
     pub const PARTIAL: u32 = 1 << 3;
+    /// Set on the exit of a process of an exec session (not the session's own process):
+    /// its parent belongs to the same session, which may still reap it. Without it, the
+    /// zombie is already left to a process outside the session (the container's init).
+    pub const PARENT_IN_ORIGIN: u32 = 1 << 4;
 }
 
 /// One ring-buffer record. 8-byte aligned and a multiple of 8 bytes long, as the ring buffer
@@ -162,7 +166,8 @@ pub struct OriginRecord {
     pub start_ns: u64,
 }
 
-/// Bytes of an origin's command line the kernel copies (argv, NUL-separated, cut there).
+/// Room for an origin's command line (argv, NUL-separated); the kernel copies at most one
+/// byte less, cut there.
 pub const CMDLINE_LEN: usize = 256;
 
 /// The first exec of a process that starts a lineage: its comm and command line, read in

@@ -283,6 +283,7 @@ pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
                 autoreap: raw.flags & flags::AUTOREAP != 0,
                 ptraced: raw.flags & flags::PTRACED != 0,
                 non_sigchld: raw.flags & flags::NON_SIGCHLD != 0,
+                parent_in_origin: raw.flags & flags::PARENT_IN_ORIGIN != 0,
             },
             origin: Origin {
                 kind: OriginKind::from_raw(raw.origin_kind),

@@ -12,6 +12,9 @@ use zombie_ebpf::{CMDLINE_LEN, EventKind, OriginEvent, origin};
 
 use super::{EVENTS, ORIGINS, bump, off, read, read_failed, wakeup_flags};
 
+const CMDLINE_MASK: u64 = CMDLINE_LEN as u64 - 1;
+const _: () = assert!(CMDLINE_LEN.is_power_of_two());
+
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     if try_exec(&ctx).is_err() {
@@ -43,10 +46,15 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let mm: *const u8 = read(task, off!(task_mm))?;
     let arg_start: u64 = read(mm, off!(mm_arg_start))?;
     let arg_end: u64 = read(mm, off!(mm_arg_end))?;
+    // At most CMDLINE_LEN - 1 bytes. Older verifiers (5.10) lose a bound checked by a
+    // comparison once the compiler spills the value; a mask applied to a volatile reload
+    // right before the call is one the compiler cannot drop or move away.
     let mut len = arg_end.wrapping_sub(arg_start);
-    if len > CMDLINE_LEN as u64 {
-        len = CMDLINE_LEN as u64;
+    if len > CMDLINE_MASK {
+        len = CMDLINE_MASK;
     }
+    // SAFETY: a read of our own local.
+    let len = unsafe { core::ptr::read_volatile(&len) } & CMDLINE_MASK;
 
     let Some(mut entry) = EVENTS.reserve::<OriginEvent>(0) else {
         bump(zombie_ebpf::counters::LOST);

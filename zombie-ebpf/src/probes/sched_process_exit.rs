@@ -86,6 +86,14 @@ fn fill(
             (*ev).ppid = 0;
             (*ev).parent_start_ns = 0;
             (*ev).parent_comm = [0; COMM_LEN];
+        } else if (*ev).origin_kind == origin::EXEC && (*ev).origin_pid != tgid {
+            // Rare (a process of an exec session): is its parent in the same session?
+            if let Some(p) = ORIGINS.get((*ev).ppid)
+                && p.pid == (*ev).origin_pid
+                && p.start_ns == (*ev).origin_start_ns
+            {
+                (*ev).flags |= flags::PARENT_IN_ORIGIN;
+            }
         }
     }
     Ok(())
