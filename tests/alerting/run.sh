@@ -104,6 +104,7 @@ const contract = new Set([
   'zombie_ebpf_events_lost_total', 'zombie_resyncs_total', 'zombie_ebpf_programs_attached',
   'zombie_build_info', 'zombie_node_pids', 'zombie_node_pid_limit', 'zombie_pod_pids',
   'zombie_pod_pids_limit', 'zombie_container_pids', 'zombie_container_pids_limit', 'up',
+  'zombie_processes_by_origin', 'zombie_exec_session_zombies_total',
 ]);
 // Series of kube-state-metrics that the rules read (ZombieDaemonPodsNotReady).
 const ksm = new Set(['kube_daemonset_status_desired_number_scheduled', 'kube_daemonset_status_number_ready']);
