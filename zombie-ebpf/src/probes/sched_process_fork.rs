@@ -4,7 +4,9 @@
 //! Hot: threads and host processes cost four reads and no map access; a container process
 //! one lookup and one update.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
 use zombie_ebpf::{OriginRecord, origin};
 
 use super::{ORIGINS, ids, off, pid_level, pid_nr_at, read, read_failed};
@@ -53,7 +55,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
             start_ns: read(child, off!(task_start_boottime))?,
         }
     } else {
-        let parent_tgid: u32 = read(parent, off!(task_tgid))?;
+        // The forking task is the current one.
+        let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         // SAFETY: the value is copied out at once.
         match unsafe { ORIGINS.get(parent_tgid) } {
             Some(r) => OriginRecord { flags: 0, ..*r },
