@@ -240,3 +240,79 @@ fn nsenter_sessions_are_exec_origins_and_after_kill_9_proc_tells_what_it_can() {
     assert_eq!(o["kind"], "unknown", "{o:#}");
     assert_eq!(o["pid"], Value::Null, "{o:#}");
 }
+
+/// The kernel side alone, with nothing but util-linux (so it runs on every kernel of the VM
+/// matrix): PID 1 of a new PID namespace (a shell that execs `sleep`, never reaping) and a
+/// session entered with `nsenter`. PID 1's own child is `init`, the session's orphan `exec`
+/// with the session's command line; neither needs /proc after the fact.
+#[test]
+fn a_pid_namespaces_init_children_and_an_entered_sessions_orphans_have_their_origins() {
+    let d = Daemon::start_with(&["--show-cmdlines"]);
+    let unshare = KillPid1(
+        Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--",
+                "sh",
+                "-c",
+                "sleep 0.2 & exec sleep 60",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)"),
+    );
+    let pid1 = poll("PID 1 of the new namespace", 5 * SECOND, || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.0.id())).ok()?;
+        children.split_whitespace().next()?.parse::<i32>().ok()
+    });
+    let own = poll("PID 1's own zombie", 5 * SECOND, || {
+        d.children_of(pid1).into_iter().next()
+    });
+    assert_eq!(own["origin"]["kind"], "init", "{own:#}");
+    assert_eq!(own["origin"]["pid"], pid1, "{own:#}");
+    assert_eq!(
+        own["origin"]["cmdline"], "sh -c sleep 0.2 & exec sleep 60",
+        "{own:#}"
+    );
+
+    let mut session = Nsenter::run(pid1, "sleep 0.2 & exit 0");
+    let _ = session.0.wait();
+    let orphan = poll("the session's orphan", 5 * SECOND, || {
+        d.children_of(pid1)
+            .into_iter()
+            .find(|z| z["origin"]["kind"] == "exec")
+    });
+    assert_eq!(
+        orphan["origin"]["cmdline"], "setsid sh -c sleep 0.2 & exit 0",
+        "{orphan:#}"
+    );
+    assert!(
+        orphan["remedy"]
+            .as_str()
+            .unwrap()
+            .starts_with("the exec probe or session `setsid sh -c sleep 0.2 & exit 0`"),
+        "{orphan:#}"
+    );
+}
+
+/// `unshare --pid --fork`, whose namespace's PID 1 is killed (and with it the namespace) on
+/// drop.
+struct KillPid1(Child);
+
+impl Drop for KillPid1 {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            // SAFETY: killing the namespace's init this test started.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+        }
+        let _ = self.0.wait();
+    }
+}
