@@ -728,4 +728,33 @@ mod tests {
         assert_eq!(total, 45);
         assert!(cap_series(&mut groups, 4, |_, _| {}).is_none());
     }
+
+    #[test]
+    fn exec_session_zombies_are_counted_per_container_up_to_the_cap() {
+        let root = Path::new("/nonexistent");
+        let m = Metrics::new(
+            Arc::new(Mutex::new(Tracker::default())),
+            Arc::new(Mutex::new(Attributor::new(root, root, None))),
+            root,
+            root,
+        );
+        let labels = |i: usize| ["shop".to_string(), format!("web-{i}"), "app".to_string()];
+        m.exec_session_zombie(labels(0));
+        m.exec_session_zombie(labels(0));
+        for i in 1..MAX_CONTAINER_SERIES + 10 {
+            m.exec_session_zombie(labels(i));
+        }
+        let c = &m.exec_session_zombies;
+        assert_eq!(c.with_label_values(&["shop", "web-0", "app"]).get(), 2);
+        // 500 series at most: 499 containers of their own, the 11 beyond in `_other`.
+        let last_kept = format!("web-{}", MAX_CONTAINER_SERIES - 2);
+        assert_eq!(c.with_label_values(&["shop", &last_kept, "app"]).get(), 1);
+        assert_eq!(c.with_label_values(&["", "_other", "_other"]).get(), 11);
+        // A container that has its series keeps counting there.
+        m.exec_session_zombie(labels(0));
+        assert_eq!(c.with_label_values(&["shop", "web-0", "app"]).get(), 3);
+        assert!(m.render().contains(
+            "zombie_exec_session_zombies_total{container=\"app\",namespace=\"shop\",pod=\"web-0\"} 3"
+        ));
+    }
 }
