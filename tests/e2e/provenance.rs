@@ -126,6 +126,10 @@ struct Nsenter(Child);
 
 impl Nsenter {
     fn run(pid1: i32, script: &str) -> Self {
+        Self::spawn(pid1, script, Stdio::null())
+    }
+
+    fn spawn(pid1: i32, script: &str, stdin: Stdio) -> Self {
         Self(
             Command::new("nsenter")
                 .args([
@@ -138,7 +142,7 @@ impl Nsenter {
                     "-c",
                     script,
                 ])
-                .stdin(Stdio::null())
+                .stdin(stdin)
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("nsenter (util-linux)"),
@@ -170,7 +174,8 @@ impl Drop for Nsenter {
 /// killed with SIGKILL and restarted, the zombies are found in /proc and their origin is
 /// derived from what /proc still shows: PID 1's own child is `init`, the child of a session
 /// still running is `exec` with that process's command line, and an orphan whose session
-/// is gone is `unknown`.
+/// is gone is `unknown`. A session older than the new daemon that forks after its start
+/// passes on the lineage the daemon seeded into the kernel from /proc.
 #[test]
 fn nsenter_sessions_are_exec_origins_and_after_kill_9_proc_tells_what_it_can() {
     harness::become_subreaper();
@@ -190,6 +195,8 @@ fn nsenter_sessions_are_exec_origins_and_after_kill_9_proc_tells_what_it_can() {
     let _kept = Nsenter::run(c.pid, "sleep 0.2 & exec sleep 3600");
     let mut ended = Nsenter::run(c.pid, "sleep 0.2 & exit 0");
     let _ = ended.0.wait();
+    // A session that forks only when told (a line on its stdin), after the restart.
+    let mut waiting = Nsenter::spawn(c.pid, "read x; sleep 0.1 & exec sleep 3600", Stdio::piped());
 
     let pid1_child = poll("PID 1's own zombie", 5 * SECOND, || {
         d.children_of(c.pid)
@@ -239,6 +246,25 @@ fn nsenter_sessions_are_exec_origins_and_after_kill_9_proc_tells_what_it_can() {
     let o = origin_of(&orphan["pid"]);
     assert_eq!(o["kind"], "unknown", "{o:#}");
     assert_eq!(o["pid"], Value::Null, "{o:#}");
+
+    // The waiting session forks now: the kernel knows its lineage from the seed.
+    let shell = poll("the waiting session's shell", 5 * SECOND, || {
+        let pid = waiting.0.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse::<i64>().ok()
+    });
+    use std::io::Write as _;
+    writeln!(waiting.0.stdin.take().unwrap()).unwrap();
+    let late = poll("the waiting session's zombie", 5 * SECOND, || {
+        d.zombies()
+            .into_iter()
+            .find(|z| z["ppid"].as_i64() == Some(shell))
+    });
+    assert_eq!(late["exited_at_estimated"], false, "seen exiting: {late:#}");
+    assert_eq!(late["origin"]["kind"], "exec", "{late:#}");
+    assert_eq!(late["origin"]["pid"].as_i64(), Some(shell), "{late:#}");
+    // The seed carried the session's command line as /proc showed it then (redacted).
+    assert_eq!(late["origin"]["cmdline"], "sh [redacted]", "{late:#}");
 }
 
 /// The kernel side alone, with nothing but util-linux (so it runs on every kernel of the VM

@@ -222,6 +222,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .programs_attached
         .set(probe.attached() as i64);
     info!(programs = probe.attached(), "eBPF programs attached");
+    seed_origins(&mut probe, &procfs, &shared, ticks);
     match crate::privileges::drop_all_but(&crate::privileges::needed_after_load(cfg.remediate)) {
         Ok(d) => info!(
             kept = ?d.effective,
@@ -326,6 +327,28 @@ async fn event_loop(
             sweep_from = sweep(procfs, shared, sweep_from, now, cfg.probe.wait_dedup);
         }
     }
+}
+
+/// Hands the lineage of processes older than the programs, as /proc shows it, to the
+/// kernel (and their origins' command lines to the table).
+fn seed_origins(probe: &mut Probe, procfs: &ProcFs, shared: &Shared, ticks: TickConverter) {
+    let seeds = procfs.origin_seeds();
+    let records: Vec<_> = seeds.iter().map(|(pid, o, _)| (*pid, *o)).collect();
+    let written = probe.seed_origins(&records, &ticks);
+    let mut tracker = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, origin, info) in seeds {
+        if let (Some(key), Some(info)) = (origin.key, info) {
+            tracker.apply(&Event::Origin(Box::new(crate::tracker::OriginSeen {
+                key,
+                kind: origin.kind,
+                info,
+            })));
+        }
+    }
+    info!(
+        processes = written,
+        "lineage of container processes older than the daemon seeded from /proc"
+    );
 }
 
 /// Applies every pending kernel event to the table, in one lock.

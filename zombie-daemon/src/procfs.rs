@@ -163,6 +163,38 @@ impl ProcFs {
         ))
     }
 
+    /// The origins of the live container processes /proc can place (see [`derive_origin`]),
+    /// to seed the kernel's lineage map at start: processes that predate the programs then
+    /// pass their lineage on to the children they fork later. Each process's facts are read
+    /// once however many chains pass through it.
+    pub fn origin_seeds(&self) -> Vec<(u32, Origin, Option<OriginInfo>)> {
+        let Ok(all) = ::procfs::process::all_processes_with_root(&self.root) else {
+            return Vec::new();
+        };
+        let cache: std::cell::RefCell<rustc_hash::FxHashMap<u32, Option<Lineage>>> =
+            Default::default();
+        let read = |pid: u32| -> Option<Lineage> {
+            if let Some(l) = cache.borrow().get(&pid) {
+                return l.clone();
+            }
+            let l = self.lineage(pid);
+            cache.borrow_mut().insert(pid, l.clone());
+            l
+        };
+        let mut out = Vec::new();
+        for proc in all.flatten() {
+            let pid = proc.pid as u32;
+            if read(pid).is_none_or(|l| l.depth() <= 1) {
+                continue;
+            }
+            let (origin, info) = derive_origin(pid, read);
+            if matches!(origin.kind, OriginKind::Init | OriginKind::Exec) {
+                out.push((pid, origin, info));
+            }
+        }
+        out
+    }
+
     /// CLOCK_BOOTTIME minus the scheduler clock, from our own thread's `se.exec_start` (we are
     /// running, so it is "now" in scheduler clock, give or take our current time slice).
     fn sched_clock_offset(&self, now: Ns) -> Option<i64> {

@@ -92,6 +92,15 @@ pub struct Probe {
 
 #[repr(transparent)]
 #[derive(Clone, Copy)]
+struct PodOrigin(zombie_ebpf::OriginRecord);
+// SAFETY: OriginRecord is #[repr(C)], all integers, with explicit padding.
+unsafe impl aya::Pod for PodOrigin {}
+
+/// BPF_NOEXIST (uapi): insert only where the key has no value yet.
+const BPF_NOEXIST: u64 = 1;
+
+#[repr(transparent)]
+#[derive(Clone, Copy)]
 struct PodOffsets(Offsets);
 // SAFETY: Offsets is #[repr(C)], all integers, no padding holes that matter to the kernel.
 unsafe impl aya::Pod for PodOffsets {}
@@ -180,6 +189,41 @@ impl Probe {
 
     pub fn attached(&self) -> usize {
         self.attached
+    }
+
+    /// Seeds the kernel's lineage map with origins derived from /proc for processes that
+    /// predate the programs (see `ProcFs::origin_seeds`), so that what they fork from now on
+    /// inherits their lineage instead of being `unknown`. A record the fork program already
+    /// wrote wins. Needs bpf() privileges: call it before the capability drop. Returns how
+    /// many records were written.
+    pub fn seed_origins(&mut self, seeds: &[(u32, Origin)], ticks: &TickConverter) -> usize {
+        let Some(map) = self._ebpf.map_mut("ORIGINS") else {
+            return 0;
+        };
+        let Ok(mut origins) = aya::maps::HashMap::<_, u32, PodOrigin>::try_from(map) else {
+            return 0;
+        };
+        let mut written = 0;
+        for (pid, origin) in seeds {
+            let kind = match origin.kind {
+                OriginKind::Init => zombie_ebpf::origin::INIT,
+                OriginKind::Exec => zombie_ebpf::origin::EXEC,
+                OriginKind::Host | OriginKind::Unknown => continue,
+            };
+            let Some(key) = origin.key else { continue };
+            let record = zombie_ebpf::OriginRecord {
+                kind,
+                // The origin's first exec is long past: nothing to report.
+                flags: zombie_ebpf::origin::CAPTURED,
+                pid: key.pid,
+                _pad: 0,
+                start_ns: ticks.ns(key.start_ticks),
+            };
+            if origins.insert(pid, PodOrigin(record), BPF_NOEXIST).is_ok() {
+                written += 1;
+            }
+        }
+        written
     }
 
     /// Waits until the kernel asks for a wakeup (the ring buffer passed its batch size).
