@@ -152,10 +152,25 @@ impl ProcFs {
     }
 
     /// What /proc tells of a process's place in its lineage.
+    /// Of a process in the initial PID namespace (most of a node's) only status is read:
+    /// the lineage walk needs no more of it than its depth.
     pub fn lineage(&self, pid: u32) -> Option<Lineage> {
+        let status = read_status(&self.root.join(pid.to_string()))?;
+        if status.nspid.as_ref().is_some_and(|v| v.len() == 1) {
+            return Some(Lineage {
+                key: ProcKey {
+                    pid,
+                    start_ticks: 0,
+                },
+                ppid: status.ppid.max(0) as u32,
+                session: 0,
+                nspid: vec![pid],
+                comm: Comm::new(&status.name),
+                cmdline: Vec::new(),
+            });
+        }
         let p = self.process(pid)?;
         let stat = p.stat().ok()?;
-        let status = read_status(&self.root.join(pid.to_string()))?;
         Some(Lineage::from_proc(
             &stat,
             &status,
