@@ -106,6 +106,7 @@ const contract = new Set([
   'zombie_pod_pids_limit', 'zombie_container_pids', 'zombie_container_pids_limit', 'up',
   'zombie_pod_pids_max_events_total', 'zombie_container_pids_max_events_total',
   'zombie_pid_namespace_teardown_stuck',
+  'zombie_processes_by_origin', 'zombie_exec_session_zombies_total',
 ]);
 // Series of kube-state-metrics that the rules read (ZombieDaemonPodsNotReady).
 const ksm = new Set(['kube_daemonset_status_desired_number_scheduled', 'kube_daemonset_status_number_ready']);

@@ -347,6 +347,19 @@ impl Containerd {
         id
     }
 
+    /// `ExecSync` of `cmd` in a container (what exec probes and `kubectl exec` do), with a
+    /// timeout in seconds (0: none); the exit code, or the runtime's error (a timeout is one).
+    pub fn exec_sync(&self, container_id: &str, cmd: &[&str], timeout: i64) -> Result<i32, String> {
+        let req = k8s_cri::v1::ExecSyncRequest {
+            container_id: container_id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        self.try_call(|mut s| async move { s.exec_sync(req).await })
+            .map(|r| r.exit_code)
+            .map_err(|e| e.to_string())
+    }
+
     /// The host pid of a container's PID 1 (from `ContainerStatus` verbose info).
     pub fn container_pid(&self, container_id: &str) -> i32 {
         let req = ContainerStatusRequest {

@@ -8,6 +8,7 @@ mod http_load;
 mod kernel;
 mod node;
 mod prometheus;
+mod provenance;
 mod remediate;
 mod runc;
 mod soak;
@@ -21,7 +22,7 @@ use std::{
 
 use harness::{Daemon, Workload, poll, reap};
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
 
 fn pids(v: &serde_json::Value, key: &str) -> Vec<i32> {
     v[key]
@@ -316,7 +317,7 @@ fn a_reused_pid_is_a_new_process_not_the_old_zombie() {
 #[test]
 fn sigterm_detaches_and_exits_zero_within_a_second() {
     let mut d = Daemon::start();
-    assert_eq!(d.metric("zombie_ebpf_programs_attached"), 3.0);
+    assert_eq!(d.metric("zombie_ebpf_programs_attached"), 5.0);
     let (took, code) = d.terminate();
     assert_eq!(code, Some(0), "{}", d.log_text());
     assert!(took < SECOND, "took {took:?}");

@@ -168,7 +168,7 @@ fn start_daemon_bin(procs: &mut Procs, path: &Path, extra: &[&str]) -> anyhow::R
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
         if let Ok(m) = http_get("/metrics")
-            && metric(&m, "zombie_ebpf_programs_attached") >= 3.0
+            && metric(&m, "zombie_ebpf_programs_attached") >= 5.0
         {
             return Ok(pid);
         }
@@ -218,6 +218,27 @@ fn storms(loops: usize, n: u64) -> anyhow::Result<(u64, f64)> {
     Ok((loops as u64 * (n + 1), t.elapsed().as_secs_f64()))
 }
 
+/// One `storm n 0` as PID 1 of a new PID namespace: its children are container processes.
+fn storm_in_pid_ns(n: u64) -> anyhow::Result<()> {
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(bin("zombie-workload"))
+        .args(["storm", &n.to_string(), "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start unshare (util-linux) with zombie-workload")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let mut p = Procs::default();
+    p.add(child);
+    if line.is_empty() {
+        bail!("zombie-workload storm in a PID namespace printed nothing");
+    }
+    Ok(())
+}
+
 /// About `rate` exits/s for `secs`: every 20 ms one `storm` process (its children and its
 /// own exit). Returns the rate reached.
 fn paced(rate: u64, secs: u64) -> anyhow::Result<f64> {
@@ -254,7 +275,7 @@ struct Prog {
     cnt: f64,
 }
 
-/// run_time_ns and run_cnt of our three programs, by name.
+/// run_time_ns and run_cnt of our programs, by name.
 fn prog_stats() -> anyhow::Result<Vec<(u64, Prog)>> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
@@ -356,55 +377,68 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: bench 1: kernel time per event");
     {
         let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
-        let before = prog_stats()?;
         let n = 100_000;
-        storms(1, n)?;
-        let after = prog_stats()?;
         writeln!(md, "## 1. Kernel time per event\n")?;
         writeln!(
             md,
             "Method: `kernel.bpf_stats_enabled=1` (restored afterwards), one `zombie-workload storm \
              {n} 0` (vfork + exit + waitpid), then the difference in `bpftool prog show --json` \
              `run_time_ns` / `run_cnt` of each program (programs whose name starts with \
-             `sched_process_`; the kernel cuts names to 15 characters).\n"
+             `sched_process_`; the kernel cuts names to 15 characters). Run twice: on the host \
+             (the fork program's cheap path: no lineage is recorded for host processes) and as \
+             PID 1 of a new PID namespace (`unshare --pid --fork`: every child is a container \
+             process, whose lineage record the fork program writes and the exit program \
+             consumes). `sched_process_exec` does not run (the storm does not exec).\n"
         )?;
-        writeln!(
-            md,
-            "| program | runs | total ns | ns per run |\n|---|---|---|---|"
-        )?;
-        let mut per_exit = 0.0;
-        let mut worst: f64 = 0.0;
-        for (id, a) in &after {
-            let b = before
-                .iter()
-                .find(|(i, _)| i == id)
-                .map(|(_, p)| (p.ns, p.cnt))
-                .unwrap_or((0.0, 0.0));
-            let (ns, cnt) = (a.ns - b.0, a.cnt - b.1);
-            if cnt <= 0.0 {
-                continue;
+        for (place, in_pid_ns) in [("host", false), ("PID namespace", true)] {
+            let before = prog_stats()?;
+            if in_pid_ns {
+                storm_in_pid_ns(n)?;
+            } else {
+                storms(1, n)?;
             }
-            per_exit += ns / n as f64;
-            worst = worst.max(ns / cnt);
+            let after = prog_stats()?;
             writeln!(
                 md,
-                "| `{}` (id {id}) | {cnt:.0} | {ns:.0} | {:.0} |",
-                a.name,
-                ns / cnt
+                "{place}:\n\n| program | runs | total ns | ns per run |\n|---|---|---|---|"
             )?;
+            let mut per_exit = 0.0;
+            let mut worst: f64 = 0.0;
+            for (id, a) in &after {
+                let b = before
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, p)| (p.ns, p.cnt))
+                    .unwrap_or((0.0, 0.0));
+                let (ns, cnt) = (a.ns - b.0, a.cnt - b.1);
+                if cnt <= 0.0 {
+                    continue;
+                }
+                per_exit += ns / n as f64;
+                worst = worst.max(ns / cnt);
+                writeln!(
+                    md,
+                    "| `{}` (id {id}) | {cnt:.0} | {ns:.0} | {:.0} |",
+                    a.name,
+                    ns / cnt
+                )?;
+            }
+            writeln!(
+                md,
+                "\n{place}: all programs together {per_exit:.0} ns of kernel time per process \
+                 lifetime (fork + exit + wait + free).\n"
+            )?;
+            targets.push((
+                format!("under 1 µs kernel time per event ({place})"),
+                format!("{worst:.0} ns per event (worst program)"),
+                ok(worst < 1000.0).into(),
+            ));
+            targets.push((
+                format!("all programs under 1.5 µs per process lifetime ({place})"),
+                format!("{per_exit:.0} ns per lifetime"),
+                ok(per_exit < 1500.0).into(),
+            ));
         }
-        writeln!(
-            md,
-            "\nAll three together: {per_exit:.0} ns of kernel time per process exit (exit + \
-             wait + free).\n"
-        )?;
-        targets.push((
-            "under 1 µs kernel time per event".into(),
-            format!(
-                "{worst:.0} ns per event (worst program); {per_exit:.0} ns per exit, all three"
-            ),
-            ok(worst < 1000.0).into(),
-        ));
     }
 
     // 2 and 3a. Highest exit rate without loss, daemon CPU per 1,000 exits.

@@ -142,6 +142,10 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
         "SIGTERM: nothing left in kernel",
         "kernel::sigterm_leaves_no_program_link_or_map_of_the_daemon_in_the_kernel",
     ),
+    (
+        "provenance: init and exec origins",
+        "provenance::a_pid_namespaces_init_children_and_an_entered_sessions_orphans_have_their_origins",
+    ),
 ];
 
 /// Per test, inside the guest or on the host.

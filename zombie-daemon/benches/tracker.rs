@@ -1,7 +1,7 @@
 //! Hot-path cost of the tracker: applying exit/free pairs (a reaped child) and scraping.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use zombie_daemon::tracker::{Comm, Event, Exit, ExitFlags, ProcKey, Tracker};
+use zombie_daemon::tracker::{Comm, Event, Exit, ExitFlags, Origin, ProcKey, Tracker};
 
 fn exit(pid: u32, at: u64) -> Event {
     Event::Exit(Exit {
@@ -17,6 +17,7 @@ fn exit(pid: u32, at: u64) -> Event {
         wait_status: 0,
         cgroup_id: 1,
         flags: ExitFlags::default(),
+        origin: Origin::default(),
     })
 }
 

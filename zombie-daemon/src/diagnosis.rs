@@ -110,6 +110,17 @@ impl Cause {
     }
 }
 
+/// The remedy for a zombie an exec session left behind (an exec probe, `kubectl exec`):
+/// names the session's command, then what to do about its reaper.
+pub fn exec_remedy(command: &str, origin_pid: u32, reaper_remedy: &str) -> String {
+    let command = if command.is_empty() { "?" } else { command };
+    format!(
+        "the exec probe or session `{command}` (pid {origin_pid}) leaves children behind: make \
+         it wait for what it starts (no background `&` without `wait`, no work left past the \
+         probe's timeout), or give the container an init that reaps them; {reaper_remedy}"
+    )
+}
+
 /// What a process does with a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -439,6 +450,20 @@ pub fn in_shared_pod_namespace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exec_remedy_names_the_command_and_keeps_the_reapers() {
+        let r = exec_remedy("sh -c sleep 0.3 & exit 0", 77, "pause (pid 9): run tini");
+        assert!(
+            r.starts_with(
+                "the exec probe or session `sh -c sleep 0.3 & exit 0` (pid 77) leaves children \
+                 behind: "
+            ),
+            "{r}"
+        );
+        assert!(r.ends_with("; pause (pid 9): run tini"), "{r}");
+        assert!(exec_remedy("", 5, "x").contains("`?` (pid 5)"));
+    }
 
     fn facts(pid: u32, comm: &str, cmdline: &[&str], ns_pid: u32, state: &str) -> ReaperFacts {
         ReaperFacts {

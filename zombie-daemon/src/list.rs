@@ -56,6 +56,17 @@ fn container_column(z: &ZombieView) -> String {
     }
 }
 
+/// The origin's kind, with the origin's comm for an exec session (`exec:sh`).
+fn origin_column(z: &ZombieView) -> String {
+    match &z.origin {
+        Some(o) => match (&o.comm, o.kind.as_str()) {
+            (Some(comm), "exec") => format!("exec:{comm}"),
+            _ => o.kind.clone(),
+        },
+        None => "-".into(),
+    }
+}
+
 /// Standalone: the zombies in /proc right now, attributed from the cgroup tree at
 /// `cgroup_root` (no runtime names); full command lines with `show_cmdlines`.
 pub fn scan_once(
@@ -123,7 +134,7 @@ pub fn render_rows<const N: usize>(rows: &[[String; N]]) -> String {
 }
 
 pub fn table(zombies: &[ZombieView]) -> String {
-    let mut rows: Vec<[String; 9]> = vec![[
+    let mut rows: Vec<[String; 10]> = vec![[
         "PID".into(),
         "PPID".into(),
         "COMM".into(),
@@ -132,6 +143,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
         "STATUS".into(),
         "NAMESPACE/POD".into(),
         "CONTAINER".into(),
+        "ORIGIN".into(),
         "CAUSE".into(),
     ]];
     for z in zombies {
@@ -154,6 +166,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
             status.describe(),
             pod_column(z),
             container_column(z),
+            origin_column(z),
             z.cause.map_or("-", |c| c.as_str()).to_string(),
         ]);
     }
@@ -217,6 +230,13 @@ mod tests {
             cause: Some(crate::diagnosis::Cause::ShellPid1),
             reaper: None,
             remedy: Some("sh (pid 1): exec it".into()),
+            origin: Some(crate::view::OriginView {
+                kind: "exec".into(),
+                pid: Some(77),
+                start_ticks: Some(5),
+                comm: Some("sh".into()),
+                cmdline: Some("sh [redacted]".into()),
+            }),
         };
         let t = table(std::slice::from_ref(&z));
         let lines: Vec<&str> = t.lines().collect();
@@ -225,7 +245,8 @@ mod tests {
             lines[1].contains("sleep") && lines[1].contains("1m01s") && lines[1].contains("exit 0")
         );
         assert!(lines[1].contains("shop/cart-1") && lines[1].contains("abcdef0123456"));
-        assert!(lines[1].ends_with("shell_pid1"));
+        assert!(lines[0].contains("ORIGIN"));
+        assert!(lines[1].ends_with("exec:sh  shell_pid1"), "{}", lines[1]);
         assert!(t.contains("remedy: sh (pid 1): exec it"));
         assert!(table(&[]).contains("no zombie processes"));
         let filter = |ns: Option<&str>, pod: Option<&str>, c: Option<&str>| Filter {

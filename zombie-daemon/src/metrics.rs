@@ -40,12 +40,15 @@ pub struct Metrics {
     pub reaps_unobserved: IntCounter,
     pub resyncs: IntCounterVec,
     pub events: IntCounterVec,
-    /// `events` for exit, free and wait, resolved once (a label lookup per event costs).
-    events_by_kind: [IntCounter; 3],
+    /// `events` for exit, free, wait and origin, resolved once (a label lookup per event costs).
+    events_by_kind: [IntCounter; 4],
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
     pub remediations: IntCounterVec,
     pub event_delay: Histogram,
+    /// Zombies left by exec sessions (exec probes, `kubectl exec`), per container; fed by
+    /// the snapshot builder, which attributes them and caps the series.
+    pub exec_session_zombies: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -109,7 +112,7 @@ impl Metrics {
         .expect("valid metric");
         let programs_attached = IntGauge::new(
             "zombie_ebpf_programs_attached",
-            "eBPF programs attached (3 when healthy).",
+            "eBPF programs attached (5 when healthy).",
         )
         .expect("valid metric");
         let scan_seconds = Histogram::with_opts(
@@ -206,7 +209,21 @@ impl Metrics {
         registry
             .register(Box::new(InitCollector::new(snapshot)))
             .expect("unique metric");
-        let events_by_kind = ["exit", "free", "wait"].map(|k| events.with_label_values(&[k]));
+        let exec_session_zombies = IntCounterVec::new(
+            Opts::new(
+                "zombie_exec_session_zombies_total",
+                "Zombie processes exec sessions (exec probes, kubectl exec, docker exec, \
+                 nsenter) left behind, per container: counted when one exits with its parent \
+                 outside the session, or its parent in the session exits without reaping it.",
+            ),
+            &POD_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(exec_session_zombies.clone()))
+            .expect("unique metric");
+        let events_by_kind =
+            ["exit", "free", "wait", "origin"].map(|k| events.with_label_values(&[k]));
         for reason in ["startup", "lost_events", "periodic", "exiting"] {
             resyncs.with_label_values(&[reason]);
         }
@@ -227,6 +244,7 @@ impl Metrics {
             scan_seconds,
             remediations,
             event_delay,
+            exec_session_zombies,
         }
     }
 
@@ -236,6 +254,7 @@ impl Metrics {
             Event::Exit(_) => self.events_by_kind[0].inc(),
             Event::Free { .. } => self.events_by_kind[1].inc(),
             Event::Wait { .. } => self.events_by_kind[2].inc(),
+            Event::Origin(_) => self.events_by_kind[3].inc(),
             _ => {}
         }
         match applied {
@@ -260,6 +279,7 @@ impl Metrics {
             Applied::Duplicate
             | Applied::UnknownFree
             | Applied::Wait
+            | Applied::Origin
             | Applied::Reconciled(_)
             | Applied::Reparented(_)
             | Applied::Vanished(_) => {}
@@ -292,9 +312,11 @@ impl TableCollector {
         Self { snapshot, descs }
     }
 
-    fn vecs() -> [prometheus::GaugeVec; 3] {
+    fn vecs() -> [prometheus::GaugeVec; 4] {
         let mut by_cause = POD_LABELS.to_vec();
         by_cause.push("cause");
+        let mut by_origin = POD_LABELS.to_vec();
+        by_origin.push("origin");
         [
             prometheus::GaugeVec::new(
                 Opts::new("zombie_processes", "Zombie processes now, per container."),
@@ -317,6 +339,14 @@ impl TableCollector {
                 &by_cause,
             )
             .expect("valid metric"),
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "zombie_processes_by_origin",
+                    "Zombie processes now, per container and origin (init, exec, host, unknown).",
+                ),
+                &by_origin,
+            )
+            .expect("valid metric"),
         ]
     }
 }
@@ -328,9 +358,14 @@ impl Collector for TableCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let now = clock::boottime_now();
-        let [count, oldest, by_cause] = Self::vecs();
+        let [count, oldest, by_cause, by_origin] = Self::vecs();
         let snapshot = current(&self.snapshot);
         let z = &snapshot.zombies;
+        for (l, origin, n) in &z.by_origin {
+            by_origin
+                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), origin.as_str()])
+                .set(*n as f64);
+        }
         for (l, cause, n) in &z.by_cause {
             by_cause
                 .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
@@ -353,6 +388,7 @@ impl Collector for TableCollector {
         let mut out = count.collect();
         out.extend(oldest.collect());
         out.extend(by_cause.collect());
+        out.extend(by_origin.collect());
         out
     }
 }

@@ -13,7 +13,7 @@ use ::procfs::{
 
 use crate::{
     clock::TickConverter,
-    tracker::{Comm, Ns, ProcKey, Scan, ScanEntry},
+    tracker::{Comm, Ns, Origin, OriginInfo, OriginKind, ProcKey, Scan, ScanEntry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,7 @@ impl ProcFs {
                 })
                 .unwrap_or(now)
                 .clamp(started, now.max(started));
+            let (origin, origin_info) = derive_origin(info.key.pid, |pid| self.lineage(pid));
             out.push(ScanEntry {
                 key: info.key,
                 ppid: info.ppid,
@@ -140,12 +141,73 @@ impl ProcFs {
                 wait_status: stat.exit_code.unwrap_or(0) as u32,
                 cgroup_id: cgroup_id(info.key.pid),
                 exited_at_estimate: exited,
+                origin,
+                origin_info,
             });
         }
         Ok(Scan {
             zombies: out,
             exiting,
         })
+    }
+
+    /// What /proc tells of a process's place in its lineage.
+    /// Of a process in the initial PID namespace (most of a node's) only status is read:
+    /// the lineage walk needs no more of it than its depth.
+    pub fn lineage(&self, pid: u32) -> Option<Lineage> {
+        let status = read_status(&self.root.join(pid.to_string()))?;
+        if status.nspid.as_ref().is_some_and(|v| v.len() == 1) {
+            return Some(Lineage {
+                key: ProcKey {
+                    pid,
+                    start_ticks: 0,
+                },
+                ppid: status.ppid.max(0) as u32,
+                session: 0,
+                nspid: vec![pid],
+                comm: Comm::new(&status.name),
+                cmdline: Vec::new(),
+            });
+        }
+        let p = self.process(pid)?;
+        let stat = p.stat().ok()?;
+        Some(Lineage::from_proc(
+            &stat,
+            &status,
+            p.cmdline().unwrap_or_default(),
+        ))
+    }
+
+    /// The origins of the live container processes /proc can place (see [`derive_origin`]),
+    /// to seed the kernel's lineage map at start: processes that predate the programs then
+    /// pass their lineage on to the children they fork later. Each process's facts are read
+    /// once however many chains pass through it.
+    pub fn origin_seeds(&self) -> Vec<(u32, Origin, Option<OriginInfo>)> {
+        let Ok(all) = ::procfs::process::all_processes_with_root(&self.root) else {
+            return Vec::new();
+        };
+        let cache: std::cell::RefCell<rustc_hash::FxHashMap<u32, Option<Lineage>>> =
+            Default::default();
+        let read = |pid: u32| -> Option<Lineage> {
+            if let Some(l) = cache.borrow().get(&pid) {
+                return l.clone();
+            }
+            let l = self.lineage(pid);
+            cache.borrow_mut().insert(pid, l.clone());
+            l
+        };
+        let mut out = Vec::new();
+        for proc in all.flatten() {
+            let pid = proc.pid as u32;
+            if read(pid).is_none_or(|l| l.depth() <= 1) {
+                continue;
+            }
+            let (origin, info) = derive_origin(pid, read);
+            if matches!(origin.kind, OriginKind::Init | OriginKind::Exec) {
+                out.push((pid, origin, info));
+            }
+        }
+        out
     }
 
     /// CLOCK_BOOTTIME minus the scheduler clock, from our own thread's `se.exec_start` (we are
@@ -160,6 +222,124 @@ impl ProcFs {
     fn last_ran(&self, pid: u32) -> Option<u64> {
         read_exec_start(&self.root.join(pid.to_string()).join("sched"))
     }
+}
+
+/// A process's place in its lineage, from /proc/<pid>/stat, status and cmdline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub key: ProcKey,
+    pub ppid: u32,
+    /// Its session (as the host sees it).
+    pub session: u32,
+    /// NSpid: its pid in each PID namespace from the initial one down to its own.
+    pub nspid: Vec<u32>,
+    pub comm: Comm,
+    pub cmdline: Vec<String>,
+}
+
+impl Lineage {
+    pub fn from_proc(stat: &Stat, status: &Status, cmdline: Vec<String>) -> Self {
+        Self {
+            key: ProcKey {
+                pid: stat.pid as u32,
+                start_ticks: stat.starttime,
+            },
+            ppid: stat.ppid.max(0) as u32,
+            session: stat.session.max(0) as u32,
+            nspid: status
+                .nspid
+                .as_ref()
+                .map(|v| v.iter().map(|&p| p.max(0) as u32).collect())
+                .unwrap_or_default(),
+            comm: Comm::new(&stat.comm),
+            cmdline,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.nspid.len()
+    }
+
+    fn is_namespace_init(&self) -> bool {
+        self.nspid.len() > 1 && self.nspid.last() == Some(&1)
+    }
+
+    fn origin(&self, kind: OriginKind) -> (Origin, Option<OriginInfo>) {
+        (
+            Origin {
+                kind,
+                key: Some(self.key),
+            },
+            Some(OriginInfo {
+                comm: self.comm,
+                argv: self.cmdline.clone(),
+            }),
+        )
+    }
+}
+
+/// Ancestors followed at most (PID namespaces nest 32 deep; process trees rarely more).
+const MAX_LINEAGE_STEPS: usize = 256;
+
+/// A process's origin as /proc still shows it, for zombies the kernel side did not see
+/// fork (they predate the daemon). Walks the parent chain inside the process's PID namespace
+/// (NSpid's length is its depth):
+/// - the initial namespace: `host`;
+/// - a process whose parent is outside the namespace and which is not its PID 1 was entered
+///   into it from outside: `exec`, with that process's command line;
+/// - reaching the namespace's PID 1: `init`. But a child of PID 1 may be its own child or an
+///   orphan it adopted (orphans of an exec session are handed to it, and the chain to the
+///   session is lost): only a child in PID 1's own session counts as its own; one in another
+///   session (runtimes start exec sessions with setsid) is `unknown`;
+/// - a chain that breaks (a process gone from /proc): `unknown`.
+pub fn derive_origin(
+    pid: u32,
+    read: impl Fn(u32) -> Option<Lineage>,
+) -> (Origin, Option<OriginInfo>) {
+    let unknown = (
+        Origin {
+            kind: OriginKind::Unknown,
+            key: None,
+        },
+        None,
+    );
+    let Some(mut cur) = read(pid) else {
+        return unknown;
+    };
+    let depth = cur.depth();
+    if depth == 1 {
+        return (
+            Origin {
+                kind: OriginKind::Host,
+                key: None,
+            },
+            None,
+        );
+    }
+    if depth == 0 {
+        // No NSpid line (kernels before 4.1): nothing to go by.
+        return unknown;
+    }
+    for _ in 0..MAX_LINEAGE_STEPS {
+        if cur.is_namespace_init() {
+            return cur.origin(OriginKind::Init);
+        }
+        let Some(parent) = read(cur.ppid).filter(|_| cur.ppid != 0) else {
+            return unknown;
+        };
+        if parent.depth() < depth {
+            return cur.origin(OriginKind::Exec);
+        }
+        if parent.is_namespace_init() && parent.depth() == depth {
+            return if cur.session == parent.session {
+                parent.origin(OriginKind::Init)
+            } else {
+                unknown
+            };
+        }
+        cur = parent;
+    }
+    unknown
 }
 
 /// A /proc/<pid>/status file (the process's dir is `proc_dir`), parsed by [`parse_status`].
@@ -254,6 +434,143 @@ mod tests {
         // procfs alone refuses the whole file.
         assert_eq!(named(b"x\xff\xfey").unwrap(), "x\u{fffd}\u{fffd}y");
         assert!(parse_status(b"Name:\tx\n").is_none());
+    }
+
+    /// A /proc/<pid>/stat line as this kernel writes it (a `sleep`'s, captured), with the
+    /// fields the lineage walk reads put in.
+    fn stat_line(pid: u32, comm: &str, state: char, ppid: u32, session: u32, start: u64) -> String {
+        format!(
+            "{pid} ({comm}) {state} {ppid} {ppid} {session} 0 -1 4194304 138 0 0 0 0 0 0 0 20 0 1 0 \
+             {start} 2990080 411 18446744073709551615 94568569495552 94568569513481 \
+             140733899348640 0 0 0 0 6 0 1 0 0 17 1 0 0 0 0 0 94568569527568 94568569528832 \
+             94569559769088 140733899356905 140733899356915 140733899356915 140733899358185 0"
+        )
+    }
+
+    /// A real /proc/<pid>/status (ours) with the identity lines of a process put in.
+    fn status_text(pid: u32, comm: &str, ppid: u32, nspid: &[u32]) -> String {
+        let real = fs::read_to_string("/proc/self/status").unwrap();
+        let ns = nspid
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("\t");
+        real.lines()
+            .map(|l| match l.split_once(':').map(|(k, _)| k) {
+                Some("Name") => format!("Name:\t{comm}"),
+                Some("Pid") | Some("Tgid") => format!("{}:\t{pid}", l.split(':').next().unwrap()),
+                Some("PPid") => format!("PPid:\t{ppid}"),
+                Some("NSpid") | Some("NStgid") => {
+                    format!("{}:\t{ns}", l.split(':').next().unwrap())
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+
+    struct Fixture(std::collections::HashMap<u32, Lineage>);
+
+    impl Fixture {
+        fn add(
+            &mut self,
+            nspid: &[u32],
+            comm: &str,
+            ppid: u32,
+            session: u32,
+            cmdline: &[&str],
+        ) -> &mut Self {
+            let pid = nspid[0];
+            let stat = Stat::from_read(
+                stat_line(pid, comm, 'S', ppid, session, u64::from(pid) * 10).as_bytes(),
+            )
+            .unwrap();
+            let status = parse_status(status_text(pid, comm, ppid, nspid).as_bytes()).unwrap();
+            let argv = cmdline.iter().map(|s| s.to_string()).collect();
+            self.0.insert(pid, Lineage::from_proc(&stat, &status, argv));
+            self
+        }
+
+        fn origin(&self, pid: u32) -> (Origin, Option<OriginInfo>) {
+            derive_origin(pid, |p| self.0.get(&p).cloned())
+        }
+    }
+
+    fn key(pid: u32) -> Option<ProcKey> {
+        Some(ProcKey {
+            pid,
+            start_ticks: u64::from(pid) * 10,
+        })
+    }
+
+    /// A container (PID namespace one level down) under a shim, as runc makes it: PID 1 is
+    /// host pid 4000; an exec session (`sh -c`, host pid 4100, its own session as runtimes
+    /// start it) entered from the shim.
+    fn container() -> Fixture {
+        let mut f = Fixture(Default::default());
+        f.add(
+            &[3999],
+            "containerd-shim",
+            1,
+            3999,
+            &["containerd-shim-runc-v2"],
+        )
+        .add(&[4000, 1], "app", 3999, 4000, &["/app", "--serve"])
+        .add(&[4010, 5], "worker", 4000, 4000, &["/app", "--worker"])
+        .add(&[4011, 6], "job", 4010, 4000, &[])
+        .add(&[4012, 7], "helper", 4000, 4000, &[])
+        .add(
+            &[4100, 12],
+            "sh",
+            3999,
+            4100,
+            &["sh", "-c", "sleep 1 & wait"],
+        )
+        .add(&[4101, 13], "sleep", 4100, 4100, &[])
+        .add(&[4102, 14], "sleep", 4000, 4100, &[])
+        .add(&[4200, 20], "lost", 4199, 4200, &[])
+        .add(&[100], "bash", 1, 100, &["bash"]);
+        f
+    }
+
+    #[test]
+    fn a_host_process_has_a_host_origin() {
+        let (o, info) = container().origin(100);
+        assert_eq!((o.kind, o.key, info), (OriginKind::Host, None, None));
+    }
+
+    #[test]
+    fn descendants_of_an_exec_session_name_the_session_and_its_command() {
+        let (o, info) = container().origin(4101);
+        assert_eq!((o.kind, o.key), (OriginKind::Exec, key(4100)));
+        let info = info.unwrap();
+        assert_eq!(info.comm.as_str(), "sh");
+        assert_eq!(info.argv, ["sh", "-c", "sleep 1 & wait"]);
+        // The session itself is its own origin.
+        assert_eq!(container().origin(4100).0.kind, OriginKind::Exec);
+    }
+
+    #[test]
+    fn descendants_of_pid1_in_its_session_have_an_init_origin() {
+        let f = container();
+        for pid in [4011, 4012, 4010, 4000] {
+            let (o, info) = f.origin(pid);
+            assert_eq!((o.kind, o.key), (OriginKind::Init, key(4000)), "pid {pid}");
+            assert_eq!(info.unwrap().argv, ["/app", "--serve"]);
+        }
+    }
+
+    #[test]
+    fn an_orphan_adopted_by_pid1_from_another_session_is_unknown() {
+        assert_eq!(container().origin(4102).0, Origin::default());
+    }
+
+    #[test]
+    fn a_broken_chain_or_a_vanished_process_is_unknown() {
+        let f = container();
+        assert_eq!(f.origin(4200).0, Origin::default());
+        assert_eq!(f.origin(9999).0, Origin::default());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::{
     budget::{CgroupBudget, NodeBudget},
     clock,
     diagnosis::Cause,
-    tracker::Ns,
+    tracker::{Ns, OriginKind},
     view::ZombieView,
 };
 
@@ -52,6 +52,8 @@ pub struct Zombies {
     pub containers: Vec<ContainerZombies>,
     /// Per container and cause, with the same cap.
     pub by_cause: Vec<(Labels, Cause, u64)>,
+    /// Per container and origin kind, with the same cap.
+    pub by_origin: Vec<(Labels, OriginKind, u64)>,
 }
 
 /// `namespace`, `pod`, `container` label values (empty for host processes).
@@ -65,6 +67,7 @@ pub struct Listed {
     pub exited_at: Ns,
     pub view: Arc<ZombieView>,
     pub labels: Arc<Labels>,
+    pub origin: OriginKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

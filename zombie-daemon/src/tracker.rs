@@ -59,6 +59,88 @@ pub struct ExitFlags {
     pub ptraced: bool,
     /// exit_signal is not SIGCHLD: only `__WALL`/`__WCLONE` waiters reap it.
     pub non_sigchld: bool,
+    /// Of an exec session, and its parent is of the same session (which may reap it).
+    pub parent_in_origin: bool,
+}
+
+/// Where a process's lineage starts: the provenance of a zombie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OriginKind {
+    /// Descends from its container's PID 1 (the normal process tree).
+    Init,
+    /// Descends from a process entered into the container from outside: a runtime's exec
+    /// (exec probes, `kubectl exec`, `docker exec`) or `nsenter`.
+    Exec,
+    /// Outside any container (the initial PID namespace).
+    Host,
+    /// Not seen: forked before the daemon ran, and /proc no longer tells.
+    #[default]
+    Unknown,
+}
+
+impl OriginKind {
+    pub const ALL: [Self; 4] = [Self::Init, Self::Exec, Self::Host, Self::Unknown];
+
+    /// The name in JSON and metric labels (a public contract).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Exec => "exec",
+            Self::Host => "host",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// From the kernel's `zombie_ebpf::origin` kinds.
+    pub fn from_raw(kind: u32) -> Self {
+        match kind {
+            zombie_ebpf::origin::INIT => Self::Init,
+            zombie_ebpf::origin::EXEC => Self::Exec,
+            zombie_ebpf::origin::HOST => Self::Host,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A zombie's provenance: the kind, and for `init` and `exec` the process that started the
+/// lineage (it may be long gone; its comm and command line are in the tracker's book of
+/// origins, see [`Tracker::origin_info`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub kind: OriginKind,
+    pub key: Option<ProcKey>,
+}
+
+/// What an origin process ran as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OriginInfo {
+    pub comm: Comm,
+    /// Its command line (possibly cut by the kernel side's bound).
+    pub argv: Vec<String>,
+}
+
+impl OriginInfo {
+    /// From the NUL-separated bytes of a command line (as in /proc/<pid>/cmdline).
+    pub fn from_cmdline(comm: Comm, bytes: &[u8]) -> Self {
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        let argv = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            bytes
+                .split(|&b| b == 0)
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        };
+        Self { comm, argv }
+    }
+}
+
+/// An origin's first exec, as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginSeen {
+    pub key: ProcKey,
+    pub kind: OriginKind,
+    pub info: OriginInfo,
 }
 
 /// A whole thread group exited.
@@ -74,6 +156,7 @@ pub struct Exit {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub flags: ExitFlags,
+    pub origin: Origin,
 }
 
 /// Everything that changes the table: what the kernel reports, and what /proc reports.
@@ -118,10 +201,13 @@ pub enum Event {
         now: Ns,
         grace: Ns,
     },
+    /// A process that starts a lineage ran its first exec (reported by the kernel).
+    Origin(Box<OriginSeen>),
 }
 
 impl Event {
-    /// When the kernel reported it (CLOCK_BOOTTIME), None for what /proc reports.
+    /// When the kernel reported it (CLOCK_BOOTTIME), None for what /proc reports and for
+    /// an origin's exec (which carries no time).
     pub fn kernel_time(&self) -> Option<Ns> {
         match self {
             Event::Exit(e) => Some(e.at),
@@ -161,6 +247,7 @@ pub struct Zombie {
     /// The parent it had when it exited (`ppid` follows reparenting).
     pub exit_ppid: u32,
     pub exit_parent_comm: Comm,
+    pub origin: Origin,
 }
 
 impl Zombie {
@@ -180,6 +267,9 @@ pub struct ScanEntry {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub exited_at_estimate: Ns,
+    /// Derived from /proc (see `procfs::derive_origin`).
+    pub origin: Origin,
+    pub origin_info: Option<OriginInfo>,
 }
 
 /// A /proc scan.
@@ -224,6 +314,8 @@ pub enum Applied {
     Vanished(bool),
     /// Vanished zombies whose free never came: reaped unobserved.
     SettledUnobserved(usize),
+    /// An origin's comm and command line, remembered.
+    Origin,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -288,7 +380,38 @@ impl Tombstones {
     }
 }
 
+/// Origins' comms and command lines by their identity, for as long as their descendants may
+/// still become zombies. Bounded: oldest forgotten first (an origin is one exec session or
+/// one container start, so this spans many thousands of them).
+struct OriginBook {
+    order: VecDeque<ProcKey>,
+    map: FxHashMap<ProcKey, OriginInfo>,
+    capacity: usize,
+}
+
+impl OriginBook {
+    fn insert(&mut self, key: ProcKey, info: OriginInfo) {
+        if self.map.insert(key, info).is_none() {
+            if self.order.len() >= self.capacity
+                && let Some(old) = self.order.pop_front()
+            {
+                self.map.remove(&old);
+            }
+            self.order.push_back(key);
+        }
+    }
+}
+
+/// Origins remembered (see [`OriginBook`]).
+pub const ORIGIN_BOOK_CAPACITY: usize = 8192;
+
+/// Bound on [`Tracker::take_left_by_exec`]'s queue when nobody takes it.
+const LEFT_BY_EXEC_LIMIT: usize = 4096;
+
 pub struct Tracker {
+    origins: OriginBook,
+    /// Zombies exec sessions left behind since last taken (see [`Self::take_left_by_exec`]).
+    left_by_exec: Vec<Zombie>,
     zombies: FxHashMap<ProcKey, Zombie>,
     /// Zombies /proc no longer has whose free event has not come (yet), with the time the
     /// sweep found them gone. Out of the table at once; a free that still comes within the
@@ -316,6 +439,12 @@ impl Default for Tracker {
 impl Tracker {
     pub fn new(tombstone_capacity: usize) -> Self {
         Self {
+            origins: OriginBook {
+                order: VecDeque::new(),
+                map: FxHashMap::default(),
+                capacity: ORIGIN_BOOK_CAPACITY,
+            },
+            left_by_exec: Vec::new(),
             zombies: FxHashMap::default(),
             vanished: FxHashMap::default(),
             by_parent: FxHashMap::default(),
@@ -358,13 +487,38 @@ impl Tracker {
                 w.count += 1;
                 Applied::Wait
             }
+            Event::Origin(ref o) => {
+                self.origins.insert(o.key, o.info.clone());
+                // Zombies of this lineage show its command line now.
+                self.fingerprint ^= mix(&[u64::from(o.key.pid), o.key.start_ticks, 0x0419]);
+                Applied::Origin
+            }
         }
+    }
+
+    /// Zombies exec sessions left behind since the last call: a process of an exec session
+    /// (not the session's own process, which its runtime reaps) that became a zombie with a
+    /// parent outside the session, or whose parent in the session exited before reaping it.
+    /// Either way nothing of the session will reap it: the leak an exec probe causes.
+    pub fn take_left_by_exec(&mut self) -> Vec<Zombie> {
+        std::mem::take(&mut self.left_by_exec)
+    }
+
+    fn left_by_exec(&mut self, z: Zombie) {
+        if self.left_by_exec.len() < LEFT_BY_EXEC_LIMIT {
+            self.left_by_exec.push(z);
+        }
+    }
+
+    /// The comm and command line of a zombie's origin process, if it was seen.
+    pub fn origin_info(&self, key: &ProcKey) -> Option<&OriginInfo> {
+        self.origins.map.get(key)
     }
 
     fn on_exit(&mut self, e: &Exit) -> Applied {
         // The exiting process can no longer wait; its pid may be reused.
         self.waits.remove(&e.key.pid);
-        self.orphan_children_of(e.key.pid, e.key.start_ticks);
+        self.orphan_children_of(e.key.pid, e.key.start_ticks, e.origin);
 
         if let Some(z) = self.zombies.get_mut(&e.key) {
             return match z.source {
@@ -376,6 +530,10 @@ impl Tracker {
                     z.wait_status = e.wait_status;
                     z.cgroup_id = e.cgroup_id;
                     z.flags = e.flags;
+                    // The kernel saw the lineage; /proc could only guess it.
+                    if e.origin.kind != OriginKind::Unknown {
+                        z.origin = e.origin;
+                    }
                     self.fingerprint ^= digest(z);
                     Applied::Refined
                 }
@@ -407,7 +565,7 @@ impl Tracker {
         // Its parent's exit may have come first: the child read its parent before the
         // parent's exit_notify handed it to a reaper, but reserved its record later.
         let parent_gone = self.has_exited(e.ppid, e.parent_start_ticks);
-        self.insert(Zombie {
+        let z = Zombie {
             key: e.key,
             exited_at: e.at,
             source: Source::Event,
@@ -422,7 +580,15 @@ impl Tracker {
             reparented: 0,
             exit_ppid: e.ppid,
             exit_parent_comm: e.parent_comm,
-        });
+            origin: e.origin,
+        };
+        if e.origin.kind == OriginKind::Exec
+            && e.origin.key != Some(e.key)
+            && (!e.flags.parent_in_origin || parent_gone)
+        {
+            self.left_by_exec(z);
+        }
+        self.insert(z);
         Applied::Zombie
     }
 
@@ -550,19 +716,28 @@ impl Tracker {
     }
 
     /// A process exited: its zombie children are being handed to a new parent.
-    fn orphan_children_of(&mut self, pid: u32, start_ticks: u64) {
+    /// Marks the zombies of an exiting parent as handed to a reaper; those of the parent's
+    /// own exec session are now left by it (see [`Self::take_left_by_exec`]).
+    fn orphan_children_of(&mut self, pid: u32, start_ticks: u64, origin: Origin) {
         let Some(children) = self.by_parent.get(&pid) else {
             return;
         };
+        let mut left = Vec::new();
         for key in children {
             if let Some(z) = self.zombies.get_mut(key)
                 && (z.parent_start_ticks == start_ticks || z.parent_start_ticks == 0)
                 && !z.parent_gone
             {
                 self.fingerprint ^= digest(z);
+                if origin.kind == OriginKind::Exec && z.origin == origin {
+                    left.push(*z);
+                }
                 z.parent_gone = true;
                 self.fingerprint ^= digest(z);
             }
+        }
+        for z in left {
+            self.left_by_exec(z);
         }
     }
 
@@ -689,7 +864,11 @@ impl Tracker {
                 reparented: 0,
                 exit_ppid: e.ppid,
                 exit_parent_comm: e.parent_comm,
+                origin: e.origin,
             });
+            if let (Some(k), Some(info)) = (e.origin.key, &e.origin_info) {
+                self.origins.insert(k, info.clone());
+            }
             report.added += 1;
         }
         report
@@ -738,9 +917,15 @@ impl Tracker {
             .copied()
             .filter(|ppid| self.waits.contains_key(ppid))
             .collect();
+        let origins = zombies
+            .iter()
+            .filter_map(|z| z.origin.key)
+            .filter_map(|k| Some((k, self.origin_info(&k)?.clone())))
+            .collect();
         Table {
             zombies,
             waited,
+            origins,
             fingerprint: self.fingerprint,
         }
     }
@@ -770,6 +955,8 @@ pub struct Table {
     pub zombies: Vec<Zombie>,
     /// Parents of zombies that were seen calling wait().
     pub waited: FxHashSet<u32>,
+    /// What the zombies' origins ran as, where the kernel reported it.
+    pub origins: FxHashMap<ProcKey, OriginInfo>,
     pub fingerprint: u64,
 }
 
@@ -797,8 +984,12 @@ fn digest(z: &Zombie) -> u64 {
         comm(&z.parent_comm),
         u64::from(z.wait_status)
             | (u64::from(z.parent_gone) << 32)
-            | ((z.source == Source::Scan) as u64) << 33,
+            | ((z.source == Source::Scan) as u64) << 33
+            | (z.origin.kind as u64) << 34,
         z.cgroup_id,
+        z.origin
+            .key
+            .map_or(0, |k| u64::from(k.pid) ^ k.start_ticks.rotate_left(32)),
     ])
 }
 
@@ -869,6 +1060,10 @@ mod tests {
             self.totals
         }
 
+        fn take_left_by_exec(&mut self) -> Vec<Zombie> {
+            self.t.take_left_by_exec()
+        }
+
         fn reconcile(&mut self, started: Ns, zombies: &[ScanEntry]) -> ReconcileReport {
             self.reconcile_scan(started, zombies, &[])
         }
@@ -928,6 +1123,7 @@ mod tests {
             wait_status: 0,
             cgroup_id: 1,
             flags: ExitFlags::default(),
+            origin: Origin::default(),
         })
     }
 
@@ -948,7 +1144,142 @@ mod tests {
             wait_status: 0,
             cgroup_id: 1,
             exited_at_estimate: at,
+            origin: Origin::default(),
+            origin_info: None,
         }
+    }
+
+    fn origin(kind: OriginKind, pid: u32) -> Origin {
+        Origin {
+            kind,
+            key: Some(key(pid, 3)),
+        }
+    }
+
+    #[test]
+    fn a_zombie_keeps_the_origin_its_exit_carried_and_the_origins_command() {
+        let mut t = Tracker::default();
+        let seen = OriginSeen {
+            key: key(50, 3),
+            kind: OriginKind::Exec,
+            info: OriginInfo::from_cmdline(Comm::new("sh"), b"sh\0-c\0sleep 1 &\0"),
+        };
+        assert_eq!(
+            t.apply(&Event::Origin(Box::new(seen.clone()))),
+            Applied::Origin
+        );
+        let Event::Exit(mut e) = exit(100, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Exec, 50);
+        t.apply(&Event::Exit(e));
+        let z = t.get(&key(100, 5)).unwrap();
+        assert_eq!(z.origin, origin(OriginKind::Exec, 50));
+        let info = t.origin_info(&key(50, 3)).unwrap();
+        assert_eq!(info.argv, ["sh", "-c", "sleep 1 &"]);
+        assert_eq!(info.comm.as_str(), "sh");
+        // Another process with the same pid is another origin.
+        assert!(t.origin_info(&key(50, 4)).is_none());
+    }
+
+    #[test]
+    fn zombies_an_exec_session_leaves_are_counted_once_and_its_own_reaped_ones_not() {
+        let session = origin(OriginKind::Exec, 50);
+        let exit_of = |pid: u32, ppid: u32, in_session: bool| {
+            let Event::Exit(mut e) = exit(pid, 5, ppid, MS) else {
+                unreachable!()
+            };
+            e.origin = session;
+            e.parent_start_ticks = 3;
+            e.flags.parent_in_origin = in_session;
+            e
+        };
+        let mut t = Tracker::default();
+        // The session's own process: its runtime reaps it.
+        let mut own = exit_of(50, 7, false);
+        own.key = key(50, 3);
+        // A child of the session's shell, which may still reap it.
+        t.apply(&Event::Exit(exit_of(101, 50, true)));
+        assert!(t.take_left_by_exec().is_empty());
+        // An orphan already handed to PID 1.
+        t.apply(&Event::Exit(exit_of(102, 1, false)));
+        let left = t.take_left_by_exec();
+        assert_eq!(left.iter().map(|z| z.key.pid).collect::<Vec<_>>(), [102]);
+        // The shell exits without reaping 101: now 101 is left, once.
+        t.apply(&Event::Exit(own));
+        t.apply(&Event::Exit(own));
+        let left = t.take_left_by_exec();
+        assert_eq!(left.iter().map(|z| z.key.pid).collect::<Vec<_>>(), [101]);
+        // A process of the init lineage is never counted.
+        let Event::Exit(mut e) = exit(103, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Init, 1);
+        t.apply(&Event::Exit(e));
+        assert!(t.take_left_by_exec().is_empty());
+    }
+
+    #[test]
+    fn an_exit_refines_a_scanned_origin_unless_it_knows_less() {
+        let mut t = Tracker::default();
+        let mut scanned = scan_entry(100, 5, 1, MS);
+        scanned.origin = origin(OriginKind::Init, 1);
+        scanned.origin_info = Some(OriginInfo::from_cmdline(Comm::new("app"), b"/app\0"));
+        t.reconcile(2 * MS, &[scanned]);
+        assert_eq!(t.origin_info(&key(1, 3)).unwrap().argv, ["/app"]);
+        let Event::Exit(e) = exit(100, 5, 1, MS) else {
+            unreachable!()
+        };
+        // The kernel did not see its fork: keep what /proc told.
+        assert_eq!(t.apply(&Event::Exit(e)), Applied::Refined);
+        assert_eq!(t.get(&key(100, 5)).unwrap().origin.kind, OriginKind::Init);
+
+        let mut scanned = scan_entry(200, 5, 1, MS);
+        scanned.origin = origin(OriginKind::Init, 1);
+        t.reconcile(2 * MS, &[scanned]);
+        let Event::Exit(mut e) = exit(200, 5, 1, MS) else {
+            unreachable!()
+        };
+        e.origin = origin(OriginKind::Exec, 60);
+        t.apply(&Event::Exit(e));
+        assert_eq!(
+            t.get(&key(200, 5)).unwrap().origin,
+            origin(OriginKind::Exec, 60)
+        );
+    }
+
+    #[test]
+    fn the_book_of_origins_is_bounded() {
+        let mut t = Tracker::default();
+        for pid in 0..(ORIGIN_BOOK_CAPACITY as u32 + 10) {
+            t.apply(&Event::Origin(Box::new(OriginSeen {
+                key: key(pid, 1),
+                kind: OriginKind::Exec,
+                info: OriginInfo::default(),
+            })));
+        }
+        assert_eq!(t.origins.map.len(), ORIGIN_BOOK_CAPACITY);
+        assert!(t.origin_info(&key(0, 1)).is_none());
+        assert!(
+            t.origin_info(&key(ORIGIN_BOOK_CAPACITY as u32 + 9, 1))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn command_lines_split_on_nul_and_an_empty_one_has_no_words() {
+        let i = OriginInfo::from_cmdline(Comm::new("x"), b"a\0b c\0");
+        assert_eq!(i.argv, ["a", "b c"]);
+        // Cut by the kernel side's bound: the last word is kept as far as it goes.
+        assert_eq!(
+            OriginInfo::from_cmdline(Comm::new("x"), b"a\0bc").argv,
+            ["a", "bc"]
+        );
+        assert!(
+            OriginInfo::from_cmdline(Comm::new("x"), b"")
+                .argv
+                .is_empty()
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::{
     clock::WallClock,
     diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
     status::WaitStatus,
-    tracker::{Ns, Source, Table, Zombie},
+    tracker::{Ns, OriginInfo, OriginKind, ProcKey, Source, Table, Zombie},
 };
 
 /// One object of the `/zombies` array. Field names are a public contract: add, never rename.
@@ -71,6 +71,23 @@ pub struct ZombieView {
     /// What to change.
     #[serde(default)]
     pub remedy: Option<String>,
+    /// Where its lineage starts: its container's init, an exec session, the host.
+    #[serde(default)]
+    pub origin: Option<OriginView>,
+}
+
+/// A zombie's provenance in `/zombies`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OriginView {
+    /// init, exec, host or unknown.
+    pub kind: String,
+    /// The process that started the lineage (for init and exec), as the host sees it.
+    pub pid: Option<u32>,
+    pub start_ticks: Option<u64>,
+    pub comm: Option<String>,
+    /// Its command line as it was run, redacted unless `--show-cmdlines` (see
+    /// [`shown_cmdline`]).
+    pub cmdline: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -188,6 +205,7 @@ pub fn view(
     z: &Zombie,
     attributor: &mut Attributor,
     diagnosis: Option<Diagnosis>,
+    origin: Option<OriginView>,
     now: Ns,
     wall: &WallClock,
 ) -> ZombieView {
@@ -224,6 +242,7 @@ pub fn view(
         cause: diagnosis.as_ref().map(|d| d.cause),
         reaper: diagnosis.as_ref().and_then(|d| d.reaper.clone()),
         remedy: diagnosis.map(|d| d.remedy),
+        origin,
     }
 }
 
@@ -232,6 +251,8 @@ pub struct Diagnoser<'a> {
     proc_root: &'a Path,
     /// Parents seen calling wait().
     waited: &'a rustc_hash::FxHashSet<u32>,
+    /// What the zombies' origins ran as, as the kernel reported it.
+    origins: &'a FxHashMap<ProcKey, OriginInfo>,
     show_cmdlines: bool,
     cache: FxHashMap<u32, Diagnosis>,
     /// What each namespace-init reaper's cgroup path says (read only for those).
@@ -239,10 +260,11 @@ pub struct Diagnoser<'a> {
 }
 
 impl<'a> Diagnoser<'a> {
-    pub fn new(proc_root: &'a Path, waited: &'a rustc_hash::FxHashSet<u32>) -> Self {
+    pub fn new(proc_root: &'a Path, table: &'a Table) -> Self {
         Self {
             proc_root,
-            waited,
+            waited: &table.waited,
+            origins: &table.origins,
             show_cmdlines: false,
             cache: FxHashMap::default(),
             reaper_cgroups: FxHashMap::default(),
@@ -256,6 +278,61 @@ impl<'a> Diagnoser<'a> {
     }
 
     pub fn diagnose(&mut self, z: &Zombie) -> Diagnosis {
+        let mut d = self.diagnose_reaper(z);
+        if z.origin.kind == OriginKind::Exec
+            && let Some(key) = z.origin.key
+        {
+            let info = self.origin_info(key);
+            let command = info.as_ref().map(|i| self.command(i)).unwrap_or_default();
+            d.remedy = diagnosis::exec_remedy(&command, key.pid, &d.remedy);
+        }
+        d
+    }
+
+    /// A command line as shown (redacted unless `--show-cmdlines`), else the comm.
+    fn command(&self, info: &OriginInfo) -> String {
+        if info.argv.is_empty() {
+            info.comm.as_str().into_owned()
+        } else {
+            shown_cmdline(&info.argv, self.show_cmdlines)
+        }
+    }
+
+    /// What an origin ran as: as the kernel reported it at its first exec, else from /proc
+    /// while the same process (pid and start time) lives.
+    fn origin_info(&self, key: ProcKey) -> Option<OriginInfo> {
+        if let Some(i) = self.origins.get(&key) {
+            return Some(i.clone());
+        }
+        let p = ::procfs::process::Process::new_with_root(self.proc_root.join(key.pid.to_string()))
+            .ok()?;
+        let stat = p.stat().ok()?;
+        if stat.starttime != key.start_ticks {
+            return None;
+        }
+        Some(OriginInfo {
+            comm: crate::tracker::Comm::new(&stat.comm),
+            argv: p.cmdline().unwrap_or_default(),
+        })
+    }
+
+    /// The zombie's origin as `/zombies` shows it.
+    pub fn origin(&self, z: &Zombie) -> OriginView {
+        let info = z.origin.key.and_then(|k| self.origin_info(k));
+        OriginView {
+            kind: z.origin.kind.as_str().to_string(),
+            pid: z.origin.key.map(|k| k.pid),
+            start_ticks: z.origin.key.map(|k| k.start_ticks),
+            comm: info.as_ref().map(|i| i.comm.as_str().into_owned()),
+            cmdline: info
+                .as_ref()
+                .filter(|i| !i.argv.is_empty())
+                .map(|i| shown_cmdline(&i.argv, self.show_cmdlines)),
+        }
+    }
+
+    /// The diagnosis of the zombie's reaper, once per reaper.
+    fn diagnose_reaper(&mut self, z: &Zombie) -> Diagnosis {
         if let Some(d) = self.cache.get(&z.ppid) {
             return d.clone();
         }
@@ -300,14 +377,14 @@ pub fn snapshot(
     let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
     zombies.sort_by_key(|z| (z.exited_at, z.key));
     let proc_root = attributor.proc_root().to_path_buf();
-    let mut diagnoser =
-        Diagnoser::new(&proc_root, &table.waited).show_cmdlines(attributor.show_cmdlines());
+    let mut diagnoser = Diagnoser::new(&proc_root, table).show_cmdlines(attributor.show_cmdlines());
     zombies
         .into_iter()
         .map(|z| {
             let a = attributor.attribution(z).1;
             let d = diagnoser.diagnose_attributed(z, &a);
-            view(z, attributor, Some(d), now, wall)
+            let origin = diagnoser.origin(z);
+            view(z, attributor, Some(d), Some(origin), now, wall)
         })
         .collect()
 }

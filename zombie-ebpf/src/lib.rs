@@ -18,6 +18,9 @@ pub enum EventKind {
     Free = 2,
     /// A process entered `wait4`/`waitid` (`sched_process_wait`).
     Wait = 3,
+    /// A process that starts a lineage (a container's init or a process entered into a
+    /// container from outside) ran its first exec: an [`OriginEvent`], not a [`RawEvent`].
+    Origin = 4,
 }
 
 impl EventKind {
@@ -26,6 +29,7 @@ impl EventKind {
             1 => Some(Self::Exit),
             2 => Some(Self::Free),
             3 => Some(Self::Wait),
+            4 => Some(Self::Origin),
             _ => None,
         }
     }
@@ -43,6 +47,10 @@ pub mod flags {
     pub const NON_SIGCHLD: u32 = 1 << 2;
     /// A field read failed; the event carries what could be read.
     pub const PARTIAL: u32 = 1 << 3;
+    /// Set on the exit of a process of an exec session (not the session's own process):
+    /// its parent belongs to the same session, which may still reap it. Without it, the
+    /// zombie is already left to a process outside the session (the container's init).
+    pub const PARENT_IN_ORIGIN: u32 = 1 << 4;
 }
 
 /// One ring-buffer record. 8-byte aligned and a multiple of 8 bytes long, as the ring buffer
@@ -56,6 +64,8 @@ pub mod flags {
 /// - `Free`: `pid` = `tid` = the released leader, `start_ns` its start time.
 /// - `Wait`: `pid` is the waiting process (tgid), `tid` the waiting thread, `ppid` the pid it
 ///   waits for (0: any child), `comm` the waiter's comm.
+///
+/// The `origin_*` fields are set on `Exit` only (see [`origin`]).
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug)]
 pub struct RawEvent {
@@ -79,6 +89,12 @@ pub struct RawEvent {
     pub signal_flags: u32,
     pub comm: [u8; COMM_LEN],
     pub parent_comm: [u8; COMM_LEN],
+    /// One of [`origin`]'s kinds.
+    pub origin_kind: u32,
+    /// The process that started the exiting process's lineage (tgid as the host sees it).
+    pub origin_pid: u32,
+    /// Its start time, CLOCK_BOOTTIME ns.
+    pub origin_start_ns: u64,
 }
 
 impl RawEvent {
@@ -100,6 +116,9 @@ impl RawEvent {
             signal_flags: 0,
             comm: [0; COMM_LEN],
             parent_comm: [0; COMM_LEN],
+            origin_kind: 0,
+            origin_pid: 0,
+            origin_start_ns: 0,
         }
     }
 
@@ -112,6 +131,79 @@ impl RawEvent {
         // byte arrays); read_unaligned makes no alignment assumption about the slice.
         Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
     }
+}
+
+/// Provenance: which process started a process's lineage.
+///
+/// The fork program records, per thread group, the process its lineage starts from: a
+/// container's init (the child is PID 1 of its PID namespace), or a process entered into a
+/// container from outside (its parent is outside the child's PID namespace and it is not
+/// that namespace's PID 1: what a runtime's exec, `nsenter` and exec probes do). Every other
+/// child inherits its parent's record. The exit program hands the record to userspace.
+pub mod origin {
+    /// Descends from its PID namespace's init.
+    pub const INIT: u32 = 1;
+    /// Descends from a process entered into its PID namespace from outside.
+    pub const EXEC: u32 = 2;
+    /// In the initial PID namespace, outside any container.
+    pub const HOST: u32 = 3;
+    /// In a container, but its lineage was not recorded (forked before the programs ran).
+    pub const UNKNOWN: u32 = 4;
+    /// [`super::OriginRecord::flags`]: the origin's first exec was reported.
+    pub const CAPTURED: u32 = 1;
+}
+
+/// The lineage record of one thread group, the value of the kernel's origin map.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OriginRecord {
+    pub kind: u32,
+    pub flags: u32,
+    /// The origin's tgid as the host sees it (the record's own key when it is the origin).
+    pub pid: u32,
+    pub _pad: u32,
+    /// The origin's start time, CLOCK_BOOTTIME ns.
+    pub start_ns: u64,
+}
+
+/// Room for an origin's command line (argv, NUL-separated); the kernel copies at most one
+/// byte less, cut there.
+pub const CMDLINE_LEN: usize = 256;
+
+/// The first exec of a process that starts a lineage: its comm and command line, read in
+/// the kernel at once (exec probes live for milliseconds). 8-byte aligned, multiple of 8.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct OriginEvent {
+    /// [`EventKind::Origin`].
+    pub kind: u32,
+    /// [`origin::INIT`] or [`origin::EXEC`].
+    pub origin_kind: u32,
+    pub pid: u32,
+    /// Valid bytes of `cmdline`.
+    pub cmdline_len: u32,
+    pub start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+    /// argv as in /proc/<pid>/cmdline: NUL-separated.
+    pub cmdline: [u8; CMDLINE_LEN],
+}
+
+impl OriginEvent {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// Reads a record from ring-buffer bytes; `None` if it is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: as in RawEvent::from_bytes.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// The kind of a ring-buffer record (its first word), whatever its type.
+pub fn record_kind(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
 /// `SIGNAL_GROUP_EXIT` from include/linux/sched/signal.h. It is a `#define`, so BTF does not
@@ -173,6 +265,15 @@ pub struct Offsets {
     /// The comm's 16 bytes as two native-endian words (compared without a memcmp, which
     /// eBPF lacks); see [`comm_words`].
     pub fault_drop_free_comm: [u64; 2],
+    /// `task_struct.thread_pid` (the `struct pid` of the task).
+    pub task_thread_pid: u32,
+    /// `struct pid.level`: the depth of the task's PID namespace (0: the initial one).
+    pub pid_level: u32,
+    /// `sizeof(struct upid)`: `numbers[level].nr` is at `pid_numbers_nr + level * upid_size`.
+    pub upid_size: u32,
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
 }
 
 impl Offsets {
@@ -203,6 +304,12 @@ impl Offsets {
         exit_has_group_dead: 0,
         _pad: 0,
         fault_drop_free_comm: [0; 2],
+        task_thread_pid: 0,
+        pid_level: 0,
+        upid_size: 0,
+        task_mm: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
     };
 }
 
@@ -246,6 +353,19 @@ mod tests {
     fn layout_is_ring_buffer_friendly() {
         assert_eq!(RawEvent::SIZE % 8, 0);
         assert_eq!(core::mem::align_of::<RawEvent>(), 8);
+        assert_eq!(OriginEvent::SIZE % 8, 0);
+        assert_eq!(core::mem::size_of::<OriginRecord>(), 24);
+        assert_eq!(core::mem::size_of::<Offsets>() % 8, 0);
+    }
+
+    #[test]
+    fn records_are_told_apart_by_their_first_word() {
+        let mut bytes = [0u8; OriginEvent::SIZE];
+        bytes[..4].copy_from_slice(&(EventKind::Origin as u32).to_ne_bytes());
+        assert_eq!(record_kind(&bytes), Some(EventKind::Origin as u32));
+        assert_eq!(record_kind(&bytes[..3]), None);
+        assert!(OriginEvent::from_bytes(&bytes[..RawEvent::SIZE]).is_none());
+        assert_eq!(OriginEvent::from_bytes(&bytes).unwrap().kind, 4);
     }
 
     #[test]

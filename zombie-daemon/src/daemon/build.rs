@@ -13,12 +13,13 @@ use crate::{
     audit, budget,
     clock::WallClock,
     diagnosis::{Cause, Diagnosis},
+    metrics::Metrics,
     snapshot::{
         Audit, Budget, ContainerZombies, Labels, Listed, MAX_CONTAINER_SERIES, Snapshot, Zombies,
         other_labels,
     },
-    tracker::{Ns, ProcKey, Table, Zombie},
-    view::{self, Attributor, Diagnoser, ZombieView},
+    tracker::{Ns, Origin, OriginKind, ProcKey, Table, Zombie},
+    view::{self, Attributor, Diagnoser, OriginView, ZombieView},
 };
 
 /// Which parts of a snapshot a build makes anew; the others are taken from the last one.
@@ -41,6 +42,10 @@ pub struct Builder {
     /// zombie, not a view each (about 15 µs each at 10,000 zombies).
     views: FxHashMap<ProcKey, (Zombie, Listed)>,
     views_names_generation: u64,
+    /// Counts zombies exec sessions left (see [`Self::count_exec_leaks`]).
+    metrics: Option<Arc<Metrics>>,
+    /// The containers with their own `zombie_exec_session_zombies_total` series.
+    exec_series: rustc_hash::FxHashSet<Labels>,
 }
 
 impl Builder {
@@ -53,6 +58,30 @@ impl Builder {
             show_cmdlines,
             views: FxHashMap::default(),
             views_names_generation: 0,
+            metrics: None,
+            exec_series: Default::default(),
+        }
+    }
+
+    /// Where zombies left by exec sessions are counted.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts zombies exec sessions left behind, per container (attributed here, where the
+    /// attributor is). Bounded: past [`MAX_CONTAINER_SERIES`] containers, new ones count
+    /// into the `_other` series.
+    pub fn count_exec_leaks(&mut self, zombies: &[Zombie]) {
+        let Some(metrics) = self.metrics.clone() else {
+            return;
+        };
+        for z in zombies {
+            let labels = capped(&mut self.exec_series, self.attributor.labels(z));
+            metrics
+                .exec_session_zombies
+                .with_label_values(&[labels[0].as_str(), labels[1].as_str(), labels[2].as_str()])
+                .inc();
         }
     }
 
@@ -98,13 +127,14 @@ impl Builder {
 
     fn zombies(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Zombies {
         let views = self.views(table, now, wall);
-        let (containers, by_cause) = series(&views, now);
+        let (containers, by_cause, by_origin) = series(&views, now);
         Zombies {
             taken_at: now,
             fingerprint: table.fingerprint,
             views,
             containers,
             by_cause,
+            by_origin,
         }
     }
 
@@ -119,10 +149,12 @@ impl Builder {
         let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
         zombies.sort_by_key(|z| (z.exited_at, z.key));
         let proc_root = self.proc_root.clone();
-        let mut diagnoser =
-            Diagnoser::new(&proc_root, &table.waited).show_cmdlines(self.show_cmdlines);
-        // One diagnosis and one set of labels per (parent, attribution), not per zombie.
-        let mut diagnoses: FxHashMap<(u32, usize), Diagnosis> = FxHashMap::default();
+        let mut diagnoser = Diagnoser::new(&proc_root, table).show_cmdlines(self.show_cmdlines);
+        // One diagnosis per (parent, attribution, origin), one origin view per origin and
+        // one set of labels per attribution, not one of each per zombie.
+        let mut diagnoses: FxHashMap<(u32, usize, OriginKind, Option<ProcKey>), Diagnosis> =
+            FxHashMap::default();
+        let mut origins: FxHashMap<Origin, OriginView> = FxHashMap::default();
         let mut labels: FxHashMap<usize, Arc<Labels>> = FxHashMap::default();
         let mut kept = FxHashMap::default();
         let mut out = Vec::with_capacity(zombies.len());
@@ -130,16 +162,26 @@ impl Builder {
             let a = self.attributor.attribution(z).1;
             let id = Arc::as_ptr(&a) as usize;
             let d = diagnoses
-                .entry((z.ppid, id))
+                .entry((z.ppid, id, z.origin.kind, z.origin.key))
                 .or_insert_with(|| diagnoser.diagnose_attributed(z, &a));
+            let o = origins
+                .entry(z.origin)
+                .or_insert_with(|| diagnoser.origin(z));
             let listed = match self.views.remove(&z.key) {
-                Some((old, listed)) if old == *z && same_diagnosis(&listed.view, d) => listed,
+                Some((old, listed))
+                    if old == *z
+                        && same_diagnosis(&listed.view, d)
+                        && listed.view.origin.as_ref() == Some(&*o) =>
+                {
+                    listed
+                }
                 _ => Listed {
                     exited_at: z.exited_at,
                     view: Arc::new(view::view(
                         z,
                         &mut self.attributor,
                         Some(d.clone()),
+                        Some(o.clone()),
                         now,
                         wall,
                     )),
@@ -147,6 +189,7 @@ impl Builder {
                         .entry(id)
                         .or_insert_with(|| Arc::new(a.labels()))
                         .clone(),
+                    origin: z.origin.kind,
                 },
             };
             kept.insert(z.key, (*z, listed.clone()));
@@ -211,10 +254,18 @@ fn audited_paths(a: &Audit) -> std::collections::BTreeSet<&str> {
 /// containers with the most zombies keeping their own series and the rest summed into one
 /// `_other` series (bounded cardinality). One zero series when there are no zombies, so
 /// that a sum over the node is 0, not empty.
-fn series(views: &[Listed], now: Ns) -> (Vec<ContainerZombies>, Vec<(Labels, Cause, u64)>) {
+type Series = (
+    Vec<ContainerZombies>,
+    Vec<(Labels, Cause, u64)>,
+    Vec<(Labels, OriginKind, u64)>,
+);
+
+fn series(views: &[Listed], now: Ns) -> Series {
     let mut by_labels: FxHashMap<&Labels, (u64, Ns)> = FxHashMap::default();
     let mut causes_by: FxHashMap<(&Labels, Cause), u64> = FxHashMap::default();
+    let mut origins_by: FxHashMap<(&Labels, OriginKind), u64> = FxHashMap::default();
     for l in views {
+        *origins_by.entry((&*l.labels, l.origin)).or_default() += 1;
         if let Some(cause) = l.view.cause {
             *causes_by.entry((&*l.labels, cause)).or_default() += 1;
         }
@@ -229,15 +280,24 @@ fn series(views: &[Listed], now: Ns) -> (Vec<ContainerZombies>, Vec<(Labels, Cau
         .map(|((l, c), n)| ((l.clone(), c), n))
         .collect();
     let kept = cap_series(&mut groups, MAX_CONTAINER_SERIES);
-    let mut by_cause: FxHashMap<(Labels, Cause), u64> = FxHashMap::default();
-    for ((l, c), n) in causes {
-        let l = if kept.as_ref().is_none_or(|k| k.contains(&l)) {
-            l
+    let fold = |l: &Labels| {
+        if kept.as_ref().is_none_or(|k| k.contains(l)) {
+            l.clone()
         } else {
             other_labels()
-        };
-        *by_cause.entry((l, c)).or_default() += n;
+        }
+    };
+    let mut by_cause: FxHashMap<(Labels, Cause), u64> = FxHashMap::default();
+    for ((l, c), n) in causes {
+        *by_cause.entry((fold(&l), c)).or_default() += n;
     }
+    let mut by_origin: FxHashMap<(Labels, OriginKind), u64> = FxHashMap::default();
+    for ((l, o), n) in origins_by {
+        *by_origin.entry((fold(l), o)).or_default() += n;
+    }
+    let mut by_origin: Vec<(Labels, OriginKind, u64)> =
+        by_origin.into_iter().map(|((l, o), n)| (l, o, n)).collect();
+    by_origin.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut containers: Vec<ContainerZombies> = groups
         .into_iter()
         .map(|(labels, (count, oldest_exited_at))| ContainerZombies {
@@ -257,7 +317,18 @@ fn series(views: &[Listed], now: Ns) -> (Vec<ContainerZombies>, Vec<(Labels, Cau
     let mut by_cause: Vec<(Labels, Cause, u64)> =
         by_cause.into_iter().map(|((l, c), n)| (l, c, n)).collect();
     by_cause.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
-    (containers, by_cause)
+    (containers, by_cause, by_origin)
+}
+
+/// The series a counter's labels go to: their own while fewer than
+/// [`MAX_CONTAINER_SERIES`] - 1 containers have one (or this one has), else `_other`.
+fn capped(seen: &mut rustc_hash::FxHashSet<Labels>, labels: Labels) -> Labels {
+    if seen.contains(&labels) || seen.len() < MAX_CONTAINER_SERIES - 1 {
+        seen.insert(labels.clone());
+        labels
+    } else {
+        other_labels()
+    }
 }
 
 /// Whether a view shows diagnosis `d`.
@@ -317,6 +388,7 @@ mod tests {
             reparented: 0,
             exit_ppid: ppid,
             exit_parent_comm: Comm::new("parent"),
+            origin: Origin::default(),
         }
     }
 
@@ -348,6 +420,37 @@ mod tests {
         let aged = z.aged(3_000_001_000);
         assert_eq!((aged[0].age_seconds, aged[1].age_seconds), (3.0, 2.998));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exec_session_zombies_are_counted_per_container_up_to_the_cap() {
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+        let m = Metrics::new(rx);
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut count = |l: Labels| {
+            let l = capped(&mut seen, l);
+            m.exec_session_zombies
+                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str()])
+                .inc();
+        };
+        let labels = |i: usize| ["shop".to_string(), format!("web-{i}"), "app".to_string()];
+        count(labels(0));
+        count(labels(0));
+        for i in 1..MAX_CONTAINER_SERIES + 10 {
+            count(labels(i));
+        }
+        // A container that has its series keeps counting there.
+        count(labels(0));
+        let c = &m.exec_session_zombies;
+        assert_eq!(c.with_label_values(&["shop", "web-0", "app"]).get(), 3);
+        // 500 series at most: 499 containers of their own, the 11 beyond in `_other`.
+        let last_kept = format!("web-{}", MAX_CONTAINER_SERIES - 2);
+        assert_eq!(c.with_label_values(&["shop", &last_kept, "app"]).get(), 1);
+        assert_eq!(c.with_label_values(&["", "_other", "_other"]).get(), 11);
+        assert!(m.render().contains(
+            "zombie_exec_session_zombies_total{container=\"app\",namespace=\"shop\",pod=\"web-0\"} 3"
+        ));
+        drop(tx);
     }
 
     #[test]

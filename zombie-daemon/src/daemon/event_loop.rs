@@ -148,6 +148,28 @@ impl EventLoop {
         }
     }
 
+    /// Hands the lineage of container processes older than the programs, as /proc shows
+    /// it, to the kernel (so that what they fork inherits it) and their origins' command
+    /// lines to the table. Before the capability drop: it writes a BPF map.
+    pub(super) fn seed_origins(&mut self, probe: &mut Probe) {
+        let seeds = self.procfs.origin_seeds();
+        let records: Vec<_> = seeds.iter().map(|(pid, o, _)| (*pid, *o)).collect();
+        let written = probe.seed_origins(&records, &self.ticks);
+        for (_, origin, info) in seeds {
+            if let (Some(key), Some(info)) = (origin.key, info) {
+                self.apply(&Event::Origin(Box::new(crate::tracker::OriginSeen {
+                    key,
+                    kind: origin.kind,
+                    info,
+                })));
+            }
+        }
+        info!(
+            processes = written,
+            "lineage of container processes older than the daemon seeded from /proc"
+        );
+    }
+
     /// Runs until SIGTERM or SIGINT.
     pub(super) async fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
@@ -182,6 +204,7 @@ impl EventLoop {
                                 self.apply(ev);
                             }
                             self.seq += 1;
+                            self.publisher.exec_leaks(self.tracker.take_left_by_exec());
                         }
                         Err(e) => warn!("the /proc check task failed: {e}"),
                     }
@@ -292,6 +315,7 @@ impl EventLoop {
         self.batch = batch;
         self.batch.clear();
         self.seq += 1;
+        self.publisher.exec_leaks(self.tracker.take_left_by_exec());
         n
     }
 

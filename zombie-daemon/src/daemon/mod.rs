@@ -86,9 +86,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             None
         }
     };
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
+    let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
+    let health = Arc::new(Health::default());
+    let demand = Arc::new(Demand::default());
     let make_builder = {
         let (proc_root, cgroup_root) = (cfg.proc_root.clone(), cfg.cgroup_root.clone());
-        let (names, show_cmdlines) = (names.clone(), cfg.show_cmdlines);
+        let (names, show_cmdlines, metrics) = (names.clone(), cfg.show_cmdlines, metrics.clone());
         move || {
             let mut attributor = Attributor::new(&proc_root, &cgroup_root, names.clone());
             attributor.set_show_cmdlines(show_cmdlines);
@@ -97,13 +102,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 &proc_root,
                 crate::cgroups::pids_root(&cgroup_root),
             )
+            .with_metrics(metrics.clone())
         }
     };
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
-    let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
-    let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
-    let health = Arc::new(Health::default());
-    let demand = Arc::new(Demand::default());
 
     let server = {
         let app = crate::http::router(crate::http::Api {
@@ -151,6 +152,16 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let mut probe = Probe::load(&cfg.probe)?;
     metrics.programs_attached.set(probe.attached() as i64);
     info!(programs = probe.attached(), "eBPF programs attached");
+    let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
+    let mut event_loop = event_loop::EventLoop::new(
+        cfg.clone(),
+        ticks,
+        metrics.clone(),
+        health.clone(),
+        publisher,
+        demand,
+    );
+    event_loop.seed_origins(&mut probe);
     match crate::privileges::drop_all_but(&crate::privileges::needed_after_load(
         cfg.remediate == Mode::On,
     )) {
@@ -164,15 +175,6 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         Err(e) => warn!("{e}"),
     }
 
-    let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
-    let mut event_loop = event_loop::EventLoop::new(
-        cfg.clone(),
-        ticks,
-        metrics.clone(),
-        health.clone(),
-        publisher,
-        demand,
-    );
     let result = event_loop.run(&mut probe).await;
     health.set_ready(false);
     if let Some(task) = remediation {

@@ -54,6 +54,8 @@ pub(super) struct Publisher {
     hold_until: Ns,
     /// The change sequence number of the last published table.
     published_seq: Option<u64>,
+    /// Zombies exec sessions left, to be counted by the next build (which attributes them).
+    exec_leaks: Vec<crate::tracker::Zombie>,
 }
 
 impl Publisher {
@@ -76,6 +78,15 @@ impl Publisher {
             last_audit: None,
             hold_until: 0,
             published_seq: None,
+            exec_leaks: Vec::new(),
+        }
+    }
+
+    /// Zombies exec sessions left behind: counted per container by the next build.
+    pub(super) fn exec_leaks(&mut self, zombies: Vec<crate::tracker::Zombie>) {
+        if !zombies.is_empty() {
+            self.exec_leaks.extend(zombies);
+            self.table_wanted = true;
         }
     }
 
@@ -160,8 +171,10 @@ impl Publisher {
             self.last_audit = Some(now);
         }
         let prev = self.current.clone();
+        let leaks = std::mem::take(&mut self.exec_leaks);
         self.task = Some(tokio::task::spawn_blocking(move || {
             let t0 = std::time::Instant::now();
+            builder.count_exec_leaks(&leaks);
             let snapshot = builder.build(&prev, copy.as_ref(), parts, now, &WallClock::now());
             Done {
                 builder,

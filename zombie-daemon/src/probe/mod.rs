@@ -14,9 +14,11 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
-use zombie_ebpf::{EventKind, Offsets, RawEvent, flags};
+use zombie_ebpf::{EventKind, Offsets, OriginEvent, RawEvent, flags};
 
-use crate::tracker::{Comm, Event, Exit, ExitFlags, ProcKey};
+use crate::tracker::{
+    Comm, Event, Exit, ExitFlags, Origin, OriginInfo, OriginKind, OriginSeen, ProcKey,
+};
 
 pub use crate::clock::TickConverter;
 pub use offsets::TRACEPOINTS;
@@ -92,12 +94,21 @@ pub struct Probe {
 
 #[repr(transparent)]
 #[derive(Clone, Copy)]
+struct PodOrigin(zombie_ebpf::OriginRecord);
+// SAFETY: OriginRecord is #[repr(C)], all integers, with explicit padding.
+unsafe impl aya::Pod for PodOrigin {}
+
+/// BPF_NOEXIST (uapi): insert only where the key has no value yet.
+const BPF_NOEXIST: u64 = 1;
+
+#[repr(transparent)]
+#[derive(Clone, Copy)]
 struct PodOffsets(Offsets);
 // SAFETY: Offsets is #[repr(C)], all integers, no padding holes that matter to the kernel.
 unsafe impl aya::Pod for PodOffsets {}
 
 impl Probe {
-    /// Loads the programs with offsets from this kernel's BTF and attaches all three.
+    /// Loads the programs with offsets from this kernel's BTF and attaches all of them.
     pub fn load(cfg: &ProbeConfig) -> Result<Self, ProbeError> {
         let page = page_size();
         if !cfg.ring_buffer_bytes.is_power_of_two() || !cfg.ring_buffer_bytes.is_multiple_of(page) {
@@ -188,6 +199,41 @@ impl Probe {
         self.attached
     }
 
+    /// Seeds the kernel's lineage map with origins derived from /proc for processes that
+    /// predate the programs (see `ProcFs::origin_seeds`), so that what they fork from now on
+    /// inherits their lineage instead of being `unknown`. A record the fork program already
+    /// wrote wins. Needs bpf() privileges: call it before the capability drop. Returns how
+    /// many records were written.
+    pub fn seed_origins(&mut self, seeds: &[(u32, Origin)], ticks: &TickConverter) -> usize {
+        let Some(map) = self._ebpf.map_mut("ORIGINS") else {
+            return 0;
+        };
+        let Ok(mut origins) = aya::maps::HashMap::<_, u32, PodOrigin>::try_from(map) else {
+            return 0;
+        };
+        let mut written = 0;
+        for (pid, origin) in seeds {
+            let kind = match origin.kind {
+                OriginKind::Init => zombie_ebpf::origin::INIT,
+                OriginKind::Exec => zombie_ebpf::origin::EXEC,
+                OriginKind::Host | OriginKind::Unknown => continue,
+            };
+            let Some(key) = origin.key else { continue };
+            let record = zombie_ebpf::OriginRecord {
+                kind,
+                // The origin's first exec is long past: nothing to report.
+                flags: zombie_ebpf::origin::CAPTURED,
+                pid: key.pid,
+                _pad: 0,
+                start_ns: ticks.ns(key.start_ticks),
+            };
+            if origins.insert(pid, PodOrigin(record), BPF_NOEXIST).is_ok() {
+                written += 1;
+            }
+        }
+        written
+    }
+
     /// Waits until the kernel asks for a wakeup (the ring buffer passed its batch size).
     pub async fn readable(&self) {
         if let Ok(mut guard) = self.ring.readable().await {
@@ -200,7 +246,12 @@ impl Probe {
         let mut bad = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            match RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks)) {
+            let ev = if zombie_ebpf::record_kind(&item) == Some(EventKind::Origin as u32) {
+                OriginEvent::from_bytes(&item).map(|o| decode_origin(&o, ticks))
+            } else {
+                RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks))
+            };
+            match ev {
                 Some(ev) => out.push(ev),
                 None => bad += 1,
             }
@@ -260,15 +311,38 @@ pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
                 autoreap: raw.flags & flags::AUTOREAP != 0,
                 ptraced: raw.flags & flags::PTRACED != 0,
                 non_sigchld: raw.flags & flags::NON_SIGCHLD != 0,
+                parent_in_origin: raw.flags & flags::PARENT_IN_ORIGIN != 0,
+            },
+            origin: Origin {
+                kind: OriginKind::from_raw(raw.origin_kind),
+                key: (raw.origin_pid != 0).then(|| ProcKey {
+                    pid: raw.origin_pid,
+                    start_ticks: ticks.ticks(raw.origin_start_ns),
+                }),
             },
         }),
         EventKind::Free => Event::Free { key, at: raw.ts_ns },
+        // Carried by an OriginEvent, never a RawEvent.
+        EventKind::Origin => return None,
         EventKind::Wait => Event::Wait {
             pid: raw.pid,
             target: raw.ppid,
             at: raw.ts_ns,
         },
     })
+}
+
+/// Turns an origin's first-exec record into a tracker event.
+pub fn decode_origin(o: &OriginEvent, ticks: &TickConverter) -> Event {
+    let len = (o.cmdline_len as usize).min(o.cmdline.len());
+    Event::Origin(Box::new(OriginSeen {
+        key: ProcKey {
+            pid: o.pid,
+            start_ticks: ticks.ticks(o.start_ns),
+        },
+        kind: OriginKind::from_raw(o.origin_kind),
+        info: OriginInfo::from_cmdline(Comm(o.comm), &o.cmdline[..len]),
+    }))
 }
 
 /// Registers an owned fd with the reactor for readability.

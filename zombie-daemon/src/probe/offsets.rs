@@ -31,10 +31,12 @@ pub enum OffsetError {
     NoTracepoint(String),
 }
 
-pub const TRACEPOINTS: [&str; 3] = [
+pub const TRACEPOINTS: [&str; 5] = [
     "sched_process_exit",
     "sched_process_free",
     "sched_process_wait",
+    "sched_process_fork",
+    "sched_process_exec",
 ];
 
 struct Resolver {
@@ -162,6 +164,12 @@ pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
         exit_has_group_dead: u32::from(r.tracepoint_args("sched_process_exit")? >= 2),
         _pad: 0,
         fault_drop_free_comm: [0; 2],
+        task_thread_pid: r.offset(task, "thread_pid")?,
+        pid_level: r.offset("pid", "level")?,
+        upid_size: r.size_of("upid")?,
+        task_mm: r.offset(task, "mm")?,
+        mm_arg_start: r.offset("mm_struct", "arg_start")?,
+        mm_arg_end: r.offset("mm_struct", "arg_end")?,
     };
     Ok(offsets)
 }
@@ -182,6 +190,10 @@ mod tests {
         assert!(o.task_tgid > o.task_pid - 1 && o.task_tgid == o.task_pid + 4);
         assert!(o.task_comm > 0 && o.task_start_boottime > 0);
         assert!(o.sighand_sigchld_flags == o.sighand_sigchld_handler + 8);
+        // struct upid { int nr; struct pid_namespace *ns; } on 64-bit.
+        assert_eq!(o.upid_size, 16);
+        assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
+        assert!(o.task_thread_pid > 0 && o.task_mm > 0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the programs share: maps, the offsets global, kernel reads and event submission.
 
+pub mod sched_process_exec;
 pub mod sched_process_exit;
+pub mod sched_process_fork;
 pub mod sched_process_free;
 pub mod sched_process_wait;
 
@@ -10,7 +12,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, RingBuf},
 };
-use zombie_ebpf::{Offsets, RawEvent, control, counters};
+use zombie_ebpf::{Offsets, OriginRecord, RawEvent, control, counters};
 
 /// Filled in by userspace at load time (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -37,6 +39,39 @@ static CONTROL: Array<u64> = Array::with_max_entries(control::LEN, BPF_F_MMAPABL
 /// Last time each process's wait was reported, to report a busy waiter once per window.
 #[map]
 pub(crate) static WAIT_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Lineage records of container processes, by tgid (see `zombie_ebpf::origin`). Written at
+/// fork, consumed at the group's exit (no fork can follow it). Host processes have none: an
+/// absent record in the initial PID namespace means `host`. LRU, so records whose exit was
+/// never seen (the programs were not attached yet) age out.
+#[map]
+pub(crate) static ORIGINS: LruHashMap<u32, OriginRecord> = LruHashMap::with_max_entries(32768, 0);
+
+/// The pid ids of a task: (pid, tgid).
+#[inline(always)]
+pub(crate) fn ids(task: *const u8) -> Result<(u32, u32), i32> {
+    // pid and tgid are adjacent ints in task_struct: one read when the layout allows.
+    if off!(task_tgid) == off!(task_pid) + 4 {
+        let ids: [u32; 2] = read(task, off!(task_pid))?;
+        Ok((ids[0], ids[1]))
+    } else {
+        Ok((read(task, off!(task_pid))?, read(task, off!(task_tgid))?))
+    }
+}
+
+/// A task's `struct pid` and the depth of its PID namespace (0: the initial one).
+#[inline(always)]
+pub(crate) fn pid_level(task: *const u8) -> Result<(*const u8, u32), i32> {
+    let pid: *const u8 = read(task, off!(task_thread_pid))?;
+    Ok((pid, read(pid, off!(pid_level))?))
+}
+
+/// The number a `struct pid` has in the namespace at `level` (1: that namespace's init).
+#[inline(always)]
+pub(crate) fn pid_nr_at(pid: *const u8, level: u32) -> Result<u32, i32> {
+    // MAX_PID_NS_LEVEL is 32; the mask only keeps the offset arithmetic small.
+    read(pid, off!(pid_numbers_nr) + (level & 63) * off!(upid_size))
+}
 
 /// One field of the offsets global, without copying the whole struct to the stack.
 macro_rules! off {

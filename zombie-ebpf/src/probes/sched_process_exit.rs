@@ -9,9 +9,9 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags};
+use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags, origin};
 
-use super::{finish, off, read, read_failed, read_into, reserve};
+use super::{ORIGINS, finish, ids, off, pid_level, read, read_failed, read_into, reserve};
 
 /// SIG_IGN as stored in `sa_handler`.
 const SIG_IGN: u64 = 1;
@@ -68,15 +68,9 @@ fn fill(
         (*ev).flags = 0;
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).cgroup_id = bpf_get_current_cgroup_id();
-        // pid and tgid are adjacent ints in task_struct: one read when the layout allows.
-        if off!(task_tgid) == off!(task_pid) + 4 {
-            let ids: [u32; 2] = read(task, off!(task_pid))?;
-            (*ev).tid = ids[0];
-            (*ev).pid = ids[1];
-        } else {
-            (*ev).pid = read(task, off!(task_tgid))?;
-            (*ev).tid = read(task, off!(task_pid))?;
-        }
+        let (tid, tgid) = ids(task)?;
+        (*ev).tid = tid;
+        (*ev).pid = tgid;
         read_into(&raw mut (*ev).start_ns, leader, off!(task_start_boottime))?;
         read_into(&raw mut (*ev).exit_code, leader, off!(task_exit_code))?;
         read_into(
@@ -86,11 +80,44 @@ fn fill(
         )?;
         read_into(&raw mut (*ev).signal_flags, signal, off!(signal_flags))?;
         read_into::<[u8; COMM_LEN]>(&raw mut (*ev).comm, leader, off!(task_comm))?;
+        fill_origin(ev, tgid, leader)?;
         if read_parent(ev, parent, leader).is_err() {
             (*ev).flags |= flags::PARTIAL;
             (*ev).ppid = 0;
             (*ev).parent_start_ns = 0;
             (*ev).parent_comm = [0; COMM_LEN];
+        } else if (*ev).origin_kind == origin::EXEC && (*ev).origin_pid != tgid {
+            // Rare (a process of an exec session): is its parent in the same session?
+            if let Some(p) = ORIGINS.get((*ev).ppid)
+                && p.pid == (*ev).origin_pid
+                && p.start_ns == (*ev).origin_start_ns
+            {
+                (*ev).flags |= flags::PARENT_IN_ORIGIN;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the process's lineage starts. Its record is consumed: no fork can follow the
+/// group's exit.
+#[inline(always)]
+fn fill_origin(ev: *mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i32> {
+    // SAFETY: as in `fill`; the map value is copied out at once.
+    unsafe {
+        if let Some(r) = ORIGINS.get(tgid) {
+            (*ev).origin_kind = r.kind;
+            (*ev).origin_pid = r.pid;
+            (*ev).origin_start_ns = r.start_ns;
+            let _ = ORIGINS.remove(tgid);
+        } else {
+            (*ev).origin_kind = if pid_level(leader)?.1 == 0 {
+                origin::HOST
+            } else {
+                origin::UNKNOWN
+            };
+            (*ev).origin_pid = 0;
+            (*ev).origin_start_ns = 0;
         }
     }
     Ok(())
