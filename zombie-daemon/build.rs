@@ -1,8 +1,9 @@
 //! Builds the eBPF programs (`zombie-ebpf`) and hands the object to the daemon to embed.
 //!
-//! rustup here has no rust-src, so `-Z build-std=core` for bpf is impossible; Debian's
-//! rustc-web ships a prebuilt `core` for bpfel-unknown-none instead (see
-//! ../shared/EBPF-TOOLCHAIN.md). This script runs Debian's cargo with a clean environment:
+//! The build machines' rustup has no rust-src, so `-Z build-std=core` for bpf is impossible;
+//! Debian's rustc-web ships a prebuilt `core` for bpfel-unknown-none instead (installed by
+//! `cargo xtask setup`, with bpf-linker). This script runs Debian's cargo with a clean
+//! environment:
 //! rustup's and the outer cargo's variables (RUSTC, RUSTC_WRAPPER for clippy, RUSTFLAGS,
 //! CARGO_TARGET_DIR, ...) would otherwise point the inner build at the wrong compiler.
 

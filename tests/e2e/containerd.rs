@@ -4,7 +4,7 @@
 //! Needs root and the Debian packages `containerd runc umoci busybox-static gcc libc6-dev`,
 //! plus `protobuf-compiler` to build the `k8s-cri` crate. The harness installs nothing:
 //! `cargo xtask setup --test` (as root) installs whichever are missing.
-//! Measured choices (see /work/shared/TEST-INFRA.md):
+//! Choices, each measured on the machines the suite runs on:
 //! - containerd runs with its own root, state, socket, runc root and config in a temp dir,
 //!   cgroupfs driver (`SystemdCgroup = false`), `restrict_oom_score_adj` (no
 //!   CAP_SYS_RESOURCE here), no AppArmor, empty CNI dirs: pods use the host network and an

@@ -77,10 +77,11 @@ fn exec_sync_orphans_in_a_containerd_pod_are_attributed_to_the_exec() {
     );
 
     // An exec probe that times out: containerd kills it after 1 s (the shell, which execs
-    // its last command: `sleep 2.5`); its background child is orphaned to PID 1 and becomes
-    // its zombie when it ends.
-    let slow = "sh -c sleep 1.5 & sleep 2.5";
-    let r = c.exec_sync(&cid, &["sh", "-c", "sleep 1.5 & sleep 2.5"], 1);
+    // its last command: `sleep 2.5`; `exec` says so, as shells differ in whether they do it
+    // on their own, and one that does not would leave the sleeper to become a third zombie);
+    // its background child is orphaned to PID 1 and becomes its zombie when it ends.
+    let slow = "sh -c sleep 1.5 & exec sleep 2.5";
+    let r = c.exec_sync(&cid, &["sh", "-c", "sleep 1.5 & exec sleep 2.5"], 1);
     assert!(r.is_err(), "the exec was to time out: {r:?}");
 
     assert!(r.as_ref().unwrap_err().contains("timeout"), "{r:?}");

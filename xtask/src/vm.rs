@@ -783,6 +783,29 @@ fn vm_timeout() -> Duration {
     TEST_TIMEOUT * GUEST_TESTS.len() as u32 / 2 + Duration::from_secs(120)
 }
 
+/// A guest whose test runner has not started this long after qemu did is taken for hung
+/// in its boot: under TCG on a loaded machine a guest kernel now and then stalls before
+/// userspace (RCU stall reports on the console, CPU 0's timer never firing), and would
+/// otherwise hold the matrix until [`vm_timeout`]. A normal boot takes 10–30 s here.
+const BOOT_LIMIT: Duration = Duration::from_secs(180);
+
+/// Boots that hang are retried this many times (a test that fails is never retried).
+const BOOT_RETRIES: u32 = 1;
+
+#[derive(Debug)]
+struct BootHung;
+
+impl std::fmt::Display for BootHung {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest's test runner did not start within {BOOT_LIMIT:?} (boot hung)"
+        )
+    }
+}
+
+impl std::error::Error for BootHung {}
+
 fn boot_and_test(k: &Kernel, bins: &Binaries) -> KernelRun {
     let t = Instant::now();
     let mut run = KernelRun {
@@ -792,9 +815,20 @@ fn boot_and_test(k: &Kernel, bins: &Binaries) -> KernelRun {
         wall: Duration::ZERO,
         error: None,
     };
-    if let Err(e) = boot(k, bins, &mut run) {
-        eprintln!("xtask: vm {}: {e:#}", k.series);
-        run.error = Some(format!("{e:#}"));
+    let mut attempt = 0;
+    loop {
+        match boot(k, bins, &mut run) {
+            Ok(()) => break,
+            Err(e) if e.is::<BootHung>() && attempt < BOOT_RETRIES => {
+                attempt += 1;
+                eprintln!("xtask: vm {}: {e:#}; booting it again", k.series);
+            }
+            Err(e) => {
+                eprintln!("xtask: vm {}: {e:#}", k.series);
+                run.error = Some(format!("{e:#}"));
+                break;
+            }
+        }
     }
     run.wall = t.elapsed();
     run
@@ -849,6 +883,10 @@ fn boot(k: &Kernel, bins: &Binaries, run: &mut KernelRun) -> anyhow::Result<()> 
     let status = loop {
         if let Some(st) = q.0.try_wait()? {
             break Some(st);
+        }
+        if start.elapsed() > BOOT_LIMIT && !share.join("release").exists() {
+            keep_logs(k.series, &dir.0, &share);
+            return Err(BootHung.into()); // dropping `q` kills qemu
         }
         if start.elapsed() > limit {
             break None;
