@@ -27,6 +27,12 @@ pub struct WallClock {
     boot_epoch_ns: u64,
 }
 
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::now()
+    }
+}
+
 impl WallClock {
     pub fn now() -> Self {
         let boot = boottime_now();

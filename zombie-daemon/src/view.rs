@@ -209,8 +209,29 @@ pub fn view(
     now: Ns,
     wall: &WallClock,
 ) -> ZombieView {
-    let status = WaitStatus::decode(z.wait_status);
     let (cgroup_path, a) = attributor.attribution(z);
+    view_of(
+        z,
+        cgroup_path.as_deref(),
+        &a,
+        diagnosis.as_ref(),
+        origin,
+        now,
+        wall,
+    )
+}
+
+/// A zombie's view from its attribution and diagnosis, already made.
+pub fn view_of(
+    z: &Zombie,
+    cgroup_path: Option<&str>,
+    a: &Attribution,
+    diagnosis: Option<&Diagnosis>,
+    origin: Option<OriginView>,
+    now: Ns,
+    wall: &WallClock,
+) -> ZombieView {
+    let status = WaitStatus::decode(z.wait_status);
     ZombieView {
         pid: z.key.pid,
         ppid: z.ppid,
@@ -239,9 +260,9 @@ pub fn view(
             pid: z.exit_ppid,
             comm: z.exit_parent_comm.as_str().into_owned(),
         }),
-        cause: diagnosis.as_ref().map(|d| d.cause),
-        reaper: diagnosis.as_ref().and_then(|d| d.reaper.clone()),
-        remedy: diagnosis.map(|d| d.remedy),
+        cause: diagnosis.map(|d| d.cause),
+        reaper: diagnosis.and_then(|d| d.reaper.clone()),
+        remedy: diagnosis.map(|d| d.remedy.clone()),
         origin,
     }
 }

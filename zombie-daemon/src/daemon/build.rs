@@ -19,7 +19,7 @@ use crate::{
         other_labels,
     },
     tracker::{Ns, Origin, OriginKind, ProcKey, Table, Zombie},
-    view::{self, Attributor, Diagnoser, OriginView, ZombieView},
+    view::{Attributor, Diagnoser, OriginView},
 };
 
 /// Which parts of a snapshot a build makes anew; the others are taken from the last one.
@@ -37,11 +37,6 @@ pub struct Builder {
     /// The hierarchy that lists container processes (budgets and the audit).
     pids_root: Option<PathBuf>,
     show_cmdlines: bool,
-    /// The last build's views, reused while the zombie, its attribution and its diagnosis
-    /// are the same: a build then costs a diagnosis per distinct parent and a lookup per
-    /// zombie, not a view each (about 15 µs each at 10,000 zombies).
-    views: FxHashMap<ProcKey, (Zombie, Listed)>,
-    views_names_generation: u64,
     /// Counts zombies exec sessions left (see [`Self::count_exec_leaks`]).
     metrics: Option<Arc<Metrics>>,
     /// The containers with their own `zombie_exec_session_zombies_total` series.
@@ -56,8 +51,6 @@ impl Builder {
             proc_root: proc_root.to_path_buf(),
             pids_root,
             show_cmdlines,
-            views: FxHashMap::default(),
-            views_names_generation: 0,
             metrics: None,
             exec_series: Default::default(),
         }
@@ -126,11 +119,12 @@ impl Builder {
     }
 
     fn zombies(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Zombies {
-        let views = self.views(table, now, wall);
+        let views = self.views(table);
         let (containers, by_cause, by_origin) = series(&views, now);
         Zombies {
             taken_at: now,
             fingerprint: table.fingerprint,
+            wall: *wall,
             views,
             containers,
             by_cause,
@@ -140,62 +134,42 @@ impl Builder {
 
     /// Every zombie, oldest first, attributed and diagnosed (see [`view::snapshot`], which
     /// this is with views kept from one build to the next).
-    fn views(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Vec<Listed> {
-        let generation = self.attributor.names_generation();
-        if generation != self.views_names_generation {
-            self.views.clear();
-            self.views_names_generation = generation;
-        }
+    fn views(&mut self, table: &Table) -> Vec<Listed> {
         let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
         zombies.sort_by_key(|z| (z.exited_at, z.key));
         let proc_root = self.proc_root.clone();
         let mut diagnoser = Diagnoser::new(&proc_root, table).show_cmdlines(self.show_cmdlines);
         // One diagnosis per (parent, attribution, origin), one origin view per origin and
-        // one set of labels per attribution, not one of each per zombie.
-        let mut diagnoses: FxHashMap<(u32, usize, OriginKind, Option<ProcKey>), Diagnosis> =
+        // one set of labels per attribution, shared by the zombies that have them.
+        let mut diagnoses: FxHashMap<(u32, usize, OriginKind, Option<ProcKey>), Arc<Diagnosis>> =
             FxHashMap::default();
-        let mut origins: FxHashMap<Origin, OriginView> = FxHashMap::default();
+        let mut origins: FxHashMap<Origin, Arc<OriginView>> = FxHashMap::default();
         let mut labels: FxHashMap<usize, Arc<Labels>> = FxHashMap::default();
-        let mut kept = FxHashMap::default();
         let mut out = Vec::with_capacity(zombies.len());
         for z in zombies {
-            let a = self.attributor.attribution(z).1;
+            let (path, a) = self.attributor.attribution(z);
             let id = Arc::as_ptr(&a) as usize;
-            let d = diagnoses
+            let diagnosis = diagnoses
                 .entry((z.ppid, id, z.origin.kind, z.origin.key))
-                .or_insert_with(|| diagnoser.diagnose_attributed(z, &a));
-            let o = origins
+                .or_insert_with(|| Arc::new(diagnoser.diagnose_attributed(z, &a)))
+                .clone();
+            let origin = origins
                 .entry(z.origin)
-                .or_insert_with(|| diagnoser.origin(z));
-            let listed = match self.views.remove(&z.key) {
-                Some((old, listed))
-                    if old == *z
-                        && same_diagnosis(&listed.view, d)
-                        && listed.view.origin.as_ref() == Some(&*o) =>
-                {
-                    listed
-                }
-                _ => Listed {
-                    exited_at: z.exited_at,
-                    view: Arc::new(view::view(
-                        z,
-                        &mut self.attributor,
-                        Some(d.clone()),
-                        Some(o.clone()),
-                        now,
-                        wall,
-                    )),
-                    labels: labels
-                        .entry(id)
-                        .or_insert_with(|| Arc::new(a.labels()))
-                        .clone(),
-                    origin: z.origin.kind,
-                },
-            };
-            kept.insert(z.key, (*z, listed.clone()));
-            out.push(listed);
+                .or_insert_with(|| Arc::new(diagnoser.origin(z)))
+                .clone();
+            let labels = labels
+                .entry(id)
+                .or_insert_with(|| Arc::new(a.labels()))
+                .clone();
+            out.push(Listed {
+                zombie: *z,
+                cgroup_path: path,
+                attribution: a,
+                diagnosis,
+                origin,
+                labels,
+            });
         }
-        self.views = kept;
         out
     }
 
@@ -265,13 +239,15 @@ fn series(views: &[Listed], now: Ns) -> Series {
     let mut causes_by: FxHashMap<(&Labels, Cause), u64> = FxHashMap::default();
     let mut origins_by: FxHashMap<(&Labels, OriginKind), u64> = FxHashMap::default();
     for l in views {
-        *origins_by.entry((&*l.labels, l.origin)).or_default() += 1;
-        if let Some(cause) = l.view.cause {
-            *causes_by.entry((&*l.labels, cause)).or_default() += 1;
-        }
+        *origins_by
+            .entry((&*l.labels, l.zombie.origin.kind))
+            .or_default() += 1;
+        *causes_by
+            .entry((&*l.labels, l.diagnosis.cause))
+            .or_default() += 1;
         let g = by_labels.entry(&*l.labels).or_insert((0, Ns::MAX));
         g.0 += 1;
-        g.1 = g.1.min(l.exited_at);
+        g.1 = g.1.min(l.zombie.exited_at);
     }
     let mut groups: FxHashMap<Labels, (u64, Ns)> =
         by_labels.into_iter().map(|(l, v)| (l.clone(), v)).collect();
@@ -331,11 +307,6 @@ fn capped(seen: &mut rustc_hash::FxHashSet<Labels>, labels: Labels) -> Labels {
     }
 }
 
-/// Whether a view shows diagnosis `d`.
-fn same_diagnosis(v: &ZombieView, d: &Diagnosis) -> bool {
-    v.cause == Some(d.cause) && v.reaper == d.reaper && v.remedy.as_ref() == Some(&d.remedy)
-}
-
 /// Keeps the `max - 1` groups with the most zombies (then the oldest) and folds the rest
 /// into one `_other` group; returns the kept keys when it had to cut.
 fn cap_series(
@@ -392,33 +363,36 @@ mod tests {
         }
     }
 
-    /// Views are kept while a zombie is unchanged, made anew when it changed, and ages are
-    /// computed when read.
+    /// Zombies of one parent share one diagnosis and one label set; the `/zombies` objects
+    /// are made when read, with ages as of then.
     #[test]
-    fn unchanged_zombies_keep_their_views_between_builds() {
+    fn listed_zombies_share_their_parts_and_are_rendered_when_read() {
         // An empty /proc: no parent can be read, every diagnosis is the same "unknown".
         let dir = std::env::temp_dir().join(format!("zd-build-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let attributor = Attributor::new(&dir, &dir, None);
         let mut b = Builder::new(attributor, &dir, None);
-        let wall = WallClock::now();
         let mut table = Table {
-            zombies: vec![zombie(10, 1, 1_000), zombie(11, 1, 2_000_000)],
+            zombies: vec![zombie(11, 1, 2_000_000), zombie(10, 1, 1_000)],
             ..Table::default()
         };
-        let first = b.views(&table, 5_000_000_000, &wall);
-        table.zombies[1].reparented = 1;
-        table.zombies[1].ppid = 2;
-        let second = b.views(&table, 6_000_000_000, &wall);
-        assert!(Arc::ptr_eq(&first[0].view, &second[0].view));
-        assert!(!Arc::ptr_eq(&first[1].view, &second[1].view));
-        assert_eq!(second[1].view.ppid, 2);
+        table.zombies.push(zombie(12, 2, 3_000_000));
+        let listed = b.views(&table);
+        // Oldest first.
+        let pids: Vec<u32> = listed.iter().map(|l| l.zombie.key.pid).collect();
+        assert_eq!(pids, [10, 11, 12]);
+        assert!(Arc::ptr_eq(&listed[0].diagnosis, &listed[1].diagnosis));
+        assert!(Arc::ptr_eq(&listed[0].labels, &listed[2].labels));
         let z = Zombies {
-            views: second,
+            views: listed,
             ..Zombies::default()
         };
         let aged = z.aged(3_000_001_000);
-        assert_eq!((aged[0].age_seconds, aged[1].age_seconds), (3.0, 2.998));
+        assert_eq!(
+            aged.iter().map(|v| v.age_seconds).collect::<Vec<_>>(),
+            [3.0, 2.998, 2.997]
+        );
+        assert_eq!((aged[2].pid, aged[2].ppid), (12, 2));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
