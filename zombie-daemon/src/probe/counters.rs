@@ -34,24 +34,8 @@ impl Counters {
     pub fn map(map: MapData, cpus: u32) -> io::Result<Self> {
         let page = super::page_size() as usize;
         let bytes = (slots(cpus) as usize * 8).div_ceil(page).max(1) * page;
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: a fresh shared read-only mapping of the map's value area; the kernel checks
-        // the length against the map and fails on a map that is not mmapable.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
+            base: map_values(&map, bytes, libc::PROT_READ)?,
             cpus,
             bytes,
             _map: map,
@@ -90,24 +74,9 @@ unsafe impl Send for Control {}
 impl Control {
     pub fn map(map: MapData) -> io::Result<Self> {
         let bytes = super::page_size() as usize;
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: a fresh shared read-write mapping of the map's value area (one page holds
-        // its `control::LEN` u64s); the kernel fails it on a map that is not mmapable.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
+            // One page holds the array's `control::LEN` u64s.
+            base: map_values(&map, bytes, libc::PROT_READ | libc::PROT_WRITE)?,
             bytes,
             _map: map,
         })
@@ -129,6 +98,18 @@ impl Drop for Control {
         // SAFETY: unmaps exactly the mapping made in `map`.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
+}
+
+/// Maps `bytes` of a BPF_F_MMAPABLE array's value area, shared, with `prot`.
+fn map_values(map: &MapData, bytes: usize, prot: libc::c_int) -> io::Result<NonNull<u64>> {
+    let fd = map.fd().as_fd().as_raw_fd();
+    // SAFETY: a fresh shared mapping of the map's value area; the kernel checks the length
+    // against the map and fails on a map that is not mmapable (or, for PROT_WRITE, frozen).
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), bytes, prot, libc::MAP_SHARED, fd, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
 }
 
 /// The map's size for `cpus` possible CPUs.
