@@ -420,6 +420,10 @@ pub struct Tracker {
     vanished: FxHashMap<ProcKey, (Zombie, Ns)>,
     /// Zombies by their current parent pid, to find a dying parent's zombies in O(children).
     by_parent: FxHashMap<u32, FxHashSet<ProcKey>>,
+    /// The start time of the zombie holding each pid. A zombie holds its pid until it is
+    /// released, so a newer process seen with the same pid proves the listed one was reaped
+    /// (see [`Self::supersede`]).
+    by_pid: FxHashMap<u32, u64>,
     tombstones: Tombstones,
     waits: FxHashMap<u32, WaitSeen>,
     /// An order-independent digest of what the table shows (see [`Self::fingerprint`]).
@@ -448,6 +452,7 @@ impl Tracker {
             zombies: FxHashMap::default(),
             vanished: FxHashMap::default(),
             by_parent: FxHashMap::default(),
+            by_pid: FxHashMap::default(),
             tombstones: Tombstones::new(tombstone_capacity.max(1)),
             waits: FxHashMap::default(),
             fingerprint: 0,
@@ -516,6 +521,12 @@ impl Tracker {
     }
 
     fn on_exit(&mut self, e: &Exit) -> Applied {
+        if self.superseded(&e.key) {
+            // A newer process with this pid is listed: this one was released long ago and
+            // its exit event comes late.
+            return Applied::Duplicate;
+        }
+        self.supersede(&e.key, e.at);
         // The exiting process can no longer wait; its pid may be reused.
         self.waits.remove(&e.key.pid);
         self.orphan_children_of(e.key.pid, e.key.start_ticks, e.origin);
@@ -593,6 +604,7 @@ impl Tracker {
     }
 
     fn on_free(&mut self, key: ProcKey, at: Ns) -> Applied {
+        self.supersede(&key, at);
         if let Some(t) = self.tombstones.get_mut(&key) {
             // An autoreaped process's free (expected), or a duplicate.
             t.freed_at = at;
@@ -625,12 +637,15 @@ impl Tracker {
     /// candidates / `limit` passes however many zombies that cannot be reaped share the
     /// table.
     ///
-    /// Only a zombie whose parent called wait() since it exited, or whose parent exited
-    /// (it was handed to a reaper whose identity may be unknown: its /proc entry can be gone
-    /// before the parent refresh reads it), can have been reaped; so the zombies of a live
-    /// parent that never waits (the leak this daemon is for) cost nothing. `wait_dedup` is
-    /// how long the kernel side suppresses a parent's repeated waits: a wait just after the
-    /// exit may have gone unreported if one was reported before it.
+    /// Candidates are the zombies that can have been reaped without a wait() the kernel
+    /// side reported: those whose parent called wait() since they exited, whose parent
+    /// exited (handed to a reaper whose identity may be unknown: its /proc entry can be gone
+    /// before the parent refresh reads it), or that were handed to a new parent (which may
+    /// release them without any wait(): SIGCHLD ignored or SA_NOCLDWAIT). The zombies of a
+    /// live parent that never waits (the leak this daemon is for) are left to the slower
+    /// pass over the whole table. `wait_dedup` is how long the kernel side suppresses a
+    /// parent's repeated waits: a wait just after the exit may have gone unreported if one
+    /// was reported before it.
     pub fn sweep_batch(
         &self,
         from: usize,
@@ -643,6 +658,7 @@ impl Tracker {
         let candidate = |z: &Zombie| {
             z.exited_at < exited_before
                 && (z.parent_gone
+                    || z.reparented > 0
                     || self
                         .waits
                         .get(&z.ppid)
@@ -676,6 +692,28 @@ impl Tracker {
         };
         self.vanished.insert(*key, (z, now));
         true
+    }
+
+    /// `key` exists (or existed): a listed zombie with the same pid and an older start was
+    /// released before the kernel could hand the pid to `key`, whether or not its free was
+    /// seen. It leaves the table as [`Self::vanish`] does.
+    fn supersede(&mut self, key: &ProcKey, at: Ns) {
+        if let Some(&start) = self.by_pid.get(&key.pid)
+            && start < key.start_ticks
+        {
+            let old = ProcKey {
+                pid: key.pid,
+                start_ticks: start,
+            };
+            self.vanish(&old, at);
+        }
+    }
+
+    /// Whether a newer process than `key` holds its pid in the table.
+    fn superseded(&self, key: &ProcKey) -> bool {
+        self.by_pid
+            .get(&key.pid)
+            .is_some_and(|&start| start > key.start_ticks)
     }
 
     /// Vanished zombies whose free has not come within `grace` of their vanishing were
@@ -742,7 +780,9 @@ impl Tracker {
     }
 
     fn insert(&mut self, z: Zombie) {
+        self.supersede(&z.key, z.exited_at);
         self.by_parent.entry(z.ppid).or_default().insert(z.key);
+        self.by_pid.insert(z.key.pid, z.key.start_ticks);
         self.fingerprint ^= digest(&z);
         if let Some(old) = self.zombies.insert(z.key, z) {
             self.fingerprint ^= digest(&old);
@@ -754,6 +794,9 @@ impl Tracker {
 
     fn remove(&mut self, key: &ProcKey) -> Option<Zombie> {
         let z = self.zombies.remove(key)?;
+        if self.by_pid.get(&key.pid) == Some(&key.start_ticks) {
+            self.by_pid.remove(&key.pid);
+        }
         self.fingerprint ^= digest(&z);
         self.unlink_parent(z.ppid, key);
         Some(z)
@@ -888,6 +931,11 @@ impl Tracker {
 
     pub fn zombies(&self) -> impl Iterator<Item = &Zombie> {
         self.zombies.values()
+    }
+
+    /// The identity of every listed zombie (for the pass that re-confirms them all).
+    pub fn keys(&self) -> impl Iterator<Item = ProcKey> + '_ {
+        self.zombies.keys().copied()
     }
 
     /// Zombies whose parent exited and whose new parent is not known yet.
@@ -1320,16 +1368,70 @@ mod tests {
     fn pid_reuse_is_a_different_process() {
         let mut t = Tracker::default();
         t.apply(&exit(100, 5, 1, MS));
-        // The same pid, started later, exits: a second zombie; the old one's free does not
-        // remove the new one and vice versa.
-        t.apply(&exit(100, 9, 1, 2 * MS));
-        assert_eq!(t.len(), 2);
-        t.apply(&free(100, 5, 3 * MS));
+        // The same pid, started later, exits: the kernel gave the pid to a new process, so
+        // the old zombie was released (its free may still come, or never).
+        assert_eq!(t.apply(&exit(100, 9, 1, 2 * MS)), Applied::Zombie);
         assert_eq!(t.len(), 1);
         assert!(t.get(&key(100, 9)).is_some());
+        assert_eq!(t.vanished_len(), 1);
+        // The old one's late free is its reap and does not touch the new one.
+        assert_eq!(
+            t.apply(&free(100, 5, 3 * MS)),
+            Applied::Reaped {
+                latency_ns: Some(2 * MS)
+            }
+        );
+        assert_eq!(t.len(), 1);
         // A free for a start time never seen is not this zombie.
         assert_eq!(t.apply(&free(100, 7, 4 * MS)), Applied::UnknownFree);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_zombie_whose_pid_a_newer_process_holds_was_reaped_even_if_no_free_comes() {
+        let mut t = Tracker::default();
+        t.apply(&exit(100, 5, 1, MS));
+        t.apply(&exit(200, 5, 1, MS));
+        // Its free never comes; the pid is reused by a process that is autoreaped, then by
+        // one a scan finds: each proves the zombie before it gone.
+        let mut e = exit(100, 9, 1, 2 * MS);
+        if let Event::Exit(ref mut x) = e {
+            x.flags.autoreap = true;
+        }
+        assert_eq!(t.apply(&e), Applied::Autoreaped);
+        assert!(t.get(&key(100, 5)).is_none());
+        let r = t.reconcile(3 * MS, &[scan_entry(200, 5, 1, MS)]);
+        assert_eq!(r.removed, 0);
+        t.apply(&Event::Scanned {
+            started: 4 * MS,
+            scan: Arc::new(Scan {
+                zombies: vec![scan_entry(200, 5, 1, MS), scan_entry(300, 7, 1, 3 * MS)],
+                exiting: vec![],
+            }),
+        });
+        // Unobserved once the grace passes without its free.
+        assert_eq!(t.expire_vanished(2 * MS + GRACE, GRACE), 1);
+        assert_eq!(t.totals().reaped_unobserved, 1);
+        // A late exit of the old process (out of order) does not bring it back.
+        t.apply(&exit(300, 9, 1, 5 * MS));
+        assert_eq!(t.apply(&exit(300, 7, 1, 3 * MS)), Applied::Duplicate);
+        assert!(t.get(&key(300, 7)).is_none());
+        assert!(t.get(&key(300, 9)).is_some());
+    }
+
+    #[test]
+    fn zombies_handed_to_a_new_parent_stay_sweep_candidates() {
+        let mut t = Tracker::default();
+        t.apply(&exit(500, 3, 50, MS));
+        t.apply(&exit(501, 3, 60, MS));
+        // Parent 50 exits; /proc names the new parent, which never calls wait() but may
+        // release it (SIGCHLD ignored).
+        t.apply(&exit(50, 1, 1, 2 * MS));
+        t.set_parent(&key(500, 3), 1, 1, Comm::new("init"));
+        assert!(!t.get(&key(500, 3)).unwrap().parent_gone);
+        let (keys, _) = t.sweep_batch(0, 10 * MS, 0, 100);
+        assert_eq!(keys, [key(500, 3)]);
+        assert_eq!(t.keys().count(), 3);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::{
     health::Health,
     metrics::Metrics,
     probe::Probe,
-    procfs::{ProcFs, ScanError},
+    procfs::{PidCursor, ProcFs, ScanError, possibly_reused},
     snapshot::Demand,
     tracker::{Applied, Event, Ns, ProcKey, Scan, Tracker},
 };
@@ -31,15 +31,20 @@ use super::{RunConfig, publish::Publisher};
 
 /// Losses are checked after every drain; a resync starts at most once per `RESYNC_MIN_GAP`.
 const RESYNC_MIN_GAP: Duration = Duration::from_secs(1);
-/// Reparented zombies' parents are read, and old zombies checked for existence, this often
-/// (when there are any).
+/// Reparented zombies' parents are read, and zombies that may have been reaped unseen
+/// checked for existence, this often (when there are any).
 const PROC_CHECK: Duration = Duration::from_secs(1);
 /// Reparented zombies re-read per check, to bound the time a check spends in /proc.
 const PARENT_REFRESH_BATCH: usize = 512;
-/// Zombies checked for existence per check (see [`Tracker::sweep_batch`]), and how old they
-/// must be.
-const SWEEP_BATCH: usize = 512;
-const SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
+/// Zombies that may have been reaped unseen (see [`Tracker::sweep_batch`]) probed per check,
+/// and how old they must be. A probe is one `kill(pid, 0)`, well under a microsecond.
+const SWEEP_BATCH: usize = 20_000;
+const SWEEP_MIN_AGE: Duration = Duration::from_millis(500);
+/// Every listed zombie, candidate or not, is re-confirmed at least this often: it still
+/// holds its pid, and that pid is still its own (see [`crate::procfs::possibly_reused`]).
+/// With the time a pass and a publication take, an entry outlives its zombie by at most
+/// ten seconds whatever the kernel missed (the README's guarantee).
+pub(crate) const CONFIRM_ALL: Duration = Duration::from_secs(5);
 /// How long a free event may come after the sweep found its zombie gone from /proc and
 /// still count as an ordinary reap: the free fires an RCU grace period after wait() and is
 /// drained on a timer, and under heavy churn both stretch to hundreds of milliseconds.
@@ -72,7 +77,10 @@ impl ResyncReason {
     }
 }
 
-type ScanTask = JoinHandle<(Result<Scan, ScanError>, Duration)>;
+/// A finished resync: the scan, how long it took, and the pid allocator's position when it
+/// started.
+type Scanned = (Result<Scan, ScanError>, Duration, Option<PidCursor>);
+type ScanTask = JoinHandle<Scanned>;
 
 /// A resync in flight: when it started and why.
 struct Resync {
@@ -102,8 +110,13 @@ pub(super) struct EventLoop {
     /// Ready once a snapshot with at least this change is published (the startup scan's).
     ready_at_seq: Option<u64>,
     /// The /proc check of reparented and possibly reaped zombies, in flight.
-    check: Option<JoinHandle<Vec<Event>>>,
+    check: Option<JoinHandle<Checked>>,
     last_check: Ns,
+    /// When the last pass over the whole table started.
+    last_confirm_all: Ns,
+    /// The pid allocator's position when the last pass over the whole table (or the first
+    /// scan) started: pids it has not passed over since cannot have changed hands.
+    pid_cursor: Option<PidCursor>,
     sweep_from: usize,
     last_event: Ns,
     asleep: bool,
@@ -141,6 +154,8 @@ impl EventLoop {
             ready_at_seq: None,
             check: None,
             last_check: now,
+            last_confirm_all: now,
+            pid_cursor: None,
             sweep_from: 0,
             last_event: now,
             asleep: false,
@@ -199,7 +214,10 @@ impl EventLoop {
                     self.check = None;
                     self.drain(probe);
                     match r {
-                        Ok(events) => {
+                        Ok(Checked { events, cursor }) => {
+                            if cursor.is_some() {
+                                self.pid_cursor = cursor;
+                            }
                             for ev in &events {
                                 self.apply(ev);
                             }
@@ -365,10 +383,12 @@ impl EventLoop {
         debug!(reason = reason.as_str(), "resync from /proc started");
         let task = tokio::task::spawn_blocking(move || {
             let t0 = std::time::Instant::now();
+            // Read before the scan: what the scan finds is its own as of this position.
+            let cursor = procfs.pid_cursor();
             let result = procfs.scan(started, |pid| {
                 crate::cgroups::id_of_pid(procfs.root(), v2_root.as_deref(), pid)
             });
-            (result, t0.elapsed())
+            (result, t0.elapsed(), cursor)
         });
         Resync {
             started,
@@ -382,9 +402,9 @@ impl EventLoop {
         &mut self,
         started: Ns,
         reason: ResyncReason,
-        result: Result<(Result<Scan, ScanError>, Duration), tokio::task::JoinError>,
+        result: Result<Scanned, tokio::task::JoinError>,
     ) {
-        let (scan, took) = match result {
+        let (scan, took, cursor) = match result {
             Ok(r) => r,
             Err(e) => {
                 warn!("the /proc scan task failed: {e}");
@@ -399,6 +419,9 @@ impl EventLoop {
                 return;
             }
         };
+        if self.pid_cursor.is_none() {
+            self.pid_cursor = cursor;
+        }
         let zombies_in_proc = scan.zombies.len();
         let Applied::Reconciled(report) = self.apply(&Event::Scanned { started, scan }) else {
             unreachable!("a scan is reconciled")
@@ -428,19 +451,19 @@ impl EventLoop {
         }
     }
 
-    /// Every [`PROC_CHECK`], when the table has candidates: reads the new parents of
-    /// zombies whose parent exited, and checks that zombies that could have been reaped
-    /// unseen still exist, on the blocking pool. What it finds comes back as events.
+    /// Every [`PROC_CHECK`]: reads the new parents of zombies whose parent exited, and
+    /// checks that zombies that could have been reaped unseen still exist; every
+    /// [`CONFIRM_ALL`], that every listed zombie still exists and still owns its pid. On the
+    /// blocking pool; what it finds comes back as events.
     ///
-    /// The sweep is part of the design, not a workaround: the reap is seen at
-    /// `sched_process_free`, and on some kernels no program on that tracepoint runs at all
-    /// for a whole RCU callback batch (3 to 133 consecutive pids), with nothing counted
-    /// anywhere (no run count, no recursion miss, no ring-buffer loss). Without the sweep
-    /// such a reaped zombie would stay in the table until the next periodic resync.
-    /// Candidates are zombies whose parent waited since they exited or whose parent exited
-    /// (see [`Tracker::sweep_batch`]), 512 a check at the most, a /proc stat read each. One
-    /// found gone leaves the table at once; its free may still be in flight (an RCU grace
-    /// period plus the drain interval), so it counts as reaped unobserved only after
+    /// This is part of the design, not a workaround: the reap is seen where the kernel
+    /// releases the task (`release_task`, where the kernel lets a program attach there) or
+    /// when it frees it (`sched_process_free`), and some kernels do not run the program on
+    /// that tracepoint for a whole RCU callback batch (3 to 133 consecutive pids), with
+    /// nothing counted anywhere (no run count, no recursion miss, no ring-buffer loss).
+    /// Without these checks such a reaped zombie would stay listed until the next periodic
+    /// resync. One found gone leaves the table at once; its free may still be in flight (an
+    /// RCU grace period plus the drain interval), so it counts as reaped unobserved only after
     /// [`VANISH_GRACE`].
     fn maybe_check(&mut self, now: Ns) {
         if self.check.is_some()
@@ -456,33 +479,71 @@ impl EventLoop {
             .take(PARENT_REFRESH_BATCH)
             .map(|z| z.key)
             .collect();
-        let (sweep, next) = self.tracker.sweep_batch(
-            self.sweep_from,
-            now.saturating_sub(SWEEP_MIN_AGE.as_nanos() as u64),
-            self.cfg.probe.wait_dedup.as_nanos() as u64,
-            SWEEP_BATCH,
-        );
-        self.sweep_from = next;
-        if parents.is_empty() && sweep.is_empty() {
+        let all = now.saturating_sub(self.last_confirm_all) >= CONFIRM_ALL.as_nanos() as u64;
+        let probes = if all {
+            self.last_confirm_all = now;
+            Probes::All {
+                keys: self.tracker.keys().collect(),
+                since: self.pid_cursor,
+            }
+        } else {
+            let (sweep, next) = self.tracker.sweep_batch(
+                self.sweep_from,
+                now.saturating_sub(SWEEP_MIN_AGE.as_nanos() as u64),
+                self.cfg.probe.wait_dedup.as_nanos() as u64,
+                SWEEP_BATCH,
+            );
+            self.sweep_from = next;
+            Probes::Candidates(sweep)
+        };
+        if parents.is_empty() && probes.is_empty() {
             return;
         }
         let procfs = self.procfs.clone();
         self.check = Some(tokio::task::spawn_blocking(move || {
-            check_proc(&procfs, &parents, &sweep, now)
+            check_proc(&procfs, &parents, probes, now)
         }));
     }
 }
 
+/// Which zombies a check probes.
+enum Probes {
+    /// Those that may have been reaped unseen: does each still hold its pid.
+    Candidates(Vec<ProcKey>),
+    /// Every listed zombie: does each still hold its pid, and is the pid still its own. The
+    /// pid allocator's position at the last such pass (`since`) tells which pids may have
+    /// changed hands since (all, when unknown).
+    All {
+        keys: Vec<ProcKey>,
+        since: Option<PidCursor>,
+    },
+}
+
+impl Probes {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Candidates(k) | Self::All { keys: k, .. } => k.is_empty(),
+        }
+    }
+}
+
+/// What a check found: events for the table, and the pid allocator's position when a pass
+/// over the whole table started.
+struct Checked {
+    events: Vec<Event>,
+    cursor: Option<PidCursor>,
+}
+
 /// What /proc says of `parents` (zombies whose parent exited: who is their parent now) and
-/// of `sweep` (zombies that may have been reaped unseen: are they still there), as events.
-fn check_proc(procfs: &ProcFs, parents: &[ProcKey], sweep: &[ProcKey], now: Ns) -> Vec<Event> {
+/// of the probed zombies (are they still there), as events.
+fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> Checked {
     let mut events = Vec::new();
     for key in parents {
         let Some(me) = procfs.info(key.pid) else {
             continue;
         };
         if me.key != *key {
-            continue; // already reaped; the free event settles it
+            continue; // already reaped; the free event or a probe settles it
         }
         let parent = procfs.info(me.ppid);
         let (start, comm) = parent.map_or((0, Default::default()), |p| (p.key.start_ticks, p.comm));
@@ -493,21 +554,32 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], sweep: &[ProcKey], now: Ns) 
             parent_comm: comm,
         });
     }
-    // Gone: no /proc/<pid> at all, or one that belongs to a newer process. A /proc entry
-    // that cannot be read or parsed right now proves nothing and is left for a later pass.
+    let (keys, since, cursor) = match probes {
+        Probes::Candidates(keys) => (keys, None, None),
+        Probes::All { keys, since } => {
+            // Read before the probes: a pid that changes hands after this is in question at
+            // the next pass.
+            let cursor = procfs.pid_cursor();
+            (keys, since, cursor)
+        }
+    };
+    // Gone: the pid is free, or (checked where the allocator may have handed it out again)
+    // it belongs to another process. A /proc entry that cannot be read or parsed right now
+    // proves nothing and is left for a later pass.
     let mut vanished = 0;
-    for key in sweep {
-        let gone = match procfs.info(key.pid) {
-            Some(p) => p.key != *key,
-            None => procfs
-                .root()
-                .join(key.pid.to_string())
-                .symlink_metadata()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
+    for key in keys {
+        let gone = if !procfs.pid_exists(key.pid) {
+            true
+        } else if cursor.is_some()
+            && since.is_none_or(|prev| possibly_reused(key.pid, prev, cursor.expect("some")))
+        {
+            procfs.info(key.pid).is_some_and(|p| p.key != key)
+        } else {
+            false
         };
         if gone {
             vanished += 1;
-            events.push(Event::Vanished { key: *key, at: now });
+            events.push(Event::Vanished { key, at: now });
         }
     }
     if vanished > 0 {
@@ -516,5 +588,5 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], sweep: &[ProcKey], now: Ns) 
             "gone from /proc before their free event; out of the table"
         );
     }
-    events
+    Checked { events, cursor }
 }
