@@ -303,14 +303,17 @@ pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<
             ..ProbeConfig::default()
         };
         match probe::Probe::load(&cfg) {
-            Ok(p) => out.push(finding(
-                "ebpf",
-                Verdict::Ok,
-                format!(
-                    "{} programs loaded and attached (then detached)",
-                    p.attached()
-                ),
-            )),
+            Ok(p) => {
+                out.push(finding(
+                    "ebpf",
+                    Verdict::Ok,
+                    format!(
+                        "{} programs loaded and attached (then detached)",
+                        p.attached()
+                    ),
+                ));
+                out.push(reap_finding(p.reap_witness()));
+            }
             Err(e) => out.push(finding("ebpf", Verdict::Fail, format!("{e:#}"))),
         }
     } else {
@@ -321,6 +324,26 @@ pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<
         ));
     }
     out
+}
+
+/// Where reaps are seen, and what follows when only the free tracepoint is there.
+pub fn reap_finding(w: &probe::ReapWitness) -> Finding {
+    match w {
+        probe::ReapWitness::Release => finding(
+            "reap",
+            Verdict::Ok,
+            "reaps seen where they happen (fentry/release_task)",
+        ),
+        probe::ReapWitness::Free { release_refused } => finding(
+            "reap",
+            Verdict::Ok,
+            format!(
+                "fentry/release_task refused ({release_refused}): reaps seen at \
+                 sched_process_free, which this kernel may skip; /proc confirms every listed \
+                 zombie, so a missed reap leaves the table within 10 s"
+            ),
+        ),
+    }
 }
 
 /// What an LSM confining this process breaks. `apparmor` is

@@ -21,6 +21,9 @@ pub enum EventKind {
     /// A process that starts a lineage (a container's init or a process entered into a
     /// container from outside) ran its first exec: an [`OriginEvent`], not a [`RawEvent`].
     Origin = 4,
+    /// A thread group leader was released (`release_task`, in the releasing task): the
+    /// reap, seen where it happens. Same meaning as [`Self::Free`], which fires later.
+    Release = 5,
 }
 
 impl EventKind {
@@ -30,6 +33,7 @@ impl EventKind {
             2 => Some(Self::Free),
             3 => Some(Self::Wait),
             4 => Some(Self::Origin),
+            5 => Some(Self::Release),
             _ => None,
         }
     }
@@ -61,7 +65,7 @@ pub mod flags {
 ///   `ppid`/`parent_start_ns`/`parent_comm` the real parent at exit, `start_ns` the group
 ///   leader's start time (CLOCK_BOOTTIME ns), `comm` the leader's comm, the three exit fields
 ///   the raw material of the wait status (see [`wait_status`]).
-/// - `Free`: `pid` = `tid` = the released leader, `start_ns` its start time.
+/// - `Free`, `Release`: `pid` = `tid` = the released leader, `start_ns` its start time.
 /// - `Wait`: `pid` is the waiting process (tgid), `tid` the waiting thread, `ppid` the pid it
 ///   waits for (0: any child), `comm` the waiter's comm.
 ///

@@ -145,13 +145,26 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     if let Some(comm) = &cfg.probe.fault_drop_free_comm {
         warn!(
             comm = %comm,
-            "fault injection: the free events of processes with this comm are dropped in the \
-             kernel (testing only)"
+            "fault injection: the reap events (release and free) of processes with this comm \
+             are dropped in the kernel (testing only)"
         );
     }
     let mut probe = Probe::load(&cfg.probe)?;
     metrics.programs_attached.set(probe.attached() as i64);
-    info!(programs = probe.attached(), "eBPF programs attached");
+    match probe.reap_witness() {
+        crate::probe::ReapWitness::Release => info!(
+            programs = probe.attached(),
+            reaps = "release_task",
+            "eBPF programs attached; reaps are seen where they happen"
+        ),
+        crate::probe::ReapWitness::Free { release_refused } => info!(
+            programs = probe.attached(),
+            reaps = "sched_process_free",
+            release_task = %release_refused,
+            "eBPF programs attached; fentry/release_task refused by this kernel, reaps are \
+             seen at sched_process_free and every listed zombie is confirmed from /proc"
+        ),
+    }
     let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
     let mut event_loop = event_loop::EventLoop::new(
         cfg.clone(),

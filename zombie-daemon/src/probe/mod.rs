@@ -10,7 +10,7 @@ use std::{os::fd::AsRawFd, path::PathBuf, time::Duration};
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
     maps::{Map, MapData, RingBuf},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, FEntry},
 };
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
@@ -81,6 +81,27 @@ impl Default for ProbeConfig {
     }
 }
 
+/// Where the reap of a process is seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReapWitness {
+    /// `fentry/release_task`: where the kernel releases the process, in the releasing task,
+    /// at once.
+    Release,
+    /// `tp_btf/sched_process_free`: when the task is freed, an RCU grace period later. The
+    /// kernel refused the release program for this reason.
+    Free { release_refused: String },
+}
+
+impl ReapWitness {
+    /// The name operators see (`check`, the log, a metric label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Release => "release_task",
+            Self::Free { .. } => "sched_process_free",
+        }
+    }
+}
+
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Probe {
     // Field order matters: the ring buffer and counters before the object that owns the links.
@@ -89,6 +110,7 @@ pub struct Probe {
     control: counters::Control,
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     attached: usize,
+    reap: ReapWitness,
     _ebpf: Ebpf,
 }
 
@@ -154,7 +176,20 @@ impl Probe {
         };
 
         let mut attached = 0;
+        // The reap where it happens if the kernel lets us; else when the task is freed.
+        let reap = match attach_release(&mut ebpf, &btf) {
+            Ok(()) => {
+                attached += 1;
+                ReapWitness::Release
+            }
+            Err(e) => ReapWitness::Free {
+                release_refused: e.to_string(),
+            },
+        };
         for name in TRACEPOINTS {
+            if name == "sched_process_free" && reap == ReapWitness::Release {
+                continue;
+            }
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| ProbeError::Map(name, "program missing from the object".into()))?
@@ -191,12 +226,18 @@ impl Probe {
             control,
             logger,
             attached,
+            reap,
             _ebpf: ebpf,
         })
     }
 
     pub fn attached(&self) -> usize {
         self.attached
+    }
+
+    /// Where reaps are seen on this kernel.
+    pub fn reap_witness(&self) -> &ReapWitness {
+        &self.reap
     }
 
     /// Seeds the kernel's lineage map with origins derived from /proc for processes that
@@ -283,6 +324,22 @@ impl Probe {
     }
 }
 
+/// Loads and attaches the release program (fentry needs BTF trampolines, and some kernels
+/// forbid attaching to functions by policy: then this fails and the caller falls back).
+fn attach_release(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), aya::programs::ProgramError> {
+    let prog: &mut FEntry = ebpf
+        .program_mut("release_task")
+        .ok_or(aya::programs::ProgramError::NotLoaded)?
+        .try_into()?;
+    prog.load("release_task", btf)?;
+    if let Err(e) = prog.attach() {
+        // Loaded but not attachable: unload so it holds nothing in the kernel.
+        let _ = prog.unload();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Turns a ring-buffer record into a tracker event; `None` for an unknown kind.
 pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
     let key = ProcKey {
@@ -321,7 +378,7 @@ pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
                 }),
             },
         }),
-        EventKind::Free => Event::Free { key, at: raw.ts_ns },
+        EventKind::Free | EventKind::Release => Event::Free { key, at: raw.ts_ns },
         // Carried by an OriginEvent, never a RawEvent.
         EventKind::Origin => return None,
         EventKind::Wait => Event::Wait {

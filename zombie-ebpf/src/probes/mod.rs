@@ -1,5 +1,6 @@
 //! What the programs share: maps, the offsets global, kernel reads and event submission.
 
+pub mod release_task;
 pub mod sched_process_exec;
 pub mod sched_process_exit;
 pub mod sched_process_fork;
@@ -175,6 +176,18 @@ pub(crate) fn bump(index: u32) -> u64 {
         }
         None => 0,
     }
+}
+
+/// Fault injection for tests (inert unless userspace set a comm): whether the reap of this
+/// task is to be dropped, as the kernel does when it never runs the program.
+#[inline(always)]
+pub(crate) fn drops_free(task: *const u8) -> Result<bool, i32> {
+    let fault = off!(fault_drop_free_comm);
+    if fault[0] == 0 {
+        return Ok(false);
+    }
+    let comm: [u64; 2] = read(task, off!(task_comm))?;
+    Ok(comm[0] == fault[0] && comm[1] == fault[1])
 }
 
 /// Counts a failed kernel read; the event is lost, so userspace resyncs from /proc.

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{finish, off, read, read_failed, read_into, reserve};
+use super::{drops_free, finish, off, read, read_failed, read_into, reserve};
 
 #[btf_tracepoint(function = "sched_process_free")]
 pub fn sched_process_free(ctx: BtfTracePointContext) -> i32 {
@@ -34,12 +34,8 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if pid != tgid {
         return Ok(());
     }
-    let fault = off!(fault_drop_free_comm);
-    if fault[0] != 0 {
-        let comm: [u64; 2] = read(task, off!(task_comm))?;
-        if comm[0] == fault[0] && comm[1] == fault[1] {
-            return Ok(());
-        }
+    if drops_free(task)? {
+        return Ok(());
     }
     let Some(mut entry) = reserve() else {
         return Ok(());
