@@ -7,9 +7,14 @@ use serde_json::Value;
 
 use crate::{
     SECOND,
-    harness::{Daemon, Workload, poll, reap},
+    harness::{Daemon, REAP_UNSEEN_CANDIDATE, Workload, poll, reap},
     pids,
 };
+
+/// Reaps the daemon counted, seen by the kernel side or found by its /proc confirmation.
+fn reaps_seen(d: &Daemon) -> f64 {
+    d.metric("zombie_reaped_total") + d.metric("zombie_reaps_unobserved_total")
+}
 
 fn unshare(args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
@@ -99,6 +104,7 @@ fn a_non_reaping_pid1_leaks_orphans_where_tini_and_dumb_init_reap_them() {
     for init in [&["tini", "--"][..], &["tini", "-s", "--"], &["dumb-init"]] {
         let mut args: Vec<&str> = init.to_vec();
         args.extend([wl.as_str(), "pid1-orphans", "3"]);
+        let seen = reaps_seen(&d);
         let (mut w, _) = Workload::spawn_cmd(&mut unshare(&args));
         let init_pid = poll("the init", SECOND, || children(w.pid()).first().copied());
         let app = poll("the program under the init", SECOND, || {
@@ -111,11 +117,23 @@ fn a_non_reaping_pid1_leaks_orphans_where_tini_and_dumb_init_reap_them() {
             (z.len() == 1).then_some(z)
         });
         assert_cause(&z[0], "parent_not_waiting", "zombie-workload", false);
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        assert!(
-            d.children_of(init_pid).is_empty(),
-            "{init:?} left zombies: {:?}",
-            d.children_of(init_pid)
+        // The init reaps the orphans (/proc says when: the program is its only child), and
+        // the daemon sees those reaps; only then does their absence from /zombies mean
+        // anything.
+        poll(
+            &format!("{init:?} to reap the 3 orphans"),
+            3 * SECOND,
+            || (children(init_pid) == [app]).then_some(()),
+        );
+        poll(
+            "3 more reaps seen by the daemon",
+            REAP_UNSEEN_CANDIDATE,
+            || (reaps_seen(&d) - seen >= 3.0).then_some(()),
+        );
+        poll(
+            &format!("no zombie left under {init:?}"),
+            REAP_UNSEEN_CANDIDATE,
+            || d.children_of(init_pid).is_empty().then_some(()),
         );
         unsafe { libc::kill(init_pid, libc::SIGKILL) };
         w.wait();

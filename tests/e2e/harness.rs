@@ -108,6 +108,50 @@ pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// The daemon's documented bounds (README, "When the kernel loses events"): how long after
+/// its reap a zombie can still be listed.
+///
+/// A reap the kernel reported.
+pub const REAP_SEEN: Duration = Duration::from_secs(2);
+/// A reap the kernel never reported, of a zombie whose parent waited, exited or handed it
+/// to a new parent since it exited.
+pub const REAP_UNSEEN_CANDIDATE: Duration = Duration::from_secs(3);
+
+/// How a reap test runs the daemon: as it ships, and with every reap event (release and
+/// free) of processes with the given comm dropped in the kernel, so that only the /proc
+/// confirmation can take the reaped zombies out.
+#[derive(Clone, Copy, Debug)]
+pub enum Reaps {
+    Seen,
+    Dropped(&'static str),
+}
+
+impl Reaps {
+    /// Both ways, the second dropping the reaps of `comm`.
+    pub fn both(comm: &'static str) -> [Self; 2] {
+        [Self::Seen, Self::Dropped(comm)]
+    }
+
+    pub fn start(self, extra: &[&str]) -> Daemon {
+        match self {
+            Self::Seen => Daemon::start_with(extra),
+            Self::Dropped(comm) => {
+                let mut args = vec!["--fault-drop-free-comm", comm];
+                args.extend_from_slice(extra);
+                Daemon::start_with(&args)
+            }
+        }
+    }
+
+    /// The documented bound for a reaped candidate zombie to leave /zombies.
+    pub fn bound(self) -> Duration {
+        match self {
+            Self::Seen => REAP_SEEN,
+            Self::Dropped(_) => REAP_UNSEEN_CANDIDATE,
+        }
+    }
+}
+
 /// A running `zombie-daemon run`, stopped on drop.
 pub struct Daemon {
     child: Child,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     SECOND,
-    harness::{Daemon, Workload, poll, reap},
+    harness::{Daemon, REAP_SEEN, REAP_UNSEEN_CANDIDATE, Workload, poll, reap},
     pids,
 };
 
@@ -50,13 +50,13 @@ fn reaps_without_a_free_event_leave_the_table_and_are_counted_exactly() {
     control.send("reap");
     control.read_json();
     // The control's frees arrive: gone at once, as ever.
-    poll("the control's zombies reaped", 2 * SECOND, || {
+    poll("the control's zombies reaped", REAP_SEEN, || {
         control_kids.iter().all(|p| !d.has_pid(*p)).then_some(())
     });
-    // The dropped ones: the sweep finds them gone from /proc within seconds.
+    // The dropped ones: the /proc confirmation finds them gone.
     poll(
         "the zombies whose free never came out of the table",
-        6 * SECOND,
+        REAP_UNSEEN_CANDIDATE,
         || lost_kids.iter().all(|p| !d.has_pid(*p)).then_some(()),
     );
     expect_unobserved(&d, before, 25.0);
@@ -80,8 +80,62 @@ fn zombies_of_a_dead_parent_reaped_without_a_free_event_are_swept() {
     for pid in &kids {
         reap(*pid);
     }
-    poll("the orphans out of the table", 6 * SECOND, || {
-        kids.iter().all(|p| !d.has_pid(*p)).then_some(())
-    });
+    poll(
+        "the orphans out of the table",
+        REAP_UNSEEN_CANDIDATE,
+        || kids.iter().all(|p| !d.has_pid(*p)).then_some(()),
+    );
     expect_unobserved(&d, before, 10.0);
+}
+
+/// A mass release: a parent dies with 2,000 zombies under a subreaper that ignores SIGCHLD,
+/// so the kernel releases them all at once in the parent's exit, and none of their reaps is
+/// reported; meanwhile a waiting parent reaps 20 more, unreported too. All of them leave the
+/// table within the bound, and each is counted once.
+#[test]
+fn two_thousand_zombies_released_at_once_without_a_reap_event_leave_within_the_bound() {
+    const N: usize = 2_000;
+    let d = Daemon::start_with(&["--fault-drop-free-comm", LOST]);
+    let (mut reaper, hello) =
+        Workload::spawn(&["orphans-to-ignoring-reaper", &N.to_string(), LOST]);
+    let kids = pids(&hello, "children");
+    let middle = hello["middle"].as_i64().unwrap() as i32;
+    let (mut waiter, hello) = Workload::spawn(&["never-wait", "20", LOST]);
+    let waited = pids(&hello, "children");
+    poll(&format!("{} zombies listed", N + 20), 10 * SECOND, || {
+        let zs = d.zombies();
+        let of = |p: i32| {
+            zs.iter()
+                .filter(|z| z["ppid"].as_i64() == Some(p as i64))
+                .count()
+        };
+        (of(middle) == N && of(waiter.pid()) == 20).then_some(())
+    });
+    let before = unobserved(&d);
+    reaper.send("release");
+    assert_eq!(reaper.read_json()["released"], true);
+    waiter.send("reap");
+    waiter.read_json();
+    let t = std::time::Instant::now();
+    poll(
+        "every released zombie out of the table",
+        REAP_UNSEEN_CANDIDATE,
+        || {
+            let listed: std::collections::HashSet<i64> = d
+                .zombies()
+                .iter()
+                .filter_map(|z| z["pid"].as_i64())
+                .collect();
+            kids.iter()
+                .chain(&waited)
+                .all(|p| !listed.contains(&(*p as i64)))
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "{} released zombies out of the table {:?} after the release",
+        N + 20,
+        t.elapsed()
+    );
+    expect_unobserved(&d, before, (N + 20) as f64);
 }

@@ -218,6 +218,46 @@ fn main() {
             ));
             serve(&mut kids);
         }
+        Some("orphans-to-ignoring-reaper") => {
+            // A subreaper that ignores SIGCHLD, a middle process with N zombie children
+            // (named COMM); on `release` the middle exits and the kernel releases its zombies
+            // at once in the middle's exit, without anyone calling wait().
+            let n = arg(&args, 2, 1);
+            let comm = args.get(3).cloned().unwrap_or_else(|| "zd-orphan".into());
+            let mut fds = [0; 2];
+            // SAFETY: plain syscalls with valid pointers; single-threaded at this point.
+            unsafe {
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            }
+            // SAFETY: the middle child only forks, writes and reads, then _exits.
+            let middle = unsafe { libc::fork() };
+            if middle == 0 {
+                let kids: Vec<i32> = (0..n).map(|_| fork_named_exit(&comm, 4)).collect();
+                say(&format!(
+                    "{{\"pid\":{me},\"middle\":{},\"children\":{}}}",
+                    std::process::id(),
+                    pids_json(&kids)
+                ));
+                let mut b = [0u8; 1];
+                // SAFETY: reading one byte into a local buffer.
+                unsafe {
+                    libc::read(fds[0], b.as_mut_ptr().cast(), 1);
+                    libc::_exit(0);
+                }
+            }
+            assert!(middle > 0, "fork failed");
+            // SAFETY: setting a disposition; the middle has its own copy (default).
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "release" {
+                    // SAFETY: writing one byte from a local buffer.
+                    unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+                    say("{\"released\":true}");
+                }
+            }
+        }
         Some("ignore-sigchld") => {
             // SAFETY: setting a disposition at start, single-threaded.
             unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
@@ -245,8 +285,18 @@ fn main() {
         Some("leader-exits-first") => {
             let n = arg(&args, 2, 4);
             let ms = arg(&args, 3, 1000);
-            for _ in 0..n {
+            for i in 0..n {
                 thread::spawn(move || {
+                    if i == 0 {
+                        // Once the leader is gone, a marker: a child that becomes a zombie
+                        // (`{"marker":PID}`). Events reach the daemon in order, so once it
+                        // lists the marker it has seen whatever the leader's exit made.
+                        let stat = format!("/proc/{me}/task/{me}/stat");
+                        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        say(&format!("{{\"marker\":{}}}", fork_exit(9)));
+                    }
                     thread::sleep(Duration::from_millis(ms));
                     // SAFETY: ends the whole process from the last thread standing.
                     unsafe { libc::_exit(0) };
