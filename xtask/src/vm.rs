@@ -160,6 +160,8 @@ struct Outcome {
 struct KernelRun {
     kernel: String,
     release: String,
+    /// Where the daemon saw reaps on this kernel (its `check`'s `reap` line).
+    reaps: String,
     outcomes: BTreeMap<String, Outcome>,
     wall: Duration,
     /// Why the run as a whole failed (boot, timeout), if it did.
@@ -811,6 +813,7 @@ fn boot_and_test(k: &Kernel, bins: &Binaries) -> KernelRun {
     let mut run = KernelRun {
         kernel: k.series.to_string(),
         release: k.release.clone(),
+        reaps: String::new(),
         outcomes: BTreeMap::new(),
         wall: Duration::ZERO,
         error: None,
@@ -894,6 +897,7 @@ fn boot(k: &Kernel, bins: &Binaries, run: &mut KernelRun) -> anyhow::Result<()> 
         std::thread::sleep(Duration::from_millis(200));
     };
     run.outcomes = read_outcomes(&share);
+    run.reaps = reap_witness(&share);
     if let Ok(r) = fs::read_to_string(share.join("release")) {
         run.release = r.trim().to_string();
     }
@@ -986,14 +990,29 @@ fn run_on_host(bins: &Binaries) -> anyhow::Result<KernelRun> {
         .trim()
         .to_string();
     let outcomes = read_outcomes(&results);
+    let reaps = reap_witness(&results);
     keep_logs(HOST, &dir.0, &results);
     Ok(KernelRun {
         kernel: HOST.to_string(),
         release,
+        reaps,
         outcomes,
         wall: t.elapsed(),
         error: (!st.success()).then(|| format!("the test runner failed ({st})")),
     })
+}
+
+/// Where the daemon saw reaps in a run, from its `check` output: the release program where
+/// the kernel lets it attach, else the free tracepoint.
+fn reap_witness(results: &Path) -> String {
+    let log = fs::read_to_string(results.join("check.log")).unwrap_or_default();
+    if log.contains("(fentry/release_task)") {
+        "release_task".into()
+    } else if log.contains("fentry/release_task refused") {
+        "sched_process_free".into()
+    } else {
+        "unknown".into()
+    }
 }
 
 fn table(runs: &[KernelRun]) -> String {
@@ -1019,6 +1038,11 @@ fn table(runs: &[KernelRun]) -> String {
     write!(s, "{:<w$}", "release").unwrap();
     for r in runs {
         write!(s, " | {:<18}", r.release).unwrap();
+    }
+    writeln!(s).unwrap();
+    write!(s, "{:<w$}", "reaps seen at").unwrap();
+    for r in runs {
+        write!(s, " | {:<18}", r.reaps).unwrap();
     }
     writeln!(s).unwrap();
     write!(s, "{:<w$}", "wall time").unwrap();
@@ -1065,6 +1089,11 @@ fn write_readme(runs: &[KernelRun]) -> anyhow::Result<()> {
         }
         writeln!(t)?;
     }
+    write!(t, "| reaps seen at (`check`) |")?;
+    for r in runs {
+        write!(t, " `{}` |", r.reaps)?;
+    }
+    writeln!(t)?;
     write!(t, "| wall time of the run |")?;
     for r in runs {
         write!(t, " {:.0} s |", r.wall.as_secs_f64())?;

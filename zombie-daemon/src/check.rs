@@ -308,8 +308,13 @@ pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<
                     "ebpf",
                     Verdict::Ok,
                     format!(
-                        "{} programs loaded and attached (then detached)",
-                        p.attached()
+                        "{} programs loaded and attached (then detached); task fields read {}",
+                        p.attached(),
+                        if p.direct_reads() {
+                            "with plain loads"
+                        } else {
+                            "through bpf_probe_read_kernel (this verifier refused plain loads)"
+                        }
                     ),
                 ));
                 out.push(reap_finding(p.reap_witness()));

@@ -30,6 +30,17 @@ pub enum Command {
     Check(CheckArgs),
     /// Audit every container's PID 1: does it reap orphans, does it stop on SIGTERM?
     Audit(AuditArgs),
+    /// Benchmarking only (hidden): attach empty programs on the daemon's hooks and hold them
+    /// until stdin closes, so `cargo xtask bench` can measure the kernel's floor.
+    #[command(hide = true)]
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The kernel's BTF.
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf_path: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ fn main() {
             Command::List(args) => commands::list::run(args).await.map(|()| 0),
             Command::Check(args) => commands::check::run(args),
             Command::Audit(args) => commands::audit::run(args).await.map(|()| 0),
+            Command::Calibrate(args) => calibrate(&args),
         }
     });
     // Don't wait for blocking /proc scans still in flight.
@@ -71,6 +72,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         show_cmdlines: args.show_cmdlines,
     };
     daemon::run(cfg).await
+}
+
+/// Holds the empty programs (see `probe::Floor`) until stdin closes; says which attached.
+fn calibrate(args: &cli::CalibrateArgs) -> anyhow::Result<i32> {
+    let floor = zombie_daemon::probe::Floor::attach(&args.btf_path)?;
+    println!("{}", serde_json::json!({ "attached": floor.attached() }));
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    Ok(0)
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

@@ -278,6 +278,12 @@ pub struct Offsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// Non-zero: the programs load fields of the kernel objects they are handed (BTF
+    /// pointers) directly, at these offsets, which the verifier knows as constants (this
+    /// global is read-only and frozen), instead of through `bpf_probe_read_kernel`. Userspace
+    /// sets it, and clears it again if the running kernel's verifier refuses such a load.
+    pub direct_reads: u32,
+    pub _pad2: u32,
 }
 
 impl Offsets {
@@ -314,6 +320,8 @@ impl Offsets {
         task_mm: 0,
         mm_arg_start: 0,
         mm_arg_end: 0,
+        direct_reads: 0,
+        _pad2: 0,
     };
 }
 

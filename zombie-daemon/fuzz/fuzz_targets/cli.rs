@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(ring.is_power_of_two() && ring >= 4096, "{ring}");
                 assert!((1..=1000).contains(&run.drain_interval_ms));
             }
-            Command::List(_) | Command::Check(_) | Command::Audit(_) => {}
+            Command::List(_) | Command::Check(_) | Command::Audit(_) | Command::Calibrate(_) => {}
         },
         Err(e) => {
             let text = e.render().to_string();

@@ -554,6 +554,7 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
             parent_comm: comm,
         });
     }
+    let started = std::time::Instant::now();
     let (keys, since, cursor) = match probes {
         Probes::Candidates(keys) => (keys, None, None),
         Probes::All { keys, since } => {
@@ -566,13 +567,14 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
     // Gone: the pid is free, or (checked where the allocator may have handed it out again)
     // it belongs to another process. A /proc entry that cannot be read or parsed right now
     // proves nothing and is left for a later pass.
-    let mut vanished = 0;
+    let (mut vanished, mut reread, probed) = (0, 0, keys.len());
     for key in keys {
         let gone = if !procfs.pid_exists(key.pid) {
             true
         } else if cursor.is_some()
             && since.is_none_or(|prev| possibly_reused(key.pid, prev, cursor.expect("some")))
         {
+            reread += 1;
             procfs.info(key.pid).is_some_and(|p| p.key != key)
         } else {
             false
@@ -586,6 +588,15 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
         debug!(
             zombies = vanished,
             "gone from /proc before their free event; out of the table"
+        );
+    }
+    if cursor.is_some() {
+        debug!(
+            zombies = probed,
+            reread,
+            gone = vanished,
+            took_us = started.elapsed().as_micros() as u64,
+            "confirmed every listed zombie"
         );
     }
     Checked { events, cursor }

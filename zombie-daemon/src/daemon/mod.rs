@@ -154,11 +154,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     match probe.reap_witness() {
         crate::probe::ReapWitness::Release => info!(
             programs = probe.attached(),
+            direct_reads = probe.direct_reads(),
             reaps = "release_task",
             "eBPF programs attached; reaps are seen where they happen"
         ),
         crate::probe::ReapWitness::Free { release_refused } => info!(
             programs = probe.attached(),
+            direct_reads = probe.direct_reads(),
             reaps = "sched_process_free",
             release_task = %release_refused,
             "eBPF programs attached; fentry/release_task refused by this kernel, reaps are \

@@ -111,6 +111,7 @@ pub struct Probe {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     attached: usize,
     reap: ReapWitness,
+    direct_reads: bool,
     _ebpf: Ebpf,
 }
 
@@ -155,12 +156,27 @@ impl Probe {
                 source,
             }
         })?;
+        // Plain loads of task fields where this kernel's verifier takes them (see
+        // `zombie_ebpf::Offsets::direct_reads`), else helper reads.
+        offsets.direct_reads = 1;
+        match Self::load_with(cfg, offsets, &btf) {
+            Ok(p) => Ok(p),
+            Err(e @ ProbeError::Program { .. }) => {
+                debug!("direct loads refused ({e}); loading with helper reads");
+                offsets.direct_reads = 0;
+                Self::load_with(cfg, offsets, &btf)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn load_with(cfg: &ProbeConfig, offsets: Offsets, btf: &Btf) -> Result<Self, ProbeError> {
         let pod = PodOffsets(offsets);
         let cpus = aya::util::nr_cpus()
             .map_err(|(path, e)| ProbeError::Map("COUNTERS", format!("cannot read {path}: {e}")))?
             as u32;
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+            .btf(Some(btf))
             .override_global("OFFSETS", &pod, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .map_max_entries("COUNTERS", counters::slots(cpus))
@@ -177,7 +193,7 @@ impl Probe {
 
         let mut attached = 0;
         // The reap where it happens if the kernel lets us; else when the task is freed.
-        let reap = match attach_release(&mut ebpf, &btf) {
+        let reap = match attach_release(&mut ebpf, btf) {
             Ok(()) => {
                 attached += 1;
                 ReapWitness::Release
@@ -195,7 +211,7 @@ impl Probe {
                 .ok_or_else(|| ProbeError::Map(name, "program missing from the object".into()))?
                 .try_into()
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.load(name, &btf)
+            prog.load(name, btf)
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.attach()
                 .map_err(|source| ProbeError::Program { name, source })?;
@@ -227,8 +243,14 @@ impl Probe {
             logger,
             attached,
             reap,
+            direct_reads: offsets.direct_reads != 0,
             _ebpf: ebpf,
         })
+    }
+
+    /// Whether the programs load task fields directly (else through helper reads).
+    pub fn direct_reads(&self) -> bool {
+        self.direct_reads
     }
 
     pub fn attached(&self) -> usize {
@@ -321,6 +343,70 @@ impl Probe {
             self.counters.get(zombie_ebpf::counters::LOST),
             self.counters.get(zombie_ebpf::counters::READ_ERRORS),
         )
+    }
+}
+
+/// The empty programs of the benchmark's calibration (see the eBPF crate's `floor`), on the
+/// same hooks as the real ones, attached while the value lives.
+pub struct Floor {
+    attached: Vec<&'static str>,
+    _ebpf: Ebpf,
+}
+
+/// The floor programs: (program, tracepoint); `floor_release` is the fentry one.
+const FLOOR: [(&str, &str); 5] = [
+    ("floor_exit", "sched_process_exit"),
+    ("floor_free", "sched_process_free"),
+    ("floor_wait", "sched_process_wait"),
+    ("floor_fork", "sched_process_fork"),
+    ("floor_exec", "sched_process_exec"),
+];
+
+impl Floor {
+    /// Loads and attaches the empty programs (the release one where fentry is allowed).
+    pub fn attach(btf_path: &std::path::Path) -> Result<Self, ProbeError> {
+        let btf =
+            Btf::parse_file(btf_path, Endianness::default()).map_err(|source| ProbeError::Btf {
+                path: btf_path.display().to_string(),
+                source,
+            })?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(OBJECT)
+            .map_err(ProbeError::Load)?;
+        let mut attached = Vec::new();
+        for (name, tp) in FLOOR {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| ProbeError::Map(name, "program missing from the object".into()))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load(tp, &btf)
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            attached.push(name);
+        }
+        let release: Result<(), aya::programs::ProgramError> = (|| {
+            let prog: &mut FEntry = ebpf
+                .program_mut("floor_release")
+                .ok_or(aya::programs::ProgramError::NotLoaded)?
+                .try_into()?;
+            prog.load("release_task", &btf)?;
+            prog.attach()?;
+            Ok(())
+        })();
+        if release.is_ok() {
+            attached.push("floor_release");
+        }
+        Ok(Self {
+            attached,
+            _ebpf: ebpf,
+        })
+    }
+
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
     }
 }
 

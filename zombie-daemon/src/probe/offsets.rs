@@ -170,6 +170,8 @@ pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
         task_mm: r.offset(task, "mm")?,
         mm_arg_start: r.offset("mm_struct", "arg_start")?,
         mm_arg_end: r.offset("mm_struct", "arg_end")?,
+        direct_reads: 0,
+        _pad2: 0,
     };
     Ok(offsets)
 }

@@ -1,5 +1,6 @@
 //! What the programs share: maps, the offsets global, kernel reads and event submission.
 
+pub mod floor;
 pub mod release_task;
 pub mod sched_process_exec;
 pub mod sched_process_exit;
@@ -51,20 +52,21 @@ pub(crate) static ORIGINS: LruHashMap<u32, OriginRecord> = LruHashMap::with_max_
 /// The pid ids of a task: (pid, tgid).
 #[inline(always)]
 pub(crate) fn ids(task: *const u8) -> Result<(u32, u32), i32> {
-    // pid and tgid are adjacent ints in task_struct: one read when the layout allows.
-    if off!(task_tgid) == off!(task_pid) + 4 {
+    if off!(direct_reads) == 0 && off!(task_tgid) == off!(task_pid) + 4 {
+        // pid and tgid are adjacent ints in task_struct: one helper call when the layout
+        // allows.
         let ids: [u32; 2] = read(task, off!(task_pid))?;
         Ok((ids[0], ids[1]))
     } else {
-        Ok((read(task, off!(task_pid))?, read(task, off!(task_tgid))?))
+        Ok((field(task, off!(task_pid))?, field(task, off!(task_tgid))?))
     }
 }
 
 /// A task's `struct pid` and the depth of its PID namespace (0: the initial one).
 #[inline(always)]
 pub(crate) fn pid_level(task: *const u8) -> Result<(*const u8, u32), i32> {
-    let pid: *const u8 = read(task, off!(task_thread_pid))?;
-    Ok((pid, read(pid, off!(pid_level))?))
+    let pid: *const u8 = field(task, off!(task_thread_pid))?;
+    Ok((pid, field(pid, off!(pid_level))?))
 }
 
 /// The number a `struct pid` has in the namespace at `level` (1: that namespace's init).
@@ -88,6 +90,39 @@ pub(crate) use off;
 pub(crate) fn volatile<T: Copy>(field: *const T) -> T {
     // SAFETY: `field` points into our own read-only global.
     unsafe { core::ptr::read_volatile(field) }
+}
+
+/// One field of a kernel object the program was handed (a BTF pointer: a tracepoint's or
+/// fentry's argument, or a pointer field loaded from one with this same function) at a
+/// constant offset. Where userspace set `direct_reads`, a plain load: the verifier knows the
+/// offset (a read-only global) and checks it names a field of that size in the object's BTF
+/// type, and the kernel's exception table turns a fault into a zero; no helper call. Else
+/// through `bpf_probe_read_kernel`. The branch not taken is dead code the verifier drops
+/// unchecked, because the flag is a known constant to it.
+#[inline(always)]
+pub(crate) fn field<T: Copy>(base: *const u8, off: u32) -> Result<T, i32> {
+    if off!(direct_reads) != 0 {
+        // SAFETY: see above; a bad address yields zero, never a fault.
+        Ok(unsafe { core::ptr::read_volatile(base.wrapping_add(off as usize).cast::<T>()) })
+    } else {
+        read(base, off)
+    }
+}
+
+/// [`field`], written straight into `dst` (ring-buffer memory).
+#[inline(always)]
+pub(crate) fn field_into<T: Copy>(dst: *mut T, base: *const u8, off: u32) -> Result<(), i32> {
+    if off!(direct_reads) != 0 {
+        // SAFETY: as in `field`; `dst` points into a reserved record.
+        unsafe {
+            dst.write(core::ptr::read_volatile(
+                base.wrapping_add(off as usize).cast::<T>(),
+            ))
+        };
+        Ok(())
+    } else {
+        read_into(dst, base, off)
+    }
 }
 
 /// Reads `size_of::<T>()` bytes at `base + off` straight into `dst` (e.g. ring-buffer memory).

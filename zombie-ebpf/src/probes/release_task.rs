@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{drops_free, finish, ids, off, read_failed, read_into, reserve};
+use super::{drops_free, field_into, finish, ids, off, read_failed, reserve};
 
 #[fentry(function = "release_task")]
 pub fn release_task(ctx: FEntryContext) -> i32 {
@@ -49,7 +49,7 @@ fn try_release(ctx: &FEntryContext) -> Result<(), i32> {
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).pid = tgid;
         (*ev).tid = pid;
-        read_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
+        field_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
     };
     finish(entry, filled)
 }

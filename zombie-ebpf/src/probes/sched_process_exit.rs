@@ -11,7 +11,9 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags, origin};
 
-use super::{ORIGINS, finish, ids, off, pid_level, read, read_failed, read_into, reserve};
+use super::{
+    ORIGINS, field, field_into, finish, ids, off, pid_level, read_failed, read_into, reserve,
+};
 
 /// SIG_IGN as stored in `sa_handler`.
 const SIG_IGN: u64 = 1;
@@ -30,20 +32,20 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let task: *const u8 = ctx.arg(0);
-    let signal: *const u8 = read(task, off!(task_signal))?;
+    let signal: *const u8 = field(task, off!(task_signal))?;
     let group_dead = if off!(exit_has_group_dead) != 0 {
         let dead: u64 = ctx.arg(1);
         dead & 0xff != 0
     } else {
         // do_exit() decrements signal->live before this tracepoint; 0 means no thread is left.
-        read::<i32>(signal, off!(signal_live))? == 0
+        field::<i32>(signal, off!(signal_live))? == 0
     };
     if !group_dead {
         return Ok(());
     }
     // The zombie is the group leader, which may have exited long before this last thread.
-    let leader: *const u8 = read(task, off!(task_group_leader))?;
-    let parent: *const u8 = read(leader, off!(task_real_parent))?;
+    let leader: *const u8 = field(task, off!(task_group_leader))?;
+    let parent: *const u8 = field(leader, off!(task_real_parent))?;
 
     let Some(mut entry) = reserve() else {
         return Ok(());
@@ -71,14 +73,14 @@ fn fill(
         let (tid, tgid) = ids(task)?;
         (*ev).tid = tid;
         (*ev).pid = tgid;
-        read_into(&raw mut (*ev).start_ns, leader, off!(task_start_boottime))?;
-        read_into(&raw mut (*ev).exit_code, leader, off!(task_exit_code))?;
-        read_into(
+        field_into(&raw mut (*ev).start_ns, leader, off!(task_start_boottime))?;
+        field_into(&raw mut (*ev).exit_code, leader, off!(task_exit_code))?;
+        field_into(
             &raw mut (*ev).group_exit_code,
             signal,
             off!(signal_group_exit_code),
         )?;
-        read_into(&raw mut (*ev).signal_flags, signal, off!(signal_flags))?;
+        field_into(&raw mut (*ev).signal_flags, signal, off!(signal_flags))?;
         read_into::<[u8; COMM_LEN]>(&raw mut (*ev).comm, leader, off!(task_comm))?;
         fill_origin(ev, tgid, leader)?;
         if read_parent(ev, parent, leader).is_err() {
@@ -100,24 +102,24 @@ fn fill(
 }
 
 /// Where the process's lineage starts. Its record is consumed: no fork can follow the
-/// group's exit.
+/// group's exit. Processes of the initial PID namespace never have one (the fork program
+/// records container processes only), so they cost no map access.
 #[inline(always)]
 fn fill_origin(ev: *mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i32> {
+    let in_container = pid_level(leader)?.1 != 0;
     // SAFETY: as in `fill`; the map value is copied out at once.
     unsafe {
-        if let Some(r) = ORIGINS.get(tgid) {
+        (*ev).origin_pid = 0;
+        (*ev).origin_start_ns = 0;
+        if !in_container {
+            (*ev).origin_kind = origin::HOST;
+        } else if let Some(r) = ORIGINS.get(tgid) {
             (*ev).origin_kind = r.kind;
             (*ev).origin_pid = r.pid;
             (*ev).origin_start_ns = r.start_ns;
             let _ = ORIGINS.remove(tgid);
         } else {
-            (*ev).origin_kind = if pid_level(leader)?.1 == 0 {
-                origin::HOST
-            } else {
-                origin::UNKNOWN
-            };
-            (*ev).origin_pid = 0;
-            (*ev).origin_start_ns = 0;
+            (*ev).origin_kind = origin::UNKNOWN;
         }
     }
     Ok(())
@@ -129,23 +131,23 @@ fn fill_origin(ev: *mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i3
 fn read_parent(ev: *mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
     // SAFETY: as in `fill`.
     unsafe {
-        read_into(&raw mut (*ev).ppid, parent, off!(task_tgid))?;
-        read_into(
+        field_into(&raw mut (*ev).ppid, parent, off!(task_tgid))?;
+        field_into(
             &raw mut (*ev).parent_start_ns,
             parent,
             off!(task_start_boottime),
         )?;
         read_into::<[u8; COMM_LEN]>(&raw mut (*ev).parent_comm, parent, off!(task_comm))?;
-        let exit_signal: i32 = read(leader, off!(task_exit_signal))?;
-        let ptrace: u32 = read(leader, off!(task_ptrace))?;
+        let exit_signal: i32 = field(leader, off!(task_exit_signal))?;
+        let ptrace: u32 = field(leader, off!(task_ptrace))?;
         if ptrace != 0 {
             (*ev).flags |= flags::PTRACED;
         } else if exit_signal != off!(sigchld) as i32 {
             (*ev).flags |= flags::NON_SIGCHLD;
         } else {
-            let sighand: *const u8 = read(parent, off!(task_sighand))?;
-            let handler: u64 = read(sighand, off!(sighand_sigchld_handler))?;
-            let sa_flags: u64 = read(sighand, off!(sighand_sigchld_flags))?;
+            let sighand: *const u8 = field(parent, off!(task_sighand))?;
+            let handler: u64 = field(sighand, off!(sighand_sigchld_handler))?;
+            let sa_flags: u64 = field(sighand, off!(sighand_sigchld_flags))?;
             if handler == SIG_IGN || sa_flags & off!(sa_nocldwait) as u64 != 0 {
                 (*ev).flags |= flags::AUTOREAP;
             }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{OriginRecord, origin};
 
-use super::{ORIGINS, ids, off, pid_level, pid_nr_at, read, read_failed};
+use super::{ORIGINS, field, ids, off, pid_level, pid_nr_at, read_failed};
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
@@ -52,7 +52,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
             flags: 0,
             pid: tgid,
             _pad: 0,
-            start_ns: read(child, off!(task_start_boottime))?,
+            start_ns: field(child, off!(task_start_boottime))?,
         }
     } else {
         // The forking task is the current one.
@@ -67,7 +67,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 flags: origin::CAPTURED,
                 pid: parent_tgid,
                 _pad: 0,
-                start_ns: read(parent, off!(task_start_boottime))?,
+                start_ns: field(parent, off!(task_start_boottime))?,
             },
             None => return Ok(()),
         }

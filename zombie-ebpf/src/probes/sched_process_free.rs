@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{drops_free, finish, off, read, read_failed, read_into, reserve};
+use super::{drops_free, field_into, finish, ids, off, read_failed, reserve};
 
 #[btf_tracepoint(function = "sched_process_free")]
 pub fn sched_process_free(ctx: BtfTracePointContext) -> i32 {
@@ -23,12 +23,7 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let task: *const u8 = ctx.arg(0);
-    let (pid, tgid): (u32, u32) = if off!(task_tgid) == off!(task_pid) + 4 {
-        let ids: [u32; 2] = read(task, off!(task_pid))?;
-        (ids[0], ids[1])
-    } else {
-        (read(task, off!(task_pid))?, read(task, off!(task_tgid))?)
-    };
+    let (pid, tgid) = ids(task)?;
     // Threads (and a leader replaced by exec from another thread, whose pid was swapped)
     // are not processes.
     if pid != tgid {
@@ -48,7 +43,7 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).pid = tgid;
         (*ev).tid = pid;
-        read_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
+        field_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
     };
     finish(entry, filled)
 }

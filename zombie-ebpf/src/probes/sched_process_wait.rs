@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{WAIT_SEEN, finish, off, read, read_failed, reserve};
+use super::{WAIT_SEEN, field, finish, off, read_failed, reserve};
 
 #[btf_tracepoint(function = "sched_process_wait")]
 pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
@@ -44,7 +44,7 @@ fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let target_pid: u32 = if target.is_null() {
         0
     } else {
-        read(target, off!(pid_numbers_nr))?
+        field(target, off!(pid_numbers_nr))?
     };
     let Some(mut entry) = reserve() else {
         return Ok(());
