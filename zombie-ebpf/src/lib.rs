@@ -65,7 +65,7 @@ pub mod flags {
 ///   `ppid`/`parent_start_ns`/`parent_comm` the real parent at exit, `start_ns` the group
 ///   leader's start time (CLOCK_BOOTTIME ns), `comm` the leader's comm, the three exit fields
 ///   the raw material of the wait status (see [`wait_status`]).
-/// - `Free`, `Release`: `pid` = `tid` = the released leader, `start_ns` its start time.
+/// - `Free`, `Release`: carried by a [`ReapEvent`], never a `RawEvent`.
 /// - `Wait`: `pid` is the waiting process (tgid), `tid` the waiting thread, `ppid` the pid it
 ///   waits for (0: any child), `comm` the waiter's comm.
 ///
@@ -133,6 +133,34 @@ impl RawEvent {
         }
         // SAFETY: length checked; every bit pattern is a valid RawEvent (plain integers and
         // byte arrays); read_unaligned makes no alignment assumption about the slice.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// The reap of a process (`Free` or `Release`): all a reap needs, a quarter of a
+/// [`RawEvent`]. 8-byte aligned, a multiple of 8 bytes.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct ReapEvent {
+    /// [`EventKind::Free`] or [`EventKind::Release`].
+    pub kind: u32,
+    /// The released leader (its tgid).
+    pub pid: u32,
+    /// When, CLOCK_BOOTTIME ns.
+    pub ts_ns: u64,
+    /// Its start time, CLOCK_BOOTTIME ns.
+    pub start_ns: u64,
+}
+
+impl ReapEvent {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// Reads a record from ring-buffer bytes; `None` if it is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: as in RawEvent::from_bytes.
         Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
     }
 }
@@ -366,6 +394,7 @@ mod tests {
         assert_eq!(RawEvent::SIZE % 8, 0);
         assert_eq!(core::mem::align_of::<RawEvent>(), 8);
         assert_eq!(OriginEvent::SIZE % 8, 0);
+        assert_eq!(ReapEvent::SIZE, 24);
         assert_eq!(core::mem::size_of::<OriginRecord>(), 24);
         assert_eq!(core::mem::size_of::<Offsets>() % 8, 0);
     }

@@ -14,7 +14,7 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
-use zombie_ebpf::{EventKind, Offsets, OriginEvent, RawEvent, flags};
+use zombie_ebpf::{EventKind, Offsets, OriginEvent, RawEvent, ReapEvent, flags};
 
 use crate::tracker::{
     Comm, Event, Exit, ExitFlags, Origin, OriginInfo, OriginKind, OriginSeen, ProcKey,
@@ -309,10 +309,15 @@ impl Probe {
         let mut bad = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            let ev = if zombie_ebpf::record_kind(&item) == Some(EventKind::Origin as u32) {
-                OriginEvent::from_bytes(&item).map(|o| decode_origin(&o, ticks))
-            } else {
-                RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks))
+            let kind = zombie_ebpf::record_kind(&item).and_then(EventKind::from_u32);
+            let ev = match kind {
+                Some(EventKind::Origin) => {
+                    OriginEvent::from_bytes(&item).map(|o| decode_origin(&o, ticks))
+                }
+                Some(EventKind::Free | EventKind::Release) => {
+                    ReapEvent::from_bytes(&item).map(|r| decode_reap(&r, ticks))
+                }
+                _ => RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, ticks)),
             };
             match ev {
                 Some(ev) => out.push(ev),
@@ -464,15 +469,25 @@ pub fn decode(raw: &RawEvent, ticks: &TickConverter) -> Option<Event> {
                 }),
             },
         }),
-        EventKind::Free | EventKind::Release => Event::Free { key, at: raw.ts_ns },
-        // Carried by an OriginEvent, never a RawEvent.
-        EventKind::Origin => return None,
+        // Carried by a ReapEvent or an OriginEvent, never a RawEvent.
+        EventKind::Free | EventKind::Release | EventKind::Origin => return None,
         EventKind::Wait => Event::Wait {
             pid: raw.pid,
             target: raw.ppid,
             at: raw.ts_ns,
         },
     })
+}
+
+/// Turns a reap record (the release or the free of a leader) into a tracker event.
+pub fn decode_reap(r: &ReapEvent, ticks: &TickConverter) -> Event {
+    Event::Free {
+        key: ProcKey {
+            pid: r.pid,
+            start_ticks: ticks.ticks(r.start_ns),
+        },
+        at: r.ts_ns,
+    }
 }
 
 /// Turns an origin's first-exec record into a tracker event.
@@ -500,4 +515,39 @@ fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as u32 } else { 4096 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reap_record_is_the_reap_of_that_process_at_that_time() {
+        let ticks = TickConverter::new(100);
+        let r = ReapEvent {
+            kind: EventKind::Release as u32,
+            pid: 42,
+            ts_ns: 5_000_000_000,
+            start_ns: 1_230_000_000,
+        };
+        let mut bytes = [0u8; ReapEvent::SIZE];
+        // SAFETY: a plain-integer repr(C) record copied into a byte buffer of its size.
+        unsafe { core::ptr::write_unaligned(bytes.as_mut_ptr().cast::<ReapEvent>(), r) };
+        let back = ReapEvent::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            decode_reap(&back, &ticks),
+            Event::Free {
+                key: ProcKey {
+                    pid: 42,
+                    start_ticks: 123
+                },
+                at: 5_000_000_000
+            }
+        );
+        assert!(ReapEvent::from_bytes(&bytes[..ReapEvent::SIZE - 1]).is_none());
+        // A full-size record claiming to be a reap is not decoded as an exit.
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::Free as u32;
+        assert!(decode(&raw, &ticks).is_none());
+    }
 }

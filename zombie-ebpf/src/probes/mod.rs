@@ -9,12 +9,12 @@ pub mod sched_process_free;
 pub mod sched_process_wait;
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_MMAPABLE, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{Array, LruHashMap, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use zombie_ebpf::{Offsets, OriginRecord, RawEvent, control, counters};
+use zombie_ebpf::{Offsets, OriginRecord, control, counters};
 
 /// Filled in by userspace at load time (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -38,9 +38,23 @@ static COUNTERS: Array<u64> = Array::with_max_entries(counters::STRIDE, BPF_F_MM
 #[map]
 static CONTROL: Array<u64> = Array::with_max_entries(control::LEN, BPF_F_MMAPABLE);
 
-/// Last time each process's wait was reported, to report a busy waiter once per window.
+/// Which process's wait was reported last, and when, per CPU and per slot (`tgid %
+/// WAIT_SLOTS`): a busy waiter is reported once per window, at the cost of an array access
+/// (which the verifier inlines) rather than a hash lookup. Two waiters sharing a slot, or one
+/// waiting on several CPUs, are only reported more often, which userspace tolerates (it
+/// keeps the last wait per process).
 #[map]
-pub(crate) static WAIT_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static WAIT_SEEN: PerCpuArray<WaitSeen> = PerCpuArray::with_max_entries(WAIT_SLOTS, 0);
+
+pub(crate) const WAIT_SLOTS: u32 = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct WaitSeen {
+    pub(crate) tgid: u32,
+    pub(crate) _pad: u32,
+    pub(crate) at: u64,
+}
 
 /// Lineage records of container processes, by tgid (see `zombie_ebpf::origin`). Written at
 /// fork, consumed at the group's exit (no fork can follow it). Host processes have none: an
@@ -139,10 +153,11 @@ pub(crate) fn read_into<T>(dst: *mut T, base: *const u8, off: u32) -> Result<(),
     if ret == 0 { Ok(()) } else { Err(ret as i32) }
 }
 
-/// Wakeup flags for a submit: wake the consumer only once `wakeup_bytes` are pending (it
-/// drains on a timer meanwhile), or at once when it sleeps (see [`control::ASLEEP`]).
+/// Wakeup flags for a submit: none while the consumer drains on its timer (asking the ring
+/// how much is pending would read the consumer's position, a cache line the consumer's CPU
+/// writes, on every event), or at once when it sleeps (see [`control::ASLEEP`]).
 #[inline(always)]
-pub(crate) fn wakeup_flags(wakeup_bytes: u64) -> u64 {
+pub(crate) fn wakeup_flags() -> u64 {
     if let Some(asleep) = CONTROL.get_ptr_mut(control::ASLEEP) {
         // SAFETY: the map's own value slot; userspace writes it concurrently, hence the
         // volatile accesses. Two CPUs may both see it set: one extra wakeup, harmless.
@@ -153,22 +168,18 @@ pub(crate) fn wakeup_flags(wakeup_bytes: u64) -> u64 {
             }
         }
     }
-    (if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    }) as u64
+    BPF_RB_NO_WAKEUP as u64
 }
 
 /// Submits a filled record, or discards it when filling failed.
 #[inline(always)]
-pub(crate) fn finish(
-    entry: aya_ebpf::maps::ring_buf::RingBufEntry<RawEvent>,
+pub(crate) fn finish<T>(
+    entry: aya_ebpf::maps::ring_buf::RingBufEntry<T>,
     filled: Result<(), i32>,
 ) -> Result<(), i32> {
     match filled {
         Ok(()) => {
-            entry.submit(wakeup_flags(off!(wakeup_bytes)));
+            entry.submit(wakeup_flags());
             Ok(())
         }
         Err(e) => {
@@ -180,8 +191,8 @@ pub(crate) fn finish(
 
 /// Reserves a record; counts a loss when the ring buffer is full.
 #[inline(always)]
-pub(crate) fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<RawEvent>> {
-    let entry = EVENTS.reserve::<RawEvent>(0);
+pub(crate) fn reserve<T: 'static>() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
     if entry.is_none() {
         bump(counters::LOST);
     }

@@ -77,6 +77,6 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i32> {
         // no event is missing.
         (*ev).cmdline_len = if ret == 0 { len as u32 } else { 0 };
     }
-    entry.submit(wakeup_flags(off!(wakeup_bytes)));
+    entry.submit(wakeup_flags());
     Ok(())
 }

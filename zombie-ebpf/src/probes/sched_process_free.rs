@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::generated::bpf_ktime_get_boot_ns, macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use zombie_ebpf::{EventKind, RawEvent};
+use zombie_ebpf::{EventKind, ReapEvent};
 
 use super::{drops_free, field_into, finish, ids, off, read_failed, reserve};
 
@@ -35,14 +35,12 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let Some(mut entry) = reserve() else {
         return Ok(());
     };
-    let ev: *mut RawEvent = entry.as_mut_ptr();
+    let ev: *mut ReapEvent = entry.as_mut_ptr();
     // SAFETY: a reserved, exclusively owned record; every field is written before submit.
     let filled = unsafe {
-        ev.write(RawEvent::zeroed());
         (*ev).kind = EventKind::Free as u32;
-        (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).pid = tgid;
-        (*ev).tid = pid;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
         field_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
     };
     finish(entry, filled)

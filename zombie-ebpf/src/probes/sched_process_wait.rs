@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{WAIT_SEEN, field, finish, off, read_failed, reserve};
+use super::{WAIT_SEEN, WAIT_SLOTS, field, finish, off, read_failed, reserve};
 
 #[btf_tracepoint(function = "sched_process_wait")]
 pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
@@ -29,14 +29,17 @@ fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let dedup_ns = off!(wait_dedup_ns);
-    if dedup_ns != 0 {
-        // SAFETY: the value is a plain u64 copied out at once.
-        if let Some(last) = unsafe { WAIT_SEEN.get(tgid) }
-            && now.wrapping_sub(*last) < dedup_ns
-        {
-            return Ok(());
+    if dedup_ns != 0
+        && let Some(seen) = WAIT_SEEN.get_ptr_mut(tgid % WAIT_SLOTS)
+    {
+        // SAFETY: this CPU's own slot; a program runs on one CPU without migrating.
+        unsafe {
+            if (*seen).tgid == tgid && now.wrapping_sub((*seen).at) < dedup_ns {
+                return Ok(());
+            }
+            (*seen).tgid = tgid;
+            (*seen).at = now;
         }
-        let _ = WAIT_SEEN.insert(tgid, now, 0);
     }
 
     // The waited-for pid: NULL (any child) or a struct pid (its number in the initial namespace).
