@@ -285,8 +285,9 @@ pub struct Offsets {
     pub sigchld: u32,
     /// Emit at most one Wait event per process per this many ns (0: every wait).
     pub wait_dedup_ns: u64,
-    /// Ask for a consumer wakeup once this many bytes are pending (batched wakeups).
-    pub wakeup_bytes: u64,
+    /// Unused (was a wakeup threshold; the programs now wake the consumer only when it
+    /// sleeps). Kept so the layout stays as it was.
+    pub _unused: u64,
     /// Non-zero when the kernel's `sched_process_exit` tracepoint passes `group_dead` as its
     /// second argument (newer kernels); otherwise the programs derive it from
     /// `signal_struct.live`.
@@ -338,7 +339,7 @@ impl Offsets {
         sa_nocldwait: 0,
         sigchld: 0,
         wait_dedup_ns: 0,
-        wakeup_bytes: 0,
+        _unused: 0,
         exit_has_group_dead: 0,
         _pad: 0,
         fault_drop_free_comm: [0; 2],

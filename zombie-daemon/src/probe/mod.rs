@@ -62,8 +62,6 @@ pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
     /// Report a process's wait() at most once per this interval.
     pub wait_dedup: Duration,
-    /// Wake userspace once this many bytes are pending; it also drains on a timer.
-    pub wakeup_bytes: u64,
     /// Testing only: the free program drops the events of processes with this comm (see
     /// `Offsets::fault_drop_free_comm`). None in production.
     pub fault_drop_free_comm: Option<String>,
@@ -75,7 +73,6 @@ impl Default for ProbeConfig {
             btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
             ring_buffer_bytes: 4 << 20,
             wait_dedup: Duration::from_millis(100),
-            wakeup_bytes: 256 << 10,
             fault_drop_free_comm: None,
         }
     }
@@ -146,7 +143,6 @@ impl Probe {
         }
         let mut offsets = offsets::from_btf(&cfg.btf_path)?;
         offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
-        offsets.wakeup_bytes = cfg.wakeup_bytes;
         if let Some(comm) = &cfg.fault_drop_free_comm {
             offsets.fault_drop_free_comm = zombie_ebpf::comm_words(&Comm::new(comm).0);
         }
@@ -297,7 +293,8 @@ impl Probe {
         written
     }
 
-    /// Waits until the kernel asks for a wakeup (the ring buffer passed its batch size).
+    /// Waits until the kernel wakes the consumer (only while it sleeps, see
+    /// [`Self::set_consumer_asleep`]).
     pub async fn readable(&self) {
         if let Ok(mut guard) = self.ring.readable().await {
             guard.clear_ready();

@@ -160,7 +160,7 @@ pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
         sa_nocldwait: libc::SA_NOCLDWAIT as u32,
         sigchld,
         wait_dedup_ns: 0,
-        wakeup_bytes: 0,
+        _unused: 0,
         exit_has_group_dead: u32::from(r.tracepoint_args("sched_process_exit")? >= 2),
         _pad: 0,
         fault_drop_free_comm: [0; 2],
