@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     SECOND,
-    harness::{Daemon, Workload, poll, reap, reap_leftovers},
+    harness::{Daemon, REAP_UNSEEN_CANDIDATE, Workload, poll, reap, reap_leftovers},
     runc::hierarchies,
 };
 
@@ -561,6 +561,9 @@ impl SharedPidPod {
 #[test]
 fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause() {
     let p = SharedPidPod::start(crate::containerd::PAUSE_IMAGE, "share-reap", "1");
+    let reaps =
+        |d: &Daemon| d.metric("zombie_reaped_total") + d.metric("zombie_reaps_unobserved_total");
+    let seen = reaps(&p.d);
     // Alive for a second: the three sleeps are the sandbox's children now.
     let adopted = poll("the orphans adopted by the sandbox", 3 * SECOND, || {
         let kids = children(p.sandbox_pid);
@@ -584,12 +587,19 @@ fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause(
         crate::containerd::zombie_children(p.sandbox_pid).is_empty(),
         "zombies under the pause"
     );
-    let listed: Vec<Value> =
+    // The daemon saw those reaps (reported or found by its /proc confirmation); within its
+    // bound for a reaped zombie, none of the pod's is listed.
+    poll(
+        "the 3 reaps seen by the daemon",
+        REAP_UNSEEN_CANDIDATE,
+        || (reaps(&p.d) - seen >= 3.0).then_some(()),
+    );
+    poll("no zombie of the pod listed", REAP_UNSEEN_CANDIDATE, || {
         p.d.zombies()
             .into_iter()
-            .filter(|z| z["pod_uid"] == p.uid.as_str())
-            .collect();
-    assert!(listed.is_empty(), "{listed:#?}");
+            .all(|z| z["pod_uid"] != p.uid.as_str())
+            .then_some(())
+    });
     let (sandbox, app) = p.audits();
     assert_eq!(app["shared_pid_namespace"], true, "{app:#}");
     assert_eq!(app["pid1"], p.app_pid, "{app:#}");
