@@ -106,6 +106,17 @@ impl Containerd {
 
     /// [`Containerd::start`] with `sandbox_image` (a test image) as every pod's sandbox.
     pub fn start_with_sandbox(sandbox_image: &str) -> Self {
+        Self::start_prepared(sandbox_image, &[], |_, _| {})
+    }
+
+    /// [`Containerd::start_with_sandbox`] with `env` added to containerd's environment (its
+    /// shims and runtimes inherit it), and `prepare(dir, config)` run on the written config
+    /// before containerd reads it (e.g. to install another runtime into it).
+    pub fn start_prepared(
+        sandbox_image: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        prepare: impl FnOnce(&Path, &Path),
+    ) -> Self {
         let t = Instant::now();
         preflight();
         let images = images();
@@ -127,10 +138,12 @@ impl Containerd {
             config(&dir, &socket, sandbox_image),
         )
         .unwrap();
+        prepare(&dir, &dir.join("config.toml"));
 
         let shim_sockets_before = list_dir(Path::new(SHIM_SOCKETS));
         let log = fs::File::create(dir.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))
             .stdin(Stdio::null())
@@ -197,6 +210,11 @@ impl Containerd {
         c
     }
 
+    /// The temp dir that holds its root, state, runc root (`runc/`) and config.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
@@ -232,27 +250,15 @@ impl Containerd {
         uid: &str,
         cgroup_parent: &str,
     ) -> String {
-        self.track_cgroup(cgroup_parent);
-        let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
-        if let Some(ns) = config
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-            .and_then(|s| s.namespace_options.as_mut())
-        {
-            ns.pid = NamespaceMode::Pod as i32;
-        }
-        let req = RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        };
-        let id = self
-            .call("RunPodSandbox", |mut s| async move {
-                s.run_pod_sandbox(req).await
-            })
-            .pod_sandbox_id;
-        self.pods.insert(id.clone(), config);
-        id
+        self.run_pod_with(
+            name,
+            namespace,
+            uid,
+            cgroup_parent,
+            "",
+            true,
+            HashMap::new(),
+        )
     }
 
     /// [`Containerd::run_pod`] with pod annotations.
@@ -264,12 +270,37 @@ impl Containerd {
         cgroup_parent: &str,
         annotations: HashMap<String, String>,
     ) -> String {
+        self.run_pod_with(name, namespace, uid, cgroup_parent, "", false, annotations)
+    }
+
+    /// A pod run by the runtime handler `handler` (a pod's `runtimeClassName`; "" for the
+    /// default), with a shared PID namespace if `share_pids`, and `annotations`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_pod_with(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+        handler: &str,
+        share_pids: bool,
+        annotations: HashMap<String, String>,
+    ) -> String {
         self.track_cgroup(cgroup_parent);
         let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
         config.annotations = annotations;
+        if share_pids
+            && let Some(ns) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
         let req = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: String::new(),
+            runtime_handler: handler.to_string(),
         };
         let id = self
             .call("RunPodSandbox", |mut s| async move {
@@ -287,6 +318,19 @@ impl Containerd {
         name: &str,
         image: &str,
         command: &[&str],
+    ) -> String {
+        self.run_container_with(sandbox, name, image, command, |_| {})
+    }
+
+    /// [`Containerd::run_container`] with `edit` applied to the container's config before
+    /// it is created (a read-only root, a stop signal, ...).
+    pub fn run_container_with(
+        &self,
+        sandbox: &str,
+        name: &str,
+        image: &str,
+        command: &[&str],
+        edit: impl FnOnce(&mut ContainerConfig),
     ) -> String {
         let sandbox_config = self
             .pods
@@ -328,6 +372,8 @@ impl Containerd {
             }),
             ..Default::default()
         };
+        let mut config = config;
+        edit(&mut config);
         let req = CreateContainerRequest {
             pod_sandbox_id: sandbox.to_string(),
             config: Some(config),
@@ -426,7 +472,7 @@ impl Containerd {
     }
 
     /// One CRI call with a deadline; panics with containerd's log on failure.
-    fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
+    pub fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -436,7 +482,8 @@ impl Containerd {
         }
     }
 
-    fn try_call<T, F>(
+    /// One CRI call with a deadline; the runtime's error in words.
+    pub fn try_call<T, F>(
         &self,
         f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
     ) -> Result<T, String>
@@ -456,7 +503,8 @@ impl Containerd {
         }
     }
 
-    fn ctr(&self, args: &[&str]) {
+    /// `ctr` against this containerd, in the CRI's namespace; panics on failure.
+    pub fn ctr(&self, args: &[&str]) {
         let out = Command::new("ctr")
             .arg("--address")
             .arg(&self.socket)

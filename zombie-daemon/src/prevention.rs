@@ -43,13 +43,14 @@ pub fn init_path() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_INIT), PathBuf::from)
 }
 
-/// The node's installed init, seen through the root of the host's PID 1
-/// (`<proc_root>/1/root`: the daemon runs in a container with the host's /proc), or `None`
-/// when it is not installed on this node.
+/// The node's installed init, or `None` when it is not installed on this node: at its
+/// path in the daemon's own root (the DaemonSet mounts the node's install directory at the
+/// same path), else through the root of the host's PID 1 (`<proc_root>/1/root`, which
+/// needs ptrace access to it).
 pub fn injected_init(proc_root: &Path) -> Option<FileId> {
     let path = init_path();
     let rel = path.strip_prefix("/").unwrap_or(&path);
-    FileId::of(&proc_root.join("1/root").join(rel))
+    FileId::of(&path).or_else(|| FileId::of(&proc_root.join("1/root").join(rel)))
 }
 
 /// `pid` executes the injected init.

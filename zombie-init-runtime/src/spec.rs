@@ -32,6 +32,12 @@ pub const KNOWN_INITS: &[&str] = &[
     "openrc-init",
 ];
 
+/// The annotations by which containerd's and CRI-O's CRI mark a pod's sandbox container.
+const SANDBOX_ANNOTATIONS: &[(&str, &str)] = &[
+    ("io.kubernetes.cri.container-type", "sandbox"),
+    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+];
+
 /// What [`inject`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,6 +60,8 @@ pub enum Skip {
     HostPidNamespace,
     /// The bundle already has the init (a second `create` of the same bundle).
     AlreadyInjected,
+    /// It is a pod's sandbox (its pause process), as the runtime's annotation says.
+    Sandbox,
 }
 
 impl std::fmt::Display for Skip {
@@ -70,6 +78,10 @@ impl std::fmt::Display for Skip {
                  node's init: left as it is",
             ),
             Self::AlreadyInjected => f.write_str("the init is already in its spec"),
+            Self::Sandbox => f.write_str(
+                "it is the pod's sandbox: its pause process reaps, and must be PID 1 of a \
+                 shared PID namespace",
+            ),
         }
     }
 }
@@ -111,6 +123,16 @@ pub fn inject(spec: &mut Value, init: &str) -> Result<Outcome, SpecError> {
         .any(|m| m.get("destination").and_then(Value::as_str) == Some(DESTINATION))
     {
         return Ok(Outcome::Skipped(Skip::AlreadyInjected));
+    }
+    let annotation = |k: &str| {
+        spec.pointer("/annotations")
+            .and_then(|a| a.get(k)?.as_str())
+    };
+    if SANDBOX_ANNOTATIONS
+        .iter()
+        .any(|(k, v)| annotation(k) == Some(*v))
+    {
+        return Ok(Outcome::Skipped(Skip::Sandbox));
     }
     if KNOWN_INITS.contains(&program(arg0)) {
         return Ok(Outcome::Skipped(Skip::AlreadyInit(arg0.clone())));
@@ -234,6 +256,17 @@ mod tests {
                 inject(&mut s, "/i"),
                 Ok(Outcome::Skipped(Skip::AlreadyInit(init.into())))
             );
+            assert_eq!(s, before);
+        }
+    }
+
+    #[test]
+    fn a_pods_sandbox_is_left_alone() {
+        for (k, v) in SANDBOX_ANNOTATIONS {
+            let mut s = spec(&["/pause"], json!({"type": "pid"}));
+            s["annotations"] = json!({ *k: *v });
+            let before = s.clone();
+            assert_eq!(inject(&mut s, "/i"), Ok(Outcome::Skipped(Skip::Sandbox)));
             assert_eq!(s, before);
         }
     }
