@@ -57,6 +57,11 @@ impl Drop for Scratch {
 
 impl Node {
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With containerd 2.x (a version 3 config) when `containerd2`, else Debian's 1.6.
+    fn start_with(containerd2: bool) -> Self {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let scratch = Scratch(std::env::temp_dir().join(format!(
             "zombie-prevention-{}-{}",
@@ -85,7 +90,7 @@ impl Node {
             ("ZOMBIE_INIT_LOG", log.as_os_str()),
         ];
         let prefix = dir.join("opt/zombie-init");
-        let c = Containerd::start_prepared(crate::containerd::PAUSE_IMAGE, &env, |_, config| {
+        let install = |_: &Path, config: &Path| {
             // The README's node install, on this containerd's config.
             let out = Command::new(harness::init_runtime_bin())
                 .args(["install", "--init", "/usr/bin/tini-static", "--prefix"])
@@ -99,7 +104,12 @@ impl Node {
                 "zombie-init-runtime install failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-        });
+        };
+        let c = if containerd2 {
+            Containerd::start_containerd2(&env, install)
+        } else {
+            Containerd::start_prepared(crate::containerd::PAUSE_IMAGE, &env, install)
+        };
         Node { c, scratch }
     }
 
@@ -747,4 +757,69 @@ fn a_user_namespace_container_runs_under_the_injected_init() {
         sleepers.iter().all(|p| gone(*p)).then_some(())
     });
     assert!(crate::containerd::zombie_children(c.pid).is_empty());
+}
+
+/// containerd 2.x (Debian sid's, unpacked by the test setup) with a version 3 config: the
+/// same install adds the runtime under `io.containerd.cri.v1.runtime`, and a pod under the
+/// class has its orphans reaped while one under the default handler keeps them.
+#[test]
+fn containerd_2_runs_zombie_init_from_a_version_3_config() {
+    let mut n = Node::start_with(true);
+    let cri =
+        n.c.block_on(zombie_daemon::attribution::cri::CriClient::connect(
+            &n.c.endpoint(),
+        ))
+        .unwrap();
+    let version = cri.runtime().1.trim_start_matches('v').to_string();
+    assert!(version.starts_with("2."), "containerd {version}");
+    eprintln!("prevention: containerd {version}");
+    let config = fs::read_to_string(n.c.dir().join("config.toml")).unwrap();
+    assert!(
+        config
+            .contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.zombie-init]"),
+        "{config}"
+    );
+    let script = orphan_maker();
+    let cmd = ["sh", "-c", script.as_str()];
+    let sb = n.pod(
+        "v3-protected",
+        "b4c5d6e7-f809-4a1b-b2c3-d4e5f6a7b8c9",
+        HANDLER,
+        false,
+    );
+    let protected = n.c.run_container(&sb, "app", BUSYBOX_IMAGE, &cmd);
+    let init = n.c.container_pid(&protected);
+    assert!(executes(init, &n.init_path()), "{}", n.wrapper_log());
+    let sb = n.pod(
+        "v3-leaky",
+        "c5d6e7f8-091a-4b2c-83d4-e5f6a7b8c9d0",
+        "",
+        false,
+    );
+    let leaky = n.c.run_container(&sb, "app", BUSYBOX_IMAGE, &cmd);
+    let pid1 = n.c.container_pid(&leaky);
+    let sleepers = poll(
+        "the protected pod's orphans under its init",
+        5 * SECOND,
+        || {
+            let s = children_running(init, &format!("sleep {ORPHAN_SECONDS}"));
+            (s.len() == ORPHANS).then_some(s)
+        },
+    );
+    poll(
+        "the default pod's orphans as zombies of its PID 1",
+        10 * SECOND,
+        || (crate::containerd::zombie_children(pid1).len() == ORPHANS).then_some(()),
+    );
+    poll("the protected orphans reaped", 10 * SECOND, || {
+        sleepers.iter().all(|p| gone(*p)).then_some(())
+    });
+    assert!(crate::containerd::zombie_children(init).is_empty());
+    let calls = n.runc_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("create") && c.contains(&protected)),
+        "{calls:?}"
+    );
 }
