@@ -105,7 +105,7 @@ const contract = new Set([
   'zombie_build_info', 'zombie_node_pids', 'zombie_node_pid_limit', 'zombie_pod_pids',
   'zombie_pod_pids_limit', 'zombie_container_pids', 'zombie_container_pids_limit', 'up',
   'zombie_pod_pids_max_events_total', 'zombie_container_pids_max_events_total',
-  'zombie_pid_namespace_teardown_stuck',
+  'zombie_pid_namespace_teardown_stuck', 'zombie_injected_init_containers',
   'zombie_processes_by_origin', 'zombie_exec_session_zombies_total',
 ]);
 // Series of kube-state-metrics that the rules read (ZombieDaemonPodsNotReady).

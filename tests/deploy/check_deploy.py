@@ -662,6 +662,26 @@ def selects(selector: dict | None, labels: dict) -> bool:
     return True
 
 
+def rust_const(path: Path, name: str) -> str:
+    """The value of `const NAME: &str = "...";` in a Rust file."""
+    m = re.search(rf'const {name}: &str = "([^"]*)";', path.read_text())
+    require(m is not None, f"{path}: no const {name}")
+    return m.group(1)
+
+
+def runtime_class_matches(repo: Path, docs: list[dict]) -> str:
+    """One RuntimeClass, named as the daemon's diagnosis names it, whose handler is the
+    containerd runtime entry `zombie-init-runtime install` writes."""
+    classes = [d for d in docs if d["kind"] == "RuntimeClass"]
+    require(len(classes) == 1, f"{len(classes)} RuntimeClass objects")
+    rc = classes[0]
+    handler = rust_const(repo / "zombie-init-runtime" / "src" / "install.rs", "RUNTIME_NAME")
+    name = rust_const(repo / "zombie-daemon" / "src" / "prevention.rs", "RUNTIME_CLASS")
+    require(rc["handler"] == handler, f"handler {rc['handler']} != installed runtime {handler}")
+    require(rc["metadata"]["name"] == name, f"name {rc['metadata']['name']} != daemon's {name}")
+    return f"RuntimeClass {name}, handler {handler}"
+
+
 def quota_problems(docs: list[dict], ds: dict) -> list[str]:
     """A critical priority class outside kube-system needs a ResourceQuota scoped to it
     in the namespace (GKE admits no such pod otherwise)."""
@@ -1001,6 +1021,15 @@ def main() -> int:
         if base:
             results.check("deploy/kubernetes without the overlay: not selected by release (control)",
                           release_not_selected, base, release)
+    prevention = results.check("kustomize build deploy/kubernetes/prevention (JSON 6902 stand-in)",
+                               kustomize_build, kube_dir / "prevention", deploy, missing)
+    if prevention:
+        results.check("deploy/kubernetes/prevention is the RuntimeClass the node install and the "
+                      "daemon name", runtime_class_matches, repo, prevention)
+    if base:
+        results.check("deploy/kubernetes without the prevention overlay: no RuntimeClass (off by default)",
+                      lambda: require(not [d for d in base if d["kind"] == "RuntimeClass"],
+                                      "the base renders a RuntimeClass"))
     overlay_policy = None
     if overlay:
         ods = find(overlay, "DaemonSet")
@@ -1152,6 +1181,24 @@ def main() -> int:
                 "a ResourceQuota is rendered for a non-critical priority class")
         return "on by default; off with networkPolicy.enabled/resourceQuota.enabled=false"
     results.check("helm NetworkPolicy and ResourceQuota are switchable", switched_off)
+
+    def runtime_class() -> str:
+        off, _ = helm_install_dry_run(chart_dir, {})
+        require(not [d for d in off if d["kind"] == "RuntimeClass"], "a RuntimeClass by default")
+        on, _ = helm_install_dry_run(chart_dir, {"runtimeClass": {"enabled": True}})
+        rc = find(on, "RuntimeClass")
+        k8s_validate(rc)
+        runtime_class_matches(repo, [rc])
+        require("scheduling" not in rc, f"scheduling without a nodeSelector: {rc}")
+        sel = {"zombie-daemon.io/zombie-init": "true"}
+        other, _ = helm_install_dry_run(chart_dir, {"runtimeClass": {"enabled": True, "nodeSelector": sel}})
+        rc = find(other, "RuntimeClass")
+        k8s_validate(rc)
+        require(rc["scheduling"] == {"nodeSelector": sel}, f"scheduling {rc.get('scheduling')}")
+        return "off by default; on: strict-valid, handler zombie-init, nodeSelector as scheduling"
+    results.check("helm runtimeClass.enabled renders the zombie-init RuntimeClass", runtime_class)
+    results.check("helm refuses a runtimeClass.handler that is not a DNS label", helm_must_fail, chart_dir,
+                  {"runtimeClass": {"enabled": True, "handler": "Zombie Init"}}, "runtimeClass")
 
     def narrowed_policy() -> str:
         peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},

@@ -96,6 +96,8 @@ pub struct Containerd {
     parent_cgroups: Vec<PathBuf>,
     /// Each pod's config by sandbox id: CreateContainer wants it again.
     pods: HashMap<String, PodSandboxConfig>,
+    /// Where this containerd's binaries are (`None`: the system's, from PATH).
+    bin_dir: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -106,6 +108,41 @@ impl Containerd {
 
     /// [`Containerd::start`] with `sandbox_image` (a test image) as every pod's sandbox.
     pub fn start_with_sandbox(sandbox_image: &str) -> Self {
+        Self::start_prepared(sandbox_image, &[], |_, _| {})
+    }
+
+    /// [`Containerd::start_with_sandbox`] with `env` added to containerd's environment (its
+    /// shims and runtimes inherit it), and `prepare(dir, config)` run on the written config
+    /// before containerd reads it (e.g. to install another runtime into it).
+    pub fn start_prepared(
+        sandbox_image: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        prepare: impl FnOnce(&Path, &Path),
+    ) -> Self {
+        Self::start_full(sandbox_image, None, env, prepare)
+    }
+
+    /// [`Containerd::start_prepared`] with containerd 2.x (its `containerd`, `ctr` and
+    /// shim from [`containerd2_bin_dir`]), configured by a version 3 config.
+    pub fn start_containerd2(
+        env: &[(&str, &std::ffi::OsStr)],
+        prepare: impl FnOnce(&Path, &Path),
+    ) -> Self {
+        let bin = containerd2_bin_dir();
+        assert!(
+            bin.join("containerd").is_file(),
+            "containerd 2.x is missing from {}: run cargo xtask setup --test as root",
+            bin.display()
+        );
+        Self::start_full(PAUSE_IMAGE, Some(bin), env, prepare)
+    }
+
+    fn start_full(
+        sandbox_image: &str,
+        bin_dir: Option<PathBuf>,
+        env: &[(&str, &std::ffi::OsStr)],
+        prepare: impl FnOnce(&Path, &Path),
+    ) -> Self {
         let t = Instant::now();
         preflight();
         let images = images();
@@ -122,15 +159,31 @@ impl Containerd {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let socket = dir.join("containerd.sock");
-        fs::write(
-            dir.join("config.toml"),
-            config(&dir, &socket, sandbox_image),
-        )
-        .unwrap();
+        let config_text = match bin_dir {
+            Some(_) => config_v3(&dir, &socket, sandbox_image),
+            None => config(&dir, &socket, sandbox_image),
+        };
+        fs::write(dir.join("config.toml"), config_text).unwrap();
+        prepare(&dir, &dir.join("config.toml"));
 
         let shim_sockets_before = list_dir(Path::new(SHIM_SOCKETS));
         let log = fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let mut containerd = match &bin_dir {
+            Some(bin) => {
+                // Its own shim first in PATH: containerd finds `containerd-shim-runc-v2` there.
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let path = std::env::join_paths(
+                    std::iter::once(bin.clone()).chain(std::env::split_paths(&path)),
+                )
+                .unwrap();
+                let mut c = Command::new(bin.join("containerd"));
+                c.env("PATH", path);
+                c
+            }
+            None => Command::new("containerd"),
+        };
+        let child = containerd
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))
             .stdin(Stdio::null())
@@ -153,6 +206,7 @@ impl Containerd {
             pod_cgroups: Vec::new(),
             parent_cgroups: Vec::new(),
             pods: HashMap::new(),
+            bin_dir,
         };
 
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -197,6 +251,11 @@ impl Containerd {
         c
     }
 
+    /// The temp dir that holds its root, state, runc root (`runc/`) and config.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
@@ -232,27 +291,15 @@ impl Containerd {
         uid: &str,
         cgroup_parent: &str,
     ) -> String {
-        self.track_cgroup(cgroup_parent);
-        let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
-        if let Some(ns) = config
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-            .and_then(|s| s.namespace_options.as_mut())
-        {
-            ns.pid = NamespaceMode::Pod as i32;
-        }
-        let req = RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        };
-        let id = self
-            .call("RunPodSandbox", |mut s| async move {
-                s.run_pod_sandbox(req).await
-            })
-            .pod_sandbox_id;
-        self.pods.insert(id.clone(), config);
-        id
+        self.run_pod_with(
+            name,
+            namespace,
+            uid,
+            cgroup_parent,
+            "",
+            true,
+            HashMap::new(),
+        )
     }
 
     /// [`Containerd::run_pod`] with pod annotations.
@@ -264,12 +311,37 @@ impl Containerd {
         cgroup_parent: &str,
         annotations: HashMap<String, String>,
     ) -> String {
+        self.run_pod_with(name, namespace, uid, cgroup_parent, "", false, annotations)
+    }
+
+    /// A pod run by the runtime handler `handler` (a pod's `runtimeClassName`; "" for the
+    /// default), with a shared PID namespace if `share_pids`, and `annotations`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_pod_with(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        cgroup_parent: &str,
+        handler: &str,
+        share_pids: bool,
+        annotations: HashMap<String, String>,
+    ) -> String {
         self.track_cgroup(cgroup_parent);
         let mut config = self.sandbox_config(name, namespace, uid, cgroup_parent);
         config.annotations = annotations;
+        if share_pids
+            && let Some(ns) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
         let req = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: String::new(),
+            runtime_handler: handler.to_string(),
         };
         let id = self
             .call("RunPodSandbox", |mut s| async move {
@@ -287,6 +359,19 @@ impl Containerd {
         name: &str,
         image: &str,
         command: &[&str],
+    ) -> String {
+        self.run_container_with(sandbox, name, image, command, |_| {})
+    }
+
+    /// [`Containerd::run_container`] with `edit` applied to the container's config before
+    /// it is created (a read-only root, a stop signal, ...).
+    pub fn run_container_with(
+        &self,
+        sandbox: &str,
+        name: &str,
+        image: &str,
+        command: &[&str],
+        edit: impl FnOnce(&mut ContainerConfig),
     ) -> String {
         let sandbox_config = self
             .pods
@@ -328,6 +413,8 @@ impl Containerd {
             }),
             ..Default::default()
         };
+        let mut config = config;
+        edit(&mut config);
         let req = CreateContainerRequest {
             pod_sandbox_id: sandbox.to_string(),
             config: Some(config),
@@ -426,7 +513,7 @@ impl Containerd {
     }
 
     /// One CRI call with a deadline; panics with containerd's log on failure.
-    fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
+    pub fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -436,7 +523,8 @@ impl Containerd {
         }
     }
 
-    fn try_call<T, F>(
+    /// One CRI call with a deadline; the runtime's error in words.
+    pub fn try_call<T, F>(
         &self,
         f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
     ) -> Result<T, String>
@@ -456,8 +544,13 @@ impl Containerd {
         }
     }
 
-    fn ctr(&self, args: &[&str]) {
-        let out = Command::new("ctr")
+    /// `ctr` against this containerd, in the CRI's namespace; panics on failure.
+    pub fn ctr(&self, args: &[&str]) {
+        let ctr = self
+            .bin_dir
+            .as_ref()
+            .map_or_else(|| PathBuf::from("ctr"), |b| b.join("ctr"));
+        let out = Command::new(ctr)
             .arg("--address")
             .arg(&self.socket)
             .args(["--namespace", "k8s.io"])
@@ -698,6 +791,64 @@ disabled_plugins = [
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{d}/runc"
+"#,
+        socket = socket.display()
+    )
+}
+
+/// Where `cargo xtask setup --test` unpacks containerd 2.x (Debian sid's package: no suite
+/// the machines run ships one), under the test cache.
+pub fn containerd2_bin_dir() -> PathBuf {
+    std::env::var_os("ZOMBIE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/zombie-daemon-tests"))
+        .join("containerd2/usr/bin")
+}
+
+/// [`config`] for containerd 2.x: config version 3, whose CRI is split into an images and a
+/// runtime plugin.
+fn config_v3(dir: &Path, socket: &Path, sandbox_image: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = ""
+[debug]
+  address = ""
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{sandbox_image}"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{d}/cni-bin"]
+    conf_dir = "{d}/cni-conf"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{d}/runc"
 "#,

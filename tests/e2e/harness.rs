@@ -25,6 +25,20 @@ pub fn daemon_bin() -> PathBuf {
         .unwrap_or_else(|| target_dir().join("debug/zombie-daemon"))
 }
 
+/// The `zombie-init-runtime` wrapper (`cargo build --workspace` builds it; `cargo xtask test`
+/// does so before the end-to-end tests).
+pub fn init_runtime_bin() -> PathBuf {
+    let bin = std::env::var_os("ZOMBIE_INIT_RUNTIME_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/zombie-init-runtime"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p zombie-init-runtime` (cargo xtask test builds it)",
+        bin.display()
+    );
+    bin
+}
+
 pub fn workload_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zombie-workload"))
 }

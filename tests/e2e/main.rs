@@ -7,6 +7,7 @@ mod harness;
 mod http_load;
 mod kernel;
 mod node;
+mod prevention;
 mod prometheus;
 mod provenance;
 mod remediate;

@@ -33,6 +33,10 @@ pub struct Options<'a> {
     pub bins: &'a [&'a str],
     /// Join the PID namespace of this host pid (a pod's shared PID namespace).
     pub join_pid_ns_of: Option<i32>,
+    /// Run the container with this OCI runtime (with `env`) instead of runc.
+    pub runtime: Option<(PathBuf, Vec<(String, PathBuf)>)>,
+    /// A user namespace of its own: container uids and gids 0..65536 are host 100000 on.
+    pub user_namespace: bool,
 }
 
 /// Copies a host binary and its shared libraries (from `ldd`) into a rootfs.
@@ -113,11 +117,33 @@ impl RuncContainer {
                 }
             }
         }
+        if opts.user_namespace {
+            // The root belongs to the mapped root, as a runtime's snapshotter makes it for a
+            // user-namespaced container.
+            chown_tree(&rootfs, 100000);
+            cfg["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({ "type": "user" }));
+            let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+            cfg["linux"]["uidMappings"] = map.clone();
+            cfg["linux"]["gidMappings"] = map;
+        }
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 
         // The container inherits runc's stdio: a pipe would never see EOF, so use a file.
         let err_path = c.state.join("run.err");
-        let status = runc(&c.state)
+        let mut run = match &opts.runtime {
+            Some((runtime, env)) => {
+                let mut cmd = Command::new(runtime);
+                cmd.envs(env.iter().map(|(k, v)| (k, v)))
+                    .arg("--root")
+                    .arg(&c.state);
+                cmd
+            }
+            None => runc(&c.state),
+        };
+        let status = run
             .args(["run", "--detach", "--bundle"])
             .arg(&c.bundle)
             .arg(&c.id)
@@ -135,6 +161,19 @@ impl RuncContainer {
         let st: Value = serde_json::from_slice(&out.stdout).expect("runc state JSON");
         c.pid = st["pid"].as_i64().expect("container pid") as i32;
         c
+    }
+}
+
+/// `chown -R id:id`, symlinks themselves included.
+fn chown_tree(dir: &Path, id: u32) {
+    std::os::unix::fs::lchown(dir, Some(id), Some(id)).unwrap();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            chown_tree(&p, id);
+        } else {
+            std::os::unix::fs::lchown(&p, Some(id), Some(id)).unwrap();
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod containerd2;
 mod fresh;
 mod fuzz;
 mod r#gen;
@@ -369,6 +370,7 @@ fn setup(for_tests: bool) -> anyhow::Result<()> {
     preflight(TOOLCHAIN)?;
     if for_tests {
         preflight(TEST_TOOLS)?;
+        containerd2::install()?;
     }
     eprintln!("xtask: setup done in {:.1}s", t.elapsed().as_secs_f64());
     Ok(())

@@ -34,7 +34,7 @@ use crate::Tool;
 
 /// Where downloads, apt state and unpacked kernels are kept between runs.
 const CACHE: &str = "/var/cache/zombie-daemon-tests/vm";
-const MIRROR: &str = "http://deb.debian.org/debian";
+pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
 const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -324,12 +324,12 @@ fn build() -> anyhow::Result<Binaries> {
 }
 
 /// A private apt configuration: its own sources, lists and download cache under [`CACHE`].
-struct Apt {
+pub(crate) struct Apt {
     dir: PathBuf,
 }
 
 impl Apt {
-    fn new(name: &str, sources: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub(crate) fn new(name: &str, sources: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = Path::new(CACHE).join(name);
         for d in ["lists/partial", "cache/archives/partial"] {
             fs::create_dir_all(dir.join(d))?;
@@ -347,7 +347,7 @@ impl Apt {
         Ok(Self { dir })
     }
 
-    fn cmd(&self, program: &str) -> Command {
+    pub(crate) fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         c.arg("-o")
             .arg(format!(
@@ -367,7 +367,7 @@ impl Apt {
     }
 
     /// `apt-get update` once; later runs use the lists they have.
-    fn update(&self, force: bool) -> anyhow::Result<()> {
+    pub(crate) fn update(&self, force: bool) -> anyhow::Result<()> {
         let stamp = self.dir.join("lists/updated");
         if stamp.exists() && !force {
             return Ok(());

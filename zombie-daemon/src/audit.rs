@@ -49,6 +49,10 @@ pub struct ContainerAudit {
     /// Live processes whose starter is gone: handed to the pod's init, they keep the
     /// container from stopping.
     pub leftover_pids: Vec<u32>,
+    /// Its PID 1 is the init the `zombie-init` RuntimeClass injected (its executable is the
+    /// node's installed init: see [`crate::prevention`]).
+    #[serde(default)]
+    pub injected_init: bool,
     /// "ok", or the problems in words.
     pub verdict: String,
     /// Its PID namespace's init has exited and waits for members that do not die (see
@@ -90,8 +94,11 @@ pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
         .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
         .collect();
     containers.sort_by(|a, b| (&a.path, &a.dir).cmp(&(&b.path, &b.dir)));
-    let (mut audits, facts): (Vec<ContainerAudit>, Vec<NsFacts>) =
-        containers.iter().map(|c| audit_one(proc_root, c)).unzip();
+    let injected = crate::prevention::injected_init(proc_root);
+    let (mut audits, facts): (Vec<ContainerAudit>, Vec<NsFacts>) = containers
+        .iter()
+        .map(|c| audit_one(proc_root, c, injected))
+        .unzip();
     // The /proc pass for stuck namespaces runs only when a cgroup hints at an exiting init:
     // it charges tasks it does not list as live, and no live init of its processes' PID
     // namespace is seen (in a pod's shared namespace, the init is the sandbox's).
@@ -160,7 +167,11 @@ struct NsFacts {
 }
 
 /// The audit of one container, and what its cgroup says about its namespace's init.
-fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) {
+fn audit_one(
+    proc_root: &Path,
+    cgroup: &PodCgroup,
+    injected: Option<crate::prevention::FileId>,
+) -> (ContainerAudit, NsFacts) {
     let (rel, info) = (cgroup.path.as_str(), &cgroup.info);
     let pod_uid = info.pod_uid.clone().unwrap_or_default();
     let procs: Vec<Proc> = cgroup_procs(&cgroup.dir)
@@ -205,6 +216,9 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) 
     };
 
     let facts = main.and_then(|m| ReaperFacts::read(proc_root, m.pid));
+    let injected_init = injected.zip(main).is_some_and(|(id, m)| {
+        m.ns_pid == Some(1) && crate::prevention::runs_init(proc_root, m.pid, id)
+    });
     let mut a = ContainerAudit {
         pod_uid,
         container_id: info.container_id.clone().unwrap_or_default(),
@@ -215,10 +229,21 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) 
         pid1: facts.as_ref().map(|f| f.pid),
         pid1_comm: facts.as_ref().map(|f| f.comm.clone()),
         pid1_cmdline: facts.as_ref().map(|f| f.cmdline.join(" ")),
-        kind: facts.as_ref().map(|f| f.kind()),
-        init: facts
-            .as_ref()
-            .and_then(|f| known_init(&f.comm, &f.cmdline).map(str::to_string)),
+        // The injected init's comm is its mount point's name: the fact decides.
+        kind: facts.as_ref().map(|f| {
+            if injected_init {
+                ReaperKind::Init
+            } else {
+                f.kind()
+            }
+        }),
+        init: if injected_init {
+            Some(crate::diagnosis::INJECTED_INIT.to_string())
+        } else {
+            facts
+                .as_ref()
+                .and_then(|f| known_init(&f.comm, &f.cmdline).map(str::to_string))
+        },
         reaps: false,
         sigchld: facts.as_ref().map(|f| f.sigchld),
         sigterm: facts.as_ref().map(|f| f.sigterm),
@@ -228,6 +253,7 @@ fn audit_one(proc_root: &Path, cgroup: &PodCgroup) -> (ContainerAudit, NsFacts) 
             .is_some_and(|f| f.kind() == ReaperKind::Shell),
         shared_pid_namespace: shared,
         leftover_pids,
+        injected_init,
         verdict: String::new(),
         pid_namespace_teardown: None,
     };
@@ -299,7 +325,11 @@ pub fn verdict(a: &ContainerAudit) -> String {
     }
     if !a.shared_pid_namespace {
         if !a.reaps {
-            problems.push("PID 1 does not reap orphans (not an init, SIGCHLD not handled)".into());
+            problems.push(
+                "PID 1 does not reap orphans (not an init, SIGCHLD not handled): run the pod \
+                 with runtimeClassName: zombie-init"
+                    .into(),
+            );
         }
         if !a.handles_sigterm && a.init.is_none() {
             problems.push(
@@ -308,8 +338,11 @@ pub fn verdict(a: &ContainerAudit) -> String {
             );
         }
         if a.shell {
-            problems
-                .push("a shell is PID 1: it does not forward signals to the application".into());
+            problems.push(
+                "a shell is PID 1: it does not forward signals to the application (`exec` it, \
+                 or run the pod with runtimeClassName: zombie-init)"
+                    .into(),
+            );
         }
     }
     if !a.leftover_pids.is_empty() {
@@ -404,6 +437,7 @@ mod tests {
             shell: false,
             shared_pid_namespace: false,
             leftover_pids: vec![],
+            injected_init: false,
             verdict: String::new(),
             pid_namespace_teardown: None,
         }
@@ -452,6 +486,7 @@ mod tests {
         let a = base();
         let v = verdict(&a);
         assert!(v.contains("does not reap") && v.contains("SIGKILL"), "{v}");
+        assert!(v.contains("runtimeClassName: zombie-init"), "{v}");
         let ok = ContainerAudit {
             init: Some("tini".into()),
             reaps: true,

@@ -69,14 +69,17 @@ impl Cause {
                  their exit status"
             }
             Self::Pid1NotInit => {
-                "the container's PID 1 is not an init and does not reap orphans: run it under \
-                 tini or dumb-init (docker run --init), or set shareProcessNamespace: true so the \
-                 pod's pause process reaps them"
+                "the container's PID 1 is not an init and does not reap orphans: run the pod \
+                 with runtimeClassName: zombie-init (the RuntimeClass that starts it under a \
+                 static init, no image rebuild), or run it under tini or dumb-init (docker run \
+                 --init), or set shareProcessNamespace: true so the pod's pause process reaps \
+                 them"
             }
             Self::ShellPid1 => {
                 "a shell is the container's PID 1 (sh -c / bash -c): it neither reaps orphans nor \
-                 forwards signals; `exec` the application at the end of the script, or run it \
-                 under tini or dumb-init"
+                 forwards signals; `exec` the application at the end of the script, or run the \
+                 pod with runtimeClassName: zombie-init (a static init as PID 1, signals sent to \
+                 the script's process group), or run it under tini or dumb-init"
             }
             Self::ParentStopped => {
                 "the parent is stopped (SIGSTOP or a debugger) and reaps nothing: resume it with \
@@ -117,9 +120,49 @@ pub fn exec_remedy(command: &str, origin_pid: u32, reaper_remedy: &str) -> Strin
     format!(
         "the exec probe or session `{command}` (pid {origin_pid}) leaves children behind: make \
          it wait for what it starts (no background `&` without `wait`, no work left past the \
-         probe's timeout), or give the container an init that reaps them; {reaper_remedy}"
+         probe's timeout), or give the container an init that reaps them (runtimeClassName: \
+         zombie-init); {reaper_remedy}"
     )
 }
+
+/// A zombie in a container that runs under the init the `zombie-init` RuntimeClass injected
+/// (`init_pid`, PID 1 of the zombie's PID namespace): that init reaps every orphan, so what
+/// is left is a live parent that does not wait (no init can help), or the init itself not
+/// keeping up. Says so, so that nobody switches the class on again as the fix.
+pub fn under_injected_init(mut d: Diagnosis, init_pid: u32) -> Diagnosis {
+    let class = crate::prevention::RUNTIME_CLASS;
+    let Some(r) = d.reaper.as_mut() else { return d };
+    let note = if r.pid == init_pid {
+        // The init's comm is its mount point's name, not a known init's: the caller's fact
+        // (its executable is the node's init) decides what it is.
+        r.kind = ReaperKind::Init;
+        r.init = Some(INJECTED_INIT.into());
+        d.cause = Cause::Unknown;
+        d.remedy = format!("{} (pid {})", r.comm, r.pid);
+        format!(
+            "the pod runs under the {class} RuntimeClass and this zombie's parent is its \
+             injected init (pid {init_pid}), which reaps orphans as they come: if it stays, \
+             the init is stopped or overloaded, look at that process"
+        )
+    } else {
+        format!(
+            "the pod runs under the {class} RuntimeClass (its injected init is pid \
+             {init_pid}) and still leaks: the injected init reaps orphans only, and this \
+             zombie's parent {} (pid {}) is alive and never waits for it; the {class} class \
+             cannot fix that, the application must",
+            r.comm, r.pid
+        )
+    };
+    d.remedy = if d.cause == Cause::Unknown {
+        format!("{}: {note}", d.remedy)
+    } else {
+        format!("{note}; {}", d.remedy)
+    };
+    d
+}
+
+/// What the audit and `/zombies` call the injected init (`reaper.init`, `init`).
+pub const INJECTED_INIT: &str = "zombie-init (tini)";
 
 /// What a process does with a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +493,57 @@ pub fn in_shared_pod_namespace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remedies_name_the_runtime_class_for_what_it_fixes() {
+        for c in [Cause::Pid1NotInit, Cause::ShellPid1] {
+            assert!(
+                c.remedy().contains("runtimeClassName: zombie-init"),
+                "{c:?}"
+            );
+        }
+        assert!(exec_remedy("sh", 1, "x").contains("runtimeClassName: zombie-init"));
+        for c in [Cause::ParentNotWaiting, Cause::Runtime, Cause::NodeAgent] {
+            assert!(!c.remedy().contains("zombie-init"), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_leak_under_the_injected_init_says_so() {
+        let app = facts(9, "app", &["/app"], 3, "S");
+        let d = under_injected_init(diagnose(Some(&app), false, true), 4000);
+        assert_eq!(d.cause, Cause::ParentNotWaiting);
+        assert!(
+            d.remedy.starts_with("the pod runs under the zombie-init RuntimeClass (its injected init is pid 4000) and still leaks"),
+            "{}",
+            d.remedy
+        );
+        assert!(d.remedy.contains("app (pid 9) is alive"), "{}", d.remedy);
+        // Its comm is the mount point's name, not a known init's: the fact decides.
+        let init = facts(
+            4000,
+            ".zombie-init",
+            &["/.zombie-init", "-g", "--", "app"],
+            1,
+            "S",
+        );
+        assert_eq!(diagnose(Some(&init), false, true).cause, Cause::Pid1NotInit);
+        let d = under_injected_init(diagnose(Some(&init), false, true), 4000);
+        assert_eq!(d.cause, Cause::Unknown);
+        let r = d.reaper.as_ref().unwrap();
+        assert_eq!(
+            (r.kind, r.init.as_deref()),
+            (ReaperKind::Init, Some(INJECTED_INIT))
+        );
+        assert!(
+            d.remedy.contains("its injected init (pid 4000)"),
+            "{}",
+            d.remedy
+        );
+        assert!(!d.remedy.contains("runtimeClassName"), "{}", d.remedy);
+        let gone = under_injected_init(diagnose(None, false, true), 4000);
+        assert_eq!(gone, diagnose(None, false, true));
+    }
 
     #[test]
     fn an_exec_remedy_names_the_command_and_keeps_the_reapers() {

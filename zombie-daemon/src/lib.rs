@@ -18,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod list;
 pub mod metrics;
+pub mod prevention;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;

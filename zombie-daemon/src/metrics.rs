@@ -560,6 +560,7 @@ impl InitCollector {
                 .desc()
                 .into_iter()
                 .chain(Self::teardown_vec().desc())
+                .chain(Self::injected_gauge().desc())
                 .cloned()
                 .collect(),
         }
@@ -573,6 +574,15 @@ impl InitCollector {
                  for them to die (the pod hangs in Terminating); absent when none.",
             ),
             &POD_LABELS,
+        )
+        .expect("valid metric")
+    }
+
+    fn injected_gauge() -> IntGauge {
+        IntGauge::new(
+            "zombie_injected_init_containers",
+            "Running containers whose PID 1 is the init the zombie-init RuntimeClass injected \
+             (its executable is the node's installed init, by device and inode).",
         )
         .expect("valid metric")
     }
@@ -628,8 +638,18 @@ impl Collector for InitCollector {
             ])
             .set(1.0);
         }
+        let injected = Self::injected_gauge();
+        injected.set(
+            snapshot
+                .audit
+                .containers
+                .iter()
+                .filter(|a| a.injected_init)
+                .count() as i64,
+        );
         let mut out = v.collect();
         out.extend(stuck.collect());
+        out.extend(injected.collect());
         out
     }
 }

@@ -278,6 +278,8 @@ pub struct Diagnoser<'a> {
     cache: FxHashMap<u32, Diagnosis>,
     /// What each namespace-init reaper's cgroup path says (read only for those).
     reaper_cgroups: FxHashMap<u32, Option<attribution::CgroupInfo>>,
+    /// The init the `zombie-init` RuntimeClass injects, when this node has it installed.
+    injected_init: Option<crate::prevention::FileId>,
 }
 
 impl<'a> Diagnoser<'a> {
@@ -289,6 +291,7 @@ impl<'a> Diagnoser<'a> {
             show_cmdlines: false,
             cache: FxHashMap::default(),
             reaper_cgroups: FxHashMap::default(),
+            injected_init: crate::prevention::injected_init(proc_root),
         }
     }
 
@@ -362,6 +365,12 @@ impl<'a> Diagnoser<'a> {
         let mut d = diagnosis::diagnose(facts.as_ref(), waited, true);
         if let (Some(r), Some(f)) = (d.reaper.as_mut(), facts.as_ref()) {
             r.cmdline = shown_cmdline(&f.cmdline, self.show_cmdlines);
+        }
+        if let Some(init) = self.injected_init
+            && let Some(pid) =
+                crate::prevention::injected_namespace_init(self.proc_root, z.ppid, init)
+        {
+            d = diagnosis::under_injected_init(d, pid);
         }
         self.cache.insert(z.ppid, d.clone());
         d
