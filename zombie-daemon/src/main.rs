@@ -69,6 +69,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         remediate: args.remediate,
         policy,
         show_cmdlines: args.show_cmdlines,
+        http_max_bytes_in_flight: args.http_max_bytes_in_flight,
     };
     daemon::run(cfg).await
 }

@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub policy: crate::remediate::Policy,
     /// Full command lines in /zombies and /audit (`--show-cmdlines`); else redacted.
     pub show_cmdlines: bool,
+    /// The cap on HTTP answer bytes held across connections (`--http-max-bytes-in-flight`).
+    pub http_max_bytes_in_flight: usize,
 }
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
@@ -113,6 +115,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             health: health.clone(),
             metrics: metrics.clone(),
             remediations: history_rx,
+            in_flight: Arc::new(
+                crate::inflight::InFlight::new(cfg.http_max_bytes_in_flight).with_metrics(
+                    metrics.http_bytes_in_flight.clone(),
+                    metrics.http_readers_shed.clone(),
+                ),
+            ),
         });
         let max_connections = crate::http::connection_cap(open_files.soft);
         info!(max_connections, "HTTP connection cap");
