@@ -16,6 +16,9 @@ fn main() {
         Err(e) if e.exit_code() == 0 => e.exit(), // --help, --version
         Err(e) => usage_error(&cli::one_line(&e)),
     };
+    if matches!(cli.command, Command::Run(_)) {
+        daemon::bound_allocator();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -52,6 +52,21 @@ pub struct RunConfig {
     pub http_max_bytes_in_flight: usize,
 }
 
+/// Large allocations (a snapshot's list, a table copy: megabytes at 100,000 zombies) come
+/// from their own mappings and go back to the kernel when freed. glibc otherwise raises its
+/// mmap threshold to the size of the last large block freed (up to 32 MiB), after which such
+/// blocks come from the heap and its per-thread arenas, where freed memory stays resident:
+/// after one large table, the daemon would keep its peak for good. Two arenas: the builds
+/// and encodings run on up to 512 blocking threads, each of which would get an arena of its
+/// own (8 per core by default). Call before any thread starts.
+pub fn bound_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     // The HTTP connection cap is derived from this limit.
     let open_files = crate::http::raise_open_files_limit();
