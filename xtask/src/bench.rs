@@ -1443,8 +1443,8 @@ fn timed_get(path: &str) -> anyhow::Result<(usize, f64)> {
 
 /// Milliseconds from a new zombie's exit to its first sight in `/zombies`, polled every 2 ms
 /// for the zombies that exited after the moment it was made (`?after=`), so that the poll
-/// costs the same whatever the table holds.
-fn detect_once() -> anyhow::Result<f64> {
+/// costs the same whatever the table holds. None: not seen within 10 s.
+fn detect_once() -> anyhow::Result<Option<f64>> {
     let after = boottime_ns();
     let mut p = Procs::default();
     let child = Command::new(bin("zombie-workload"))
@@ -1469,11 +1469,11 @@ fn detect_once() -> anyhow::Result<f64> {
             let exited = humantime::parse_rfc3339(at)?
                 .duration_since(UNIX_EPOCH)?
                 .as_secs_f64();
-            return Ok((now - exited) * 1000.0);
+            return Ok(Some((now - exited) * 1000.0));
         }
         thread::sleep(Duration::from_millis(2));
     }
-    bail!("a zombie never showed up in /zombies within 10 s")
+    Ok(None)
 }
 
 /// Waits until `/metrics` counts `want` zombies or more (or at most `want` with `down`);
@@ -1551,6 +1551,7 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     let mut made = 0u64;
     let mut reached: Vec<(u64, f64, f64, f64, f64, f64)> = vec![];
     let mut stop_reason = None;
+    let mut notes: Vec<String> = vec![];
     for goal in LEVELS {
         while made < goal {
             let avail = mem_available_mib()?;
@@ -1574,11 +1575,27 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         let tracked = metric(&http_get("/metrics")?, "zombie_processes");
         let rest = status_mib(daemon, "VmRSS")?;
         let (_, metrics_s) = timed_get("/metrics")?;
-        let mut lat = vec![];
+        // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
+        let (mut lat, mut unseen) = (vec![], 0);
         for _ in 0..50 {
-            lat.push(detect_once()?);
+            match detect_once()? {
+                Some(ms) => lat.push(ms),
+                None => {
+                    unseen += 1;
+                    lat.push(10_000.0);
+                    if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
+                        break;
+                    }
+                }
+            }
         }
         let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
+        if unseen > 0 {
+            notes.push(format!(
+                "{unseen} of {} new zombies were not seen within 10 s at {made}.",
+                lat.len()
+            ));
+        }
         let (bytes, zombies_s) = timed_get("/zombies")?;
         let after = status_mib(daemon, "VmRSS")?;
         let before_readers = status_mib(daemon, "VmRSS")?;
@@ -1616,6 +1633,10 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         if made < goal {
             break;
         }
+    }
+    writeln!(md)?;
+    for n in &notes {
+        writeln!(md, "- {n}")?;
     }
     // Mass release: every parent reaps at once.
     let t = Instant::now();
