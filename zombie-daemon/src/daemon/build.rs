@@ -170,6 +170,8 @@ impl Builder {
                 labels,
             });
         }
+        // Every listed zombie was attributed: what the cache holds beyond them is gone.
+        self.attributor.forget_unused();
         out
     }
 
