@@ -367,6 +367,61 @@ fn slow_readers_hold_at_most_the_answer_budget_and_the_slowest_is_cut_off_first(
     assert_eq!(d.get("/healthz").unwrap().0, 200);
 }
 
+/// Above `--max-listed-zombies`, `/metrics` still counts every zombie, `/zombies` lists the
+/// oldest and the newest (a new zombie still shows) and says how many it left out, a metric
+/// and the log say so; below it again, every zombie is listed.
+#[test]
+fn above_the_listing_ceiling_counts_stay_exact_and_details_are_sampled() {
+    const MAX: u64 = 100;
+    let d = Daemon::start_with(&["--max-listed-zombies", &MAX.to_string()]);
+    let (mut w, _) = Workload::spawn(&["never-wait", "1000"]);
+    let total = poll("1000 more zombies counted", Duration::from_secs(10), || {
+        let (_, headers, _) = get_with_headers(d.port, "/zombies?limit=1");
+        let total: u64 = header(&headers, "x-zombies-total")?.parse().ok()?;
+        (total >= 1000).then_some(total)
+    });
+    let (status, headers, body) = get_with_headers(d.port, "/zombies");
+    assert_eq!(status, 200);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len() as u64, MAX);
+    assert_eq!(header(&headers, "x-zombies-listed"), Some(MAX.to_string()));
+    let total_now: u64 = header(&headers, "x-zombies-total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total_now >= total.min(1000), "{total_now} of {total}");
+    assert_eq!(
+        header(&headers, "x-zombies-unlisted"),
+        Some((total_now - MAX).to_string())
+    );
+    // The counts are exact: every zombie of the workload is in zombie_processes.
+    assert!(d.metric("zombie_processes") >= 1000.0);
+    assert!(d.metric("zombie_processes_unlisted") >= (1000 - MAX) as f64);
+    assert!(
+        d.log_text()
+            .contains("more zombies than --max-listed-zombies")
+    );
+
+    // A new zombie is among the newest, so it is listed.
+    let (newer, _) = Workload::spawn(&["never-wait", "1"]);
+    poll("the new zombie listed", Duration::from_secs(5), || {
+        (!d.children_of(newer.pid()).is_empty()).then_some(())
+    });
+
+    // The workload reaps its 1,000: every zombie listed again.
+    w.send("reap");
+    w.read_json();
+    poll("every zombie listed again", Duration::from_secs(10), || {
+        (d.metric("zombie_processes_unlisted") == 0.0).then_some(())
+    });
+    let (_, headers, _) = get_with_headers(d.port, "/zombies");
+    assert_eq!(header(&headers, "x-zombies-unlisted"), None);
+    assert!(
+        d.log_text()
+            .contains("every zombie is listed in detail again")
+    );
+}
+
 /// The client ports of the established connections on `port` that `pid` holds.
 fn peers_held(pid: i32, port: u16) -> std::collections::BTreeSet<u16> {
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap();

@@ -550,8 +550,13 @@ pub struct ZombiesQuery {
 pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 /// How many zombies the answer holds (known before the first byte is sent).
 pub const COUNT_HEADER: &str = "x-zombies-count";
-/// How many zombies the daemon lists in all (before filters and paging).
+/// How many zombies the daemon lists in detail (before filters and paging).
 pub const LISTED_HEADER: &str = "x-zombies-listed";
+/// How many zombies there are, listed or not (see [`UNLISTED_HEADER`]).
+pub const TOTAL_HEADER: &str = "x-zombies-total";
+/// How many zombies are counted but not listed (above `--max-listed-zombies`: the oldest and
+/// the newest are listed; counts in /metrics stay exact). Absent when every one is listed.
+pub const UNLISTED_HEADER: &str = "x-zombies-unlisted";
 
 /// Bytes of JSON encoded per chunk of a streamed `/zombies`: each reader holds one chunk
 /// at a time (see [`crate::inflight`]).
@@ -606,7 +611,12 @@ async fn zombies(
         axum::http::HeaderValue::from_static(JSON),
     );
     headers.insert(COUNT_HEADER, page.count.into());
-    headers.insert(LISTED_HEADER, snapshot.zombies.views.len().into());
+    let z = &snapshot.zombies;
+    headers.insert(LISTED_HEADER, z.views.len().into());
+    headers.insert(TOTAL_HEADER, (z.views.len() as u64 + z.unlisted).into());
+    if z.unlisted > 0 {
+        headers.insert(UNLISTED_HEADER, z.unlisted.into());
+    }
     if let Some(next) = page.next {
         let next_query = ZombiesQuery {
             after: Some(next.to_string()),

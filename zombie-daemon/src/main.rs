@@ -73,6 +73,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         policy,
         show_cmdlines: args.show_cmdlines,
         http_max_bytes_in_flight: args.http_max_bytes_in_flight,
+        max_listed_zombies: args.max_listed_zombies,
     };
     daemon::run(cfg).await
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub http_bytes_in_flight: IntGauge,
     /// Readers closed because they stalled while the answer budget was full.
     pub http_readers_shed: IntCounter,
+    /// Zombies counted but not listed in detail (above `--max-listed-zombies`).
+    pub zombies_unlisted: IntGauge,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -237,9 +239,16 @@ impl Metrics {
             "HTTP clients cut off because they stopped reading their answer while the answer \
              budget (--http-max-bytes-in-flight) was full; the slowest go first.",
         );
+        let zombies_unlisted = IntGauge::new(
+            "zombie_processes_unlisted",
+            "Zombie processes counted in zombie_processes (exactly) but not listed in /zombies: \
+             above --max-listed-zombies only the oldest and the newest are kept in detail.",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(http_bytes_in_flight.clone()) as Box<dyn Collector>,
             Box::new(http_readers_shed.clone()),
+            Box::new(zombies_unlisted.clone()),
         ] {
             registry.register(m).expect("unique metric");
         }
@@ -268,6 +277,7 @@ impl Metrics {
             exec_session_zombies,
             http_bytes_in_flight,
             http_readers_shed,
+            zombies_unlisted,
         }
     }
 

@@ -48,8 +48,12 @@ pub struct Zombies {
     pub fingerprint: u64,
     /// Boot-relative to wall-clock time, as of the build.
     pub wall: WallClock,
-    /// Every zombie, oldest first, attributed and diagnosed.
+    /// Every zombie, oldest first, attributed and diagnosed; above `--max-listed-zombies`
+    /// only the oldest and the newest (see `unlisted`).
     pub views: Vec<Listed>,
+    /// Zombies counted in the series below but not listed in `views` (0 unless there are
+    /// more than `--max-listed-zombies`): counts stay exact, details are sampled.
+    pub unlisted: u64,
     /// Per container: how many zombies and the oldest one's exit time, at most
     /// [`MAX_CONTAINER_SERIES`] series (the rest summed into `_other`).
     pub containers: Vec<ContainerZombies>,

@@ -41,7 +41,14 @@ pub struct Builder {
     metrics: Option<Arc<Metrics>>,
     /// The containers with their own `zombie_exec_session_zombies_total` series.
     exec_series: rustc_hash::FxHashSet<Labels>,
+    /// Zombies a snapshot lists in detail at most (see [`sample`]).
+    max_listed: usize,
+    /// The last snapshot left zombies without detail (for the log).
+    sampling: bool,
 }
+
+/// The default of `--max-listed-zombies`: about 10 MiB of per-zombie detail in a snapshot.
+pub const DEFAULT_MAX_LISTED: usize = 50_000;
 
 impl Builder {
     pub fn new(attributor: Attributor, proc_root: &Path, pids_root: Option<PathBuf>) -> Self {
@@ -53,7 +60,15 @@ impl Builder {
             show_cmdlines,
             metrics: None,
             exec_series: Default::default(),
+            max_listed: DEFAULT_MAX_LISTED,
+            sampling: false,
         }
+    }
+
+    /// Lists at most `max` zombies in detail (`--max-listed-zombies`).
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.max_listed = max.max(2);
+        self
     }
 
     /// Where zombies left by exec sessions are counted.
@@ -119,13 +134,33 @@ impl Builder {
     }
 
     fn zombies(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Zombies {
-        let views = self.views(table);
+        let mut views = self.views(table);
+        // The series count every zombie; only the detail is sampled.
         let (containers, by_cause, by_origin) = series(&views, now);
+        let unlisted = sample(&mut views, self.max_listed);
+        if let Some(m) = &self.metrics {
+            m.zombies_unlisted.set(unlisted as i64);
+        }
+        if (unlisted > 0) != self.sampling {
+            self.sampling = unlisted > 0;
+            if self.sampling {
+                tracing::warn!(
+                    zombies = views.len() + unlisted,
+                    listed = views.len(),
+                    max_listed_zombies = self.max_listed,
+                    "more zombies than --max-listed-zombies: counts per container, cause and \
+                     origin stay exact, /zombies lists the oldest and the newest only"
+                );
+            } else {
+                tracing::info!("every zombie is listed in detail again");
+            }
+        }
         Zombies {
             taken_at: now,
             fingerprint: table.fingerprint,
             wall: *wall,
             views,
+            unlisted: unlisted as u64,
             containers,
             by_cause,
             by_origin,
@@ -298,6 +333,19 @@ fn series(views: &[Listed], now: Ns) -> Series {
     (containers, by_cause, by_origin)
 }
 
+/// Keeps at most `max` zombies in detail, the oldest half and the newest half (where a
+/// leak started, and what it does now, including every new zombie); returns how many were
+/// left out. `views` is oldest first.
+fn sample(views: &mut Vec<Listed>, max: usize) -> usize {
+    let Some(over) = views.len().checked_sub(max).filter(|n| *n > 0) else {
+        return 0;
+    };
+    let oldest = max / 2;
+    views.drain(oldest..oldest + over);
+    views.shrink_to_fit();
+    over
+}
+
 /// The series a counter's labels go to: their own while fewer than
 /// [`MAX_CONTAINER_SERIES`] - 1 containers have one (or this one has), else `_other`.
 fn capped(seen: &mut rustc_hash::FxHashSet<Labels>, labels: Labels) -> Labels {
@@ -427,6 +475,34 @@ mod tests {
             "zombie_exec_session_zombies_total{container=\"app\",namespace=\"shop\",pod=\"web-0\"} 3"
         ));
         drop(tx);
+    }
+
+    /// Above the ceiling the counts stay exact and the detail keeps the oldest and the newest.
+    #[test]
+    fn above_the_ceiling_counts_stay_exact_and_details_are_sampled() {
+        let dir = std::env::temp_dir().join(format!("zd-sample-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None).with_max_listed(4);
+        let table = Table {
+            zombies: (0..10)
+                .map(|i| zombie(100 + i, 1, u64::from(i) * 1000))
+                .collect(),
+            ..Table::default()
+        };
+        let z = b.zombies(&table, 1_000_000, &WallClock::now());
+        let pids: Vec<u32> = z.views.iter().map(|l| l.zombie.key.pid).collect();
+        assert_eq!(pids, [100, 101, 108, 109]);
+        assert_eq!(z.unlisted, 6);
+        assert_eq!(z.containers.iter().map(|c| c.count).sum::<u64>(), 10);
+        assert_eq!(z.containers[0].oldest_exited_at, 0);
+        assert_eq!(z.by_cause.iter().map(|c| c.2).sum::<u64>(), 10);
+        assert_eq!(z.by_origin.iter().map(|c| c.2).sum::<u64>(), 10);
+        // Under the ceiling again: every zombie listed.
+        let z = b
+            .with_max_listed(10)
+            .zombies(&table, 1_000_000, &WallClock::now());
+        assert_eq!((z.views.len(), z.unlisted), (10, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use build::Builder;
+pub use build::DEFAULT_MAX_LISTED;
 
 use crate::{
     attribution::names::{self, NameCache},
@@ -50,6 +51,8 @@ pub struct RunConfig {
     pub show_cmdlines: bool,
     /// The cap on HTTP answer bytes held across connections (`--http-max-bytes-in-flight`).
     pub http_max_bytes_in_flight: usize,
+    /// Zombies listed in detail at most (`--max-listed-zombies`).
+    pub max_listed_zombies: usize,
 }
 
 /// Large allocations (a snapshot's list, a table copy: megabytes at 100,000 zombies) come
@@ -111,6 +114,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let make_builder = {
         let (proc_root, cgroup_root) = (cfg.proc_root.clone(), cfg.cgroup_root.clone());
         let (names, show_cmdlines, metrics) = (names.clone(), cfg.show_cmdlines, metrics.clone());
+        let max_listed = cfg.max_listed_zombies;
         move || {
             let mut attributor = Attributor::new(&proc_root, &cgroup_root, names.clone());
             attributor.set_show_cmdlines(show_cmdlines);
@@ -120,6 +124,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 crate::cgroups::pids_root(&cgroup_root),
             )
             .with_metrics(metrics.clone())
+            .with_max_listed(max_listed)
         }
     };
 
