@@ -258,6 +258,226 @@ fn a_client_that_never_reads_its_answer_is_cut_off() {
     assert_eq!(d.get("/healthz").unwrap().0, 200);
 }
 
+/// Clients that ask for `/zombies` and stop reading hold at most `--http-max-bytes-in-flight`
+/// of answers between them; when a reading client needs room, the one stalled the longest is
+/// cut off first (and only as many as needed); the reading client gets its whole answer, and
+/// pages (`?limit=`, `?after=` from `X-Next-Cursor`) and filters work meanwhile.
+#[test]
+fn slow_readers_hold_at_most_the_answer_budget_and_the_slowest_is_cut_off_first() {
+    const CHUNK: u64 = zombie_daemon::http::ZOMBIES_CHUNK_BYTES as u64;
+    // Room for four readers' chunks.
+    let cap = 4 * CHUNK;
+    let d = Daemon::start_with(&["--http-max-bytes-in-flight", &cap.to_string()]);
+    let (w, _) = Workload::spawn(&["never-wait", "3000"]);
+    poll("3000 zombies", Duration::from_secs(10), || {
+        (d.children_of(w.pid()).len() == 3000).then_some(())
+    });
+    assert_eq!(d.metric("zombie_http_readers_shed_total"), 0.0);
+
+    // Four clients that never read, one after another: each stalls holding one chunk, and
+    // the first has stalled the longest.
+    let mut stalled = vec![];
+    for i in 1..=4 {
+        let mut s = connect_with_small_receive_buffer(d.port);
+        s.write_all(b"GET /zombies HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        poll(
+            "the non-reading client to hold a chunk",
+            Duration::from_secs(10),
+            || (d.metric("zombie_http_bytes_in_flight") >= (i * CHUNK) as f64).then_some(()),
+        );
+        stalled.push(s);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(d.metric("zombie_http_bytes_in_flight"), cap as f64);
+    let held: Vec<u16> = stalled
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(peers_held(d.pid(), d.port), held.iter().copied().collect());
+    // Past the shedding threshold: a stalled reader may now give way.
+    std::thread::sleep(zombie_daemon::inflight::SHED_AFTER);
+
+    // A client that reads gets every zombie; to make room the first stalled one goes.
+    let (status, body) = d.get("/zombies").unwrap();
+    assert_eq!(status, 200);
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(all.len() >= 3000, "{} zombies listed", all.len());
+    assert_eq!(d.metric("zombie_http_readers_shed_total"), 1.0);
+    poll(
+        "the longest-stalled client's connection to be closed",
+        Duration::from_secs(5),
+        || (peers_held(d.pid(), d.port) == held[1..].iter().copied().collect()).then_some(()),
+    );
+    assert!(d.metric("zombie_http_bytes_in_flight") <= cap as f64);
+
+    // Pages of 1,000 zombies of the workload's parent, continued through X-Next-Cursor,
+    // list each once.
+    let mut seen = std::collections::HashSet::new();
+    let mut path = "/zombies?limit=1000".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, headers, body) = get_with_headers(d.port, &path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let page: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        assert!(page.len() <= 1000);
+        assert_eq!(
+            header(&headers, "x-zombies-count"),
+            Some(page.len().to_string())
+        );
+        for z in &page {
+            assert!(seen.insert(z["pid"].as_u64().unwrap()), "listed twice: {z}");
+        }
+        pages += 1;
+        match header(&headers, "x-next-cursor") {
+            Some(c) => {
+                assert!(header(&headers, "link").is_some_and(|l| l.contains("rel=\"next\"")));
+                path = format!("/zombies?limit=1000&after={c}");
+            }
+            None => break,
+        }
+    }
+    assert!(
+        pages >= 3 && seen.len() >= 3000,
+        "{pages} pages, {} zombies",
+        seen.len()
+    );
+    let (status, body) = d.get("/zombies?namespace=no-such-namespace").unwrap();
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    for bad in [
+        "/zombies?limit=0",
+        "/zombies?limit=x",
+        "/zombies?after=nope",
+        "/zombies?frob=1",
+    ] {
+        let (status, body) = d.get(bad).unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(
+            body.trim().lines().count(),
+            1,
+            "{bad}: one clear line: {body}"
+        );
+    }
+    drop(stalled);
+    poll(
+        "the answers held to be given back",
+        Duration::from_secs(5),
+        || (d.metric("zombie_http_bytes_in_flight") == 0.0).then_some(()),
+    );
+    assert_eq!(d.get("/healthz").unwrap().0, 200);
+}
+
+/// Above `--max-listed-zombies`, `/metrics` still counts every zombie, `/zombies` lists the
+/// oldest and the newest (a new zombie still shows) and says how many it left out, a metric
+/// and the log say so; below it again, every zombie is listed.
+#[test]
+fn above_the_listing_ceiling_counts_stay_exact_and_details_are_sampled() {
+    const MAX: u64 = 100;
+    let d = Daemon::start_with(&["--max-listed-zombies", &MAX.to_string()]);
+    let (mut w, _) = Workload::spawn(&["never-wait", "1000"]);
+    let total = poll("1000 more zombies counted", Duration::from_secs(10), || {
+        let (_, headers, _) = get_with_headers(d.port, "/zombies?limit=1");
+        let total: u64 = header(&headers, "x-zombies-total")?.parse().ok()?;
+        (total >= 1000).then_some(total)
+    });
+    let (status, headers, body) = get_with_headers(d.port, "/zombies");
+    assert_eq!(status, 200);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len() as u64, MAX);
+    assert_eq!(header(&headers, "x-zombies-listed"), Some(MAX.to_string()));
+    let total_now: u64 = header(&headers, "x-zombies-total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total_now >= total.min(1000), "{total_now} of {total}");
+    assert_eq!(
+        header(&headers, "x-zombies-unlisted"),
+        Some((total_now - MAX).to_string())
+    );
+    // The counts are exact: every zombie of the workload is in zombie_processes.
+    assert!(d.metric("zombie_processes") >= 1000.0);
+    assert!(d.metric("zombie_processes_unlisted") >= (1000 - MAX) as f64);
+    assert!(
+        d.log_text()
+            .contains("more zombies than --max-listed-zombies")
+    );
+
+    // A new zombie is among the newest, so it is listed.
+    let (newer, _) = Workload::spawn(&["never-wait", "1"]);
+    poll("the new zombie listed", Duration::from_secs(5), || {
+        (!d.children_of(newer.pid()).is_empty()).then_some(())
+    });
+
+    // The workload reaps its 1,000: every zombie listed again.
+    w.send("reap");
+    w.read_json();
+    poll("every zombie listed again", Duration::from_secs(10), || {
+        (d.metric("zombie_processes_unlisted") == 0.0).then_some(())
+    });
+    let (_, headers, _) = get_with_headers(d.port, "/zombies");
+    assert_eq!(header(&headers, "x-zombies-unlisted"), None);
+    assert!(
+        d.log_text()
+            .contains("every zombie is listed in detail again")
+    );
+}
+
+/// The client ports of the established connections on `port` that `pid` holds.
+fn peers_held(pid: i32, port: u16) -> std::collections::BTreeSet<u16> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap();
+    let local = format!(":{port:04X}");
+    let inodes: std::collections::HashMap<String, u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() <= 9 || !f[1].ends_with(&local) || f[3] != "01" {
+                return None;
+            }
+            let peer = u16::from_str_radix(f[2].rsplit(':').next()?, 16).ok()?;
+            Some((f[9].to_string(), peer))
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?.to_string();
+            let inode = l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string();
+            inodes.get(&inode).copied()
+        })
+        .collect()
+}
+
+/// A GET that keeps the headers: (status, lower-cased header lines, body).
+fn get_with_headers(port: u16, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
 /// A TCP connection whose receive buffer (hence the window it advertises) is 4 KiB, set before
 /// connecting as the window scale is fixed then.
 fn connect_with_small_receive_buffer(port: u16) -> TcpStream {

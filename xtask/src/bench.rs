@@ -86,7 +86,9 @@ fn http_get(path: &str) -> anyhow::Result<String> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        // HTTP/1.0: the answer is the body up to the close (an HTTP/1.1 answer of unknown
+        // length, such as the streamed /zombies, would come in chunked framing).
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
@@ -661,6 +663,7 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
         },
     ));
     stop(&mut procs);
+    bounded(&mut md, &mut targets)?;
 
     let process_exporter_cpu = peers(&mut md, &mut targets)?;
     event_loop_stall(&mut md, &mut targets)?;
@@ -1211,7 +1214,10 @@ fn sections(only: &[String]) -> anyhow::Result<()> {
             "stall" => event_loop_stall(&mut md, &mut targets)?,
             "idle" => idle(&mut md, &mut targets, f64::NAN)?,
             "cost" => workload_cost(&mut md, &mut targets)?,
-            other => bail!("no bench section {other:?} (kernel, unreported, stall, idle, cost)"),
+            "bounded" => bounded(&mut md, &mut targets)?,
+            other => {
+                bail!("no bench section {other:?} (kernel, unreported, stall, idle, cost, bounded)")
+            }
         }
     }
     println!("{md}");
@@ -1643,5 +1649,357 @@ fn micro(md: &mut String) -> anyhow::Result<()> {
         writeln!(md, "| `{id}` | {t} |")?;
     }
     writeln!(md)?;
+    Ok(())
+}
+
+/// A field of `/proc/<pid>/status` in kB (VmRSS, VmHWM), as MiB.
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field}"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// MemAvailable of the machine, in MiB.
+fn mem_available_mib() -> anyhow::Result<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let kb: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .context("no MemAvailable")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// CLOCK_BOOTTIME in ns: the clock of the daemon's cursors.
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A GET whose whole answer is read; returns (bytes, seconds).
+fn timed_get(path: &str) -> anyhow::Result<(usize, f64)> {
+    let t = Instant::now();
+    let body = http_get(path)?;
+    Ok((body.len(), t.elapsed().as_secs_f64()))
+}
+
+/// Milliseconds from a new zombie's exit to its first sight in `/zombies`, polled every 2 ms
+/// for the zombies that exited after the moment it was made (`?after=`), so that the poll
+/// costs the same whatever the table holds. None: not seen within 10 s.
+fn detect_once() -> anyhow::Result<Option<f64>> {
+    let after = boottime_ns();
+    let mut p = Procs::default();
+    let child = Command::new(bin("zombie-workload"))
+        .args(["never-wait", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let parent = child.id() as u64;
+    p.add(child);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let body = http_get(&format!("/zombies?after={after}-0-0"))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        if let Some(z) = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|z| z["ppid"].as_u64() == Some(parent))
+        {
+            let at = z["exited_at"].as_str().unwrap_or_default();
+            let exited = humantime::parse_rfc3339(at)?
+                .duration_since(UNIX_EPOCH)?
+                .as_secs_f64();
+            return Ok(Some((now - exited) * 1000.0));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(None)
+}
+
+/// Waits until `/metrics` counts `want` zombies or more (or at most `want` with `down`);
+/// returns the seconds it took, None on timeout.
+fn wait_count(want: f64, down: bool, timeout: Duration) -> anyhow::Result<Option<f64>> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        let n = metric(&http_get("/metrics")?, "zombie_processes");
+        if (down && n <= want) || (!down && n >= want) {
+            return Ok(Some(t.elapsed().as_secs_f64()));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(None)
+}
+
+/// `n` clients that ask for the whole `/zombies` and never read it.
+fn non_readers(n: usize) -> anyhow::Result<Vec<TcpStream>> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", PORT))?;
+            write!(
+                s,
+                "GET /zombies HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Section 5b: the ceilings of issue #22 (memory at the worst moment, slow readers,
+/// freshness with a large table, mass release, CPU per exit), from one daemon.
+fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
+    eprintln!("xtask: bench 5b: bounded memory and freshness (up to 1,000,000 zombies)");
+    const BATCH: u64 = 2_000;
+    const LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
+    /// Zombies are made only while the machine keeps this much memory available.
+    const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
+    let mut procs = Procs::default();
+    let daemon = start_daemon(&mut procs, &["--remediate", "dry-run"])?;
+    let read = |p: &str| -> anyhow::Result<u64> { Ok(std::fs::read_to_string(p)?.trim().parse()?) };
+    let (old_pid_max, old_threads) = (
+        read("/proc/sys/kernel/pid_max")?,
+        read("/proc/sys/kernel/threads-max")?,
+    );
+    // Restored when the guards drop: after the zombies are gone, also on an error.
+    let _pid_max = Sysctl::set("/proc/sys/kernel/pid_max", "4194304")?;
+    let _threads = (old_threads < 4_194_304)
+        .then(|| Sysctl::set("/proc/sys/kernel/threads-max", "4194304"))
+        .transpose()?;
+    writeln!(
+        md,
+        "## 5b. Bounded: memory, slow readers, freshness, CPU per exit\n"
+    )?;
+    writeln!(
+        md,
+        "Method: one fresh daemon with remediation on (`--remediate dry-run`: the remediation \
+         loop reads every zombie every interval; dry-run never acts). `kernel.pid_max` \
+         ({old_pid_max}) and `kernel.threads-max` ({old_threads}) raised to 4194304 for this \
+         section and restored afterwards. Zombies made in `never-wait {BATCH}` batches (parents \
+         kept alive) while the machine keeps {KEEP_FREE_MIB:.0} MiB available. At each count: \
+         VmRSS 1 s after /metrics counts them all (at rest); `/metrics` time; detection \
+         latency of 50 new zombies (`/zombies?after=` polled every 2 ms); one whole \
+         `/zombies` read (size, time) and VmRSS after it; 100 clients that ask for `/zombies` \
+         and never read, VmRSS 3 s later (the difference to before them); VmHWM (the peak \
+         since start). Then every parent reaps at once (mass release) and the time until \
+         /metrics counts none is taken.\n"
+    )?;
+    writeln!(
+        md,
+        "| zombies | at rest | after `/zombies` | with 100 non-readers | peak (VmHWM) | \
+         `/metrics` | `/zombies` | detection p50 / p99 |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    // CPU per exit first, with the table empty (after a mass release the daemon is still
+    // busy with the table for a while).
+    let (mut cpu, mut cpu_md) = (vec![], String::new());
+    for (rate, secs) in [(1_000u64, 30u64), (10_000, 15)] {
+        let c0 = cpu_secs(daemon)?;
+        let t = Instant::now();
+        let got = paced(rate, secs)?;
+        let wall = t.elapsed().as_secs_f64();
+        let used = cpu_secs(daemon)? - c0;
+        let per_exit_us = used / (got * wall) * 1e6;
+        let core_pct = used / wall * 100.0;
+        writeln!(
+            cpu_md,
+            "- CPU at {got:.0} exits/s for {wall:.0} s: {core_pct:.2} % of a core, \
+             {per_exit_us:.2} µs of user+system time per exit"
+        )?;
+        cpu.push((got, core_pct, per_exit_us));
+    }
+    let mut zombies = Procs::default();
+    let mut made = 0u64;
+    let mut reached: Vec<(u64, f64, f64, f64, f64, f64)> = vec![];
+    let mut stop_reason = None;
+    let mut notes: Vec<String> = vec![];
+    for goal in LEVELS {
+        while made < goal {
+            let avail = mem_available_mib()?;
+            if avail < KEEP_FREE_MIB {
+                stop_reason = Some(format!(
+                    "stopped at {made}: {avail:.0} MiB of memory left available"
+                ));
+                break;
+            }
+            if let Err(e) = workload(&mut zombies, &["never-wait".into(), BATCH.to_string()]) {
+                stop_reason = Some(format!("stopped at {made}: {e:#}"));
+                break;
+            }
+            made += BATCH;
+        }
+        if goal > 0 && made < goal && reached.last().is_some_and(|(m, ..)| *m == made) {
+            break;
+        }
+        let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
+        thread::sleep(Duration::from_secs(1));
+        let tracked = metric(&http_get("/metrics")?, "zombie_processes");
+        let rest = status_mib(daemon, "VmRSS")?;
+        let (_, metrics_s) = timed_get("/metrics")?;
+        // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
+        let (mut lat, mut unseen) = (vec![], 0);
+        for _ in 0..50 {
+            match detect_once()? {
+                Some(ms) => lat.push(ms),
+                None => {
+                    unseen += 1;
+                    lat.push(10_000.0);
+                    if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
+                        break;
+                    }
+                }
+            }
+        }
+        let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
+        if unseen > 0 {
+            notes.push(format!(
+                "{unseen} of {} new zombies were not seen within 10 s at {made}.",
+                lat.len()
+            ));
+        }
+        let (bytes, zombies_s) = timed_get("/zombies")?;
+        let after = status_mib(daemon, "VmRSS")?;
+        let before_readers = status_mib(daemon, "VmRSS")?;
+        let readers = non_readers(100)?;
+        thread::sleep(Duration::from_secs(3));
+        let with_readers = status_mib(daemon, "VmRSS")?;
+        let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
+        drop(readers);
+        let hwm = status_mib(daemon, "VmHWM")?;
+        writeln!(
+            md,
+            "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
+             {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
+             {p50:.0} / {p99:.0} ms |",
+            with_readers - before_readers,
+            in_flight / 1048576.0,
+            metrics_s * 1000.0,
+            bytes as f64 / 1e6,
+            zombies_s,
+        )?;
+        if counted.is_none() {
+            writeln!(
+                md,
+                "\n(/metrics had not counted all {made} within 120 s.)\n"
+            )?;
+        }
+        reached.push((
+            made,
+            rest,
+            hwm,
+            metrics_s,
+            p99,
+            with_readers - before_readers,
+        ));
+        if made < goal {
+            break;
+        }
+    }
+    writeln!(md)?;
+    for n in &notes {
+        writeln!(md, "- {n}")?;
+    }
+    // Mass release: every parent reaps at once.
+    let t = Instant::now();
+    for c in &mut zombies.0 {
+        if let Some(mut stdin) = c.stdin.take() {
+            let _ = stdin.write_all(b"reap\n");
+        }
+    }
+    let released = wait_count(0.0, true, Duration::from_secs(60))?;
+    let release_s = released.map(|_| t.elapsed().as_secs_f64());
+    drop(zombies);
+    writeln!(
+        md,
+        "\nMass release of {made} zombies: /metrics counted none {}.\n",
+        match release_s {
+            Some(s) => format!("{s:.2} s after the parents were told to reap"),
+            None => "not within 60 s".into(),
+        }
+    )?;
+    if let Some(r) = &stop_reason {
+        writeln!(md, "The largest count: {r}.\n")?;
+    }
+    writeln!(md, "{cpu_md}")?;
+    let at = |n: u64| reached.iter().find(|r| r.0 >= n).or(reached.last());
+    let verdict = |pass: bool, count: u64, want: u64| {
+        if count < want {
+            format!(
+                "{} (only {count} reached)",
+                if pass { "met" } else { "**missed**" }
+            )
+        } else {
+            ok(pass).into()
+        }
+    };
+    if let Some(&(n, rest, hwm, _, p99, readers)) = at(100_000) {
+        targets.push((
+            "100k zombies: ≤ 40 MiB at rest".into(),
+            format!("{rest:.1} MiB at {n}"),
+            verdict(rest <= 40.0, n, 100_000),
+        ));
+        targets.push((
+            "100k zombies: ≤ 64 MiB peak (VmHWM)".into(),
+            format!("{hwm:.1} MiB at {n}"),
+            verdict(hwm <= 64.0, n, 100_000),
+        ));
+        targets.push((
+            "100 non-reading clients: at most +16 MiB".into(),
+            format!("+{readers:.1} MiB at {n} zombies"),
+            verdict(readers <= 16.0, n, 100_000),
+        ));
+        targets.push((
+            "a new zombie in /zombies within 250 ms (p99) with 100k listed".into(),
+            format!("p99 {p99:.0} ms at {n}"),
+            verdict(p99 <= 250.0, n, 100_000),
+        ));
+    }
+    if let Some(&(n, _, hwm, metrics_s, ..)) = reached.last() {
+        targets.push((
+            "1M zombies: peak under 256 MiB".into(),
+            format!("{hwm:.1} MiB at {n}"),
+            verdict(hwm < 256.0, n, 1_000_000),
+        ));
+        targets.push((
+            "1M zombies: /metrics under 1 s".into(),
+            format!("{:.0} ms at {n}", metrics_s * 1000.0),
+            verdict(metrics_s < 1.0, n, 1_000_000),
+        ));
+    }
+    targets.push((
+        "a mass release of 100k reflected within 2 s".into(),
+        match release_s {
+            Some(s) => format!("{s:.2} s for {made}"),
+            None => format!("not within 60 s for {made}"),
+        },
+        verdict(release_s.is_some_and(|s| s <= 2.0), made, 100_000),
+    ));
+    if let [(r1, _, us1), (r10, pct10, _)] = cpu[..] {
+        targets.push((
+            "CPU ≤ 1.5 µs per exit at 1,000 exits/s".into(),
+            format!("{us1:.2} µs at {r1:.0} exits/s"),
+            ok(us1 <= 1.5).into(),
+        ));
+        targets.push((
+            "CPU ≤ 0.5 % of a core at 10,000 exits/s".into(),
+            format!("{pct10:.2} % at {r10:.0} exits/s"),
+            ok(pct10 <= 0.5).into(),
+        ));
+    }
+    stop(&mut procs);
     Ok(())
 }

@@ -162,6 +162,27 @@ pub struct RunArgs {
     /// The remediation policy (YAML); without it, the built-in defaults.
     #[arg(long, env = "ZOMBIE_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Bytes of HTTP answers held in memory at most, across all connections. `/zombies` is
+    /// streamed in 64 KiB chunks; when the cap is reached, clients that stopped reading for
+    /// a second or more are cut off, the longest stalled first, and the others wait.
+    #[arg(
+        long,
+        default_value_t = crate::inflight::DEFAULT_CAP,
+        env = "ZOMBIE_HTTP_MAX_BYTES_IN_FLIGHT",
+        value_parser = clap::value_parser!(u64).range(65_536..).map(|n| n as usize)
+    )]
+    pub http_max_bytes_in_flight: usize,
+    /// Zombies listed in detail in /zombies at most. Beyond, counts per container, cause and
+    /// origin stay exact in /metrics, and /zombies lists the oldest half and the newest half
+    /// (its X-Zombies-Unlisted header, the zombie_processes_unlisted metric and the log say
+    /// so). Bounds the memory of a snapshot at about 200 bytes per listed zombie.
+    #[arg(
+        long,
+        default_value_t = crate::daemon::DEFAULT_MAX_LISTED,
+        env = "ZOMBIE_MAX_LISTED_ZOMBIES",
+        value_parser = clap::value_parser!(u64).range(2..).map(|n| n as usize)
+    )]
+    pub max_listed_zombies: usize,
     /// Testing only (hidden): the kernel side drops the free events of processes with this
     /// comm, as some kernels do on their own, to prove the /proc sweep settles them.
     #[arg(long, hide = true, value_parser = parse_comm)]
@@ -264,6 +285,8 @@ mod tests {
         assert_eq!(run.ring_buffer_bytes, 4 << 20);
         assert_eq!(run.remediate, Mode::Off);
         assert!(!run.show_cmdlines, "command lines are redacted by default");
+        assert_eq!(run.http_max_bytes_in_flight, 16 << 20);
+        assert_eq!(run.max_listed_zombies, 50_000);
         let cli = Cli::try_parse_from(["zombie-daemon", "run", "--show-cmdlines"]).unwrap();
         let Command::Run(run) = cli.command else {
             panic!()
@@ -277,6 +300,8 @@ mod tests {
         for bad in [
             vec!["zombie-daemon", "run", "--listen", "nope"],
             vec!["zombie-daemon", "run", "--ring-buffer-bytes", "1000"],
+            vec!["zombie-daemon", "run", "--http-max-bytes-in-flight", "1000"],
+            vec!["zombie-daemon", "run", "--max-listed-zombies", "1"],
             vec!["zombie-daemon", "run", "--log-format", "xml"],
             vec!["zombie-daemon", "frobnicate"],
             vec!["zombie-daemon", "run", "--remediate", "yes"],

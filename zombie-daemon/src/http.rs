@@ -209,7 +209,8 @@ async fn serve_connection(stream: TcpStream, router: Router, slot: Slot) {
         }
     }
     let state = slot.state.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(Shedder(state.clone()));
         let busy = Busy::new(state.clone());
         let router = router.clone();
         async move {
@@ -440,6 +441,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// `/remediations` as JSON (`[]` when remediation is off).
     pub remediations: watch::Receiver<Bytes>,
+    /// The cap on answer bytes held across all connections (`--http-max-bytes-in-flight`).
+    pub in_flight: Arc<crate::inflight::InFlight>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -524,7 +527,72 @@ async fn readyz(State(api): State<Api>) -> impl IntoResponse {
     }
 }
 
-async fn zombies(State(api): State<Api>) -> Response {
+/// What `/zombies` accepts: filters and a page. Names are a contract, like the paths.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZombiesQuery {
+    /// Only zombies of pods in this namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Only zombies of the pod of this name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// At most this many zombies (oldest first); the answer's `X-Next-Cursor` header (and a
+    /// `Link: <...>; rel="next"` header) says where the next page starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Start after this cursor (a page's `X-Next-Cursor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// The header that says where the next page of `/zombies` starts.
+pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
+/// How many zombies the answer holds (known before the first byte is sent).
+pub const COUNT_HEADER: &str = "x-zombies-count";
+/// How many zombies the daemon lists in detail (before filters and paging).
+pub const LISTED_HEADER: &str = "x-zombies-listed";
+/// How many zombies there are, listed or not (see [`UNLISTED_HEADER`]).
+pub const TOTAL_HEADER: &str = "x-zombies-total";
+/// How many zombies are counted but not listed (above `--max-listed-zombies`: the oldest and
+/// the newest are listed; counts in /metrics stay exact). Absent when every one is listed.
+pub const UNLISTED_HEADER: &str = "x-zombies-unlisted";
+
+/// Bytes of JSON encoded per chunk of a streamed `/zombies`: each reader holds one chunk
+/// at a time (see [`crate::inflight`]).
+pub const ZOMBIES_CHUNK_BYTES: usize = 64 * 1024;
+
+fn bad_request(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response()
+}
+
+/// Closes this request's connection (set by [`serve`]; absent in tests that call the router
+/// directly).
+#[derive(Clone)]
+struct Shedder(Arc<ConnState>);
+
+async fn zombies(
+    State(api): State<Api>,
+    shedder: Option<axum::Extension<Shedder>>,
+    query: Result<axum::extract::Query<ZombiesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => {
+            return bad_request(format!(
+                "{}; /zombies accepts namespace, pod, limit and after",
+                e.body_text()
+            ));
+        }
+    };
+    if query.limit == Some(0) {
+        return bad_request("limit must be at least 1".into());
+    }
+    let after = match query.after.as_deref().map(str::parse::<snapshot::Cursor>) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return bad_request(format!("after: {e}")),
+    };
     let snapshot = snapshot::fresh(
         &api.snapshot,
         &api.demand,
@@ -532,10 +600,64 @@ async fn zombies(State(api): State<Api>) -> Response {
     )
     .await;
     let now = clock::boottime_now();
-    off_loop(JSON, move || {
-        serde_json::to_vec(&snapshot.zombies.aged(now)).unwrap_or_default()
-    })
-    .await
+    let filter = snapshot::Filter {
+        namespace: query.namespace.clone(),
+        pod: query.pod.clone(),
+    };
+    let page = snapshot.zombies.page(&filter, after, query.limit);
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(JSON),
+    );
+    headers.insert(COUNT_HEADER, page.count.into());
+    let z = &snapshot.zombies;
+    headers.insert(LISTED_HEADER, z.views.len().into());
+    headers.insert(TOTAL_HEADER, (z.views.len() as u64 + z.unlisted).into());
+    if z.unlisted > 0 {
+        headers.insert(UNLISTED_HEADER, z.unlisted.into());
+    }
+    if let Some(next) = page.next {
+        let next_query = ZombiesQuery {
+            after: Some(next.to_string()),
+            ..query
+        };
+        let link = serde_urlencoded::to_string(&next_query)
+            .ok()
+            .and_then(|q| format!("<{ZOMBIES_PATH}?{q}>; rel=\"next\"").parse().ok());
+        if let Some(link) = link {
+            headers.insert(header::LINK, link);
+        }
+        if let Ok(v) = next.to_string().parse() {
+            headers.insert(NEXT_CURSOR_HEADER, v);
+        }
+    }
+    let shed: crate::inflight::ShedFn = match shedder {
+        Some(axum::Extension(Shedder(conn))) => Box::new(move || conn.shed.notify_one()),
+        None => Box::new(|| {}),
+    };
+    let reader = api.in_flight.reader(shed);
+    let chunks = snapshot::Chunks::new(snapshot, filter, page, now);
+    let body = futures_util::stream::unfold(Some((chunks, reader)), |state| async move {
+        let (mut chunks, reader) = state?;
+        if chunks.is_done() {
+            return None;
+        }
+        if let Err(e) = reader.reserve(ZOMBIES_CHUNK_BYTES).await {
+            return Some((Err(io::Error::other(e)), None));
+        }
+        // Encoding costs about a millisecond per chunk: off the thread the event loop shares.
+        match tokio::task::spawn_blocking(move || {
+            let bytes = chunks.next_chunk(ZOMBIES_CHUNK_BYTES);
+            (bytes, chunks)
+        })
+        .await
+        {
+            Ok((bytes, chunks)) => Some((Ok(Bytes::from(bytes)), Some((chunks, reader)))),
+            Err(e) => Some((Err(io::Error::other(e)), None)),
+        }
+    });
+    (headers, axum::body::Body::from_stream(body)).into_response()
 }
 
 async fn audit(State(api): State<Api>) -> Response {

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod diagnosis;
 pub mod health;
 pub mod http;
+pub mod inflight;
 pub mod list;
 pub mod metrics;
 pub mod prevention;

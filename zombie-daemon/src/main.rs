@@ -16,6 +16,9 @@ fn main() {
         Err(e) if e.exit_code() == 0 => e.exit(), // --help, --version
         Err(e) => usage_error(&cli::one_line(&e)),
     };
+    if matches!(cli.command, Command::Run(_)) {
+        daemon::bound_allocator();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,6 +73,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         remediate: args.remediate,
         policy,
         show_cmdlines: args.show_cmdlines,
+        http_max_bytes_in_flight: args.http_max_bytes_in_flight,
+        max_listed_zombies: args.max_listed_zombies,
     };
     daemon::run(cfg).await
 }

@@ -49,6 +49,12 @@ pub struct Metrics {
     /// Zombies left by exec sessions (exec probes, `kubectl exec`), per container; fed by
     /// the snapshot builder, which attributes them and caps the series.
     pub exec_session_zombies: IntCounterVec,
+    /// Bytes of HTTP answers held in memory now (see [`crate::inflight`]).
+    pub http_bytes_in_flight: IntGauge,
+    /// Readers closed because they stalled while the answer budget was full.
+    pub http_readers_shed: IntCounter,
+    /// Zombies counted but not listed in detail (above `--max-listed-zombies`).
+    pub zombies_unlisted: IntGauge,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -222,6 +228,30 @@ impl Metrics {
         registry
             .register(Box::new(exec_session_zombies.clone()))
             .expect("unique metric");
+        let http_bytes_in_flight = IntGauge::new(
+            "zombie_http_bytes_in_flight",
+            "Bytes of HTTP answers (/zombies chunks) held in memory for clients now; capped by \
+             --http-max-bytes-in-flight.",
+        )
+        .expect("valid metric");
+        let http_readers_shed = counter(
+            "zombie_http_readers_shed_total",
+            "HTTP clients cut off because they stopped reading their answer while the answer \
+             budget (--http-max-bytes-in-flight) was full; the slowest go first.",
+        );
+        let zombies_unlisted = IntGauge::new(
+            "zombie_processes_unlisted",
+            "Zombie processes counted in zombie_processes (exactly) but not listed in /zombies: \
+             above --max-listed-zombies only the oldest and the newest are kept in detail.",
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(http_bytes_in_flight.clone()) as Box<dyn Collector>,
+            Box::new(http_readers_shed.clone()),
+            Box::new(zombies_unlisted.clone()),
+        ] {
+            registry.register(m).expect("unique metric");
+        }
         let events_by_kind =
             ["exit", "free", "wait", "origin"].map(|k| events.with_label_values(&[k]));
         for reason in ["startup", "lost_events", "periodic", "exiting"] {
@@ -245,6 +275,9 @@ impl Metrics {
             remediations,
             event_delay,
             exec_session_zombies,
+            http_bytes_in_flight,
+            http_readers_shed,
+            zombies_unlisted,
         }
     }
 

@@ -195,6 +195,12 @@ impl Attributor {
         &self.cgroups
     }
 
+    /// Forgets the processes not attributed since the last call (see
+    /// [`CgroupResolver::forget_unused`]).
+    pub fn forget_unused(&mut self) {
+        self.cgroups.forget_unused();
+    }
+
     /// `namespace`, `pod`, `container` label values (see [`Attribution::labels`]).
     pub fn labels(&mut self, z: &Zombie) -> [String; 3] {
         self.attribution(z).1.labels()

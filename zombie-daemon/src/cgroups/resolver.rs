@@ -24,15 +24,21 @@ pub struct CgroupResolver {
     mode: CgroupMode,
     root_id: Option<u64>,
     by_id: FxHashMap<u64, Arc<str>>,
-    by_proc: FxHashMap<ProcKey, Arc<str>>,
+    /// With the build generation that last used each entry (see [`Self::forget_unused`]).
+    by_proc: FxHashMap<ProcKey, (Arc<str>, u32)>,
+    generation: u32,
     /// One copy of each distinct path, shared by the per-process entries.
     interned: FxHashSet<Arc<str>>,
 }
 
 /// Bound on cached paths; a node has a few thousand cgroups at most.
 const CACHE_LIMIT: usize = 16_384;
-/// Bound on per-process entries (processes of cgroups whose id says nothing).
-const PROC_CACHE_LIMIT: usize = 131_072;
+/// Bound on per-process entries (processes of cgroups whose id says nothing). A snapshot
+/// build forgets the processes it no longer lists, so the cache holds the table's zombies:
+/// the bound is the largest PID space (`pid_max` at most 4,194,304), so that a table of any
+/// size is resolved from the cache, not by reading every zombie's /proc/<pid>/cgroup anew at
+/// each build (what clearing it at a lower bound did above that many zombies).
+const PROC_CACHE_LIMIT: usize = 4_194_304;
 
 impl CgroupResolver {
     pub fn new(proc_root: impl Into<PathBuf>, cgroup_root: &Path) -> Self {
@@ -47,6 +53,7 @@ impl CgroupResolver {
             root_id,
             by_id: FxHashMap::default(),
             by_proc: FxHashMap::default(),
+            generation: 0,
             interned: FxHashSet::default(),
         }
     }
@@ -61,12 +68,15 @@ impl CgroupResolver {
     pub fn path(&mut self, key: ProcKey, id: u64) -> Option<Arc<str>> {
         let meaningful = self.id_is_meaningful(id);
         let cached = if meaningful {
-            self.by_id.get(&id)
+            self.by_id.get(&id).cloned()
         } else {
-            self.by_proc.get(&key)
+            self.by_proc.get_mut(&key).map(|(p, used)| {
+                *used = self.generation;
+                p.clone()
+            })
         };
-        if let Some(p) = cached {
-            return Some(p.clone());
+        if cached.is_some() {
+            return cached;
         }
         let path: Arc<str> = path_of_pid(&self.proc_root, key.pid, self.mode.prefer())?.into();
         if meaningful {
@@ -87,8 +97,19 @@ impl CgroupResolver {
                 path
             }
         };
-        self.by_proc.insert(key, path.clone());
+        self.by_proc.insert(key, (path.clone(), self.generation));
         Some(path)
+    }
+
+    /// Forgets the processes not resolved since the last call (a build resolves every zombie
+    /// it lists, so what it did not ask for is gone from the table).
+    pub fn forget_unused(&mut self) {
+        let current = self.generation;
+        self.by_proc.retain(|_, (_, used)| *used == current);
+        if self.by_proc.is_empty() {
+            self.interned.clear();
+        }
+        self.generation = current.wrapping_add(1);
     }
 }
 
@@ -119,6 +140,39 @@ mod tests {
         assert!(p.starts_with('/'));
         // Cached per process: the same answer without /proc.
         assert_eq!(r.path(me, 0).unwrap(), p);
+    }
+
+    /// A build forgets the processes it did not list, and keeps those it did (whatever
+    /// their number), so a large table is resolved from the cache at every build.
+    #[test]
+    fn processes_not_resolved_since_the_last_build_are_forgotten() {
+        let dir = std::env::temp_dir().join(format!("zd-resolver-{}", std::process::id()));
+        for pid in [10, 11] {
+            fs::create_dir_all(dir.join(pid.to_string())).unwrap();
+            fs::write(dir.join(format!("{pid}/cgroup")), "0::/a/b\n").unwrap();
+        }
+        let mut r = CgroupResolver::new(&dir, &dir);
+        let key = |pid| ProcKey {
+            pid,
+            start_ticks: 1,
+        };
+        assert_eq!(r.path(key(10), 0).as_deref(), Some("/a/b"));
+        assert_eq!(r.path(key(11), 0).as_deref(), Some("/a/b"));
+        r.forget_unused();
+        // The next build lists only 10; then /proc no longer has either.
+        assert!(r.path(key(10), 0).is_some());
+        fs::remove_dir_all(&dir).unwrap();
+        r.forget_unused();
+        assert_eq!(
+            r.path(key(10), 0).as_deref(),
+            Some("/a/b"),
+            "kept: still listed"
+        );
+        assert_eq!(
+            r.path(key(11), 0),
+            None,
+            "forgotten: not listed by the last build"
+        );
     }
 
     #[test]

@@ -41,7 +41,14 @@ pub struct Builder {
     metrics: Option<Arc<Metrics>>,
     /// The containers with their own `zombie_exec_session_zombies_total` series.
     exec_series: rustc_hash::FxHashSet<Labels>,
+    /// Zombies a snapshot lists in detail at most (see [`sample`]).
+    max_listed: usize,
+    /// The last snapshot left zombies without detail (for the log).
+    sampling: bool,
 }
+
+/// The default of `--max-listed-zombies`: about 10 MiB of per-zombie detail in a snapshot.
+pub const DEFAULT_MAX_LISTED: usize = 50_000;
 
 impl Builder {
     pub fn new(attributor: Attributor, proc_root: &Path, pids_root: Option<PathBuf>) -> Self {
@@ -53,7 +60,15 @@ impl Builder {
             show_cmdlines,
             metrics: None,
             exec_series: Default::default(),
+            max_listed: DEFAULT_MAX_LISTED,
+            sampling: false,
         }
+    }
+
+    /// Lists at most `max` zombies in detail (`--max-listed-zombies`).
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.max_listed = max.max(2);
+        self
     }
 
     /// Where zombies left by exec sessions are counted.
@@ -119,22 +134,44 @@ impl Builder {
     }
 
     fn zombies(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Zombies {
-        let views = self.views(table);
-        let (containers, by_cause, by_origin) = series(&views, now);
+        // The series count every zombie; only the detail is sampled.
+        let (views, counts) = self.views(table, self.max_listed);
+        let unlisted = table.zombies.len() - views.len();
+        let (containers, by_cause, by_origin) = series(counts, now);
+        if let Some(m) = &self.metrics {
+            m.zombies_unlisted.set(unlisted as i64);
+        }
+        if (unlisted > 0) != self.sampling {
+            self.sampling = unlisted > 0;
+            if self.sampling {
+                tracing::warn!(
+                    zombies = views.len() + unlisted,
+                    listed = views.len(),
+                    max_listed_zombies = self.max_listed,
+                    "more zombies than --max-listed-zombies: counts per container, cause and \
+                     origin stay exact, /zombies lists the oldest and the newest only"
+                );
+            } else {
+                tracing::info!("every zombie is listed in detail again");
+            }
+        }
         Zombies {
             taken_at: now,
             fingerprint: table.fingerprint,
             wall: *wall,
             views,
+            unlisted: unlisted as u64,
             containers,
             by_cause,
             by_origin,
         }
     }
 
-    /// Every zombie, oldest first, attributed and diagnosed (see [`view::snapshot`], which
-    /// this is with views kept from one build to the next).
-    fn views(&mut self, table: &Table) -> Vec<Listed> {
+    /// Every zombie, oldest first, attributed and diagnosed (see [`view::snapshot`]), and
+    /// counted; beyond `max`, only the oldest and the newest half are kept in detail (where
+    /// a leak started, and what it does now, every new zombie included), and the others are
+    /// counted without ever being held.
+    fn views(&mut self, table: &Table, max: usize) -> (Vec<Listed>, Counts) {
         let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
         zombies.sort_by_key(|z| (z.exited_at, z.key));
         let proc_root = self.proc_root.clone();
@@ -145,8 +182,12 @@ impl Builder {
             FxHashMap::default();
         let mut origins: FxHashMap<Origin, Arc<OriginView>> = FxHashMap::default();
         let mut labels: FxHashMap<usize, Arc<Labels>> = FxHashMap::default();
-        let mut out = Vec::with_capacity(zombies.len());
-        for z in zombies {
+        let n = zombies.len();
+        let (keep_old, keep_new) = (max / 2, max - max / 2);
+        let kept = |i: usize| n <= max || i < keep_old || i >= n - keep_new;
+        let mut counts = Counts::default();
+        let mut out = Vec::with_capacity(n.min(max));
+        for (i, z) in zombies.into_iter().enumerate() {
             let (path, a) = self.attributor.attribution(z);
             let id = Arc::as_ptr(&a) as usize;
             let diagnosis = diagnoses
@@ -161,6 +202,10 @@ impl Builder {
                 .entry(id)
                 .or_insert_with(|| Arc::new(a.labels()))
                 .clone();
+            counts.add(&labels, diagnosis.cause, z.origin.kind, z.exited_at);
+            if !kept(i) {
+                continue;
+            }
             out.push(Listed {
                 zombie: *z,
                 cgroup_path: path,
@@ -170,7 +215,9 @@ impl Builder {
                 labels,
             });
         }
-        out
+        // Every listed zombie was attributed: what the cache holds beyond them is gone.
+        self.attributor.forget_unused();
+        (out, counts)
     }
 
     fn budget(&mut self, now: Ns) -> Budget {
@@ -234,27 +281,46 @@ type Series = (
     Vec<(Labels, OriginKind, u64)>,
 );
 
-fn series(views: &[Listed], now: Ns) -> Series {
-    let mut by_labels: FxHashMap<&Labels, (u64, Ns)> = FxHashMap::default();
-    let mut causes_by: FxHashMap<(&Labels, Cause), u64> = FxHashMap::default();
-    let mut origins_by: FxHashMap<(&Labels, OriginKind), u64> = FxHashMap::default();
-    for l in views {
-        *origins_by
-            .entry((&*l.labels, l.zombie.origin.kind))
-            .or_default() += 1;
-        *causes_by
-            .entry((&*l.labels, l.diagnosis.cause))
-            .or_default() += 1;
-        let g = by_labels.entry(&*l.labels).or_insert((0, Ns::MAX));
-        g.0 += 1;
-        g.1 = g.1.min(l.zombie.exited_at);
+/// What the series count, gathered zombie by zombie (labels by their interned `Arc`).
+#[derive(Default)]
+struct Counts {
+    containers: FxHashMap<usize, (Arc<Labels>, u64, Ns)>,
+    causes: FxHashMap<(usize, Cause), u64>,
+    origins: FxHashMap<(usize, OriginKind), u64>,
+}
+
+impl Counts {
+    fn add(&mut self, labels: &Arc<Labels>, cause: Cause, origin: OriginKind, exited_at: Ns) {
+        let id = Arc::as_ptr(labels) as usize;
+        let g = self
+            .containers
+            .entry(id)
+            .or_insert_with(|| (labels.clone(), 0, Ns::MAX));
+        g.1 += 1;
+        g.2 = g.2.min(exited_at);
+        *self.causes.entry((id, cause)).or_default() += 1;
+        *self.origins.entry((id, origin)).or_default() += 1;
     }
-    let mut groups: FxHashMap<Labels, (u64, Ns)> =
-        by_labels.into_iter().map(|(l, v)| (l.clone(), v)).collect();
-    let causes: FxHashMap<(Labels, Cause), u64> = causes_by
-        .into_iter()
-        .map(|((l, c), n)| ((l.clone(), c), n))
-        .collect();
+}
+
+fn series(counts: Counts, now: Ns) -> Series {
+    // Equal labels may come from different attributions (two cgroups of one container):
+    // summed here.
+    let mut groups: FxHashMap<Labels, (u64, Ns)> = FxHashMap::default();
+    for (l, n, oldest) in counts.containers.values() {
+        let g = groups.entry(Labels::clone(l)).or_insert((0, Ns::MAX));
+        g.0 += n;
+        g.1 = g.1.min(*oldest);
+    }
+    let label = |id: &usize| Labels::clone(&counts.containers[id].0);
+    let mut causes: FxHashMap<(Labels, Cause), u64> = FxHashMap::default();
+    for ((id, c), n) in &counts.causes {
+        *causes.entry((label(id), *c)).or_default() += n;
+    }
+    let mut origins_by: FxHashMap<(Labels, OriginKind), u64> = FxHashMap::default();
+    for ((id, o), n) in &counts.origins {
+        *origins_by.entry((label(id), *o)).or_default() += n;
+    }
     let kept = cap_series(&mut groups, MAX_CONTAINER_SERIES);
     let fold = |l: &Labels| {
         if kept.as_ref().is_none_or(|k| k.contains(l)) {
@@ -269,7 +335,7 @@ fn series(views: &[Listed], now: Ns) -> Series {
     }
     let mut by_origin: FxHashMap<(Labels, OriginKind), u64> = FxHashMap::default();
     for ((l, o), n) in origins_by {
-        *by_origin.entry((fold(l), o)).or_default() += n;
+        *by_origin.entry((fold(&l), o)).or_default() += n;
     }
     let mut by_origin: Vec<(Labels, OriginKind, u64)> =
         by_origin.into_iter().map(|((l, o), n)| (l, o, n)).collect();
@@ -377,7 +443,7 @@ mod tests {
             ..Table::default()
         };
         table.zombies.push(zombie(12, 2, 3_000_000));
-        let listed = b.views(&table);
+        let (listed, _) = b.views(&table, usize::MAX);
         // Oldest first.
         let pids: Vec<u32> = listed.iter().map(|l| l.zombie.key.pid).collect();
         assert_eq!(pids, [10, 11, 12]);
@@ -425,6 +491,34 @@ mod tests {
             "zombie_exec_session_zombies_total{container=\"app\",namespace=\"shop\",pod=\"web-0\"} 3"
         ));
         drop(tx);
+    }
+
+    /// Above the ceiling the counts stay exact and the detail keeps the oldest and the newest.
+    #[test]
+    fn above_the_ceiling_counts_stay_exact_and_details_are_sampled() {
+        let dir = std::env::temp_dir().join(format!("zd-sample-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None).with_max_listed(4);
+        let table = Table {
+            zombies: (0..10)
+                .map(|i| zombie(100 + i, 1, u64::from(i) * 1000))
+                .collect(),
+            ..Table::default()
+        };
+        let z = b.zombies(&table, 1_000_000, &WallClock::now());
+        let pids: Vec<u32> = z.views.iter().map(|l| l.zombie.key.pid).collect();
+        assert_eq!(pids, [100, 101, 108, 109]);
+        assert_eq!(z.unlisted, 6);
+        assert_eq!(z.containers.iter().map(|c| c.count).sum::<u64>(), 10);
+        assert_eq!(z.containers[0].oldest_exited_at, 0);
+        assert_eq!(z.by_cause.iter().map(|c| c.2).sum::<u64>(), 10);
+        assert_eq!(z.by_origin.iter().map(|c| c.2).sum::<u64>(), 10);
+        // Under the ceiling again: every zombie listed.
+        let z = b
+            .with_max_listed(10)
+            .zombies(&table, 1_000_000, &WallClock::now());
+        assert_eq!((z.views.len(), z.unlisted), (10, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use build::Builder;
+pub use build::DEFAULT_MAX_LISTED;
 
 use crate::{
     attribution::names::{self, NameCache},
@@ -48,6 +49,25 @@ pub struct RunConfig {
     pub policy: crate::remediate::Policy,
     /// Full command lines in /zombies and /audit (`--show-cmdlines`); else redacted.
     pub show_cmdlines: bool,
+    /// The cap on HTTP answer bytes held across connections (`--http-max-bytes-in-flight`).
+    pub http_max_bytes_in_flight: usize,
+    /// Zombies listed in detail at most (`--max-listed-zombies`).
+    pub max_listed_zombies: usize,
+}
+
+/// Large allocations (a snapshot's list, a table copy: megabytes at 100,000 zombies) come
+/// from their own mappings and go back to the kernel when freed. glibc otherwise raises its
+/// mmap threshold to the size of the last large block freed (up to 32 MiB), after which such
+/// blocks come from the heap and its per-thread arenas, where freed memory stays resident:
+/// after one large table, the daemon would keep its peak for good. Two arenas: the builds
+/// and encodings run on up to 512 blocking threads, each of which would get an arena of its
+/// own (8 per core by default). Call before any thread starts.
+pub fn bound_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
@@ -94,6 +114,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let make_builder = {
         let (proc_root, cgroup_root) = (cfg.proc_root.clone(), cfg.cgroup_root.clone());
         let (names, show_cmdlines, metrics) = (names.clone(), cfg.show_cmdlines, metrics.clone());
+        let max_listed = cfg.max_listed_zombies;
         move || {
             let mut attributor = Attributor::new(&proc_root, &cgroup_root, names.clone());
             attributor.set_show_cmdlines(show_cmdlines);
@@ -103,6 +124,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 crate::cgroups::pids_root(&cgroup_root),
             )
             .with_metrics(metrics.clone())
+            .with_max_listed(max_listed)
         }
     };
 
@@ -113,6 +135,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             health: health.clone(),
             metrics: metrics.clone(),
             remediations: history_rx,
+            in_flight: Arc::new(
+                crate::inflight::InFlight::new(cfg.http_max_bytes_in_flight).with_metrics(
+                    metrics.http_bytes_in_flight.clone(),
+                    metrics.http_readers_shed.clone(),
+                ),
+            ),
         });
         let max_connections = crate::http::connection_cap(open_files.soft);
         info!(max_connections, "HTTP connection cap");

@@ -52,8 +52,10 @@ pub(super) async fn run(
         let current = snapshot.borrow().clone();
         let r = remediator;
         let t = tokio::task::spawn_blocking(move || {
-            let views = current.zombies.aged(clock::boottime_now());
-            let t = r.targets(&views);
+            // One zombie's object at a time: the whole list of objects at 100,000 zombies
+            // would hold tens of MB.
+            let (zombies, now) = (&current.zombies, clock::boottime_now());
+            let t = r.targets(zombies.views.iter().map(|l| l.view(now, &zombies.wall)));
             (t, r)
         })
         .await;

@@ -106,8 +106,8 @@ impl Remediator {
         &self.history
     }
 
-    /// Builds the targets from a snapshot (blocking: reads /proc).
-    pub fn targets(&self, views: &[ZombieView]) -> Vec<Target> {
+    /// Builds the targets from a snapshot's zombies (blocking: reads /proc).
+    pub fn targets(&self, views: impl IntoIterator<Item = ZombieView>) -> Vec<Target> {
         targets(
             views,
             &self.engine.policy,

@@ -10,18 +10,21 @@ use crate::{
 };
 
 /// Groups zombies by their current parent and reads what the guards need from /proc.
+/// Takes the zombies one at a time and keeps one per parent, so that a table of any size
+/// costs memory per parent, not per zombie.
 pub fn targets(
-    views: &[ZombieView],
+    views: impl IntoIterator<Item = ZombieView>,
     policy: &Policy,
     proc_root: &Path,
     names: Option<&NameCache>,
 ) -> Vec<Target> {
-    let mut by_parent: BTreeMap<u32, (usize, usize, &ZombieView)> = BTreeMap::new();
+    let mut by_parent: BTreeMap<u32, (usize, usize, ZombieView)> = BTreeMap::new();
     for z in views {
         let parent = z.reaper.as_ref().map_or(z.ppid, |r| r.pid);
+        let old_enough = z.age_seconds >= policy.min_age_seconds;
         let e = by_parent.entry(parent).or_insert((0, 0, z));
         e.1 += 1;
-        if z.age_seconds >= policy.min_age_seconds {
+        if old_enough {
             e.0 += 1;
         }
     }
