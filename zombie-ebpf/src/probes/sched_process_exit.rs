@@ -129,15 +129,19 @@ fn fill_origin(ev: *mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i3
 /// SIGCHLD exit signal, not ptraced, parent's SIGCHLD action SIG_IGN or SA_NOCLDWAIT).
 #[inline(always)]
 fn read_parent(ev: *mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
+    // The parent is a process: `real_parent` is the thread that forked the child, whose own
+    // start time and comm are not the process's. Its identity is its group leader's, as
+    // /proc shows it.
+    let parent_leader: *const u8 = field(parent, off!(task_group_leader))?;
     // SAFETY: as in `fill`.
     unsafe {
         field_into(&raw mut (*ev).ppid, parent, off!(task_tgid))?;
         field_into(
             &raw mut (*ev).parent_start_ns,
-            parent,
+            parent_leader,
             off!(task_start_boottime),
         )?;
-        read_into::<[u8; COMM_LEN]>(&raw mut (*ev).parent_comm, parent, off!(task_comm))?;
+        read_into::<[u8; COMM_LEN]>(&raw mut (*ev).parent_comm, parent_leader, off!(task_comm))?;
         let exit_signal: i32 = field(leader, off!(task_exit_signal))?;
         let ptrace: u32 = field(leader, off!(task_ptrace))?;
         if ptrace != 0 {
