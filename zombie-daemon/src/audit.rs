@@ -247,10 +247,7 @@ pub fn redact(audits: &mut [ContainerAudit], show: bool) {
     }
     for a in audits {
         if let Some(c) = a.pid1_cmdline.as_mut() {
-            // Split back into words: argv[0] with a space in it is rare, and redacting more
-            // than needed is the safe side.
-            let words: Vec<String> = c.split(' ').map(str::to_string).collect();
-            *c = crate::view::shown_cmdline(&words, false);
+            *c = crate::redact::joined_command_line(c, false);
         }
     }
 }
@@ -445,6 +442,21 @@ mod tests {
         let mut one = vec![base()];
         redact(&mut one, false);
         assert_eq!(one[0].pid1_cmdline.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn a_title_in_argv0_is_redacted_and_a_hostile_pid1_is_shown_as_text() {
+        let mut audits = vec![ContainerAudit {
+            pid1_comm: Some("x\x1b[2J\r\nforged".into()),
+            pid1_cmdline: Some("myapp --db-password=s3cr3t --serve".into()),
+            ..base()
+        }];
+        redact(&mut audits, false);
+        assert_eq!(audits[0].pid1_cmdline.as_deref(), Some("myapp [redacted]"));
+        let t = table(&audits);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("x\\x1b[2J\\r\\nforged"), "{t}");
+        assert_eq!(t.lines().count(), 2);
     }
 
     #[test]
