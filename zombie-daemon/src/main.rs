@@ -16,6 +16,12 @@ fn main() {
         Err(e) if e.exit_code() == 0 => e.exit(), // --help, --version
         Err(e) => usage_error(&cli::one_line(&e)),
     };
+    match &cli.command {
+        Command::Run(a) => a.paths.apply(),
+        Command::List(a) => a.source.paths.apply(),
+        Command::Check(a) => a.paths.apply(),
+        Command::Audit(a) => a.source.paths.apply(),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
