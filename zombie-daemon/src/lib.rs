@@ -6,6 +6,7 @@
 
 pub mod attribution;
 pub mod audit;
+pub mod bounds;
 pub mod budget;
 pub mod cgroups;
 pub mod check;
