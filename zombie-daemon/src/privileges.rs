@@ -14,10 +14,15 @@
 //! reading /proc (see [`needed_after_load`]), and a seccomp filter takes away what it would
 //! otherwise allow beyond that: ptrace itself, process_vm_readv/writev, taking another
 //! process's file descriptors, and every open for writing (so neither `/proc/PID/mem`
-//! read-write nor a file through `/proc/PID/root` can be written); Landlock, where the
-//! kernel has it (5.13 on), limits file access to reading on top of that. What remains: as
-//! uid 0 with CAP_SYS_PTRACE the daemon can still *read* what /proc shows of any process,
+//! read-write nor a file through `/proc/PID/root` can be written). What remains: as uid 0
+//! with CAP_SYS_PTRACE the daemon can still *read* what /proc shows of any process,
 //! `/proc/PID/environ` and `/proc/PID/mem` included (the README says so).
+//!
+//! Not Landlock: a Landlock domain also scopes ptrace access, PTRACE_MODE_READ included, to
+//! processes in the same or a nested domain. Every /proc read that needs that check (the
+//! exit code in `stat`, `exe`, the `ns/*` links) would then fail for every other process:
+//! measured here, a daemon under a read-only Landlock ruleset no longer told a host kubelet
+//! from an application. The seccomp filter is what keeps it from writing.
 //!
 //! Capabilities belong to threads. The drop runs on the only thread the process has at that
 //! point (the tokio runtime is current-thread and its blocking pool starts lazily); should
@@ -49,9 +54,6 @@ pub struct Dropped {
     pub bounding_dropped: bool,
     /// Whether ptrace and friends, and every write-open, are denied by seccomp.
     pub seccomp: bool,
-    /// What Landlock enforces (file access limited to reading): `full`, `partial` (an older
-    /// kernel ABI), `none` (a kernel before 5.13, or booted without Landlock), or the error.
-    pub landlock: String,
 }
 
 /// The capabilities the running daemon keeps; `signals`: it may signal processes
@@ -93,13 +95,6 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<Dropped, DropError> {
     caps::set(None, CapSet::Effective, &kept)?;
     caps::set(None, CapSet::Permitted, &kept)?;
     rustix::thread::set_no_new_privs(true).map_err(|e| DropError::NoNewPrivs(e.into()))?;
-    // Before the seccomp filter: Landlock opens "/" (O_PATH, which the filter allows anyway).
-    let landlock = match restrict_files_to_reading() {
-        Ok(landlock::RulesetStatus::FullyEnforced) => "full".to_string(),
-        Ok(landlock::RulesetStatus::PartiallyEnforced) => "partial".to_string(),
-        Ok(landlock::RulesetStatus::NotEnforced) => "none".to_string(),
-        Err(e) => format!("error: {e}"),
-    };
     let seccomp = deny_process_access().map_err(DropError::Seccomp)?;
     if threads > 1 {
         return Err(DropError::Threads(threads));
@@ -111,19 +106,63 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<Dropped, DropError> {
             .collect(),
         bounding_dropped,
         seccomp,
-        landlock,
     })
 }
 
-/// Syscalls that read or write another process's memory or steal its file descriptors:
-/// the part of CAP_SYS_PTRACE the daemon must never use.
+/// `fchmodat2` (Linux 6.6): numbers from 424 on are the same on every architecture, and
+/// the libc crate names it on x86_64 only.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// Syscalls the daemon never makes after the load, denied with EPERM: those that read or
+/// write another process's memory or steal its file descriptors (the part of
+/// CAP_SYS_PTRACE it must never use), and those that change a file system by path (as uid
+/// 0 they would reach every file of the node and, through `/proc/PID/root`, of every
+/// container).
 const DENIED_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
     libc::SYS_pidfd_getfd,
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_fchmodat,
+    SYS_FCHMODAT2,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_truncate,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_creat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_mkdir,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_mknod,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_rmdir,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_unlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_rename,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_link,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_symlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chmod,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lchown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_utimes,
 ];
 
 /// Open flags that write or create: any of them denies an open after the load. The daemon
@@ -278,26 +317,6 @@ pub fn deny_process_access() -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// What Landlock enforces after the load: reading files and listing directories anywhere,
-/// nothing else (no write, create, remove, rename, truncate, execute). Best effort: a kernel
-/// before 5.13 (or one booted without Landlock) enforces nothing, an older ABI the part it
-/// knows; the seccomp filter denies write-opens either way.
-pub fn restrict_files_to_reading() -> Result<landlock::RulesetStatus, landlock::RulesetError> {
-    use landlock::{
-        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules,
-    };
-    let abi = ABI::V5;
-    let status = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))?
-        .create()?
-        .add_rules(path_beneath_rules(
-            ["/"],
-            AccessFs::ReadFile | AccessFs::ReadDir,
-        ))?
-        .restrict_self()?;
-    Ok(status.ruleset)
-}
-
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub fn deny_process_access() -> std::io::Result<bool> {
     Ok(false)
@@ -410,8 +429,9 @@ mod tests {
     }
 
     /// After the load the daemon writes no file: every write-open fails, whatever the path
-    /// (`/proc/PID/mem`, a file through `/proc/PID/root`, a new file), and `openat2`, whose
-    /// flags the filter cannot see, is ENOSYS; reading still works.
+    /// (`/proc/PID/mem`, a file through `/proc/PID/root`, a new file), `openat2`, whose
+    /// flags the filter cannot see, is ENOSYS, and nothing is made, removed, renamed,
+    /// linked or chmod'ed by path; reading, the ptrace reads included, still works.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
     fn after_the_drop_no_file_can_be_opened_for_writing() {
@@ -430,6 +450,9 @@ mod tests {
             let Ok(d) = drop_all_but(&keep) else {
                 return false;
             };
+            // Still reads what it is for: another process's exe and namespace links.
+            let ptrace_reads = std::fs::read_link(format!("/proc/{parent}/exe")).is_ok()
+                && std::fs::read_link(format!("/proc/{parent}/ns/mnt")).is_ok();
             let denied = |r: std::io::Result<std::fs::File>| {
                 r.is_err_and(|e| e.raw_os_error() == Some(libc::EPERM))
             };
@@ -474,19 +497,33 @@ mod tests {
                     std::mem::size_of_val(&how),
                 )
             });
+            // Nor changed by path: made, removed, renamed, linked, chmod'ed.
+            let eperm =
+                |r: std::io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc::EPERM));
+            let through_root = format!("/proc/{parent}/root{}", scratch.display());
+            let by_path = [
+                eperm(std::fs::create_dir(scratch.join("dir"))),
+                eperm(std::fs::remove_file(&existing)),
+                eperm(std::fs::rename(&existing, scratch.join("moved"))),
+                eperm(std::fs::hard_link(&existing, scratch.join("hard"))),
+                eperm(std::os::unix::fs::symlink(&existing, scratch.join("soft"))),
+                eperm(std::fs::set_permissions(
+                    &existing,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                )),
+                eperm(std::fs::remove_file(format!("{through_root}/existing"))),
+            ];
             let unchanged = std::fs::read(&existing).is_ok_and(|b| b == b"x");
             let reads = std::fs::read_to_string("/proc/self/stat").is_ok()
                 && std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok();
-            // Landlock where the kernel has it: no directory is made either.
-            let landlock_holds =
-                d.landlock != "full" || std::fs::create_dir(scratch.join("dir")).is_err();
             d.seccomp
                 && writes.iter().all(|w| *w)
+                && by_path.iter().all(|w| *w)
                 && open == Some(libc::EPERM)
                 && openat2 == Some(libc::ENOSYS)
                 && unchanged
                 && reads
-                && landlock_holds
+                && ptrace_reads
         });
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -496,19 +533,6 @@ mod tests {
         /// the drop, and a closure passed as `fn` cannot capture).
         static SCRATCH: std::cell::RefCell<Option<(std::path::PathBuf, u32)>> =
             const { std::cell::RefCell::new(None) };
-    }
-
-    /// Landlock is there on this machine's kernel (5.13 and later with it enabled): the drop
-    /// enforces it in full.
-    #[test]
-    fn landlock_is_enforced_where_the_kernel_has_it() {
-        // SAFETY: LANDLOCK_CREATE_RULESET_VERSION takes no pointer.
-        let abi = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, 1u32) };
-        if abi < 5 {
-            eprintln!("this kernel's Landlock ABI is {abi}: the partial case is not tested here");
-            return;
-        }
-        in_child(|| drop_all_but(&CapsHashSet::new()).is_ok_and(|d| d.landlock == "full"));
     }
 
     /// x32 numbers carry bit 30; without the filter the kernel answers ENOSYS (no x32

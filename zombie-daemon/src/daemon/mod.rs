@@ -170,7 +170,6 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             bounding_set = if d.bounding_dropped { "dropped" } else { "left to the runtime" },
             ptrace = if d.seccomp { "denied by seccomp" } else { "allowed" },
             write_opens = if d.seccomp { "denied by seccomp" } else { "allowed" },
-            landlock = %d.landlock,
             "capabilities not needed after the load dropped"
         ),
         // Not fatal: the daemon works the same, only with more privilege than it needs.
