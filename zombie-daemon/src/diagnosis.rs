@@ -252,6 +252,9 @@ const INITS: &[&str] = &[
 
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"];
 
+/// Executables that are many programs, told apart by argv[0].
+const MULTI_CALL: &[&str] = &["busybox", "toybox"];
+
 /// The program name of a cmdline's first word (`/usr/bin/tini` -> `tini`).
 fn program(cmdline: &[String]) -> Option<&str> {
     cmdline.first().map(|a| a.rsplit('/').next().unwrap_or(a))
@@ -288,17 +291,20 @@ pub struct ReaperFacts {
     /// comm and argv, a process cannot change it without exec'ing another file.
     #[serde(default)]
     pub exe: String,
-    /// It runs outside every pod's cgroup and in the node's own mount namespace (that of
-    /// the host's PID 1), so `exe` names a file of the node, not one a tenant named.
+    /// It runs outside every pod's cgroup and in the node's initial mount namespace (see
+    /// [`in_host_mount_namespace`]), so `exe` names a file of the node, not one a tenant
+    /// named.
     #[serde(default)]
     pub host: bool,
 }
 
-/// Whether `pid` lives in the mount namespace of the host's init (`<proc>/1`). None when
-/// either link is unreadable.
+/// Whether `pid` lives in the node's initial mount namespace: that of the kernel's threads,
+/// read through kthreadd (`<proc>/2`, always PID 2 of the host PID namespace). The host's
+/// init, kubelet and the runtime live there; a container never does. None when either link
+/// is unreadable.
 pub fn in_host_mount_namespace(proc_root: &Path, pid: u32) -> Option<bool> {
     let ns = |p: &str| std::fs::read_link(proc_root.join(p).join("ns/mnt")).ok();
-    Some(ns(&pid.to_string())? == ns("1")?)
+    Some(ns(&pid.to_string())? == ns("2")?)
 }
 
 impl ReaperFacts {
@@ -349,10 +355,12 @@ impl ReaperFacts {
         }
     }
 
-    /// What it runs: its executable's file name, or its comm when that is unreadable.
+    /// What it runs: its executable's file name; for a multi-call binary (busybox's
+    /// `sleep` and `sh` are one file) or an unreadable one, argv[0]'s, else its comm. Only
+    /// inits and shells are told by this; node components by the executable alone.
     fn program(&self) -> &str {
-        if self.exe.is_empty() {
-            &self.comm
+        if self.exe.is_empty() || MULTI_CALL.contains(&self.exe.as_str()) {
+            program(&self.cmdline).unwrap_or(&self.comm)
         } else {
             &self.exe
         }
@@ -561,6 +569,17 @@ mod tests {
             assert_ne!(renamed.kind(), ReaperKind::NodeAgent);
             assert_ne!(renamed.kind(), ReaperKind::Runtime);
         }
+        // busybox is many programs: its `sleep` is no shell, its `sh` is one.
+        let sleep = ReaperFacts {
+            exe: "busybox".into(),
+            ..facts(6003, "sleep", &["sleep", "3600"], 1, "S")
+        };
+        assert_eq!(sleep.kind(), ReaperKind::Application);
+        let sh = ReaperFacts {
+            exe: "busybox".into(),
+            ..facts(6004, "sh", &["sh", "-c", "x"], 1, "S")
+        };
+        assert_eq!(sh.kind(), ReaperKind::Shell);
         // An empty argv changes nothing.
         let no_argv = ReaperFacts {
             host: false,
@@ -568,6 +587,32 @@ mod tests {
             ..facts(6002, "kubelet", &[], 6002, "S")
         };
         assert_eq!(no_argv.kind(), ReaperKind::Application);
+    }
+
+    /// This test runs in the node's initial mount namespace; a child in a new one is not.
+    #[test]
+    fn the_initial_mount_namespace_is_told_by_kthreadd() {
+        let proc_root = Path::new("/proc");
+        assert_eq!(
+            in_host_mount_namespace(proc_root, std::process::id()),
+            Some(true)
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "sleep", "5"])
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let pid = child.id();
+        // unshare execs sleep once the namespace exists: wait for the exec.
+        let sleeping = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+        });
+        let inside = in_host_mount_namespace(proc_root, pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(sleeping);
+        assert_eq!(inside, Some(false));
+        assert_eq!(in_host_mount_namespace(proc_root, u32::MAX - 1), None);
     }
 
     #[test]

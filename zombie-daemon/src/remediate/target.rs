@@ -203,6 +203,44 @@ mod tests {
         assert!(confirm_zombies(proc_root, me, &[(z, start)]).is_empty());
     }
 
+    /// The target is the zombie's recorded parent (pid and start time): a pid that now
+    /// names another process is no target, and only confirmed zombies count.
+    #[test]
+    fn the_target_is_the_recorded_parent_and_counts_confirmed_zombies() {
+        let me = std::process::id();
+        let my_start = ::procfs::process::Process::myself()
+            .unwrap()
+            .stat()
+            .unwrap()
+            .starttime;
+        let (z, start) = zombie_child();
+        let view = |parent_start: u64, pid: u32, start: u64| {
+            let mut v: ZombieView = serde_json::from_value(serde_json::json!({
+                "pid": pid, "ppid": me, "comm": "true", "parent_comm": "test",
+                "exit_code": 0, "signal": null, "exited_at": "", "age_seconds": 1000.0,
+                "cgroup_id": 0, "cgroup_path": null, "pod_uid": null, "container_id": null,
+                "runtime": null, "qos": null, "namespace": null, "pod": null, "container": null
+            }))
+            .unwrap();
+            v.parent_start_ticks = parent_start;
+            v.start_ticks = start;
+            v
+        };
+        let policy = Policy::default();
+        let proc_root = Path::new("/proc");
+        let found = targets(&[view(my_start, z, start)], &policy, proc_root, None);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].pid, found[0].start_ticks), (me, my_start));
+        assert_eq!(found[0].zombies, 1);
+        assert_eq!(found[0].zombie_keys, [(z, start)]);
+        // Recorded with another start time: the pid names another process now.
+        assert!(targets(&[view(my_start + 1, z, start)], &policy, proc_root, None).is_empty());
+        // A listed zombie /proc does not confirm (reused pid): not counted.
+        let found = targets(&[view(my_start, z, start + 1)], &policy, proc_root, None);
+        assert_eq!(found[0].zombies, 0);
+        reap(z);
+    }
+
     #[test]
     fn a_process_named_like_kubelet_with_an_empty_argv_is_neither_protected_nor_a_kthread() {
         // This test process runs in the host's mount namespace here; what matters is that
