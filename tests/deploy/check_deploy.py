@@ -51,7 +51,7 @@ RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
 POLICY_KEYS = {
     "allow_namespaces", "deny_namespaces", "allow_host_processes", "min_zombies",
     "min_age_seconds", "max_actions_per_pod_per_hour", "max_actions_per_node_per_hour",
-    "backoff_seconds", "opt_in_annotation",
+    "backoff_seconds", "opt_in_annotation", "verify_with_runtime",
 }
 # Directories another part of the project provides; absent ones are skipped.
 SIBLING_DIRS = ("prometheus", "grafana")
@@ -1301,6 +1301,18 @@ def main() -> int:
         require("--runtime-endpoint=unix:///host/var/run/crio/crio.sock" in c["args"], f"{c['args']}")
         return "/var/run/crio -> /host/var/run/crio, unix:///host/var/run/crio/crio.sock"
     results.check("helm runtimeSocket=/var/run/crio/crio.sock mounts its directory", crio)
+
+    def kubepods_prefixes() -> str:
+        prefixes = ["/kubelet.slice", "/system.slice/*/kubelet"]
+        docs, _ = helm_install_dry_run(chart_dir, {"kubepodsPrefixes": prefixes})
+        args = daemon_container(find(docs, "DaemonSet"))["args"]
+        want = [f"--kubepods-prefix={p}" for p in prefixes]
+        require([a for a in args if a.startswith("--kubepods-prefix")] == want, f"{args}")
+        default = daemon_container(find(helm_install_dry_run(chart_dir, {})[0], "DaemonSet"))["args"]
+        require(not any(a.startswith("--kubepods-prefix") for a in default), f"{default}")
+        helm_must_fail(chart_dir, {"kubepodsPrefixes": ["kubelet.slice"]}, "kubepodsPrefixes")
+        return "one --kubepods-prefix per value, none by default, a relative one refused"
+    results.check("helm kubepodsPrefixes become --kubepods-prefix flags", kubepods_prefixes)
 
     # The chart's copies, the PrometheusRule and README's values table come from one source.
     def generated_current() -> str:

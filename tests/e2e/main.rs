@@ -678,6 +678,92 @@ fn metrics_pass_promtool_lint() {
     );
 }
 
+/// What a tenant writes (its comm, its file names) is data everywhere: the /proc scan
+/// parses a comm with `)` and spaces in it, `/zombies` (JSON) carries it exactly, `list`
+/// shows it escaped, and `/metrics` stays valid for promtool with a container's PID 1 whose
+/// executable is named with quotes, a backslash and terminal sequences.
+#[test]
+fn hostile_names_are_data_in_the_scan_json_table_and_metrics() {
+    // 13 bytes (a comm holds 15): a forged end of the comm field, then clear-screen.
+    const COMM: &str = "q\") Z 1 (\x1b[2J";
+    let dir = std::env::temp_dir().join(format!("zombie-e2e-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("init\"\\ \x1b]52;c;eA==\x07");
+    std::fs::copy(harness::workload_bin(), &exe).unwrap();
+    let (w, hello) = Workload::spawn_cmd(Command::new(&exe).args(["never-wait", "2", COMM]));
+    let kids = pids(&hello, "children");
+    let _cg = remediate::PodCgroup::adopt("ee", w.pid());
+    // The zombies exist before the daemon starts: the start-up /proc scan finds them.
+    let d = Daemon::start();
+    let zs = poll("both zombies listed", 5 * SECOND, || {
+        let zs = d.children_of(w.pid());
+        (zs.len() == 2).then_some(zs)
+    });
+    for z in &zs {
+        assert!(kids.contains(&(z["pid"].as_i64().unwrap() as i32)), "{z}");
+        assert_eq!(z["comm"], COMM, "{z}");
+        assert_eq!(z["ppid"].as_i64(), Some(w.pid() as i64), "{z}");
+        assert_eq!(z["exit_code"], 7, "{z}");
+        assert_eq!(z["exited_at_estimated"], true, "found by the scan: {z}");
+    }
+    let endpoint = format!("http://127.0.0.1:{}", d.port);
+    let out = Command::new(harness::daemon_bin())
+        .args(["list", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "{text:?}");
+    for kid in &kids {
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{kid} ")))
+            .collect();
+        assert_eq!(rows.len(), 1, "{text}");
+        assert!(rows[0].contains("q\") Z 1 (\\x1b[2J"), "{}", rows[0]);
+    }
+    // The container's PID 1 is that executable: its series, escaped, and valid text.
+    let metrics = poll("the init series of the container", 20 * SECOND, || {
+        let (_, m) = d.get("/metrics").unwrap();
+        m.lines()
+            .any(|l| l.starts_with("zombie_container_init_info{") && l.contains("pid1=\"init\\\""))
+            .then_some(m)
+    });
+    assert!(
+        metrics.contains("pid1=\"init\\\"\\\\ \x1b]52;c;eA==\x07\""),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("zombie_container_init_info"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: cargo xtask setup --test installs it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(d);
+    drop(w);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A real containerd (Debian's, its CRI plugin answering on its socket) runs a pod whose
 /// PID 1 leaks zombies; the daemon names them through CRI.
 #[test]

@@ -18,6 +18,10 @@ use crate::{
     runc::hierarchies,
 };
 
+/// The kubepods trees of these tests sit below `/zd-node-<pid>-<tag>`: the daemon accepts
+/// pods one level below the top, as an operator of a nested node would configure.
+const NODE_PREFIX: &str = "--kubepods-prefix=/*";
+
 /// A pod container's cgroup (cgroupfs driver names) below a prefix of this test's own, in
 /// every hierarchy; processes left in it are moved out and the dirs removed on drop.
 struct NodeCgroup {
@@ -143,7 +147,7 @@ fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
 /// the kernel shows for the real ones.
 #[test]
 fn zombies_held_by_a_runtime_process_or_a_node_agent_are_their_bug() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[NODE_PREFIX]);
     let dir = std::env::temp_dir().join(format!("zd-node-names-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     struct RmDir(PathBuf);
@@ -163,7 +167,8 @@ fn zombies_held_by_a_runtime_process_or_a_node_agent_are_their_bug() {
     let mut workloads = Vec::new();
     for (name, comm, cause) in cases {
         let link = dir.join(name);
-        std::os::unix::fs::symlink(crate::harness::workload_bin(), &link).unwrap();
+        // A copy, not a symlink: a node component is told by its executable's own name.
+        std::fs::copy(crate::harness::workload_bin(), &link).unwrap();
         let (w, _) = Workload::spawn_cmd(Command::new(&link).args(["never-wait", "2"]));
         let zs = poll(&format!("2 zombies of {name}"), 2 * SECOND, || {
             let z = d.children_of(w.pid());
@@ -204,7 +209,7 @@ fn forks_refused_at_a_pods_pids_limit_are_counted_per_pod_and_container() {
     let ctr = cg.pids_dir();
     let pod = ctr.parent().unwrap().to_path_buf();
     std::fs::write(pod.join("pids.max"), "4").unwrap();
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[NODE_PREFIX]);
     // Joins the container, forks 10 sleepers; the limit lets 3 through. Prints how many
     // forks failed with EAGAIN, then waits.
     let script = format!(
@@ -379,7 +384,7 @@ fn released(d: &Daemon, cg: &NodeCgroup, init: i32) {
 #[test]
 fn a_namespace_init_held_by_a_zombie_forked_in_from_outside_is_stuck_in_teardown() {
     let cg = NodeCgroup::new("teardown-zombie");
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[NODE_PREFIX]);
     let (unshare, init) = namespace_init(&cg);
     // nsenter -F: setns(pid) without forking; the shell's children land in the namespace,
     // and the shell then execs a sleep that never reaps them.
@@ -448,7 +453,7 @@ fn a_namespace_init_held_by_a_frozen_member_is_stuck_in_teardown() {
         }
     }
     let cg = NodeCgroup::new("teardown-frozen");
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[NODE_PREFIX]);
     let (unshare, init) = namespace_init(&cg);
     let frozen = Frozen(freezer_root.join(format!("zd-node-{}-frozen", std::process::id())));
     std::fs::create_dir_all(&frozen.0).unwrap();
@@ -500,7 +505,7 @@ struct SharedPidPod {
 impl SharedPidPod {
     fn start(sandbox_image: &str, name: &str, orphan_secs: &str) -> Self {
         let mut c = crate::containerd::Containerd::start_with_sandbox(sandbox_image);
-        let d = Daemon::start_with(&["--runtime-endpoint", &c.endpoint()]);
+        let d = Daemon::start_with(&["--runtime-endpoint", &c.endpoint(), NODE_PREFIX]);
         let me = std::process::id();
         let uid = format!("0de0de00-{:04x}-4000-8000-{:012x}", me & 0xffff, name.len());
         let parent = format!("/zd-node-{me}-{name}/kubepods/besteffort/pod{uid}");
@@ -714,7 +719,7 @@ fn containerd_pod_sharing_its_pid_namespace_with_a_non_reaping_sandbox_lists_the
 #[test]
 fn a_multithreaded_namespace_init_whose_main_thread_exited_first_is_found_stuck() {
     let cg = NodeCgroup::new("teardown-threads");
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[NODE_PREFIX]);
     let workload = crate::harness::workload_bin();
     let (unshare, init) = namespace_init_running(
         &cg,

@@ -14,11 +14,16 @@ use crate::{
 
 const UID: &str = "5e1f0a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
 
-/// A policy for tests: act at once, short waits, no opt-in; `extra` lines override.
+/// A policy for tests: act at once, short waits, no opt-in; `extra` lines override. The
+/// pods of most tests are host processes moved into a kubepods cgroup, with no runtime to
+/// vouch for them or name their namespace: the base policy trusts the cgroup path
+/// (`verify_with_runtime: false`) and denies no namespace (an unknown one is denied while
+/// any is); the test through containerd turns both back on.
 fn policy(extra: &str) -> PathBuf {
     let base = "min_zombies: 2\nmin_age_seconds: 0\nbackoff_seconds: 600\n\
                 max_actions_per_pod_per_hour: 5\nmax_actions_per_node_per_hour: 100\n\
-                sigchld_wait_seconds: 1\ngrace_seconds: 1\ninterval_seconds: 0.2\n";
+                sigchld_wait_seconds: 1\ngrace_seconds: 1\ninterval_seconds: 0.2\n\
+                verify_with_runtime: false\ndeny_namespaces: []\n";
     let mut text = String::new();
     let overridden: Vec<&str> = extra.lines().filter_map(|l| l.split(':').next()).collect();
     for line in base.lines() {
@@ -41,13 +46,20 @@ fn policy(extra: &str) -> PathBuf {
 }
 
 /// A pod container's cgroup (cgroupfs driver names) holding a host process, removed on drop.
-struct PodCgroup {
+pub(crate) struct PodCgroup {
     path: String,
 }
 
 impl PodCgroup {
-    fn adopt(id: &str, pid: i32) -> Self {
-        let path = format!("/kubepods/besteffort/pod{UID}/{}", id.repeat(32));
+    pub(crate) fn adopt(id: &str, pid: i32) -> Self {
+        Self::at(
+            format!("/kubepods/besteffort/pod{UID}/{}", id.repeat(32)),
+            pid,
+        )
+    }
+
+    /// Any cgroup path (created in every hierarchy), holding `pid`.
+    fn at(path: String, pid: i32) -> Self {
         for h in runc::hierarchies() {
             let dir = h.join(path.trim_start_matches('/'));
             if std::fs::create_dir_all(&dir).is_ok() {
@@ -132,6 +144,15 @@ fn rung1_sigchld_through_a_pidfd_clears_a_parent_that_reaps_when_told() {
     let r = decision(&d, w.pid(), "sigchld", "done", 5 * SECOND);
     assert_eq!(r["cause"], "parent_not_waiting", "{r}");
     assert_eq!(r["zombies"], 3, "{r}");
+    // Counted only after /proc confirmed each one, and again just before the signal.
+    assert_eq!(r["confirmed_zombies"], 3, "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 zombies confirmed in /proc just before"),
+        "{r}"
+    );
     assert!(r["time"].as_str().unwrap().ends_with('Z'));
     poll("the zombies reaped", 3 * SECOND, || {
         pids(&hello, "children")
@@ -285,10 +306,23 @@ fn rung3_stop_container_through_cri_and_a_denied_namespace_is_left_alone() {
     );
     let d = start_with(
         "on",
-        "opt_in_annotation: zombie-daemon.io/remediate\n",
+        "opt_in_annotation: zombie-daemon.io/remediate\nverify_with_runtime: true\n\
+         deny_namespaces: [kube-system]\n",
         &["--runtime-endpoint", &c.endpoint()],
     );
     let r = decision(&d, pid, "stop_container", "done", 15 * SECOND);
+    // Each action confirmed its zombies in /proc first, and said so; the runtime vouched
+    // for the container (else the action would have failed).
+    let first = decision(&d, pid, "sigchld", "done", SECOND);
+    assert_eq!(first["confirmed_zombies"], 2, "{first}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 zombies confirmed in /proc"),
+        "{first}"
+    );
+    assert_eq!(r["confirmed_zombies"], 2, "{r}");
     assert_eq!(r["namespace"], "zombie-e2e", "{r}");
     assert_eq!(r["pod"], "leaky", "{r}");
     assert_eq!(r["container"], "app", "{r}");
@@ -320,6 +354,76 @@ fn rung3_stop_container_through_cri_and_a_denied_namespace_is_left_alone() {
             .iter()
             .all(|r| r["pid"].as_i64() != Some(denied as i64) || r["result"] == "refused")
     );
+}
+
+/// A process in a delegated subtree (here a top-level cgroup that is not the kubepods root)
+/// names a pod and a container in its own path: it is no pod, so with host processes not
+/// allowed nothing is done to it, and `/zombies` does not credit the pod.
+#[test]
+fn a_pod_path_forged_below_another_cgroup_is_no_pod_and_is_left_alone() {
+    let (mut w, hello) = Workload::spawn(&["signals", "3", "deaf"]);
+    let kids = pids(&hello, "children");
+    let _cg = PodCgroup::at(
+        format!(
+            "/zombie-e2e-delegated.slice/kubepods/besteffort/pod{UID}/{}",
+            "fb".repeat(32)
+        ),
+        w.pid(),
+    );
+    let d = start("on", "");
+    let r = decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
+    assert!(
+        r["reason"].as_str().unwrap().contains("not in a pod"),
+        "{r}"
+    );
+    assert_eq!(r["pod"], Value::Null, "{r}");
+    let z = poll("a zombie of the forged parent listed", 5 * SECOND, || {
+        d.zombies()
+            .into_iter()
+            .find(|z| z["pid"].as_i64() == Some(kids[0] as i64))
+    });
+    assert_ne!(z["owner"], "pod", "{z}");
+    assert_eq!(z["pod_uid"], Value::Null, "{z}");
+    assert_eq!(z["container_id"], Value::Null, "{z}");
+    std::thread::sleep(SECOND);
+    assert_eq!(
+        counts(&mut w),
+        (0, 0),
+        "the forged pod's process was signalled"
+    );
+    w.send("reap");
+    w.read_json();
+}
+
+/// A parent whose name (its executable's, so its comm) carries a newline and a terminal
+/// sequence: the text log shows them as text, on the one line of its decision.
+#[test]
+fn a_hostile_comm_cannot_forge_a_text_log_line() {
+    const NAME: &str = "p\nFORGED\x1b[2J";
+    let dir = std::env::temp_dir().join(format!("zombie-e2e-logname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(NAME);
+    std::fs::copy(crate::harness::workload_bin(), &exe).unwrap();
+    let (w, _) =
+        Workload::spawn_cmd(std::process::Command::new(&exe).args(["signals", "3", "deaf"]));
+    let _cg = PodCgroup::adopt("d9", w.pid());
+    let d = start_with("dry-run", "", &["--log-format", "text"]);
+    let r = decision(&d, w.pid(), "sigchld", "dry_run", 5 * SECOND);
+    assert_eq!(r["comm"], NAME, "JSON carries it exactly: {r}");
+    let log = poll("the decision in the log", 5 * SECOND, || {
+        let log = d.log_text();
+        log.contains("remediation decision").then_some(log)
+    });
+    assert!(!log.contains('\x1b'), "{log:?}");
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("remediation decision"))
+        .unwrap();
+    assert!(line.contains("p\\nFORGED\\x1b[2J"), "{line}");
+    drop(d);
+    drop(w);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -444,8 +548,9 @@ fn never_the_same_process_twice_within_the_backoff() {
     w.read_json();
 }
 
-/// Processes named like kubelet and the container runtime, in a pod and with zombies, are
-/// never signalled, whatever the policy allows.
+/// Host processes whose executables are kubelet and the container runtime, with zombies,
+/// are never signalled, whatever the policy allows; the same executables in a pod are
+/// processes like any other (a tenant names its own files).
 #[test]
 fn kubelet_and_the_runtime_are_never_touched() {
     let dir = std::env::temp_dir().join(format!("zombie-e2e-protected-{}", std::process::id()));
@@ -465,26 +570,41 @@ fn kubelet_and_the_runtime_are_never_touched() {
         std::fs::copy(crate::harness::workload_bin(), &exe).unwrap();
         let (w, _) =
             Workload::spawn_cmd(std::process::Command::new(&exe).args(["signals", "3", "deaf"]));
-        let cg = PodCgroup::adopt(&format!("f{i}"), w.pid());
-        procs.push((w, cg));
+        let _ = i;
+        procs.push(w);
     }
+    // A pod's process whose executable is called kubelet.
+    let (mut impostor, _) = Workload::spawn_cmd(
+        std::process::Command::new(dir.join("kubelet")).args(["signals", "3", "deaf"]),
+    );
+    let _impostor_cg = PodCgroup::adopt("fa", impostor.pid());
     // Host processes are allowed here: the test process must not be one with zombies.
     let left = crate::harness::reap_leftovers();
     if left > 0 {
         eprintln!("reaped {left} children earlier tests left behind");
     }
-    let d = start("on", "allow_host_processes: true\n");
-    for (w, _) in &procs {
+    let d = start("dry-run", "allow_host_processes: true\n");
+    for w in &procs {
         let r = decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
         assert!(
             r["reason"].as_str().unwrap().contains("node component"),
             "{r}"
         );
     }
+    let r = decision(&d, impostor.pid(), "sigchld", "dry_run", 5 * SECOND);
+    assert_eq!(r["comm"], "kubelet", "{r}");
+    assert_eq!(counts(&mut impostor), (0, 0), "dry-run signals nothing");
+    drop(d);
+    let d = start("on", "allow_host_processes: true\n");
+    for w in &procs {
+        decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
+    }
+    // The daemon looks every 0.2 s; 10 looks after the refusals, nothing was sent.
     std::thread::sleep(2 * SECOND);
-    for (w, _) in &mut procs {
+    for w in &mut procs {
         assert_eq!(counts(w), (0, 0), "a protected process was signalled");
     }
+    drop(d);
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     attribution::{Attribution, Owner},
-    cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups},
-    diagnosis::{Disposition, ReaperFacts, ReaperKind, known_init},
+    cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups_bounded},
+    diagnosis::{Disposition, ReaperFacts, ReaperKind},
     teardown::{self, Teardown},
 };
 
@@ -33,6 +33,11 @@ pub struct ContainerAudit {
     /// namespace) its oldest process. Absent when it has no live process.
     pub pid1: Option<u32>,
     pub pid1_comm: Option<String>,
+    /// The file name of its executable: what the `pid1` label of
+    /// `zombie_container_init_info` shows (it changes only when it execs another file; its
+    /// comm and argv it may rewrite at any time).
+    #[serde(default)]
+    pub pid1_exe: Option<String>,
     pub pid1_cmdline: Option<String>,
     pub kind: Option<ReaperKind>,
     pub init: Option<String>,
@@ -88,8 +93,24 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
 }
 
 /// Audits every container on the node.
+/// Bound on the cgroup directories one audit walks (every container of a full node is a
+/// few per container).
+pub const MAX_AUDIT_DIRS: usize = 20_000;
+
+/// Audits every container on the node (those in the first [`MAX_AUDIT_DIRS`] cgroup
+/// directories; reaching the bound is counted and logged).
 pub fn audit(proc_root: &Path, hierarchy: &Path) -> Vec<ContainerAudit> {
-    let mut containers: Vec<PodCgroup> = pod_cgroups(hierarchy, usize::MAX)
+    let (found, cut) = pod_cgroups_bounded(hierarchy, MAX_AUDIT_DIRS);
+    if cut {
+        crate::bounds::reached(
+            crate::bounds::Bound::AuditWalk,
+            &format!(
+                "the init audit walked the first {MAX_AUDIT_DIRS} cgroup directories only; \
+                 containers beyond them are not audited this time"
+            ),
+        );
+    }
+    let mut containers: Vec<PodCgroup> = found
         .into_iter()
         .filter(|c| c.info.container_id.is_some() && !c.info.is_conmon)
         .collect();
@@ -228,6 +249,10 @@ fn audit_one(
         cgroup_path: rel.to_string(),
         pid1: facts.as_ref().map(|f| f.pid),
         pid1_comm: facts.as_ref().map(|f| f.comm.clone()),
+        pid1_exe: facts
+            .as_ref()
+            .map(|f| f.exe.clone())
+            .filter(|e| !e.is_empty()),
         pid1_cmdline: facts.as_ref().map(|f| f.cmdline.join(" ")),
         // The injected init's comm is its mount point's name: the fact decides.
         kind: facts.as_ref().map(|f| {
@@ -242,7 +267,7 @@ fn audit_one(
         } else {
             facts
                 .as_ref()
-                .and_then(|f| known_init(&f.comm, &f.cmdline).map(str::to_string))
+                .and_then(|f| f.init_name().map(str::to_string))
         },
         reaps: false,
         sigchld: facts.as_ref().map(|f| f.sigchld),
@@ -273,10 +298,7 @@ pub fn redact(audits: &mut [ContainerAudit], show: bool) {
     }
     for a in audits {
         if let Some(c) = a.pid1_cmdline.as_mut() {
-            // Split back into words: argv[0] with a space in it is rare, and redacting more
-            // than needed is the safe side.
-            let words: Vec<String> = c.split(' ').map(str::to_string).collect();
-            *c = crate::view::shown_cmdline(&words, false);
+            *c = crate::redact::joined_command_line(c, false);
         }
     }
 }
@@ -427,6 +449,7 @@ mod tests {
             cgroup_path: "/kubepods/podu/c".into(),
             pid1: Some(10),
             pid1_comm: Some("app".into()),
+            pid1_exe: Some("app".into()),
             pid1_cmdline: Some("app".into()),
             kind: Some(ReaperKind::Application),
             init: None,
@@ -479,6 +502,21 @@ mod tests {
         let mut one = vec![base()];
         redact(&mut one, false);
         assert_eq!(one[0].pid1_cmdline.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn a_title_in_argv0_is_redacted_and_a_hostile_pid1_is_shown_as_text() {
+        let mut audits = vec![ContainerAudit {
+            pid1_comm: Some("x\x1b[2J\r\nforged".into()),
+            pid1_cmdline: Some("myapp --db-password=s3cr3t --serve".into()),
+            ..base()
+        }];
+        redact(&mut audits, false);
+        assert_eq!(audits[0].pid1_cmdline.as_deref(), Some("myapp [redacted]"));
+        let t = table(&audits);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("x\\x1b[2J\\r\\nforged"), "{t}");
+        assert_eq!(t.lines().count(), 2);
     }
 
     #[test]

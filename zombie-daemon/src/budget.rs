@@ -10,7 +10,7 @@
 
 use std::{fs, path::Path};
 
-use crate::cgroups::pod_cgroups;
+use crate::cgroups::pod_cgroups_bounded;
 
 /// Node-wide use and limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +82,17 @@ const MAX_CGROUPS: usize = 20_000;
 /// Every pod and container cgroup under the pids hierarchy (see
 /// [`crate::cgroups::pids_root`]) with its use and limit.
 pub fn pods(pids_root: &Path) -> Vec<CgroupBudget> {
-    pod_cgroups(pids_root, MAX_CGROUPS)
+    let (cgroups, cut) = pod_cgroups_bounded(pids_root, MAX_CGROUPS);
+    if cut {
+        crate::bounds::reached(
+            crate::bounds::Bound::BudgetWalk,
+            &format!(
+                "the PID budget read the first {MAX_CGROUPS} cgroup directories only; pods \
+                 beyond them have no zombie_pod_pids_* series this time"
+            ),
+        );
+    }
+    cgroups
         .into_iter()
         .filter_map(|c| {
             let uid = c.info.pod_uid?;

@@ -119,6 +119,29 @@ pub struct HostPaths {
         env = "ZOMBIE_BTF_PATH"
     )]
     pub btf_path: PathBuf,
+    /// A cgroup path below which the node's kubepods hierarchy lives, besides the top (kind:
+    /// /kubelet.slice or /kubelet; rootless k3s: its service's cgroup). Pods are recognised
+    /// only at the top and below these: a pod-shaped path anywhere else (a delegated subtree
+    /// can hold any name) is no pod. `*` stands for one whole segment. Repeat the flag, or
+    /// separate with commas.
+    #[arg(
+        long = "kubepods-prefix",
+        env = "ZOMBIE_KUBEPODS_PREFIX",
+        value_delimiter = ',',
+        value_parser = parse_kubepods_prefix
+    )]
+    pub kubepods_prefixes: Vec<String>,
+}
+
+fn parse_kubepods_prefix(s: &str) -> Result<String, String> {
+    crate::attribution::cgroup_path::check_prefix(s).map_err(|e| e.to_string())
+}
+
+impl HostPaths {
+    /// Makes `--kubepods-prefix` the prefixes every cgroup path is read with.
+    pub fn apply(&self) {
+        crate::attribution::cgroup_path::set_kubepods_prefixes(self.kubepods_prefixes.clone());
+    }
 }
 
 #[derive(Debug, Args)]

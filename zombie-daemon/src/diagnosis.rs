@@ -295,6 +295,9 @@ const INITS: &[&str] = &[
 
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"];
 
+/// Executables that are many programs, told apart by argv[0].
+const MULTI_CALL: &[&str] = &["busybox", "toybox"];
+
 /// The program name of a cmdline's first word (`/usr/bin/tini` -> `tini`).
 fn program(cmdline: &[String]) -> Option<&str> {
     cmdline.first().map(|a| a.rsplit('/').next().unwrap_or(a))
@@ -327,6 +330,24 @@ pub struct ReaperFacts {
     pub ns_pid: Option<u32>,
     pub sigchld: Disposition,
     pub sigterm: Disposition,
+    /// The file name of its executable (`/proc/PID/exe`), empty when unreadable. Unlike
+    /// comm and argv, a process cannot change it without exec'ing another file.
+    #[serde(default)]
+    pub exe: String,
+    /// It runs outside every pod's cgroup and in the node's initial mount namespace (see
+    /// [`in_host_mount_namespace`]), so `exe` names a file of the node, not one a tenant
+    /// named.
+    #[serde(default)]
+    pub host: bool,
+}
+
+/// Whether `pid` lives in the node's initial mount namespace: that of the kernel's threads,
+/// read through kthreadd (`<proc>/2`, always PID 2 of the host PID namespace). The host's
+/// init, kubelet and the runtime live there; a container never does. None when either link
+/// is unreadable.
+pub fn in_host_mount_namespace(proc_root: &Path, pid: u32) -> Option<bool> {
+    let ns = |p: &str| std::fs::read_link(proc_root.join(p).join("ns/mnt")).ok();
+    Some(ns(&pid.to_string())? == ns("2")?)
 }
 
 impl ReaperFacts {
@@ -336,7 +357,18 @@ impl ReaperFacts {
         let p = ::procfs::process::Process::new_with_root(dir.clone()).ok()?;
         let status = crate::procfs::read_status(&dir)?;
         let cmdline = p.cmdline().unwrap_or_default();
-        Some(Self::from_status(pid, status, cmdline))
+        let mut facts = Self::from_status(pid, status, cmdline);
+        facts.exe = std::fs::read_link(dir.join("exe"))
+            .ok()
+            .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let in_pod = crate::cgroups::path_of_pid(proc_root, pid, crate::cgroups::Prefer::V1)
+            .is_none_or(|path| {
+                crate::attribution::cgroup_path::parse(&path).owner
+                    != crate::attribution::Owner::Host
+            });
+        facts.host = !in_pod && in_host_mount_namespace(proc_root, pid) == Some(true);
+        Some(facts)
     }
 
     /// The facts in a parsed /proc/<pid>/status and the process's command line.
@@ -361,7 +393,35 @@ impl ReaperFacts {
                 .map(|p| p as u32),
             sigchld,
             sigterm,
+            exe: String::new(),
+            host: false,
         }
+    }
+
+    /// What it runs: its executable's file name; for a multi-call binary (busybox's
+    /// `sleep` and `sh` are one file) or an unreadable one, argv[0]'s, else its comm. Only
+    /// inits and shells are told by this; node components by the executable alone.
+    fn program(&self) -> &str {
+        if self.exe.is_empty() || MULTI_CALL.contains(&self.exe.as_str()) {
+            program(&self.cmdline).unwrap_or(&self.comm)
+        } else {
+            &self.exe
+        }
+    }
+
+    /// Which runtime process or node agent it is, if any: only a host process (see
+    /// [`Self::host`]), by its executable. A tenant sets its comm and argv, and names the
+    /// files in its own mount namespace, but cannot start a host process.
+    pub fn node_component(&self) -> Option<&'static str> {
+        if !self.host || self.exe.is_empty() {
+            return None;
+        }
+        known_runtime(&self.exe, &[]).or_else(|| known_node_agent(&self.exe, &[]))
+    }
+
+    /// Which known init it is, by its executable (comm where unreadable).
+    pub fn init_name(&self) -> Option<&'static str> {
+        known_init(self.program(), &[])
     }
 
     pub fn is_namespace_init(&self) -> bool {
@@ -369,13 +429,16 @@ impl ReaperFacts {
     }
 
     pub fn kind(&self) -> ReaperKind {
-        if known_runtime(&self.comm, &self.cmdline).is_some() {
+        if self
+            .node_component()
+            .is_some_and(|c| known_runtime(c, &[]).is_some())
+        {
             ReaperKind::Runtime
-        } else if known_node_agent(&self.comm, &self.cmdline).is_some() {
+        } else if self.node_component().is_some() {
             ReaperKind::NodeAgent
-        } else if known_init(&self.comm, &self.cmdline).is_some() {
+        } else if self.init_name().is_some() {
             ReaperKind::Init
-        } else if is_shell(&self.comm, &self.cmdline) {
+        } else if is_shell(self.program(), &[]) {
             ReaperKind::Shell
         } else {
             ReaperKind::Application
@@ -452,10 +515,8 @@ pub fn diagnose(reaper: Option<&ReaperFacts>, has_waited: bool, show_cmdline: bo
                 String::new()
             },
             kind,
-            init: known_init(&r.comm, &r.cmdline).map(str::to_string),
-            node_component: known_runtime(&r.comm, &r.cmdline)
-                .or_else(|| known_node_agent(&r.comm, &r.cmdline))
-                .map(str::to_string),
+            init: r.init_name().map(str::to_string),
+            node_component: r.node_component().map(str::to_string),
             namespace_init: r.is_namespace_init(),
             state: r.state.clone(),
             sigchld: r.sigchld,
@@ -568,7 +629,84 @@ mod tests {
             ns_pid: Some(ns_pid),
             sigchld: Disposition::Default,
             sigterm: Disposition::Default,
+            exe: cmdline
+                .first()
+                .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+                .unwrap_or_default(),
+            host: ns_pid == pid,
         }
+    }
+
+    /// A tenant names its process and its binary whatever it likes: inside a pod (or in a
+    /// mount namespace of its own) kubelet, containerd-shim and runc are applications.
+    #[test]
+    fn a_node_component_is_a_host_process_by_its_executable_never_by_name() {
+        for (comm, argv0) in [
+            ("kubelet", "/usr/bin/kubelet"),
+            ("containerd-shim", "/usr/bin/containerd-shim-runc-v2"),
+            ("runc", "runc"),
+            ("k3s-agent", "k3s-agent"),
+        ] {
+            let in_pod = ReaperFacts {
+                host: false,
+                ..facts(6000, comm, &[argv0], 6000, "S")
+            };
+            let d = diagnose(Some(&in_pod), false, true);
+            assert_eq!(d.cause, Cause::ParentNotWaiting, "{comm}");
+            assert_eq!(d.reaper.unwrap().node_component, None);
+            // On the host, a renamed copy of another binary is not one either.
+            let renamed = ReaperFacts {
+                exe: "python3".into(),
+                ..facts(6001, comm, &[argv0], 6001, "S")
+            };
+            assert_eq!(renamed.node_component(), None, "{comm}");
+            assert_ne!(renamed.kind(), ReaperKind::NodeAgent);
+            assert_ne!(renamed.kind(), ReaperKind::Runtime);
+        }
+        // busybox is many programs: its `sleep` is no shell, its `sh` is one.
+        let sleep = ReaperFacts {
+            exe: "busybox".into(),
+            ..facts(6003, "sleep", &["sleep", "3600"], 1, "S")
+        };
+        assert_eq!(sleep.kind(), ReaperKind::Application);
+        let sh = ReaperFacts {
+            exe: "busybox".into(),
+            ..facts(6004, "sh", &["sh", "-c", "x"], 1, "S")
+        };
+        assert_eq!(sh.kind(), ReaperKind::Shell);
+        // An empty argv changes nothing.
+        let no_argv = ReaperFacts {
+            host: false,
+            exe: "app".into(),
+            ..facts(6002, "kubelet", &[], 6002, "S")
+        };
+        assert_eq!(no_argv.kind(), ReaperKind::Application);
+    }
+
+    /// This test runs in the node's initial mount namespace; a child in a new one is not.
+    #[test]
+    fn the_initial_mount_namespace_is_told_by_kthreadd() {
+        let proc_root = Path::new("/proc");
+        assert_eq!(
+            in_host_mount_namespace(proc_root, std::process::id()),
+            Some(true)
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "sleep", "5"])
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let pid = child.id();
+        // unshare execs sleep once the namespace exists: wait for the exec.
+        let sleeping = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+        });
+        let inside = in_host_mount_namespace(proc_root, pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(sleeping);
+        assert_eq!(inside, Some(false));
+        assert_eq!(in_host_mount_namespace(proc_root, u32::MAX - 1), None);
     }
 
     #[test]
@@ -656,7 +794,6 @@ mod tests {
                 "/node-problem-detector",
                 "node-problem-detector",
             ),
-            ("node-problem-de", "npd", "node-problem-detector"),
             ("kube-proxy", "/usr/local/bin/kube-proxy", "kube-proxy"),
         ] {
             let r = facts(5000, comm, &[argv0, "--v=2"], 5000, "S");
@@ -674,6 +811,7 @@ mod tests {
             ("runcible", "runcible"),
         ] {
             let r = facts(5001, comm, &[argv0], 5001, "S");
+            assert!(r.host);
             assert_eq!(
                 diagnose(Some(&r), false, true).cause,
                 Cause::ParentNotWaiting,

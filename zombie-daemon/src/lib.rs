@@ -6,6 +6,7 @@
 
 pub mod attribution;
 pub mod audit;
+pub mod bounds;
 pub mod budget;
 pub mod cgroups;
 pub mod check;
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod diagnosis;
+pub mod escape;
 pub mod health;
 pub mod http;
 pub mod inflight;
@@ -23,6 +25,7 @@ pub mod prevention;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;
+pub mod redact;
 pub mod remediate;
 pub mod snapshot;
 pub mod status;

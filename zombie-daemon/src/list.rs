@@ -109,8 +109,15 @@ pub fn human_age(secs: f64) -> String {
     }
 }
 
-/// Left-aligned columns, the last one unpadded.
+/// Left-aligned columns, the last one unpadded. Every cell is escaped first (see
+/// [`crate::escape`]): comms, command lines and names are the tenant's, and a control
+/// character in one would drive the reader's terminal or forge a row.
 pub fn render_rows<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|c| crate::escape::escape(&c).into_owned()))
+        .collect();
+    let rows = rows.as_slice();
     let mut widths = [0usize; N];
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -181,7 +188,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
     if !remedies.is_empty() {
         out.push('\n');
         for r in remedies {
-            let _ = writeln!(out, "remedy: {r}");
+            let _ = writeln!(out, "remedy: {}", crate::escape::escape(r));
         }
     }
     out
@@ -205,6 +212,7 @@ mod tests {
         let z = ZombieView {
             pid: 42,
             ppid: 1,
+            parent_start_ticks: 0,
             comm: "sleep".into(),
             parent_comm: "bash".into(),
             exit_code: Some(0),
@@ -259,5 +267,55 @@ mod tests {
         assert!(!filter(Some("other"), None, None).matches(&z));
         assert!(!filter(None, Some("cart-2"), None).matches(&z));
         assert!(!filter(None, None, Some("fff")).matches(&z));
+    }
+
+    /// A tenant's comm and names with clear-screen, an OSC 52 clipboard write, a forged row
+    /// and a bidi override: the table shows them as text, one line per zombie.
+    #[test]
+    fn hostile_comms_cannot_drive_the_terminal_or_forge_rows() {
+        let hostile = ZombieView {
+            pid: 42,
+            ppid: 1,
+            parent_start_ticks: 0,
+            comm: "\x1b[2J\x1b]52;c;ZXZpbA==\x07".into(),
+            parent_comm: "a\r\n9 1 kubelet".into(),
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            exited_at: String::new(),
+            exited_at_estimated: false,
+            age_seconds: 1.0,
+            cgroup_id: 0,
+            cgroup_path: None,
+            start_ticks: 1,
+            parent_exited: false,
+            reparented: 0,
+            owner: "pod".into(),
+            pod_uid: None,
+            container_id: None,
+            runtime: None,
+            qos: None,
+            namespace: Some("ns\u{202e}".into()),
+            pod: Some("p".into()),
+            container: None,
+            parent_at_exit: None,
+            cause: None,
+            reaper: None,
+            remedy: Some("x\n\x1b[31mremedy: forged".into()),
+            origin: None,
+        };
+        let t = table(&[hostile]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(!t.contains('\u{202e}'));
+        assert!(t.contains("\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07"), "{t}");
+        assert!(t.contains("a\\r\\n9 1 kubelet"));
+        // Header, one row, a blank line and one remedy.
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert_eq!(
+            t.matches("remedy:").count(),
+            2,
+            "the forged one is inside the real one"
+        );
+        assert_eq!(t.lines().filter(|l| l.starts_with("remedy:")).count(), 1);
     }
 }

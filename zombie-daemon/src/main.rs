@@ -19,6 +19,13 @@ fn main() {
     if matches!(cli.command, Command::Run(_)) {
         daemon::bound_allocator();
     }
+    match &cli.command {
+        Command::Run(a) => a.paths.apply(),
+        Command::List(a) => a.source.paths.apply(),
+        Command::Check(a) => a.paths.apply(),
+        Command::Audit(a) => a.source.paths.apply(),
+        Command::Calibrate(_) => {}
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -91,10 +98,19 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(level).map_err(|e| {
         cli::UsageError(format!("--log-level {level:?} is not a valid filter: {e}"))
     })?;
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Fields carry what tenants wrote (comm, argv): escaped, so no log line is forged and
+        // no terminal sequence reaches whoever tails the log. Colours would be escaped too.
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .with_writer(|| zombie_daemon::escape::EscapingWriter(std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .try_init(),
     }
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }

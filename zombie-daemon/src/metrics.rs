@@ -215,6 +215,9 @@ impl Metrics {
         registry
             .register(Box::new(InitCollector::new(snapshot)))
             .expect("unique metric");
+        registry
+            .register(Box::new(crate::bounds::BoundsCollector::new()))
+            .expect("unique metric");
         let exec_session_zombies = IntCounterVec::new(
             Opts::new(
                 "zombie_exec_session_zombies_total",
@@ -568,6 +571,10 @@ impl Collector for BudgetCollector {
     }
 }
 
+/// At most this many `zombie_container_init_info` series (one per container; a node with
+/// more containers than this is beyond any kubelet's pod limit).
+pub const MAX_INIT_SERIES: usize = 5_000;
+
 /// `zombie_container_init_info`: what every container's PID 1 is, from the snapshot's
 /// init audit.
 struct InitCollector {
@@ -642,6 +649,7 @@ impl Collector for InitCollector {
         let snapshot = current(&self.snapshot);
         let v = Self::vec();
         let stuck = Self::teardown_vec();
+        let mut series = 0usize;
         for a in &snapshot.audit.containers {
             let [ns, pod, container] = audit::labels(a);
             if let Some(t) = &a.pid_namespace_teardown {
@@ -649,7 +657,24 @@ impl Collector for InitCollector {
                     .with_label_values(&[ns.as_str(), pod.as_str(), container.as_str()])
                     .set(t.members.len() as f64);
             }
-            let Some(comm) = &a.pid1_comm else { continue };
+            // The executable, not the comm: a PID 1 that renames itself would make a new
+            // series each time.
+            let Some(pid1) = a.pid1_exe.as_ref().or(a.pid1_comm.as_ref()) else {
+                continue;
+            };
+            if series == MAX_INIT_SERIES {
+                crate::bounds::reached(
+                    crate::bounds::Bound::InitInfoSeries,
+                    &format!(
+                        "zombie_container_init_info keeps {MAX_INIT_SERIES} series; the other \
+                         containers are in /audit only"
+                    ),
+                );
+            }
+            if series >= MAX_INIT_SERIES {
+                continue;
+            }
+            series += 1;
             let kind = match a.kind {
                 Some(crate::diagnosis::ReaperKind::Init) => "init",
                 Some(crate::diagnosis::ReaperKind::Shell) => "shell",
@@ -659,7 +684,7 @@ impl Collector for InitCollector {
                 ns.as_str(),
                 pod.as_str(),
                 container.as_str(),
-                comm.as_str(),
+                pid1.as_str(),
                 kind,
                 if a.reaps { "true" } else { "false" },
                 if a.handles_sigterm { "true" } else { "false" },

@@ -12,8 +12,17 @@
 //! the DaemonSet, whose runtime already bounds the set) the bounding set is cut down too.
 //! `no_new_privs` then makes sure no execve can hand anything back. CAP_SYS_PTRACE stays for
 //! reading /proc (see [`needed_after_load`]), and a seccomp filter takes away what it would
-//! otherwise allow beyond that: ptrace itself, reading or writing another process's memory,
-//! taking its file descriptors.
+//! otherwise allow beyond that: ptrace itself, process_vm_readv/writev, taking another
+//! process's file descriptors, and every open for writing (so neither `/proc/PID/mem`
+//! read-write nor a file through `/proc/PID/root` can be written). What remains: as uid 0
+//! with CAP_SYS_PTRACE the daemon can still *read* what /proc shows of any process,
+//! `/proc/PID/environ` and `/proc/PID/mem` included (the README says so).
+//!
+//! Not Landlock: a Landlock domain also scopes ptrace access, PTRACE_MODE_READ included, to
+//! processes in the same or a nested domain. Every /proc read that needs that check (the
+//! exit code in `stat`, `exe`, the `ns/*` links) would then fail for every other process:
+//! measured here, a daemon under a read-only Landlock ruleset no longer told a host kubelet
+//! from an application. The seccomp filter is what keeps it from writing.
 //!
 //! Capabilities belong to threads. The drop runs on the only thread the process has at that
 //! point (the tokio runtime is current-thread and its blocking pool starts lazily); should
@@ -43,7 +52,7 @@ pub struct Dropped {
     pub effective: BTreeSet<String>,
     /// Whether the bounding set was cut down too (needs CAP_SETPCAP).
     pub bounding_dropped: bool,
-    /// Whether ptrace and friends are denied by seccomp.
+    /// Whether ptrace and friends, and every write-open, are denied by seccomp.
     pub seccomp: bool,
 }
 
@@ -100,52 +109,195 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<Dropped, DropError> {
     })
 }
 
-/// Syscalls that read or write another process's memory or steal its file descriptors:
-/// the part of CAP_SYS_PTRACE the daemon must never use.
+/// `fchmodat2` (Linux 6.6): numbers from 424 on are the same on every architecture, and
+/// the libc crate names it on x86_64 only.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// Syscalls the daemon never makes after the load, denied with EPERM: those that read or
+/// write another process's memory or steal its file descriptors (the part of
+/// CAP_SYS_PTRACE it must never use), and those that change a file system by path (as uid
+/// 0 they would reach every file of the node and, through `/proc/PID/root`, of every
+/// container).
 const DENIED_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
     libc::SYS_pidfd_getfd,
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_fchmodat,
+    SYS_FCHMODAT2,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_truncate,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_creat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_mkdir,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_mknod,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_rmdir,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_unlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_rename,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_link,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_symlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chmod,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lchown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_utimes,
 ];
+
+/// Open flags that write or create: any of them denies an open after the load. The daemon
+/// only reads files from then on; as uid 0 with CAP_SYS_PTRACE a write-open could reach
+/// `/proc/PID/mem`, `/proc/PID/environ`'s neighbours and every file through `/proc/PID/root`.
+const WRITE_OPEN_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xc000_00b7;
 
-/// Installs a seccomp filter on every thread that fails [`DENIED_SYSCALLS`] with EPERM, and
-/// every syscall of a foreign ABI (i386 or x32 on x86_64, whose numbers differ). Needs
-/// `no_new_privs`. Returns false on an architecture this filter does not know.
+/// A classic-BPF instruction with a symbolic jump target, resolved by [`assemble`].
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Clone, Copy)]
+enum Insn {
+    /// A = the 32-bit word at this offset of `struct seccomp_data`.
+    Load(u32),
+    /// if A == k goto label
+    Eq(u32, Label),
+    /// if A >= k goto label
+    Ge(u32, Label),
+    /// if A & k goto label
+    Any(u32, Label),
+    Ret(u32),
+    At(Label),
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Native,
+    Deny,
+    NoSys,
+    #[cfg(target_arch = "x86_64")]
+    OpenFlags,
+    OpenatFlags,
+}
+
+/// Resolves labels into the relative jumps classic BPF takes (all forward, under 256).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn assemble(code: &[Insn]) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let mut at = Vec::new();
+    let mut n = 0usize;
+    for i in code {
+        match i {
+            Insn::At(l) => at.push((*l, n)),
+            _ => n += 1,
+        }
+    }
+    let target = |l: Label, pc: usize| -> u8 {
+        let to = at.iter().find(|(x, _)| *x == l).expect("label placed").1;
+        u8::try_from(to - pc - 1).expect("a short forward jump")
+    };
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = Vec::new();
+    for i in code {
+        let pc = prog.len();
+        prog.push(match *i {
+            Insn::Load(off) => op(LD_W_ABS, 0, 0, off),
+            Insn::Eq(k, l) => op(JEQ_K, target(l, pc), 0, k),
+            Insn::Ge(k, l) => op(JGE_K, target(l, pc), 0, k),
+            Insn::Any(k, l) => op(JSET_K, target(l, pc), 0, k),
+            Insn::Ret(k) => op(RET_K, 0, 0, k),
+            Insn::At(_) => continue,
+        });
+    }
+    prog
+}
+
+/// Installs a seccomp filter on every thread that fails with EPERM: [`DENIED_SYSCALLS`],
+/// every `open`/`openat` with a flag of [`WRITE_OPEN_FLAGS`], and every syscall of a
+/// foreign ABI (i386 or x32 on x86_64, whose numbers differ); `openat2`, whose flags sit
+/// behind a pointer the filter cannot read, fails with ENOSYS, so libc falls back to
+/// `openat`. Needs `no_new_privs`. Returns false on an architecture this filter does not
+/// know.
 ///
 /// Written by hand because `seccompiler` (0.5) cannot say this: its filter answers a foreign
 /// architecture with a fixed SECCOMP_RET_KILL_PROCESS (not EPERM), and it matches syscall
 /// numbers only exactly, so it cannot deny the whole x32 range (numbers with bit 30 set).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn deny_process_access() -> std::io::Result<bool> {
-    // Classic BPF over struct seccomp_data { int nr; __u32 arch; ... }.
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const ALLOW: u32 = 0x7fff_0000;
-    const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    const ERRNO: u32 = 0x0005_0000;
     // x86_64's x32 ABI: the same arch value, numbers with this bit set.
     const X32_BIT: u32 = 0x4000_0000;
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let n = DENIED_SYSCALLS.len() as u8;
-    let mut prog = vec![
-        op(LD_W_ABS, 0, 0, 4),
-        // A foreign ABI: to the final EPERM.
-        op(JEQ_K, 0, n + 3, AUDIT_ARCH),
-        op(LD_W_ABS, 0, 0, 0),
-        op(JGE_K, n + 1, 0, X32_BIT),
-    ];
-    for (i, nr) in DENIED_SYSCALLS.iter().enumerate() {
-        prog.push(op(JEQ_K, n - i as u8, 0, *nr as u32));
+    // struct seccomp_data { int nr; __u32 arch; __u64 ip; __u64 args[6]; }; open flags are
+    // an int: the low word of the argument on these little-endian machines.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const fn arg(i: u32) -> u32 {
+        16 + 8 * i
     }
-    prog.push(op(RET_K, 0, 0, ALLOW));
-    prog.push(op(RET_K, 0, 0, EPERM));
+    let mut code = vec![
+        Insn::Load(ARCH),
+        Insn::Eq(AUDIT_ARCH, Label::Native),
+        Insn::Ret(ERRNO | libc::EPERM as u32),
+        Insn::At(Label::Native),
+        Insn::Load(NR),
+        Insn::Ge(X32_BIT, Label::Deny),
+    ];
+    code.extend(
+        DENIED_SYSCALLS
+            .iter()
+            .map(|nr| Insn::Eq(*nr as u32, Label::Deny)),
+    );
+    code.push(Insn::Eq(libc::SYS_openat2 as u32, Label::NoSys));
+    code.push(Insn::Eq(libc::SYS_openat as u32, Label::OpenatFlags));
+    #[cfg(target_arch = "x86_64")]
+    code.push(Insn::Eq(libc::SYS_open as u32, Label::OpenFlags));
+    code.push(Insn::Ret(ALLOW));
+    #[cfg(target_arch = "x86_64")]
+    code.extend([
+        Insn::At(Label::OpenFlags),
+        Insn::Load(arg(1)),
+        Insn::Any(WRITE_OPEN_FLAGS, Label::Deny),
+        Insn::Ret(ALLOW),
+    ]);
+    code.extend([
+        Insn::At(Label::OpenatFlags),
+        Insn::Load(arg(2)),
+        Insn::Any(WRITE_OPEN_FLAGS, Label::Deny),
+        Insn::Ret(ALLOW),
+        Insn::At(Label::NoSys),
+        Insn::Ret(ERRNO | libc::ENOSYS as u32),
+        Insn::At(Label::Deny),
+        Insn::Ret(ERRNO | libc::EPERM as u32),
+    ]);
+    let mut prog = assemble(&code);
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
@@ -274,6 +426,113 @@ mod tests {
             let ppid = unsafe { libc::getppid() };
             eperm(read) && eperm(traceme) && ppid > 0 && buf == [0; 8]
         });
+    }
+
+    /// After the load the daemon writes no file: every write-open fails, whatever the path
+    /// (`/proc/PID/mem`, a file through `/proc/PID/root`, a new file), `openat2`, whose
+    /// flags the filter cannot see, is ENOSYS, and nothing is made, removed, renamed,
+    /// linked or chmod'ed by path; reading, the ptrace reads included, still works.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn after_the_drop_no_file_can_be_opened_for_writing() {
+        let scratch = std::env::temp_dir().join(format!("zd-priv-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let existing = scratch.join("existing");
+        std::fs::write(&existing, b"x").unwrap();
+        let parent = std::process::id();
+        SCRATCH.with(|s| *s.borrow_mut() = Some((scratch.clone(), parent)));
+        in_child(|| {
+            let Some((scratch, parent)) = SCRATCH.with(|s| s.borrow().clone()) else {
+                return false;
+            };
+            let mut keep = CapsHashSet::new();
+            keep.insert(Capability::CAP_SYS_PTRACE);
+            let Ok(d) = drop_all_but(&keep) else {
+                return false;
+            };
+            // Still reads what it is for: another process's exe and namespace links.
+            let ptrace_reads = std::fs::read_link(format!("/proc/{parent}/exe")).is_ok()
+                && std::fs::read_link(format!("/proc/{parent}/ns/mnt")).is_ok();
+            let denied = |r: std::io::Result<std::fs::File>| {
+                r.is_err_and(|e| e.raw_os_error() == Some(libc::EPERM))
+            };
+            let opts = |write: bool, create: bool, truncate: bool| {
+                let mut o = std::fs::OpenOptions::new();
+                o.read(true).write(write).create(create).truncate(truncate);
+                o
+            };
+            let existing = scratch.join("existing");
+            let writes = [
+                denied(opts(true, false, false).open(&existing)),
+                denied(opts(true, true, true).open(scratch.join("new"))),
+                denied(std::fs::File::create(scratch.join("new2"))),
+                denied(opts(true, false, false).open("/proc/self/mem")),
+                denied(opts(true, false, false).open(format!("/proc/{parent}/mem"))),
+                denied(
+                    opts(true, false, false)
+                        .open(format!("/proc/{parent}/root{}", existing.display())),
+                ),
+            ];
+            // Through the raw syscalls too (glibc's open is openat).
+            let path = std::ffi::CString::new(existing.to_str().unwrap()).unwrap();
+            let errno = |rc: libc::c_long| {
+                (rc == -1)
+                    .then(|| std::io::Error::last_os_error().raw_os_error())
+                    .flatten()
+            };
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a valid NUL-terminated path; a denied call opens nothing.
+            let open = errno(unsafe { libc::syscall(libc::SYS_open, path.as_ptr(), libc::O_RDWR) });
+            #[cfg(not(target_arch = "x86_64"))]
+            let open = Some(libc::EPERM);
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            let how = [libc::O_RDONLY as u64, 0, 0];
+            // SAFETY: a valid path and open_how of the size passed.
+            let openat2 = errno(unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    how.as_ptr(),
+                    std::mem::size_of_val(&how),
+                )
+            });
+            // Nor changed by path: made, removed, renamed, linked, chmod'ed.
+            let eperm =
+                |r: std::io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc::EPERM));
+            let through_root = format!("/proc/{parent}/root{}", scratch.display());
+            let by_path = [
+                eperm(std::fs::create_dir(scratch.join("dir"))),
+                eperm(std::fs::remove_file(&existing)),
+                eperm(std::fs::rename(&existing, scratch.join("moved"))),
+                eperm(std::fs::hard_link(&existing, scratch.join("hard"))),
+                eperm(std::os::unix::fs::symlink(&existing, scratch.join("soft"))),
+                eperm(std::fs::set_permissions(
+                    &existing,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                )),
+                eperm(std::fs::remove_file(format!("{through_root}/existing"))),
+            ];
+            let unchanged = std::fs::read(&existing).is_ok_and(|b| b == b"x");
+            let reads = std::fs::read_to_string("/proc/self/stat").is_ok()
+                && std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok();
+            d.seccomp
+                && writes.iter().all(|w| *w)
+                && by_path.iter().all(|w| *w)
+                && open == Some(libc::EPERM)
+                && openat2 == Some(libc::ENOSYS)
+                && unchanged
+                && reads
+                && ptrace_reads
+        });
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    thread_local! {
+        /// What the forked child of the test above needs (it may not allocate much before
+        /// the drop, and a closure passed as `fn` cannot capture).
+        static SCRATCH: std::cell::RefCell<Option<(std::path::PathBuf, u32)>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// x32 numbers carry bit 30; without the filter the kernel answers ENOSYS (no x32

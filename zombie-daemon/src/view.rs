@@ -21,6 +21,10 @@ use crate::{
 pub struct ZombieView {
     pub pid: u32,
     pub ppid: u32,
+    /// The parent's start time in clock ticks since boot (with `ppid`, its identity:
+    /// remediation acts on this process only, never on a later one with the same pid).
+    #[serde(default)]
+    pub parent_start_ticks: u64,
     pub comm: String,
     pub parent_comm: String,
     /// Exit code when it exited normally, else null.
@@ -96,19 +100,11 @@ pub struct ParentAtExit {
     pub comm: String,
 }
 
-/// What stands in for a command line's arguments unless `--show-cmdlines` is given.
-pub const REDACTED: &str = "[redacted]";
+pub use crate::redact::REDACTED;
 
-/// A command line as the API shows it: in full with `show`, else argv[0] followed by
-/// [`REDACTED`] when there were arguments. Arguments often carry tokens and passwords, and
-/// the API is readable by whoever reaches the port; the program is what a reader needs.
+/// A command line as the API shows it (see [`crate::redact::command_line`]).
 pub fn shown_cmdline(argv: &[String], show: bool) -> String {
-    match argv {
-        _ if show => argv.join(" "),
-        [] => String::new(),
-        [program] => program.clone(),
-        [program, ..] => format!("{program} {REDACTED}"),
-    }
+    crate::redact::command_line(argv, show)
 }
 
 /// Maps zombies to their cgroup, container and pod.
@@ -241,6 +237,7 @@ pub fn view_of(
     ZombieView {
         pid: z.key.pid,
         ppid: z.ppid,
+        parent_start_ticks: z.parent_start_ticks,
         comm: z.comm.as_str().into_owned(),
         parent_comm: z.parent_comm.as_str().into_owned(),
         exit_code: status.exit_code,
@@ -444,6 +441,17 @@ mod tests {
         assert_eq!(shown_cmdline(&argv(&["sleep"]), false), "sleep");
         assert_eq!(shown_cmdline(&[], false), "");
         assert_eq!(shown_cmdline(&[], true), "");
+    }
+
+    /// nginx, postgres and setproctitle keep their title, arguments included, in argv[0].
+    #[test]
+    fn a_title_rewritten_into_argv0_is_redacted() {
+        let title = argv(&["myapp --db-password=s3cr3t --serve"]);
+        assert_eq!(shown_cmdline(&title, false), "myapp [redacted]");
+        assert_eq!(
+            shown_cmdline(&title, true),
+            "myapp --db-password=s3cr3t --serve"
+        );
     }
 
     #[test]

@@ -61,6 +61,19 @@ fuzz_target!(|data: &[u8]| {
         if !text.contains('\0') {
             assert_eq!(cgroup_path::parse_bytes(data), info);
         }
+        // Pods only at the top: below a cgroup a tenant may own (a delegated subtree), no
+        // path is a pod unless that prefix is configured, whatever follows.
+        let delegated = format!("/user.slice/user-1000.slice/user@1000.service{text}");
+        let under = cgroup_path::parse_under(&delegated, &[]);
+        check(&under);
+        assert_ne!(under.owner, Owner::Pod, "{delegated:?}");
+        // Configuring prefixes never changes what a path at the top says.
+        let configured = ["/user.slice/user-1000.slice/user@1000.service".to_string()];
+        if info.owner == Owner::Pod {
+            let again = cgroup_path::parse_under(text, &configured);
+            assert_eq!(again.pod_uid, info.pod_uid);
+            assert_eq!(again.container_id, info.container_id);
+        }
         // A whole /proc/<pid>/cgroup: the path picked from it is in the text, and its
         // parse holds the same shape.
         for prefer in [Prefer::V2, Prefer::V1] {

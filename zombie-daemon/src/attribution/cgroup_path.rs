@@ -24,6 +24,13 @@
 //!
 //! Choices worth knowing:
 //!
+//! * A pod is recognised only at the top of the hierarchy: the path (after any `..` that
+//!   leaves our cgroup namespace) starts with the kubepods root, its QoS level or the pod
+//!   itself. A process with a delegated subtree (a systemd user session has `Delegate=yes`;
+//!   rootless engines and CI runners too) can create any name below its own cgroup, but not
+//!   at the top, which only the node's root makes. Nested layouts (kind, k3s rootless,
+//!   minikube, docker-in-docker) put kubepods below a prefix: the operator names it
+//!   ([`set_kubepods_prefixes`], `--kubepods-prefix`), and nothing is guessed.
 //! * The outermost pod wins: a kind cluster running inside a pod belongs, as
 //!   far as this node's kubelet is concerned, to that outer pod.
 //! * Static pods have a 32-hex-digit UID (an md5 of the manifest, kubelet
@@ -126,11 +133,54 @@ pub struct CgroupInfo {
     pub raw: String,
 }
 
+/// The prefixes below which a kubepods hierarchy is accepted besides the top, set once at
+/// start from `--kubepods-prefix`.
+static KUBEPODS_PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Why a `--kubepods-prefix` value is refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--kubepods-prefix {0:?} is not a cgroup path prefix: give an absolute path such as \
+     /kubelet.slice or /user.slice/user-1000.slice/user@1000.service/k3s-rootless.service \
+     (`*` stands for one whole segment), without `..`"
+)]
+pub struct BadPrefix(pub String);
+
+/// Checks one `--kubepods-prefix` value and returns it without a trailing slash.
+pub fn check_prefix(prefix: &str) -> Result<String, BadPrefix> {
+    let trimmed = prefix.trim_end_matches('/');
+    let ok = trimmed.starts_with('/')
+        && trimmed[1..]
+            .split('/')
+            .all(|s| !s.is_empty() && s != ".." && s != "." && (s == "*" || !s.contains('*')));
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(BadPrefix(prefix.to_string()))
+    }
+}
+
+/// Sets the extra kubepods prefixes for every later [`parse`]; the first call wins.
+pub fn set_kubepods_prefixes(prefixes: Vec<String>) {
+    let _ = KUBEPODS_PREFIXES.set(prefixes);
+}
+
+/// The extra kubepods prefixes in force.
+pub fn kubepods_prefixes() -> &'static [String] {
+    KUBEPODS_PREFIXES.get().map_or(&[], Vec::as_slice)
+}
+
 /// Parses one cgroup path (the part after the second `:` of a
 /// `/proc/<pid>/cgroup` line, or a path below a cgroup mount). Never fails:
-/// anything it cannot place is [`Owner::Unknown`] with `raw` kept.
+/// anything it cannot place is [`Owner::Unknown`] with `raw` kept. Pods are
+/// accepted at the top and below the configured prefixes ([`set_kubepods_prefixes`]).
 pub fn parse(path: &str) -> CgroupInfo {
-    scan(path).into_info(path.to_owned())
+    parse_under(path, kubepods_prefixes())
+}
+
+/// [`parse`] with the given extra kubepods prefixes (see [`check_prefix`]).
+pub fn parse_under(path: &str, prefixes: &[String]) -> CgroupInfo {
+    scan(path, prefixes).into_info(path.to_owned())
 }
 
 /// [`parse`] for bytes from the kernel. The path ends at the first NUL, as in
@@ -144,7 +194,7 @@ pub fn parse_bytes(path: &[u8]) -> CgroupInfo {
     match String::from_utf8_lossy(path) {
         Cow::Borrowed(path) => parse(path),
         Cow::Owned(path) => {
-            let mut info = scan(&path).into_info(String::new());
+            let mut info = scan(&path, kubepods_prefixes()).into_info(String::new());
             info.raw = path;
             info
         }
@@ -197,36 +247,41 @@ impl<'a> Scan<'a> {
     }
 }
 
-fn scan(path: &str) -> Scan<'_> {
+fn scan<'a>(path: &'a str, prefixes: &[String]) -> Scan<'a> {
     // A line read from a file may keep its newline; it is not part of the path.
     let path = path.trim_end_matches(['\n', '\r']);
     if path.is_empty() || path.contains('\0') {
         return Scan::UNKNOWN;
     }
 
-    let mut segments = path.split('/').filter(|s| !s.is_empty() && *s != ".");
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    // `..` at the start: the path is relative to our cgroup namespace, whose root is
+    // somewhere in the host's hierarchy; what follows is where it leads from there.
+    let ups = segments.iter().take_while(|s| **s == "..").count();
+    let mut starts = vec![ups];
+    for prefix in prefixes {
+        let want: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+        let have = segments.get(ups..ups + want.len());
+        if have.is_some_and(|have| have.iter().zip(&want).all(|(h, w)| *w == "*" || h == w)) {
+            starts.push(ups + want.len());
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    for start in starts {
+        if let Some(found) = pod_at(&segments, start) {
+            return found;
+        }
+    }
+
     let mut parent: Option<&str> = None;
     let mut looks_kubernetes = false;
-    let mut left_namespace = false;
     let mut host_container: Option<Container<'_>> = None;
-
-    while let Some(segment) = segments.next() {
-        if let Some(pod) = pod_segment(segment, parent) {
-            let container = match pod.inline_container {
-                Some(container) => container,
-                None => segments
-                    .next()
-                    .and_then(|next| container_segment(next, None)),
-            };
-            return Scan {
-                owner: Owner::Pod,
-                pod_uid: Some(pod.uid),
-                qos: pod.qos,
-                container,
-            };
-        }
+    for segment in &segments {
         looks_kubernetes = looks_kubernetes || looks_like_kubernetes(segment);
-        left_namespace |= segment == "..";
         if host_container.is_none() {
             host_container = container_segment(segment, parent);
         }
@@ -234,8 +289,9 @@ fn scan(path: &str) -> Scan<'_> {
     }
 
     // Relative paths and `..` point outside what we can see; a kubepods or
-    // pod-shaped name we could not accept is a layout we do not know.
-    if looks_kubernetes || left_namespace || !path.starts_with('/') {
+    // pod-shaped name we could not accept (one a tenant may have made in its own
+    // subtree) is a layout we do not know.
+    if looks_kubernetes || ups > 0 || !path.starts_with('/') {
         return Scan::UNKNOWN;
     }
     Scan {
@@ -243,6 +299,48 @@ fn scan(path: &str) -> Scan<'_> {
         pod_uid: None,
         qos: None,
         container: host_container,
+    }
+}
+
+/// A pod whose segment is at `start`, or below at most two kubepods-root or QoS segments
+/// that begin at `start`: the only places kubelet puts one.
+fn pod_at<'a>(segments: &[&'a str], start: usize) -> Option<Scan<'a>> {
+    let mut parent = start.checked_sub(1).map(|i| segments[i]);
+    for i in start..segments.len().min(start + 3) {
+        let segment = segments[i];
+        if let Some(pod) = pod_segment(segment, parent) {
+            let container = match pod.inline_container {
+                Some(container) => container,
+                None => segments
+                    .get(i + 1)
+                    .and_then(|next| container_segment(next, None)),
+            };
+            return Some(Scan {
+                owner: Owner::Pod,
+                pod_uid: Some(pod.uid),
+                qos: pod.qos,
+                container,
+            });
+        }
+        if !is_kubepods_level(segment) {
+            return None;
+        }
+        parent = Some(segment);
+    }
+    None
+}
+
+/// The kubepods root or a QoS level, in either driver's naming (`kubepods`,
+/// `kubepods.slice`, `kubelet-kubepods-burstable.slice`, `besteffort`).
+fn is_kubepods_level(segment: &str) -> bool {
+    match segment.strip_suffix(".slice") {
+        Some(name) => {
+            name == "kubepods"
+                || name.ends_with("-kubepods")
+                || name.ends_with("kubepods-burstable")
+                || name.ends_with("kubepods-besteffort")
+        }
+        None => matches!(segment, "kubepods" | "burstable" | "besteffort"),
     }
 }
 
@@ -722,8 +820,31 @@ mod tests {
             "1399d9c7-c86f-4371-8568-07b3d32258a4", Some("91f2457fb4c2b1356eefc7bace36532f5eb3d354804bb2cff787ea321320b5a5"), None, BU),
     ];
 
+    /// The prefixes an operator of each nested layout in [`ROWS`] would configure.
+    fn nested_prefixes() -> Vec<String> {
+        [
+            "/kubelet.slice",
+            "/kubelet",
+            "/system.slice/*",
+            "/system.slice/*/kubelet.slice",
+            "/system.slice/*/kubelet",
+            "/docker/*",
+            "/docker/*/kubelet",
+            "/kuberuntime.slice/containerd.service",
+            "/podruntime.slice/containerd.service",
+            "/sys/fs/cgroup/systemd/system.slice/containerd.service",
+            "/sys/fs/cgroup/kubelet.slice",
+            "/sys/fs/cgroup/sys/fs/cgroup",
+            "/user.slice/*/*/k3s-rootless.service",
+            "/user.slice/*/*/u7s-rootlesskit.service",
+        ]
+        .iter()
+        .map(|p| check_prefix(p).unwrap())
+        .collect()
+    }
+
     fn check(row: &Row) {
-        let got = parse(row.path);
+        let got = parse_under(row.path, &nested_prefixes());
         let ctx = row.path;
         assert_eq!(got.raw, row.path, "raw: {ctx}");
         assert_eq!(got.owner, row.owner, "owner: {ctx}");
@@ -739,7 +860,88 @@ mod tests {
         assert_invariants(&got);
         // The byte entry point agrees whenever the input has no NUL.
         if !row.path.contains('\0') {
-            assert_eq!(parse_bytes(row.path.as_bytes()), got, "bytes: {ctx}");
+            assert_eq!(
+                parse_bytes(row.path.as_bytes()),
+                parse(row.path),
+                "bytes: {ctx}"
+            );
+        }
+    }
+
+    const UID_: &str = "eb052b63_ea96_4728_ab4a_64ab3babccd7";
+    const CID: &str = "5694f82f44168cc048e014ae14d1b0c8ef673bec49f329dc169911ea638f63c2";
+
+    /// A delegated subtree (a systemd user session, a rootless engine, a CI runner) can
+    /// hold any name: a pod-shaped path below it is no pod, unless the operator named that
+    /// prefix.
+    #[test]
+    fn a_pod_path_forged_in_a_delegated_subtree_is_no_pod() {
+        let forged = [
+            format!(
+                "/user.slice/user-1000.slice/user@1000.service/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID}.scope"
+            ),
+            format!(
+                "/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID}.scope"
+            ),
+            format!(
+                "/user.slice/user-1000.slice/user@1000.service/app.slice/kubepods/besteffort/pod{}/{CID}",
+                UID_.replace('_', "-")
+            ),
+            format!(
+                "/system.slice/runner.service/kubepods/pod{}/{CID}",
+                UID_.replace('_', "-")
+            ),
+            format!(
+                "/../../user.slice/x.scope/kubepods/pod{}/{CID}",
+                UID_.replace('_', "-")
+            ),
+        ];
+        for path in &forged {
+            let got = parse_under(path, &[]);
+            assert_ne!(got.owner, Owner::Pod, "{path}");
+            assert_eq!(got.container_id, None, "{path}");
+        }
+        // The same layout below a prefix the operator configured (rootless k3s) is a pod.
+        let rootless = check_prefix("/user.slice/user-1000.slice/user@1000.service").unwrap();
+        let got = parse_under(&forged[1], &[rootless]);
+        assert_eq!(got.owner, Owner::Pod);
+        assert_eq!(got.container_id.as_deref(), Some(CID));
+        // And the real layout at the top is one with or without prefixes.
+        let real = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID}.scope"
+        );
+        assert_eq!(parse_under(&real, &[]).owner, Owner::Pod);
+    }
+
+    /// A pod's process that makes cgroups below its own (a delegated or writable cgroupfs)
+    /// stays in its own pod: the outer pod, at the top, wins.
+    #[test]
+    fn a_pod_cannot_pass_for_another_pod_from_inside_its_own_cgroup() {
+        let own = "/kubepods/besteffort/pod1399d9c7-c86f-4371-8568-07b3d32258a4/91f2457fb4c2b1356eefc7bace36532f5eb3d354804bb2cff787ea321320b5a5";
+        let inner = format!(
+            "{own}/kubepods/burstable/pod{}/{CID}",
+            UID_.replace('_', "-")
+        );
+        let got = parse_under(&inner, &[]);
+        assert_eq!(
+            got.pod_uid.as_deref(),
+            Some("1399d9c7-c86f-4371-8568-07b3d32258a4")
+        );
+        assert_eq!(
+            got.container_id.as_deref(),
+            Some("91f2457fb4c2b1356eefc7bace36532f5eb3d354804bb2cff787ea321320b5a5")
+        );
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert_eq!(check_prefix("/kubelet.slice/").unwrap(), "/kubelet.slice");
+        assert_eq!(
+            check_prefix("/system.slice/*/kubelet").unwrap(),
+            "/system.slice/*/kubelet"
+        );
+        for bad in ["kubelet", "/a/../b", "/a//b", "/a/b*", ""] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
         }
     }
 
@@ -773,9 +975,9 @@ mod tests {
         assert_eq!(got.owner, Owner::Pod);
         assert_eq!(got.raw.as_bytes(), path);
 
-        // Invalid UTF-8 in an unrelated segment does not hide the pod.
-        let mut bad = b"/system.slice/\xff\xfe.service/".to_vec();
-        bad.extend_from_slice(path);
+        // Invalid UTF-8 in a segment below the container does not hide the pod.
+        let mut bad = path.to_vec();
+        bad.extend_from_slice(b"/\xff\xfe.scope");
         let got = parse_bytes(&bad);
         assert_eq!(got.owner, Owner::Pod);
         assert_eq!(

@@ -50,8 +50,19 @@ pub struct NameCache {
     /// Bumped on every refresh that changed something; attribution caches key on it.
     generation: AtomicU64,
     missed: Notify,
+    /// IDs and UIDs the runtime was asked about after a miss, and when: each triggers at
+    /// most one listing per [`MISS_RETRY`] (at most [`MAX_MISSES`] remembered).
+    misses: std::sync::Mutex<FxHashMap<String, Instant>>,
     grace: Duration,
 }
+
+/// An ID the runtime did not know triggers another listing at most this often. A tenant can
+/// make cgroups with IDs no runtime knows (below its own delegated subtree, or containers
+/// outside Kubernetes); without this every one of them would cost a full listing a second.
+pub const MISS_RETRY: Duration = Duration::from_secs(60);
+/// At most this many missed IDs are remembered; past it, misses no longer trigger listings
+/// until the oldest age out (the periodic refresh still runs).
+pub const MAX_MISSES: usize = 4096;
 
 impl NameCache {
     pub fn new(grace: Duration) -> Self {
@@ -60,6 +71,7 @@ impl NameCache {
             pods: RwLock::default(),
             generation: AtomicU64::new(0),
             missed: Notify::new(),
+            misses: std::sync::Mutex::default(),
             grace,
         }
     }
@@ -76,9 +88,40 @@ impl NameCache {
             .get(id)
             .map(|e| e.value.clone());
         if hit.is_none() {
-            self.missed.notify_one();
+            self.miss(id, Instant::now());
         }
         hit
+    }
+
+    /// Asks the refresher for a listing for `key`, unless it asked for it less than
+    /// [`MISS_RETRY`] ago or [`MAX_MISSES`] keys are waiting out their retry. Returns
+    /// whether it asked.
+    fn miss(&self, key: &str, now: Instant) -> bool {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        if misses
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < MISS_RETRY)
+        {
+            return false;
+        }
+        if misses.len() >= MAX_MISSES {
+            misses.retain(|_, at| now.saturating_duration_since(*at) < MISS_RETRY);
+            if misses.len() >= MAX_MISSES {
+                drop(misses);
+                crate::bounds::reached(
+                    crate::bounds::Bound::RuntimeMisses,
+                    &format!(
+                        "{MAX_MISSES} container IDs and pod UIDs the runtime did not know are \
+                         waiting out their retry; others wait for the periodic refresh"
+                    ),
+                );
+                return false;
+            }
+        }
+        misses.insert(key.to_string(), now);
+        drop(misses);
+        self.missed.notify_one();
+        true
     }
 
     pub fn pod(&self, uid: &str) -> Option<PodNames> {
@@ -89,7 +132,7 @@ impl NameCache {
             .get(uid)
             .map(|e| e.value.clone());
         if hit.is_none() {
-            self.missed.notify_one();
+            self.miss(uid, Instant::now());
         }
         hit
     }
@@ -274,6 +317,30 @@ mod tests {
         cache.merge(&snap(false), t0 + Duration::from_secs(61));
         assert!(cache.container("c1").is_none());
         assert!(cache.generation() > g);
+    }
+
+    /// An unknown ID asks for one listing, not one per lookup; after the retry period it
+    /// may ask again; the set of remembered misses is bounded.
+    #[test]
+    fn an_unknown_id_triggers_one_listing_per_retry_period() {
+        let cache = NameCache::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(cache.miss("deadbeef", t0));
+        for i in 1..100 {
+            assert!(!cache.miss("deadbeef", t0 + Duration::from_millis(i * 10)));
+        }
+        assert!(cache.miss("deadbeef", t0 + MISS_RETRY));
+        for i in 0..MAX_MISSES {
+            cache.miss(&format!("id{i}"), t0 + MISS_RETRY);
+        }
+        let before = crate::bounds::count(crate::bounds::Bound::RuntimeMisses);
+        assert!(!cache.miss("one-too-many", t0 + MISS_RETRY));
+        assert!(crate::bounds::count(crate::bounds::Bound::RuntimeMisses) > before);
+        // Once they age out, new misses ask again.
+        assert!(cache.miss("one-too-many", t0 + 2 * MISS_RETRY + Duration::from_secs(1)));
+        // Lookups through the public API go through the same gate.
+        assert!(cache.container("nope").is_none());
+        assert!(cache.pod("nope-uid").is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use pod_tree::{PodCgroup, cgroup_procs, parse_cgroup_procs, pod_cgroups};
+pub use pod_tree::{PodCgroup, cgroup_procs, parse_cgroup_procs, pod_cgroups, pod_cgroups_bounded};
 pub use proc_file::{Prefer, path_of_pid, pick};
 pub use resolver::{CgroupResolver, id_of_pid};
 

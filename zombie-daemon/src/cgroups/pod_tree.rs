@@ -28,6 +28,12 @@ const MAX_DEPTH: usize = 8;
 /// most `max_dirs` directories and returns what it found by then. Depth first, in the
 /// order the directories are listed.
 pub fn pod_cgroups(root: &Path, max_dirs: usize) -> Vec<PodCgroup> {
+    pod_cgroups_bounded(root, max_dirs).0
+}
+
+/// [`pod_cgroups`], and whether the walk stopped at `max_dirs` (what it returns is then
+/// only part of the tree).
+pub fn pod_cgroups_bounded(root: &Path, max_dirs: usize) -> (Vec<PodCgroup>, bool) {
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), 0usize, false)];
     let mut seen = 0;
@@ -41,7 +47,7 @@ pub fn pod_cgroups(root: &Path, max_dirs: usize) -> Vec<PodCgroup> {
             }
             seen += 1;
             if seen > max_dirs {
-                return out;
+                return (out, true);
             }
             let path = e.path();
             let kube = in_kubepods || e.file_name().to_string_lossy().contains("kubepods");
@@ -61,7 +67,7 @@ pub fn pod_cgroups(root: &Path, max_dirs: usize) -> Vec<PodCgroup> {
             }
         }
     }
-    out
+    (out, false)
 }
 
 /// The processes in the cgroup at `dir` (its `cgroup.procs`); none when it cannot be read.
@@ -90,9 +96,11 @@ mod tests {
         let root = std::env::temp_dir().join(format!("zombie-pod-tree-{}", std::process::id()));
         let uid = "11111111-2222-3333-4444-555555555555";
         let id = "c".repeat(64);
-        let pod = root.join(format!("nested/kubepods/burstable/pod{uid}"));
+        let pod = root.join(format!("kubepods/burstable/pod{uid}"));
         let ctr = pod.join(&id);
         fs::create_dir_all(&ctr).unwrap();
+        // The same names below another cgroup (a delegated subtree) are no pod.
+        fs::create_dir_all(root.join(format!("nested/kubepods/burstable/pod{uid}/{id}"))).unwrap();
         fs::create_dir_all(root.join("system.slice/foo.service")).unwrap();
         fs::create_dir_all(root.join(format!("elsewhere/pod{uid}/{id}"))).unwrap();
         fs::write(ctr.join("cgroup.procs"), "12\n34\n").unwrap();
@@ -106,10 +114,10 @@ mod tests {
         assert_eq!(
             paths,
             [
-                format!("/nested/kubepods/burstable/pod{uid}"),
-                format!("/nested/kubepods/burstable/pod{uid}/{id}"),
+                format!("/kubepods/burstable/pod{uid}"),
+                format!("/kubepods/burstable/pod{uid}/{id}"),
             ],
-            "only below a kubepods directory"
+            "only in the kubepods tree at the top"
         );
         assert_eq!(got[1].dir, ctr);
         assert_eq!(got[0].info.container_id, None);

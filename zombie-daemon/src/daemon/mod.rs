@@ -212,6 +212,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             kept = ?d.effective,
             bounding_set = if d.bounding_dropped { "dropped" } else { "left to the runtime" },
             ptrace = if d.seccomp { "denied by seccomp" } else { "allowed" },
+            write_opens = if d.seccomp { "denied by seccomp" } else { "allowed" },
             "capabilities not needed after the load dropped"
         ),
         // Not fatal: the daemon works the same, only with more privilege than it needs.

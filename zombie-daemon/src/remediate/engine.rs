@@ -67,9 +67,17 @@ pub struct Target {
     pub pid: u32,
     pub start_ticks: u64,
     pub comm: String,
-    /// File name of its executable (empty if unreadable).
+    /// File name of its executable (empty if unreadable). Shown, never trusted: a tenant
+    /// names its own binaries.
     pub exe: String,
+    /// Set by the kernel (PF_KTHREAD, a child of kthreadd).
     pub kernel_thread: bool,
+    /// Which runtime process or node agent it is, told by its executable in the node's own
+    /// mount namespace outside every pod (see `target::read_target`); never by its name.
+    pub node_component: Option<String>,
+    /// Its cgroup path as /proc shows it (the runtime is asked whether its container sits
+    /// there before anything is done to a pod's process).
+    pub cgroup_path: Option<String>,
     /// In a pod's cgroup.
     pub in_pod: bool,
     pub namespace: Option<String>,
@@ -86,6 +94,8 @@ pub struct Target {
     pub zombies: usize,
     /// All its zombies, however young.
     pub all_zombies: usize,
+    /// The zombies counted in `zombies` (pid, start time), each confirmed in /proc.
+    pub zombie_keys: Vec<(u32, u64)>,
 }
 
 impl Target {
@@ -111,21 +121,21 @@ pub struct Decision {
     pub pod: Option<String>,
     pub container: Option<String>,
     pub container_id: Option<String>,
+    /// The pod UID its cgroup path named when decided.
+    #[serde(default)]
+    pub pod_uid: Option<String>,
     pub pid: u32,
     pub start_ticks: u64,
     pub comm: String,
     pub cause: Option<Cause>,
     pub zombies: usize,
+    /// How many of its counted zombies /proc showed just before the action was carried out
+    /// (state Z, the same start time, this parent); null when nothing was carried out.
+    #[serde(default)]
+    pub confirmed_zombies: Option<usize>,
     pub action: Action,
     pub result: Outcome,
     pub reason: String,
-}
-
-/// Node components and kernel-side processes that are never touched.
-const PROTECTED: &[&str] = &["kubelet", "containerd", "crio", "conmon", "dockerd", "runc"];
-
-fn protected_name(name: &str) -> bool {
-    PROTECTED.contains(&name) || name.starts_with("containerd-shim") || name.starts_with("k3s")
 }
 
 /// The hard guards, and the policy's say on who may be touched.
@@ -152,14 +162,9 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
                 .into(),
         );
     }
-    if protected_name(&t.comm) || protected_name(&t.exe) {
+    if let Some(c) = &t.node_component {
         return Err(format!(
-            "never a node component ({}): kubelet and the container runtime are protected",
-            if protected_name(&t.comm) {
-                &t.comm
-            } else {
-                &t.exe
-            }
+            "never a node component ({c}): kubelet and the container runtime are protected"
         ));
     }
     if !t.in_pod {
@@ -170,10 +175,19 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
         };
     }
     let ns = t.namespace.as_deref();
-    if let Some(ns) = ns
-        && policy.deny_namespaces.iter().any(|d| d == ns)
-    {
-        return Err(format!("namespace {ns} is denied by the policy"));
+    match ns {
+        Some(ns) if policy.deny_namespaces.iter().any(|d| d == ns) => {
+            return Err(format!("namespace {ns} is denied by the policy"));
+        }
+        // Without the runtime's names the pod may be in a denied namespace: unknown is no.
+        None if !policy.deny_namespaces.is_empty() => {
+            return Err(
+                "the pod's namespace is unknown (no names from the container runtime yet), \
+                 and the policy denies some namespaces"
+                    .into(),
+            );
+        }
+        _ => {}
     }
     if !policy.allow_namespaces.is_empty()
         && !ns.is_some_and(|ns| policy.allow_namespaces.iter().any(|a| a == ns))
@@ -187,7 +201,7 @@ pub fn guard(t: &Target, policy: &Policy, self_pid: u32) -> Result<(), String> {
     if !key.is_empty() {
         let opted = [&t.pod_annotations, &t.pod_labels]
             .iter()
-            .any(|m| m.get(key).is_some_and(|v| v != "false"));
+            .any(|m| m.get(key).is_some_and(|v| v == "true"));
         if !opted {
             return Err(format!("the pod has not opted in ({key})"));
         }
@@ -240,11 +254,13 @@ impl Engine {
             pod: t.pod.clone(),
             container: t.container.clone(),
             container_id: t.container_id.clone(),
+            pod_uid: t.pod_uid.clone(),
             pid: t.pid,
             start_ticks: t.start_ticks,
             comm: t.comm.clone(),
             cause: t.cause,
             zombies: t.zombies,
+            confirmed_zombies: None,
             action,
             result,
             reason,
@@ -596,31 +612,11 @@ mod tests {
                 ..ok.clone()
             },
             Target {
-                comm: "kubelet".into(),
+                node_component: Some("kubelet".into()),
                 ..ok.clone()
             },
             Target {
-                exe: "containerd".into(),
-                ..ok.clone()
-            },
-            Target {
-                comm: "containerd-shim".into(),
-                ..ok.clone()
-            },
-            Target {
-                comm: "crio".into(),
-                ..ok.clone()
-            },
-            Target {
-                comm: "conmon".into(),
-                ..ok.clone()
-            },
-            Target {
-                comm: "dockerd".into(),
-                ..ok.clone()
-            },
-            Target {
-                comm: "runc".into(),
+                node_component: Some("containerd-shim*".into()),
                 ..ok.clone()
             },
             Target {
@@ -663,7 +659,7 @@ mod tests {
         }
         let labelled = Target {
             pod_annotations: BTreeMap::new(),
-            pod_labels: [("zombie-daemon.io/remediate".to_string(), "yes".to_string())].into(),
+            pod_labels: [("zombie-daemon.io/remediate".to_string(), "true".to_string())].into(),
             ..ok.clone()
         };
         assert!(guard(&labelled, &p, 4242).is_ok());
@@ -698,6 +694,76 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Names are the tenant's: a pod process called kubelet, containerd-shim or tini, with
+    /// any argv, is judged like any other (the node-component guard reads facts, see
+    /// `target::read_target`).
+    #[test]
+    fn a_name_alone_protects_nothing() {
+        let p = policy();
+        for name in [
+            "kubelet",
+            "containerd-shim-runc-v2",
+            "tini",
+            "runc",
+            "k3s",
+            "",
+        ] {
+            let t = Target {
+                comm: name.into(),
+                exe: name.into(),
+                ..pod_target(10)
+            };
+            assert!(guard(&t, &p, 4242).is_ok(), "{name}");
+        }
+    }
+
+    /// `deny_namespaces` fails closed: without the runtime's names the namespace is unknown,
+    /// and an unknown namespace may be a denied one.
+    #[test]
+    fn an_unknown_namespace_is_denied_while_some_namespace_is() {
+        let unnamed = Target {
+            namespace: None,
+            pod: None,
+            ..pod_target(10)
+        };
+        let e = guard(&unnamed, &policy(), 4242).unwrap_err();
+        assert!(e.contains("namespace is unknown"), "{e}");
+        let deny_none = Policy {
+            deny_namespaces: Vec::new(),
+            ..policy()
+        };
+        assert!(guard(&unnamed, &deny_none, 4242).is_ok());
+    }
+
+    /// Only the exact value `true` opts a pod in.
+    #[test]
+    fn only_true_opts_in() {
+        let p = policy();
+        for (value, ok) in [
+            ("true", true),
+            ("True", false),
+            ("TRUE", false),
+            ("yes", false),
+            ("1", false),
+            ("", false),
+            ("false", false),
+            (" true", false),
+        ] {
+            let t = Target {
+                pod_annotations: [("zombie-daemon.io/remediate".to_string(), value.to_string())]
+                    .into(),
+                ..pod_target(10)
+            };
+            assert_eq!(guard(&t, &p, 4242).is_ok(), ok, "{value:?}");
+            let labelled = Target {
+                pod_annotations: BTreeMap::new(),
+                pod_labels: [("zombie-daemon.io/remediate".to_string(), value.to_string())].into(),
+                ..pod_target(10)
+            };
+            assert_eq!(guard(&labelled, &p, 4242).is_ok(), ok, "label {value:?}");
+        }
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub struct Policy {
     pub max_actions_per_node_per_hour: usize,
     /// After acting on a pod or process, wait this long before acting on it again.
     pub backoff_seconds: f64,
-    /// Only pods whose annotations or labels carry this key (not "false") are remediated;
-    /// empty: no opt-in needed.
+    /// Only pods whose annotations or labels carry this key with the value `true` (exactly:
+    /// "True", "yes" or "1" do not opt in) are remediated; empty: no opt-in needed.
     pub opt_in_annotation: String,
     /// Time the parent gets to reap after SIGCHLD.
     pub sigchld_wait_seconds: f64,
@@ -48,6 +48,11 @@ pub struct Policy {
     pub pid1_action: Pid1Action,
     /// How often the zombie table is looked at.
     pub interval_seconds: f64,
+    /// Before anything is done to a pod's process, the container runtime (CRI) must confirm
+    /// that the container its cgroup path names exists, runs, belongs to that pod and holds
+    /// the process. Without a runtime connection, pods are then never acted on. Turn off
+    /// only where no runtime socket can be reached and every cgroup path is trusted.
+    pub verify_with_runtime: bool,
 }
 
 impl Default for Policy {
@@ -66,6 +71,7 @@ impl Default for Policy {
             grace_seconds: 30.0,
             pid1_action: Pid1Action::StopContainer,
             interval_seconds: 5.0,
+            verify_with_runtime: true,
         }
     }
 }
