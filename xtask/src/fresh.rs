@@ -190,7 +190,7 @@ fn in_root(root: &Path, script: &str) -> Command {
 }
 
 /// Copies the host's CA bundle (the image trusts extra CAs that cargo and pip need here),
-/// resolver, hosts and hostname into the root: a machine has them (no package ships
+/// resolver, hosts, hostname and the image's own apt settings into the root: a machine has them (no package ships
 /// /etc/hosts; the image's provisioning writes it, and containerd copies it into every
 /// host-network pod), a debootstrap root does not.
 fn copy_host_files(root: &Path) -> anyhow::Result<()> {
@@ -205,6 +205,27 @@ fn copy_host_files(root: &Path) -> anyhow::Result<()> {
         // resolv.conf may be a dangling link in the root.
         let _ = std::fs::remove_file(&dst);
         std::fs::copy(f, &dst).with_context(|| format!("copy {f} into the root"))?;
+    }
+    // The image's own apt settings (no package ships them): a machine of this kind has
+    // them, and the archive it reaches serves metadata past its Valid-Until date, which
+    // those settings accept (the private apt configurations inherit them).
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/apt.conf.d") {
+        let conf = root.join("etc/apt/apt.conf.d");
+        std::fs::create_dir_all(&conf)?;
+        for e in dir.flatten() {
+            let path = e.path();
+            let owned = Command::new("dpkg")
+                .arg("-S")
+                .arg(&path)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !owned && path.is_file() {
+                std::fs::copy(&path, conf.join(e.file_name()))
+                    .with_context(|| format!("copy {} into the root", path.display()))?;
+            }
+        }
     }
     let extra = Path::new("/usr/local/share/ca-certificates");
     if extra.is_dir() {
