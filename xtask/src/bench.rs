@@ -901,7 +901,9 @@ fn unreported_reaps(
         .args(["run", "--listen", &format!("127.0.0.1:{PORT}")])
         .args([
             "--log-level",
-            "warn,zombie_daemon::daemon::event_loop=debug",
+            "info,zombie_daemon::daemon::event_loop=debug",
+            "--log-format",
+            "json",
         ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -917,7 +919,7 @@ fn unreported_reaps(
         thread::sleep(Duration::from_millis(50));
     }
     let witness = sh(&format!(
-        "grep -o 'reaps=\"[a-z_]*\"' {} | head -1",
+        "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
         log.display()
     ));
     let counts = || -> anyhow::Result<(f64, f64, f64)> {
@@ -1047,11 +1049,13 @@ fn unreported_reaps(
     let mut took: Vec<f64> = text
         .lines()
         .filter(|l| {
-            l.contains("confirmed every listed zombie") && l.contains(&format!("zombies={made}"))
+            l.contains("confirmed every listed zombie")
+                && l.contains(&format!("\"zombies\":{made}"))
         })
         .filter_map(|l| {
-            let v = l.split("took_us=").nth(1)?.split_whitespace().next()?;
-            v.trim_matches(|c: char| !c.is_ascii_digit())
+            let v = l.split("\"took_us\":").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()?
                 .parse::<f64>()
                 .ok()
         })
