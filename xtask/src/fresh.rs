@@ -6,7 +6,7 @@
 //! --variant=minbase bookworm` plus the basic packages of the machine image (see
 //! [`BASE_PACKAGES`]). Each run puts a throw-away overlay on top of it, adds what the image
 //! ships outside Debian's archive (rustup's toolchains, Node.js), clones the committed HEAD
-//! (not the work tree) and runs `cargo xtask test` in a chroot that shares this kernel:
+//! (not the work tree) and runs `cargo xtask test` in a mount namespace of its own rooted there (pivot_root, not chroot) that shares this kernel:
 //! `/proc`, `/sys` (with the cgroup, bpf, BTF and tracing filesystems under it) and `/dev`
 //! are bind-mounted. Nothing the host installed by hand is visible inside, so a missing
 //! install step fails here as it would on a new machine.
@@ -29,7 +29,7 @@ use crate::{Tool, install, is_root, root, status};
 const FRESH_TOOLS: &[Tool] = &[
     Tool::new("/usr/sbin/debootstrap", "debootstrap"),
     Tool::new("/usr/bin/git", "git"),
-    Tool::new("/usr/sbin/chroot", "coreutils"),
+    Tool::new("/usr/bin/unshare", "util-linux"),
     Tool::new("/usr/bin/mount", "mount"),
 ];
 
@@ -174,10 +174,20 @@ impl Drop for Mounts {
     }
 }
 
-/// Runs `script` with bash inside `root`.
+/// Runs `script` with bash inside `root`: in a mount namespace of its own whose root is
+/// `root` (pivot_root), not a chroot, as on a machine: the kernel refuses a chrooted process
+/// a new user namespace, and runc cannot pivot_root into a container from inside a chroot
+/// (its fallback left a read-only container root writable).
 fn in_root(root: &Path, script: &str) -> Command {
-    let mut c = Command::new("chroot");
-    c.arg(root).args(["/usr/bin/env", "-i"]);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "set -e; mount --rbind \"$0\" \"$0\"; cd \"$0\"; mkdir -p .host-root; \
+             pivot_root . .host-root; cd /; umount -l /.host-root; rmdir /.host-root; \
+             exec \"$@\"",
+        )
+        .arg(root)
+        .args(["/usr/bin/env", "-i"]);
     c.arg("HOME=/root")
         .arg("PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for key in PASS_ENV {
@@ -372,14 +382,20 @@ fn mounted_below(dir: &Path) -> Vec<String> {
 /// Processes the suite left running in the root (a test that did not clean up): named,
 /// then killed, so that the root can be unmounted.
 fn kill_left_behind(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
+    let root_id = std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()));
     for p in procs.flatten() {
         let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let inside = std::fs::read_link(p.path().join("root")).is_ok_and(|r| r.starts_with(root));
+        // A process whose root is the fresh root: by its path from here (a chroot), or by
+        // the root directory itself (pivoted in its own mount namespace, its root reads "/").
+        let inside = std::fs::read_link(p.path().join("root")).is_ok_and(|r| r.starts_with(root))
+            || std::fs::metadata(p.path().join("root"))
+                .is_ok_and(|m| Some((m.dev(), m.ino())) == root_id);
         if inside {
             let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
             eprintln!(
