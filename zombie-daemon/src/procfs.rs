@@ -181,7 +181,8 @@ impl ProcFs {
 
     /// [`Self::zombies`], and the processes still on their way to being one (see [`Scan`]).
     pub fn scan(&self, now: Ns, cgroup_id: impl Fn(u32) -> u64) -> Result<Scan, ScanError> {
-        let sched_offset = self.sched_clock_offset(now);
+        let own_offset = self.sched_clock_offset(now);
+        let cpu_offsets = self.sched_clock_offsets_per_cpu();
         let all = ::procfs::process::all_processes_with_root(&self.root).map_err(|source| {
             ScanError::List {
                 path: self.root.display().to_string(),
@@ -206,6 +207,14 @@ impl ProcFs {
             let info = self.info_from_stat(&stat);
             let parent = self.info(info.ppid);
             let started = self.ticks.ns(stat.starttime);
+            // A dead task's exec_start is in the task clock of the CPU it last ran on,
+            // which drifts from the others by that CPU's steal and IRQ time: convert with
+            // that CPU's offset where it was measured.
+            let sched_offset = stat
+                .processor
+                .and_then(|cpu| usize::try_from(cpu).ok())
+                .and_then(|cpu| cpu_offsets.get(cpu).copied().flatten())
+                .or(own_offset);
             let exited = sched_offset
                 .and_then(|off| {
                     self.last_ran(info.key.pid)
@@ -299,6 +308,31 @@ impl ProcFs {
         i64::try_from(now)
             .ok()?
             .checked_sub(i64::try_from(own).ok()?)
+    }
+
+    /// [`Self::sched_clock_offset`] for each CPU this thread may run on, measured by moving
+    /// there (a task's exec_start is set when it is switched in on that CPU), then back.
+    /// Index: CPU number; None where it could not be measured.
+    fn sched_clock_offsets_per_cpu(&self) -> Vec<Option<i64>> {
+        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+        let Ok(allowed) = sched_getaffinity(None) else {
+            return Vec::new();
+        };
+        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
+            .filter(|&c| allowed.is_set(c))
+            .collect();
+        let mut out = vec![None; cpus.last().map_or(0, |c| c + 1)];
+        for cpu in cpus {
+            let mut one = CpuSet::new();
+            one.set(cpu);
+            if sched_setaffinity(None, &one).is_err() {
+                continue;
+            }
+            std::thread::yield_now();
+            out[cpu] = self.sched_clock_offset(crate::clock::boottime_now());
+        }
+        let _ = sched_setaffinity(None, &allowed);
+        out
     }
 
     fn last_ran(&self, pid: u32) -> Option<u64> {
