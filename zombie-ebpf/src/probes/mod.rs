@@ -224,6 +224,32 @@ pub(crate) fn bump(index: u32) -> u64 {
     }
 }
 
+/// The reap of `task` (the release or the free of a thread group leader) as a
+/// [`zombie_ebpf::ReapEvent`] of `kind`; threads, and a leader replaced by an exec from
+/// another thread (de_thread swaps their pids), are not processes and send nothing.
+#[inline(always)]
+pub(crate) fn submit_reap(task: *const u8, kind: zombie_ebpf::EventKind) -> Result<(), i32> {
+    if off!(ready) == 0 {
+        return Ok(());
+    }
+    let (pid, tgid) = ids(task)?;
+    if pid != tgid || drops_free(task)? {
+        return Ok(());
+    }
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev: *mut zombie_ebpf::ReapEvent = entry.as_mut_ptr();
+    // SAFETY: a reserved, exclusively owned record; every field is written before submit.
+    let filled = unsafe {
+        (*ev).kind = kind as u32;
+        (*ev).pid = tgid;
+        (*ev).ts_ns = aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns();
+        field_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
+    };
+    finish(entry, filled)
+}
+
 /// Fault injection for tests (inert unless userspace set a comm): whether the reap of this
 /// task is to be dropped, as the kernel does when it never runs the program.
 #[inline(always)]
