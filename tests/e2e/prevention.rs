@@ -282,9 +282,8 @@ fn zombies_in(d: &Daemon, pod: &str) -> Vec<Value> {
 }
 
 fn audit_of(d: &Daemon, id: &str) -> Option<Value> {
-    let (_, body) = d.get("/audit").unwrap();
-    let all: Vec<Value> = serde_json::from_str(&body).unwrap();
-    all.into_iter()
+    d.audit()
+        .into_iter()
         .find(|a| a["container_id"].as_str() == Some(id))
 }
 

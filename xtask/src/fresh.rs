@@ -6,7 +6,7 @@
 //! --variant=minbase bookworm` plus the basic packages of the machine image (see
 //! [`BASE_PACKAGES`]). Each run puts a throw-away overlay on top of it, adds what the image
 //! ships outside Debian's archive (rustup's toolchains, Node.js), clones the committed HEAD
-//! (not the work tree) and runs `cargo xtask test` in a chroot that shares this kernel:
+//! (not the work tree) and runs `cargo xtask test` in a mount namespace of its own rooted there (pivot_root, not chroot) that shares this kernel:
 //! `/proc`, `/sys` (with the cgroup, bpf, BTF and tracing filesystems under it) and `/dev`
 //! are bind-mounted. Nothing the host installed by hand is visible inside, so a missing
 //! install step fails here as it would on a new machine.
@@ -29,7 +29,7 @@ use crate::{Tool, install, is_root, root, status};
 const FRESH_TOOLS: &[Tool] = &[
     Tool::new("/usr/sbin/debootstrap", "debootstrap"),
     Tool::new("/usr/bin/git", "git"),
-    Tool::new("/usr/sbin/chroot", "coreutils"),
+    Tool::new("/usr/bin/unshare", "util-linux"),
     Tool::new("/usr/bin/mount", "mount"),
 ];
 
@@ -174,14 +174,20 @@ impl Drop for Mounts {
     }
 }
 
-/// Runs `script` with bash inside `root`, in a chroot: the suite must run in the initial
-/// mount namespace, as on a machine (the daemon tells node components by it). A pivot_root
-/// into a mount namespace of its own would lift the chroot's two limits (the kernel refuses a
-/// chrooted process a new user namespace, and runc cannot pivot_root into a container from
-/// inside a chroot) but break that one.
+/// Runs `script` with bash inside `root`: in a mount namespace of its own whose root is
+/// `root` (pivot_root), not a chroot, as on a machine: the kernel refuses a chrooted process
+/// a new user namespace, and runc cannot pivot_root into a container from inside a chroot
+/// (its fallback left a read-only container root writable).
 fn in_root(root: &Path, script: &str) -> Command {
-    let mut c = Command::new("chroot");
-    c.arg(root).args(["/usr/bin/env", "-i"]);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "set -e; mount --rbind \"$0\" \"$0\"; cd \"$0\"; mkdir -p .host-root; \
+             pivot_root . .host-root; cd /; umount -l /.host-root; rmdir /.host-root; \
+             exec \"$@\"",
+        )
+        .arg(root)
+        .args(["/usr/bin/env", "-i"]);
     c.arg("HOME=/root")
         .arg("PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for key in PASS_ENV {

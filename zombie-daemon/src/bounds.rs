@@ -28,14 +28,18 @@ pub enum Bound {
     RuntimeMisses,
     /// Zombies of one parent confirmed in /proc per remediation look.
     RemediationConfirm,
+    /// `/audit` requests answered with an audit taken before they came (one walk per
+    /// `http::AUDIT_MAX_AGE`, whatever the request rate).
+    AuditRequests,
 }
 
-const ALL: [Bound; 5] = [
+const ALL: [Bound; 6] = [
     Bound::AuditWalk,
     Bound::BudgetWalk,
     Bound::InitInfoSeries,
     Bound::RuntimeMisses,
     Bound::RemediationConfirm,
+    Bound::AuditRequests,
 ];
 
 impl Bound {
@@ -46,6 +50,7 @@ impl Bound {
             Self::InitInfoSeries => "init_info_series",
             Self::RuntimeMisses => "runtime_misses",
             Self::RemediationConfirm => "remediation_confirm",
+            Self::AuditRequests => "audit_requests",
         }
     }
 }

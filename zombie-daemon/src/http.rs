@@ -37,6 +37,7 @@ use tower::ServiceExt;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
+    bounds::{self, Bound},
     clock,
     health::Health,
     metrics::Metrics,
@@ -660,14 +661,40 @@ async fn zombies(
     (headers, axum::body::Body::from_stream(body)).into_response()
 }
 
+/// `/audit` answers with an audit taken at most this long before the request came. Requests
+/// closer together share one walk of the kubepods tree, so no client can make the daemon walk
+/// it per request; each such request counts as `bound="audit_requests"` and the answer's
+/// `Age` header says how old its audit is (whole seconds, as HTTP caches say it) and
+/// [`AUDIT_TAKEN_AT`] exactly when it was taken.
+pub const AUDIT_MAX_AGE: Duration = Duration::from_secs(2);
+
 async fn audit(State(api): State<Api>) -> Response {
+    let asked = clock::boottime_now();
     let snapshot =
-        snapshot::fresh(&api.snapshot, &api.demand, &[(Part::Audit, Duration::ZERO)]).await;
-    off_loop(JSON, move || {
+        snapshot::fresh(&api.snapshot, &api.demand, &[(Part::Audit, AUDIT_MAX_AGE)]).await;
+    let taken_at = snapshot.audit.taken_at;
+    if taken_at > 0 && taken_at < asked {
+        bounds::reached(
+            Bound::AuditRequests,
+            "an /audit request was answered with an audit taken before it came \
+             (requests within 2 s share one walk)",
+        );
+    }
+    let age = Duration::from_nanos(asked.saturating_sub(taken_at)).as_secs();
+    let mut response = off_loop(JSON, move || {
         serde_json::to_vec(&snapshot.audit.containers).unwrap_or_default()
     })
-    .await
+    .await;
+    let headers = response.headers_mut();
+    headers.insert(header::AGE, age.into());
+    // The exact moment, on the clock the daemon stamps everything with (CLOCK_BOOTTIME, as
+    // `/proc/uptime` counts it): a client that made a change can wait for an audit after it.
+    headers.insert(AUDIT_TAKEN_AT, taken_at.into());
+    response
 }
+
+/// When the audit in an `/audit` answer was taken: CLOCK_BOOTTIME in nanoseconds.
+pub const AUDIT_TAKEN_AT: &str = "x-audit-taken-at-boottime-ns";
 
 /// Recent remediation decisions, oldest first (empty when remediation is off).
 async fn remediations(State(api): State<Api>) -> Response {
