@@ -13,20 +13,61 @@ use crate::{
 /// The comm whose frees the kernel side drops in these tests.
 const LOST: &str = "zd-lostfree";
 
-fn unobserved(d: &Daemon) -> f64 {
-    d.metric("zombie_reaps_unobserved_total")
+/// Where the count of reaps seen unobserved stood: the metric and the daemon's log.
+struct Before {
+    metric: f64,
+    log_len: usize,
 }
 
-/// Waits until `want` more reaps were counted unobserved than `before`, then checks the
-/// count stays there (no late free turns into a second count, nothing else is counted).
-fn expect_unobserved(d: &Daemon, before: f64, want: f64) {
+fn unobserved(d: &Daemon) -> Before {
+    Before {
+        metric: d.metric("zombie_reaps_unobserved_total"),
+        log_len: d.log_text().len(),
+    }
+}
+
+/// The pids the daemon logged as reaped unobserved since `before`, one per line it wrote.
+fn logged_unobserved(d: &Daemon, before: &Before) -> Vec<i32> {
+    let log = d.log_text();
+    log.get(before.log_len..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("reaped unobserved:"))
+        .filter_map(|l| {
+            let rest = &l[l.find(" pid=")? + 5..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Waits until each of `pids` was counted unobserved, then checks the count stays there:
+/// each counted once (no late free turns into a second count), and the metric moved by
+/// exactly the reaps the daemon logged. The kernels here also drop frees of other processes
+/// (the machine's own), so others may be among them; the test's own are counted exactly.
+fn expect_unobserved(d: &Daemon, before: Before, pids: &[i32]) {
     poll(
-        &format!("{want} reaps counted unobserved"),
+        &format!("{} reaps counted unobserved", pids.len()),
         10 * SECOND,
-        || (unobserved(d) - before >= want).then_some(()),
+        || {
+            let logged = logged_unobserved(d, &before);
+            pids.iter().all(|p| logged.contains(p)).then_some(())
+        },
     );
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(unobserved(d) - before, want, "{}", d.log_text());
+    let logged = logged_unobserved(d, &before);
+    for p in pids {
+        assert_eq!(
+            logged.iter().filter(|l| *l == p).count(),
+            1,
+            "pid {p}: {}",
+            d.log_text()
+        );
+    }
+    let counted = d.metric("zombie_reaps_unobserved_total") - before.metric;
+    assert_eq!(counted, logged.len() as f64, "{}", d.log_text());
 }
 
 /// A parent that waits for its children: their frees never come, the sweep settles them.
@@ -59,7 +100,7 @@ fn reaps_without_a_free_event_leave_the_table_and_are_counted_exactly() {
         REAP_UNSEEN_CANDIDATE,
         || lost_kids.iter().all(|p| !d.has_pid(*p)).then_some(()),
     );
-    expect_unobserved(&d, before, 25.0);
+    expect_unobserved(&d, before, &lost_kids);
 }
 
 /// A parent that dies with its zombies, reaped at once by the subreaper they were handed
@@ -85,7 +126,7 @@ fn zombies_of_a_dead_parent_reaped_without_a_free_event_are_swept() {
         REAP_UNSEEN_CANDIDATE,
         || kids.iter().all(|p| !d.has_pid(*p)).then_some(()),
     );
-    expect_unobserved(&d, before, 10.0);
+    expect_unobserved(&d, before, &kids);
 }
 
 /// A mass release: a parent dies with 2,000 zombies under a subreaper that ignores SIGCHLD,
@@ -137,5 +178,6 @@ fn two_thousand_zombies_released_at_once_without_a_reap_event_leave_within_the_b
         N + 20,
         t.elapsed()
     );
-    expect_unobserved(&d, before, (N + 20) as f64);
+    let all: Vec<i32> = kids.iter().chain(&waited).copied().collect();
+    expect_unobserved(&d, before, &all);
 }

@@ -727,7 +727,15 @@ impl Tracker {
             .map(|(k, _)| *k)
             .collect();
         for key in &expired {
-            self.vanished.remove(key);
+            if let Some((z, _)) = self.vanished.remove(key) {
+                // Which reaps the kernel never showed, for whoever needs to tell them apart
+                // from the node's others (the count alone is a metric).
+                tracing::debug!(
+                    pid = key.pid,
+                    comm = %z.comm.as_str(),
+                    "reaped unobserved: gone from /proc and no release event came"
+                );
+            }
             self.tombstones.insert(
                 *key,
                 Tombstone {
