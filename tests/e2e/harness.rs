@@ -43,6 +43,38 @@ pub fn workload_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zombie-workload"))
 }
 
+/// Programs of the node: copies of zombie-workload under the names of node components
+/// (kubelet, containerd-shim, ...), started as host processes: outside every pod, in the
+/// suite's own mount namespace, which is the node's (`cargo xtask fresh` runs the suite in
+/// a mount namespace of its own and tells the daemon so with `ZOMBIE_NODE_MOUNT_NAMESPACE`).
+pub struct NodePrograms {
+    dir: PathBuf,
+}
+
+impl NodePrograms {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("zd-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    /// Installs zombie-workload as `name` (a copy, not a symlink: a node component is told
+    /// by its executable's own name) and returns a command that runs it.
+    pub fn command(&self, name: &str) -> Command {
+        let dest = self.dir.join(name);
+        if !dest.exists() {
+            std::fs::copy(workload_bin(), &dest).unwrap();
+        }
+        Command::new(dest)
+    }
+}
+
+impl Drop for NodePrograms {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Orphans of our workloads come to us, not to the machine's init (which may not reap);
 /// tests reap what they made.
 pub fn become_subreaper() {
@@ -84,6 +116,11 @@ pub fn reap(pid: i32) {
 /// A minimal HTTP/1.0 GET on 127.0.0.1:`port`: (status, body). No client crate: the tests
 /// only need status and body from servers on loopback.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_full(port, path).map(|(status, _, body)| (status, body))
+}
+
+/// GET `path`: (status, header lines "name: value" with names in lower case, body).
+pub fn http_get_full(port: u16, path: &str) -> std::io::Result<(u16, Vec<String>, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
@@ -94,12 +131,41 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .map(|l| match l.split_once(':') {
+            Some((name, value)) => format!("{}: {}", name.to_ascii_lowercase(), value.trim()),
+            None => l.to_string(),
+        })
+        .collect();
+    Ok((status, headers, body.to_string()))
 }
+
+/// The value of header `name` (lower case) in `http_get_full`'s header lines.
+pub fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock the daemon stamps what it publishes with.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for the kernel to fill.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// How old an audit `/audit` may answer with (the daemon's `http::AUDIT_MAX_AGE`).
+pub const AUDIT_MAX_AGE: Duration = Duration::from_secs(2);
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -257,6 +323,34 @@ impl Daemon {
     /// GET `path` from the daemon: (status, body).
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         http_get(self.port, path)
+    }
+
+    /// GET `path` from the daemon: (status, header lines, body); see [`http_get_full`].
+    pub fn get_full(&self, path: &str) -> std::io::Result<(u16, Vec<String>, String)> {
+        http_get_full(self.port, path)
+    }
+
+    /// The containers of an audit taken after `since` (CLOCK_BOOTTIME ns, see
+    /// [`boottime_ns`]): `/audit` answers with one up to [`AUDIT_MAX_AGE`] old, so this waits
+    /// for the next walk when the last one is older than the change a test made.
+    pub fn audit_since(&self, since: u64) -> Vec<Value> {
+        poll(
+            "an audit taken after the change",
+            AUDIT_MAX_AGE + Duration::from_secs(3),
+            || {
+                let (status, headers, body) = self.get_full("/audit").ok()?;
+                assert_eq!(status, 200, "{body}");
+                let taken: u64 = header(&headers, "x-audit-taken-at-boottime-ns")?
+                    .parse()
+                    .ok()?;
+                (taken >= since).then(|| serde_json::from_str(&body).expect("/audit is JSON"))
+            },
+        )
+    }
+
+    /// The containers of an audit taken after this call.
+    pub fn audit(&self) -> Vec<Value> {
+        self.audit_since(boottime_ns())
     }
 
     pub fn zombies(&self) -> Vec<Value> {

@@ -410,6 +410,50 @@ fn after_the_load_the_daemon_holds_only_what_it_reads_proc_with_and_still_sees_e
     assert_eq!(d.get("/audit").unwrap().0, 200);
 }
 
+/// `/audit` requests closer together than 2 s share one walk of the kubepods tree: a client
+/// asking in a loop costs one walk per 2 s (before, each request waited for a walk of its
+/// own: 20 requests made 20 walks), each answer says how old its audit is, and the sharing
+/// is counted.
+#[test]
+fn audit_requests_share_one_walk() {
+    let d = Daemon::start();
+    let before = d.audit();
+    assert!(before.iter().all(|a| a.is_object()));
+    let start = Instant::now();
+    let mut walks = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (status, headers, body) = d.get_full("/audit").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let taken: u64 = harness::header(&headers, "x-audit-taken-at-boottime-ns")
+            .expect("the audit's time in the answer")
+            .parse()
+            .unwrap();
+        let age: u64 = harness::header(&headers, "age")
+            .expect("an Age header")
+            .parse()
+            .unwrap();
+        assert!(age <= harness::AUDIT_MAX_AGE.as_secs(), "{headers:?}");
+        walks.insert(taken);
+    }
+    let secs = start.elapsed().as_secs();
+    // One walk per 2 s, and the one the loop may have started in the middle of.
+    assert!(
+        walks.len() as u64 <= secs / 2 + 2,
+        "{} walks for 20 requests in {secs} s",
+        walks.len()
+    );
+    let (_, m) = d.get("/metrics").unwrap();
+    let shared: f64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("zombie_bound_reached_total{bound=\"audit_requests\"} ")?
+                .parse()
+                .ok()
+        })
+        .expect("the audit_requests bound's series");
+    assert!(shared >= (20 - walks.len()) as f64, "{shared}\n{m}");
+}
+
 #[test]
 fn health_and_readiness_endpoints_answer() {
     let d = Daemon::start();
@@ -498,6 +542,20 @@ fn check_passes_here_and_bad_flags_exit_2() {
         &["run", "--listen", "127.0.0.1:0", "--policy", bad_policy],
         &["run", "--listen", "127.0.0.1:0", "--policy", "/nonexistent"],
         &["run", "--listen", "127.0.0.1:0", "--log-level", "=x="],
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-mount-namespace",
+            "/nonexistent",
+        ],
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-mount-namespace",
+            "/proc/self/ns/net",
+        ],
     ] {
         let out = Command::new(harness::daemon_bin())
             .args(bad)
@@ -905,11 +963,11 @@ fn the_init_audit_judges_each_containers_pid1() {
     let pause = runc::RuncContainer::start("zombie-audit-c6", &path("c6"), &["/bin/sleep", "3600"]);
     let app = runc::LeftoverInSharedPidNs::start(pause.pid, &path("c7"));
     let audit = |id: &str| -> serde_json::Value {
-        let (_, body) = d.get("/audit").unwrap();
-        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-        all.into_iter()
+        let all = d.audit();
+        all.iter()
             .find(|a| a["container_id"].as_str() == Some(id.repeat(32).as_str()))
-            .unwrap_or_else(|| panic!("no audit of {id} in {body}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no audit of {id} in {all:#?}"))
     };
     let a = audit("c1");
     // The daemon runs without --show-cmdlines: PID 1's arguments are redacted.

@@ -148,15 +148,7 @@ fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
 #[test]
 fn zombies_held_by_a_runtime_process_or_a_node_agent_are_their_bug() {
     let d = Daemon::start_with(&[NODE_PREFIX]);
-    let dir = std::env::temp_dir().join(format!("zd-node-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    struct RmDir(PathBuf);
-    impl Drop for RmDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = RmDir(dir.clone());
+    let node = crate::harness::NodePrograms::new("node-names");
     let cases = [
         ("containerd-shim-runc-v2", "containerd-shim", "runtime"),
         ("conmon", "conmon", "runtime"),
@@ -166,10 +158,7 @@ fn zombies_held_by_a_runtime_process_or_a_node_agent_are_their_bug() {
     ];
     let mut workloads = Vec::new();
     for (name, comm, cause) in cases {
-        let link = dir.join(name);
-        // A copy, not a symlink: a node component is told by its executable's own name.
-        std::fs::copy(crate::harness::workload_bin(), &link).unwrap();
-        let (w, _) = Workload::spawn_cmd(Command::new(&link).args(["never-wait", "2"]));
+        let (w, _) = Workload::spawn_cmd(node.command(name).args(["never-wait", "2"]));
         let zs = poll(&format!("2 zombies of {name}"), 2 * SECOND, || {
             let z = d.children_of(w.pid());
             (z.len() == 2).then_some(z)
@@ -198,6 +187,60 @@ fn zombies_held_by_a_runtime_process_or_a_node_agent_are_their_bug() {
     let (_, m) = d.get("/metrics").unwrap();
     for cause in ["runtime", "node_agent"] {
         assert!(m.contains(&format!("cause=\"{cause}\"")), "{m}");
+    }
+}
+
+/// A node that runs in a container (kind, k3d): its kubelet runs in the node's own mount
+/// namespace, not the kernel's initial one. With `--node-mount-namespace` naming it, a
+/// kubelet there is the node agent; the same executable in the initial mount namespace is
+/// then not a node's process, so it is an application like any other.
+#[test]
+fn the_node_mount_namespace_flag_names_where_node_components_run() {
+    // The "node container": a mount namespace of its own, kept by a sleeper.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let keeper = Kill(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .unwrap(),
+    );
+    let keeper_pid = keeper.0.id();
+    let ns = format!("/proc/{keeper_pid}/ns/mnt");
+    // unshare execs sleep once the namespace exists.
+    poll("the namespace's sleeper", 5 * SECOND, || {
+        let comm = std::fs::read_to_string(format!("/proc/{keeper_pid}/comm")).ok()?;
+        (comm == "sleep\n").then_some(())
+    });
+    let d = Daemon::start_with(&[NODE_PREFIX, "--node-mount-namespace", &ns]);
+    let node = crate::harness::NodePrograms::new("node-ns");
+    let kubelet = node.command("kubelet");
+    let (inside, _) = Workload::spawn_cmd(
+        Command::new("nsenter")
+            .arg(format!("--mount=/proc/{keeper_pid}/ns/mnt"))
+            .arg("--")
+            .arg(kubelet.get_program())
+            .args(["never-wait", "2"]),
+    );
+    let (outside, _) = Workload::spawn_cmd(node.command("kubelet").args(["never-wait", "2"]));
+    for (w, cause, kind) in [
+        (&inside, "node_agent", "node_agent"),
+        (&outside, "parent_not_waiting", "application"),
+    ] {
+        let zs = poll("2 zombies of each kubelet", 5 * SECOND, || {
+            let z = d.children_of(w.pid());
+            (z.len() == 2).then_some(z)
+        });
+        for z in &zs {
+            assert_eq!(z["reaper"]["comm"], "kubelet", "{z:#}");
+            assert_eq!(z["cause"], cause, "{z:#}");
+            assert_eq!(z["reaper"]["kind"], kind, "{z:#}");
+        }
     }
 }
 
@@ -278,11 +321,11 @@ fn forks_refused_at_a_pods_pids_limit_are_counted_per_pod_and_container() {
 
 /// The audit entry of a container (by its cgroup) from /audit.
 fn audit_of(d: &Daemon, cg: &NodeCgroup) -> Value {
-    let (_, body) = d.get("/audit").unwrap();
-    let all: Vec<Value> = serde_json::from_str(&body).unwrap();
-    all.into_iter()
+    let all = d.audit();
+    all.iter()
         .find(|a| a["cgroup_path"] == cg.path.as_str())
-        .unwrap_or_else(|| panic!("no audit of {} in {body}", cg.path))
+        .cloned()
+        .unwrap_or_else(|| panic!("no audit of {} in {all:#?}", cg.path))
 }
 
 /// A namespace init in the container's cgroup (`unshare --pid --fork sleep`): (unshare, init).
@@ -365,13 +408,20 @@ fn stuck_as(d: &Daemon, cg: &NodeCgroup, init: i32, comm: &str, members: usize) 
     t.clone()
 }
 
-/// After the holder lets go, the init finishes and the audit says so.
+/// After the holder lets go, the init finishes and the audit says so. A stuck init is a
+/// zombie already (its leader has exited; a thread waits in zap_pid_ns_processes), so
+/// finished means: no thread of it waits there any more.
 fn released(d: &Daemon, cg: &NodeCgroup, init: i32) {
     poll("the init to finish", 5 * SECOND, || {
-        (!Path::new(&format!("/proc/{init}/task")).exists()
-            || std::fs::read_to_string(format!("/proc/{init}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")))
-        .then_some(())
+        let tasks = match std::fs::read_dir(format!("/proc/{init}/task")) {
+            Ok(tasks) => tasks,
+            Err(_) => return Some(()),
+        };
+        let waiting = tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("wchan"))
+                .is_ok_and(|w| w == "zap_pid_ns_processes")
+        });
+        (!waiting).then_some(())
     });
     let a = audit_of(d, cg);
     assert!(a["pid_namespace_teardown"].is_null(), "{a:#}");
@@ -540,9 +590,9 @@ impl SharedPidPod {
     }
 
     fn audits_now(&self) -> (Value, Value) {
-        let (_, body) = self.d.get("/audit").unwrap();
-        let all: Vec<Value> = serde_json::from_str(&body).unwrap();
-        let mine: Vec<Value> = all
+        let mine: Vec<Value> = self
+            .d
+            .audit()
             .into_iter()
             .filter(|a| a["pod_uid"] == self.uid.as_str())
             .collect();
@@ -637,6 +687,11 @@ fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause(
         .unwrap()
         .parse()
         .unwrap();
+    // The node's mount namespace as the daemons of this suite know it (named by
+    // `cargo xtask fresh`, which runs the suite in a namespace of its own).
+    if let Some(ns) = std::env::var_os("ZOMBIE_NODE_MOUNT_NAMESPACE") {
+        zombie_daemon::cli::set_node_mount_namespace(Path::new(&ns)).unwrap();
+    }
     let facts = zombie_daemon::diagnosis::ReaperFacts::read(Path::new("/proc"), shim).unwrap();
     assert_eq!(facts.comm, "containerd-shim", "{facts:?}");
     let d = zombie_daemon::diagnosis::diagnose(Some(&facts), false, false);

@@ -553,27 +553,30 @@ fn never_the_same_process_twice_within_the_backoff() {
 /// processes like any other (a tenant names its own files).
 #[test]
 fn kubelet_and_the_runtime_are_never_touched() {
-    let dir = std::env::temp_dir().join(format!("zombie-e2e-protected-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Host processes of the node, in its mount namespace.
+    let node = crate::harness::NodePrograms::new("protected");
     let mut procs = Vec::new();
-    for (i, name) in [
+    for name in [
         "kubelet",
         "containerd-shim-runc-v2",
         "runc",
         "crio",
         "dockerd",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let exe = dir.join(name);
-        std::fs::copy(crate::harness::workload_bin(), &exe).unwrap();
-        let (w, _) =
-            Workload::spawn_cmd(std::process::Command::new(&exe).args(["signals", "3", "deaf"]));
-        let _ = i;
+    ] {
+        let (w, _) = Workload::spawn_cmd(node.command(name).args(["signals", "3", "deaf"]));
         procs.push(w);
     }
-    // A pod's process whose executable is called kubelet.
+    // A pod's process whose executable is called kubelet (a copy in the test's own files).
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("zombie-e2e-protected-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _rm = RmDir(dir.clone());
+    std::fs::copy(crate::harness::workload_bin(), dir.join("kubelet")).unwrap();
     let (mut impostor, _) = Workload::spawn_cmd(
         std::process::Command::new(dir.join("kubelet")).args(["signals", "3", "deaf"]),
     );
@@ -606,7 +609,6 @@ fn kubelet_and_the_runtime_are_never_touched() {
     }
     drop(d);
     drop(procs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -6,9 +6,9 @@
 //! --variant=minbase bookworm` plus the basic packages of the machine image (see
 //! [`BASE_PACKAGES`]). Each run puts a throw-away overlay on top of it, adds what the image
 //! ships outside Debian's archive (rustup's toolchains, Node.js), clones the committed HEAD
-//! (not the work tree) and runs `cargo xtask test` in a mount namespace of its own rooted there (pivot_root, not chroot) that shares this kernel:
-//! `/proc`, `/sys` (with the cgroup, bpf, BTF and tracing filesystems under it) and `/dev`
-//! are bind-mounted. Nothing the host installed by hand is visible inside, so a missing
+//! (not the work tree) and runs `cargo xtask test` in a mount namespace of its own rooted
+//! there (pivot_root, not chroot) that shares this kernel: `/proc`, `/sys` (with the
+//! cgroup, bpf, BTF and tracing filesystems under it) and `/dev` are bind-mounted. Nothing the host installed by hand is visible inside, so a missing
 //! install step fails here as it would on a new machine.
 //!
 //! Everything mounted is unmounted (deepest first) and the overlay removed when the run
@@ -177,17 +177,20 @@ impl Drop for Mounts {
 /// Runs `script` with bash inside `root`: in a mount namespace of its own whose root is
 /// `root` (pivot_root), not a chroot, as on a machine: the kernel refuses a chrooted process
 /// a new user namespace, and runc cannot pivot_root into a container from inside a chroot
-/// (its fallback left a read-only container root writable).
+/// (its fallback left a read-only container root writable). That namespace is the node's
+/// for what runs in it (its runtime, its "kubelet"), not the kernel's initial one, so the
+/// daemons the suite starts are told so: `ZOMBIE_NODE_MOUNT_NAMESPACE` names it through the
+/// pid of the shell that runs the suite (alive until the suite ends), as `--node-mount-
+/// namespace` does for a node that runs in a container.
 fn in_root(root: &Path, script: &str) -> Command {
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
         .arg(
             "set -e; mount --rbind \"$0\" \"$0\"; cd \"$0\"; mkdir -p .host-root; \
              pivot_root . .host-root; cd /; umount -l /.host-root; rmdir /.host-root; \
-             exec \"$@\"",
+             exec /usr/bin/env -i \"ZOMBIE_NODE_MOUNT_NAMESPACE=/proc/$$/ns/mnt\" \"$@\"",
         )
-        .arg(root)
-        .args(["/usr/bin/env", "-i"]);
+        .arg(root);
     c.arg("HOME=/root")
         .arg("PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for key in PASS_ENV {

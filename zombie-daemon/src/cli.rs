@@ -1,6 +1,9 @@
 //! Command-line interface. Subcommand and flag names are a public contract.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use clap::{
     Args, Parser, Subcommand, ValueEnum,
@@ -131,6 +134,12 @@ pub struct HostPaths {
         value_parser = parse_kubepods_prefix
     )]
     pub kubepods_prefixes: Vec<String>,
+    /// The mount namespace the node's own processes run in (kubelet, the container runtime):
+    /// a host process there is a node component, told by its executable. By default that of
+    /// kthreadd (`<proc-root>/2/ns/mnt`), the kernel's initial one. Where the node itself
+    /// runs in a container (kind, k3d) name the node's init's: `/proc/1/ns/mnt`.
+    #[arg(long, env = "ZOMBIE_NODE_MOUNT_NAMESPACE", value_name = "NS_FILE")]
+    pub node_mount_namespace: Option<PathBuf>,
 }
 
 fn parse_kubepods_prefix(s: &str) -> Result<String, String> {
@@ -138,10 +147,35 @@ fn parse_kubepods_prefix(s: &str) -> Result<String, String> {
 }
 
 impl HostPaths {
-    /// Makes `--kubepods-prefix` the prefixes every cgroup path is read with.
-    pub fn apply(&self) {
+    /// Makes `--kubepods-prefix` the prefixes every cgroup path is read with, and
+    /// `--node-mount-namespace` the node's mount namespace.
+    pub fn apply(&self) -> Result<(), UsageError> {
         crate::attribution::cgroup_path::set_kubepods_prefixes(self.kubepods_prefixes.clone());
+        match &self.node_mount_namespace {
+            Some(ns) => set_node_mount_namespace(ns),
+            None => Ok(()),
+        }
     }
+}
+
+/// Makes the mount namespace behind `ns` (a `/proc/PID/ns/mnt` link) the node's, as
+/// `--node-mount-namespace` does.
+pub fn set_node_mount_namespace(ns: &Path) -> Result<(), UsageError> {
+    let id = std::fs::read_link(ns).map_err(|e| {
+        UsageError(format!(
+            "--node-mount-namespace {}: cannot read the namespace link: {e}",
+            ns.display()
+        ))
+    })?;
+    let id = id.to_string_lossy().into_owned();
+    if !id.starts_with("mnt:[") {
+        return Err(UsageError(format!(
+            "--node-mount-namespace {}: {id} is not a mount namespace",
+            ns.display()
+        )));
+    }
+    crate::diagnosis::set_node_mount_namespace(id);
+    Ok(())
 }
 
 #[derive(Debug, Args)]

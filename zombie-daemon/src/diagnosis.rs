@@ -341,13 +341,31 @@ pub struct ReaperFacts {
     pub host: bool,
 }
 
-/// Whether `pid` lives in the node's initial mount namespace: that of the kernel's threads,
-/// read through kthreadd (`<proc>/2`, always PID 2 of the host PID namespace). The host's
-/// init, kubelet and the runtime live there; a container never does. None when either link
-/// is unreadable.
+/// The node's mount namespace when `--node-mount-namespace` names it ("mnt:[inode]").
+static NODE_MOUNT_NAMESPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the node's mount namespace for every later [`in_host_mount_namespace`]; the first
+/// call wins.
+pub fn set_node_mount_namespace(id: String) {
+    let _ = NODE_MOUNT_NAMESPACE.set(id);
+}
+
+/// Whether `pid` lives in the node's mount namespace: by default the initial one, that of
+/// the kernel's threads, read through kthreadd (`<proc>/2`, always PID 2 of the host PID
+/// namespace); the one `--node-mount-namespace` names where the node runs in a container.
+/// The host's init, kubelet and the runtime live there; a container never does. None when
+/// a link is unreadable.
 pub fn in_host_mount_namespace(proc_root: &Path, pid: u32) -> Option<bool> {
-    let ns = |p: &str| std::fs::read_link(proc_root.join(p).join("ns/mnt")).ok();
-    Some(ns(&pid.to_string())? == ns("2")?)
+    let ns = |p: &str| {
+        std::fs::read_link(proc_root.join(p).join("ns/mnt"))
+            .ok()
+            .map(|l| l.to_string_lossy().into_owned())
+    };
+    let node = match NODE_MOUNT_NAMESPACE.get() {
+        Some(id) => id.clone(),
+        None => ns("2")?,
+    };
+    Some(ns(&pid.to_string())? == node)
 }
 
 impl ReaperFacts {
@@ -683,29 +701,34 @@ mod tests {
         assert_eq!(no_argv.kind(), ReaperKind::Application);
     }
 
-    /// This test runs in the node's initial mount namespace; a child in a new one is not.
+    /// A process in kthreadd's mount namespace is in the node's; one in a new mount namespace
+    /// is not. Both are placed by the test (`nsenter` into kthreadd's, `unshare` a new one),
+    /// so it holds wherever the suite runs (a machine, a chroot, a mount namespace of its own).
     #[test]
     fn the_initial_mount_namespace_is_told_by_kthreadd() {
         let proc_root = Path::new("/proc");
+        let in_ns = |args: &[&str]| {
+            let mut child = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .spawn()
+                .unwrap_or_else(|e| panic!("{} (util-linux) runs: {e}", args[0]));
+            let pid = child.id();
+            // Both exec sleep once they are in the namespace: wait for the exec.
+            let sleeping = (0..500).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+            });
+            let inside = in_host_mount_namespace(proc_root, pid);
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(sleeping, "{args:?} never exec'd sleep");
+            inside
+        };
         assert_eq!(
-            in_host_mount_namespace(proc_root, std::process::id()),
+            in_ns(&["nsenter", "--mount=/proc/2/ns/mnt", "--", "sleep", "5"]),
             Some(true)
         );
-        let mut child = std::process::Command::new("unshare")
-            .args(["--mount", "sleep", "5"])
-            .spawn()
-            .expect("unshare (util-linux) runs");
-        let pid = child.id();
-        // unshare execs sleep once the namespace exists: wait for the exec.
-        let sleeping = (0..500).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
-        });
-        let inside = in_host_mount_namespace(proc_root, pid);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(sleeping);
-        assert_eq!(inside, Some(false));
+        assert_eq!(in_ns(&["unshare", "--mount", "sleep", "5"]), Some(false));
         assert_eq!(in_host_mount_namespace(proc_root, u32::MAX - 1), None);
     }
 

@@ -19,12 +19,15 @@ fn main() {
     if matches!(cli.command, Command::Run(_)) {
         daemon::bound_allocator();
     }
-    match &cli.command {
+    let applied = match &cli.command {
         Command::Run(a) => a.paths.apply(),
         Command::List(a) => a.source.paths.apply(),
         Command::Check(a) => a.paths.apply(),
         Command::Audit(a) => a.source.paths.apply(),
-        Command::Calibrate(_) => {}
+        Command::Calibrate(_) => Ok(()),
+    };
+    if let Err(e) = applied {
+        usage_error(&e.to_string());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -252,8 +252,8 @@ mod tests {
 
     #[test]
     fn a_process_named_like_kubelet_with_an_empty_argv_is_neither_protected_nor_a_kthread() {
-        // This test process runs in the host's mount namespace here; what matters is that
-        // its comm and argv play no part: a tenant sets both.
+        // Whatever mount namespace this test process runs in, what matters is that its comm
+        // and argv play no part: a tenant sets both.
         let me = std::process::id();
         let t = read_target(Path::new("/proc"), me, None).unwrap();
         assert!(!t.kernel_thread);
