@@ -19,7 +19,8 @@ Run it through tests/deploy/run.sh, which provides the Python and npm packages:
   - the Dockerfile (hadolint, distroless runtime, REVISION passed to the build) and one
     version everywhere; the generated files are current (`cargo xtask gen --check`).
 
-Each check prints one PASS/FAIL/SKIP line; the last line is "N passed, M failed".
+Each check prints one PASS/FAIL/SKIP line; the last line is "N passed, M failed". With
+--strict (as the suite runs it) a SKIP fails the run.
 """
 
 from __future__ import annotations
@@ -920,6 +921,9 @@ def main() -> int:
     ap.add_argument("--tmp", type=Path, required=True)
     ap.add_argument("--node-prefix", type=Path, required=True)
     ap.add_argument("--requirements", type=Path, required=True)
+    ap.add_argument("--strict", action="store_true",
+                    help="a check that cannot run (a file or tool missing) fails: the suite "
+                         "runs with this, so a missing install step is never a green run")
     opts = ap.parse_args()
     repo, tmp = opts.repo.resolve(), opts.tmp
     deploy = repo / "deploy"
@@ -1356,6 +1360,9 @@ def main() -> int:
 
     tail = f", {results.skipped} skipped" if results.skipped else ""
     print(f"{results.passed} passed, {results.failed} failed{tail}")
+    if opts.strict and results.skipped:
+        print(f"FAIL --strict: {results.skipped} check(s) could not run (SKIP above)")
+        return 1
     return 1 if results.failed else 0
 
 

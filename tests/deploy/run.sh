@@ -84,5 +84,5 @@ export PYTHONDONTWRITEBYTECODE=1
 
 status=0
 "$venv/bin/python" "$here/check_deploy.py" --repo "$repo" --tmp "$tmp" \
-    --node-prefix "$node_prefix" --requirements "$requirements" || status=$?
+    --node-prefix "$node_prefix" --requirements "$requirements" --strict || status=$?
 exit "$status"

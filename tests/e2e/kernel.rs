@@ -129,12 +129,20 @@ fn sigterm_leaves_no_program_link_or_map_of_the_daemon_in_the_kernel() {
     assert!(held.iter().all(|o| exists(*o)), "{held:?}");
     let (_, code) = d.terminate();
     assert_eq!(code, Some(0), "{}", d.log_text());
-    // Maps go once the programs that use them are freed (after an RCU grace period).
-    let left = poll("the daemon's BPF objects to be freed", 5 * SECOND, || {
+    // Maps go once the programs that use them are freed (after an RCU grace period): give
+    // the kernel 5 s, then say what is still there.
+    let deadline = std::time::Instant::now() + 5 * SECOND;
+    let left = loop {
         let left: Vec<Object> = held.iter().copied().filter(|o| exists(*o)).collect();
-        left.is_empty().then_some(left)
-    });
-    assert!(left.is_empty());
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        left.is_empty(),
+        "still in the kernel 5 s after the daemon exited: {left:?} of {held:?}"
+    );
 }
 
 /// A temporary directory, removed on drop.

@@ -899,19 +899,44 @@ fn zombies_in_a_containerd_pod_are_named_through_cri() {
 }
 
 /// A runtime socket that is gone: the daemon still runs, labels what it knows, and says so
-/// once.
+/// once, however often it tries again: each zombie of a container it cannot name yet makes
+/// it try (at most once a second), so three containers make at least three more attempts.
 #[test]
 fn without_a_runtime_socket_the_daemon_runs_and_says_so_once() {
     let d = Daemon::start_with(&["--runtime-endpoint", "unix:///nonexistent/containerd.sock"]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let attempts = |d: &Daemon| {
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("container runtime attempt failed"))
+            .count()
+    };
+    let mut held = Vec::new();
+    for id in ["a7", "b7", "c7"] {
+        let before = attempts(&d);
+        let cg = remediate::PodCgroup::empty(id);
+        let mut cmd = Command::new(harness::workload_bin());
+        cmd.args(["never-wait", "1"]);
+        cg.join_on_exec(&mut cmd);
+        let (w, _) = Workload::spawn_cmd(&mut cmd);
+        poll(
+            &format!("an attempt for container {id}"),
+            5 * SECOND,
+            || (attempts(&d) > before).then_some(()),
+        );
+        held.push((w, cg));
+    }
     assert_eq!(d.get("/readyz").unwrap().0, 200);
     let log = d.log_text();
     let said = log
         .lines()
-        .filter(|l| l.contains("/nonexistent/containerd.sock"))
+        .filter(|l| l.contains(" WARN ") && l.contains("/nonexistent/containerd.sock"))
         .count();
     assert_eq!(said, 1, "{log}");
+    assert!(attempts(&d) >= 4, "{log}");
     assert!(!log.contains("panicked"));
+    for (w, _) in &held {
+        assert_eq!(d.children_of(w.pid()).len(), 1, "still listed, by pod UID");
+    }
 }
 
 /// The init audit of real containers: a plain PID 1, tini, dumb-init, a shell, a PID 1 that

@@ -58,6 +58,39 @@ impl PodCgroup {
         )
     }
 
+    /// The cgroup of container `id` in every hierarchy, empty: a child joins it with
+    /// [`Self::join_on_exec`].
+    pub(crate) fn empty(id: &str) -> Self {
+        let path = format!("/kubepods/besteffort/pod{UID}/{}", id.repeat(32));
+        for h in runc::hierarchies() {
+            std::fs::create_dir_all(h.join(path.trim_start_matches('/'))).unwrap();
+        }
+        Self { path }
+    }
+
+    /// Makes `cmd`'s process join this cgroup before it execs, so everything it forks is
+    /// born there.
+    pub(crate) fn join_on_exec(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let procs: Vec<std::path::PathBuf> = runc::hierarchies()
+            .iter()
+            .map(|h| {
+                h.join(self.path.trim_start_matches('/'))
+                    .join("cgroup.procs")
+            })
+            .collect();
+        // SAFETY: the closure only writes to files (no locks held across fork in this
+        // single-purpose child before exec).
+        unsafe {
+            cmd.pre_exec(move || {
+                for p in &procs {
+                    std::fs::write(p, "0")?;
+                }
+                Ok(())
+            });
+        }
+    }
+
     /// Any cgroup path (created in every hierarchy), holding `pid`.
     fn at(path: String, pid: i32) -> Self {
         for h in runc::hierarchies() {

@@ -339,4 +339,16 @@ fn soak_random_churn_keeps_the_table_equal_to_proc() {
         counts["exits"].as_u64().unwrap() > 1000,
         "the churn did too little: {counts}"
     );
+    // What was compared, not only that nothing differed: a check that saw no zombie, or a
+    // held workload whose zombies were not in the final comparison, proves nothing.
+    assert!(checks >= 3, "{checks} checks");
+    assert!(
+        stable + c.stable > 0,
+        "no zombie present in both scans was ever compared with the table"
+    );
+    let held = counts["held"].as_u64().unwrap();
+    assert!(
+        held == 0 || !ours_in_proc.is_empty(),
+        "the workload held {held} zombies but the final comparison had none of them"
+    );
 }

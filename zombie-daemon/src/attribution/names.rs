@@ -16,7 +16,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::cri::{CriClient, CriSnapshot, detect_endpoints};
 
@@ -254,6 +254,8 @@ pub async fn refresh_loop(cache: Arc<NameCache>, endpoint: String) {
                         "{e}; zombies are labelled with pod UID and container ID only until it answers"
                     );
                 }
+                // Every attempt, at debug level: the warning above is said once.
+                debug!("container runtime attempt failed: {e}");
                 failing = true;
                 client = None;
             }
