@@ -129,131 +129,14 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
 
 /// Every check, against the host's procfs, cgroup filesystem and kernel BTF at these paths.
 pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<Finding> {
-    let mut out = Vec::new();
-
-    match kernel_release() {
-        Some(rel) => match parse_kernel_version(&rel) {
-            Some(v) if v >= MIN_KERNEL => out.push(finding("kernel", Verdict::Ok, rel)),
-            _ => out.push(finding(
-                "kernel",
-                Verdict::Warn,
-                format!(
-                    "{rel}: older than Linux {}.{}, which has everything the programs use; \
-                     the probes below decide whether this one has it backported",
-                    MIN_KERNEL.0, MIN_KERNEL.1
-                ),
-            )),
-        },
-        None => out.push(finding(
-            "kernel",
-            Verdict::Warn,
-            "cannot read the kernel release",
-        )),
-    }
-
+    let mut out = vec![kernel_finding()];
     let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-    let caps: u64 = effective.iter().map(|c| c.bitmask()).sum();
     let has = |c: Capability| effective.contains(&c);
-    let privileged = (has(Capability::CAP_BPF) && has(Capability::CAP_PERFMON))
-        || has(Capability::CAP_SYS_ADMIN);
-    out.push(if privileged {
-        finding("privileges", Verdict::Ok, format!("CapEff {caps:#x}"))
-    } else {
-        finding(
-            "privileges",
-            Verdict::Fail,
-            "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them",
-        )
-    });
-    if !has(Capability::CAP_SYS_PTRACE) {
-        out.push(finding(
-            "proc_access",
-            Verdict::Warn,
-            "missing CAP_SYS_PTRACE: /proc hides exit codes of zombies found at start and \
-             the PID namespaces of root processes in containers; grant it",
-        ));
-    }
-
-    let btf_ok = match probe::offsets::from_btf(btf_path) {
-        Ok(o) => {
-            out.push(finding(
-                "btf",
-                Verdict::Ok,
-                format!(
-                    "{}: task_struct offsets resolved (pid@{}, start_boottime@{}), tracepoints {}",
-                    btf_path.display(),
-                    o.task_pid,
-                    o.task_start_boottime,
-                    probe::TRACEPOINTS.join(", ")
-                ),
-            ));
-            true
-        }
-        Err(e) => {
-            out.push(finding("btf", Verdict::Fail, e.to_string()));
-            false
-        }
-    };
-
-    match fs::metadata("/proc/self/ns/pid") {
-        Ok(m) if m.ino() == PROC_PID_INIT_INO => out.push(finding(
-            "pid namespace",
-            Verdict::Ok,
-            "initial PID namespace (hostPID)",
-        )),
-        Ok(_) => out.push(finding(
-            "pid namespace",
-            Verdict::Fail,
-            "not in the initial PID namespace: pids from the kernel would not match /proc; \
-             in Kubernetes set hostPID: true",
-        )),
-        Err(e) => out.push(finding(
-            "pid namespace",
-            Verdict::Warn,
-            format!("cannot tell: {e}"),
-        )),
-    }
-
-    let proc_ok = proc_root.join("1/stat").exists();
-    out.push(if proc_ok {
-        finding("procfs", Verdict::Ok, proc_root.display().to_string())
-    } else {
-        finding(
-            "procfs",
-            Verdict::Fail,
-            format!(
-                "{} is not a procfs (no 1/stat): pass the host's /proc with --proc-root",
-                proc_root.display()
-            ),
-        )
-    });
-
-    let (mode, v2) = cgroups::detect(cgroup_root);
-    out.push(match mode {
-        CgroupMode::Unified | CgroupMode::Hybrid => finding(
-            "cgroups",
-            Verdict::Ok,
-            format!(
-                "{mode:?} (cgroup2 at {})",
-                v2.as_deref().unwrap_or(Path::new("?")).display()
-            )
-            .to_lowercase(),
-        ),
-        CgroupMode::Legacy => finding(
-            "cgroups",
-            Verdict::Warn,
-            "cgroup v1 only: zombies are attributed from /proc/<pid>/cgroup, not cgroup ids",
-        ),
-        CgroupMode::None => finding(
-            "cgroups",
-            Verdict::Warn,
-            format!(
-                "no cgroup filesystem at {} (--cgroup-root): no container attribution",
-                cgroup_root.display()
-            ),
-        ),
-    });
-
+    let privileged = privilege_findings(&mut out, &effective);
+    let btf_ok = btf_finding(&mut out, btf_path);
+    out.push(pid_namespace_finding());
+    out.push(procfs_finding(proc_root));
+    out.push(cgroups_finding(cgroup_root));
     out.push(confinement(
         fs::read_to_string("/proc/self/attr/apparmor/current")
             .ok()
@@ -277,50 +160,10 @@ pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<
 
     let memlock_ok = memlock_finding(&mut out, has(Capability::CAP_SYS_RESOURCE));
     if privileged {
-        out.push(finding(
-            "counters",
-            Verdict::Ok,
-            match features::bpf_refused_without_capabilities() {
-                Seen::Yes => format!(
-                    "this kernel refuses every bpf() command to a caller without CAP_BPF \
-                     (kernel.unprivileged_bpf_disabled={}): the daemon reads its counters \
-                     through mmap and makes no bpf() call after its capability drop",
-                    sysctl("kernel/unprivileged_bpf_disabled")
-                ),
-                Seen::No => "bpf() on held maps works without CAP_BPF here; counters are read \
-                             through mmap all the same"
-                    .into(),
-                Seen::Unknown => {
-                    "read through mmap (no bpf() call after the capability drop)".into()
-                }
-            },
-        ));
+        out.push(counters_finding());
     }
-
     if privileged && btf_ok && memlock_ok {
-        let cfg = ProbeConfig {
-            btf_path: btf_path.to_path_buf(),
-            ..ProbeConfig::default()
-        };
-        match probe::Probe::load(&cfg) {
-            Ok(p) => {
-                out.push(finding(
-                    "ebpf",
-                    Verdict::Ok,
-                    format!(
-                        "{} programs loaded and attached (then detached); task fields read {}",
-                        p.attached(),
-                        if p.direct_reads() {
-                            "with plain loads"
-                        } else {
-                            "through bpf_probe_read_kernel (this verifier refused plain loads)"
-                        }
-                    ),
-                ));
-                out.push(reap_finding(p.reap_witness()));
-            }
-            Err(e) => out.push(finding("ebpf", Verdict::Fail, format!("{e:#}"))),
-        }
+        out.extend(ebpf_findings(btf_path));
     } else {
         out.push(finding(
             "ebpf",
@@ -329,6 +172,185 @@ pub fn run_checks(proc_root: &Path, cgroup_root: &Path, btf_path: &Path) -> Vec<
         ));
     }
     out
+}
+
+/// The running kernel against the oldest one the programs are known to work on.
+fn kernel_finding() -> Finding {
+    match kernel_release() {
+        Some(rel) => match parse_kernel_version(&rel) {
+            Some(v) if v >= MIN_KERNEL => finding("kernel", Verdict::Ok, rel),
+            _ => finding(
+                "kernel",
+                Verdict::Warn,
+                format!(
+                    "{rel}: older than Linux {}.{}, which has everything the programs use; \
+                     the probes below decide whether this one has it backported",
+                    MIN_KERNEL.0, MIN_KERNEL.1
+                ),
+            ),
+        },
+        None => finding("kernel", Verdict::Warn, "cannot read the kernel release"),
+    }
+}
+
+/// The capabilities to load the programs and to read other processes' /proc files;
+/// returns whether the programs can be loaded.
+fn privilege_findings(out: &mut Vec<Finding>, effective: &caps::CapsHashSet) -> bool {
+    let caps: u64 = effective.iter().map(|c| c.bitmask()).sum();
+    let has = |c: Capability| effective.contains(&c);
+    let privileged = (has(Capability::CAP_BPF) && has(Capability::CAP_PERFMON))
+        || has(Capability::CAP_SYS_ADMIN);
+    out.push(if privileged {
+        finding("privileges", Verdict::Ok, format!("CapEff {caps:#x}"))
+    } else {
+        finding(
+            "privileges",
+            Verdict::Fail,
+            "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them",
+        )
+    });
+    if !has(Capability::CAP_SYS_PTRACE) {
+        out.push(finding(
+            "proc_access",
+            Verdict::Warn,
+            "missing CAP_SYS_PTRACE: /proc hides exit codes of zombies found at start and \
+             the PID namespaces of root processes in containers; grant it",
+        ));
+    }
+    privileged
+}
+
+/// The kernel's BTF: the task_struct offsets the programs need; returns whether resolved.
+fn btf_finding(out: &mut Vec<Finding>, btf_path: &Path) -> bool {
+    match probe::offsets::from_btf(btf_path) {
+        Ok(o) => {
+            out.push(finding(
+                "btf",
+                Verdict::Ok,
+                format!(
+                    "{}: task_struct offsets resolved (pid@{}, start_boottime@{}), tracepoints {}",
+                    btf_path.display(),
+                    o.task_pid,
+                    o.task_start_boottime,
+                    probe::TRACEPOINTS.join(", ")
+                ),
+            ));
+            true
+        }
+        Err(e) => {
+            out.push(finding("btf", Verdict::Fail, e.to_string()));
+            false
+        }
+    }
+}
+
+/// The daemon must share the kernel's PID numbers (hostPID).
+fn pid_namespace_finding() -> Finding {
+    match fs::metadata("/proc/self/ns/pid") {
+        Ok(m) if m.ino() == PROC_PID_INIT_INO => finding(
+            "pid namespace",
+            Verdict::Ok,
+            "initial PID namespace (hostPID)",
+        ),
+        Ok(_) => finding(
+            "pid namespace",
+            Verdict::Fail,
+            "not in the initial PID namespace: pids from the kernel would not match /proc; \
+             in Kubernetes set hostPID: true",
+        ),
+        Err(e) => finding("pid namespace", Verdict::Warn, format!("cannot tell: {e}")),
+    }
+}
+
+fn procfs_finding(proc_root: &Path) -> Finding {
+    if proc_root.join("1/stat").exists() {
+        finding("procfs", Verdict::Ok, proc_root.display().to_string())
+    } else {
+        finding(
+            "procfs",
+            Verdict::Fail,
+            format!(
+                "{} is not a procfs (no 1/stat): pass the host's /proc with --proc-root",
+                proc_root.display()
+            ),
+        )
+    }
+}
+
+fn cgroups_finding(cgroup_root: &Path) -> Finding {
+    let (mode, v2) = cgroups::detect(cgroup_root);
+    match mode {
+        CgroupMode::Unified | CgroupMode::Hybrid => finding(
+            "cgroups",
+            Verdict::Ok,
+            format!(
+                "{mode:?} (cgroup2 at {})",
+                v2.as_deref().unwrap_or(Path::new("?")).display()
+            )
+            .to_lowercase(),
+        ),
+        CgroupMode::Legacy => finding(
+            "cgroups",
+            Verdict::Warn,
+            "cgroup v1 only: zombies are attributed from /proc/<pid>/cgroup, not cgroup ids",
+        ),
+        CgroupMode::None => finding(
+            "cgroups",
+            Verdict::Warn,
+            format!(
+                "no cgroup filesystem at {} (--cgroup-root): no container attribution",
+                cgroup_root.display()
+            ),
+        ),
+    }
+}
+
+/// How the counters are read after the capability drop.
+fn counters_finding() -> Finding {
+    finding(
+        "counters",
+        Verdict::Ok,
+        match features::bpf_refused_without_capabilities() {
+            Seen::Yes => format!(
+                "this kernel refuses every bpf() command to a caller without CAP_BPF \
+                     (kernel.unprivileged_bpf_disabled={}): the daemon reads its counters \
+                     through mmap and makes no bpf() call after its capability drop",
+                sysctl("kernel/unprivileged_bpf_disabled")
+            ),
+            Seen::No => "bpf() on held maps works without CAP_BPF here; counters are read \
+                             through mmap all the same"
+                .into(),
+            Seen::Unknown => "read through mmap (no bpf() call after the capability drop)".into(),
+        },
+    )
+}
+
+/// Loads and attaches the programs (then detaches them): the proof that this kernel runs
+/// them, and where it shows reaps.
+fn ebpf_findings(btf_path: &Path) -> Vec<Finding> {
+    let cfg = ProbeConfig {
+        btf_path: btf_path.to_path_buf(),
+        ..ProbeConfig::default()
+    };
+    match probe::Probe::load(&cfg) {
+        Ok(p) => vec![
+            finding(
+                "ebpf",
+                Verdict::Ok,
+                format!(
+                    "{} programs loaded and attached (then detached); task fields read {}",
+                    p.attached(),
+                    if p.direct_reads() {
+                        "with plain loads"
+                    } else {
+                        "through bpf_probe_read_kernel (this verifier refused plain loads)"
+                    }
+                ),
+            ),
+            reap_finding(p.reap_witness()),
+        ],
+        Err(e) => vec![finding("ebpf", Verdict::Fail, format!("{e:#}"))],
+    }
 }
 
 /// Where reaps are seen, and what follows when only the free tracepoint is there.
