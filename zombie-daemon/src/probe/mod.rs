@@ -195,7 +195,15 @@ impl Probe {
                 ReapWitness::Release
             }
             Err(e) => ReapWitness::Free {
-                release_refused: e.to_string(),
+                // aya appends the verifier's log, which is empty when the kernel refused the
+                // load before verifying (EPERM: fentry not allowed here).
+                release_refused: e
+                    .to_string()
+                    .trim_end()
+                    .trim_end_matches("Verifier output:")
+                    .trim_end()
+                    .trim_end_matches('.')
+                    .to_string(),
             },
         };
         for name in TRACEPOINTS {
