@@ -283,11 +283,13 @@ pub struct Offsets {
     pub sa_nocldwait: u32,
     /// SIGCHLD on this architecture.
     pub sigchld: u32,
-    /// Emit at most one Wait event per process per this many ns (0: every wait).
-    pub wait_dedup_ns: u64,
-    /// Unused (was a wakeup threshold; the programs now wake the consumer only when it
-    /// sleeps). Kept so the layout stays as it was.
-    pub _unused: u64,
+    /// Unused (was the wait window in ns; see `wait_dedup_jiffies`). Kept so the layout
+    /// stays as it was.
+    pub _unused_wait_ns: u64,
+    /// Emit at most one Wait event per process per this many jiffies (0: every wait).
+    /// Userspace derives it from its window and the tick length, rounded down so the window
+    /// in time is never longer than the one it assumes.
+    pub wait_dedup_jiffies: u64,
     /// Non-zero when the kernel's `sched_process_exit` tracepoint passes `group_dead` as its
     /// second argument (newer kernels); otherwise the programs derive it from
     /// `signal_struct.live`.
@@ -312,6 +314,13 @@ pub struct Offsets {
     /// global is read-only and frozen), instead of through `bpf_probe_read_kernel`. Userspace
     /// sets it, and clears it again if the running kernel's verifier refuses such a load.
     pub direct_reads: u32,
+    /// `task_struct.cgroups` (its `css_set`): with the three below, the chain to the
+    /// task's cgroup v2 id (`cgroups->dfl_cgrp->kn->id`, what `bpf_get_current_cgroup_id`
+    /// returns) as plain loads, where `direct_reads` is set.
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     pub _pad2: u32,
 }
 
@@ -338,8 +347,8 @@ impl Offsets {
         pid_numbers_nr: 0,
         sa_nocldwait: 0,
         sigchld: 0,
-        wait_dedup_ns: 0,
-        _unused: 0,
+        _unused_wait_ns: 0,
+        wait_dedup_jiffies: 0,
         exit_has_group_dead: 0,
         _pad: 0,
         fault_drop_free_comm: [0; 2],
@@ -350,6 +359,10 @@ impl Offsets {
         mm_arg_start: 0,
         mm_arg_end: 0,
         direct_reads: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
         _pad2: 0,
     };
 }

@@ -142,7 +142,7 @@ impl Probe {
             );
         }
         let mut offsets = offsets::from_btf(&cfg.btf_path)?;
-        offsets.wait_dedup_ns = cfg.wait_dedup.as_nanos() as u64;
+        offsets.wait_dedup_jiffies = dedup_jiffies(cfg.wait_dedup, tick_ns());
         if let Some(comm) = &cfg.fault_drop_free_comm {
             offsets.fault_drop_free_comm = zombie_ebpf::comm_words(&Comm::new(comm).0);
         }
@@ -522,9 +522,45 @@ fn page_size() -> u32 {
     if p > 0 { p as u32 } else { 4096 }
 }
 
+/// The kernel's tick (1/HZ) in ns: the resolution of the coarse clocks, which advance once
+/// per tick. 4 ms (HZ=250, the most common) if it cannot be read.
+fn tick_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for the kernel to fill.
+    let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0;
+    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    if ok && ns > 0 { ns } else { 4_000_000 }
+}
+
+/// The wait program's window in ticks for a window of `window`: rounded down, less one, so
+/// that the time it spans (up to one tick more than its count, as jiffies advance in steps)
+/// never exceeds `window`, which the sweep assumes. 0 (every wait reported) for a window
+/// shorter than two ticks.
+pub fn dedup_jiffies(window: Duration, tick_ns: u64) -> u64 {
+    (window.as_nanos() as u64 / tick_ns.max(1)).saturating_sub(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window in ticks never spans more time than the window asked for.
+    #[test]
+    fn the_wait_window_in_ticks_stays_within_the_window() {
+        let window = Duration::from_millis(100);
+        for (hz, ticks) in [(100, 9), (250, 24), (300, 29), (1000, 99)] {
+            let tick = 1_000_000_000 / hz;
+            let n = dedup_jiffies(window, tick);
+            assert_eq!(n, ticks, "HZ={hz}");
+            assert!((n + 1) * tick <= window.as_nanos() as u64, "HZ={hz}");
+        }
+        assert_eq!(dedup_jiffies(Duration::from_millis(5), 4_000_000), 0);
+        assert!(tick_ns() >= 1_000_000 && tick_ns() <= 10_000_000, "{}", tick_ns());
+    }
+
 
     #[test]
     fn a_reap_record_is_the_reap_of_that_process_at_that_time() {
@@ -556,3 +592,4 @@ mod tests {
         assert!(decode(&raw, &ticks).is_none());
     }
 }
+

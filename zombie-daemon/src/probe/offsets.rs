@@ -159,8 +159,8 @@ pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
         pid_numbers_nr: r.offset("pid", "numbers")? + r.offset("upid", "nr")?,
         sa_nocldwait: libc::SA_NOCLDWAIT as u32,
         sigchld,
-        wait_dedup_ns: 0,
-        _unused: 0,
+        _unused_wait_ns: 0,
+        wait_dedup_jiffies: 0,
         exit_has_group_dead: u32::from(r.tracepoint_args("sched_process_exit")? >= 2),
         _pad: 0,
         fault_drop_free_comm: [0; 2],
@@ -171,6 +171,10 @@ pub fn from_btf(path: &Path) -> Result<Offsets, OffsetError> {
         mm_arg_start: r.offset("mm_struct", "arg_start")?,
         mm_arg_end: r.offset("mm_struct", "arg_end")?,
         direct_reads: 0,
+        task_cgroups: r.offset(task, "cgroups")?,
+        css_set_dfl_cgrp: r.offset("css_set", "dfl_cgrp")?,
+        cgroup_kn: r.offset("cgroup", "kn")?,
+        kernfs_node_id: r.offset("kernfs_node", "id")?,
         _pad2: 0,
     };
     Ok(offsets)
@@ -196,6 +200,7 @@ mod tests {
         assert_eq!(o.upid_size, 16);
         assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
         assert!(o.task_thread_pid > 0 && o.task_mm > 0);
+        assert!(o.task_cgroups > 0 && o.cgroup_kn > 0);
     }
 
     #[test]

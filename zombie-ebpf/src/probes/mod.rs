@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, RingBuf},
 };
 use zombie_ebpf::{Offsets, OriginRecord, control, counters};
 
@@ -38,13 +38,14 @@ static COUNTERS: Array<u64> = Array::with_max_entries(counters::STRIDE, BPF_F_MM
 #[map]
 static CONTROL: Array<u64> = Array::with_max_entries(control::LEN, BPF_F_MMAPABLE);
 
-/// Which process's wait was reported last, and when, per CPU and per slot (`tgid %
-/// WAIT_SLOTS`): a busy waiter is reported once per window, at the cost of an array access
-/// (which the verifier inlines) rather than a hash lookup. Two waiters sharing a slot, or one
-/// waiting on several CPUs, are only reported more often, which userspace tolerates (it
-/// keeps the last wait per process).
+/// Which process's wait was reported last, and when (jiffies), per slot (`tgid %
+/// WAIT_SLOTS`): a busy waiter is reported once per window, at the cost of a plain array
+/// access (which the verifier inlines; a per-CPU array's lookup is a call on older
+/// kernels). Written only when a wait is reported, so the slots stay read-mostly. Two
+/// waiters sharing a slot, or two CPUs writing it at once, are only reported more often,
+/// which userspace tolerates (it keeps the last wait per process).
 #[map]
-pub(crate) static WAIT_SEEN: PerCpuArray<WaitSeen> = PerCpuArray::with_max_entries(WAIT_SLOTS, 0);
+pub(crate) static WAIT_SEEN: Array<WaitSeen> = Array::with_max_entries(WAIT_SLOTS, 0);
 
 pub(crate) const WAIT_SLOTS: u32 = 1024;
 
@@ -123,23 +124,7 @@ pub(crate) fn field<T: Copy>(base: *const u8, off: u32) -> Result<T, i32> {
     }
 }
 
-/// [`field`], written straight into `dst` (ring-buffer memory).
-#[inline(always)]
-pub(crate) fn field_into<T: Copy>(dst: *mut T, base: *const u8, off: u32) -> Result<(), i32> {
-    if off!(direct_reads) != 0 {
-        // SAFETY: as in `field`; `dst` points into a reserved record.
-        unsafe {
-            dst.write(core::ptr::read_volatile(
-                base.wrapping_add(off as usize).cast::<T>(),
-            ))
-        };
-        Ok(())
-    } else {
-        read_into(dst, base, off)
-    }
-}
-
-/// Reads `size_of::<T>()` bytes at `base + off` straight into `dst` (e.g. ring-buffer memory).
+/// Reads `size_of::<T>()` bytes at `base + off` straight into `dst`.
 #[inline(always)]
 pub(crate) fn read_into<T>(dst: *mut T, base: *const u8, off: u32) -> Result<(), i32> {
     // SAFETY: the helper checks the source address; `dst` points into a reserved record.
@@ -171,32 +156,37 @@ pub(crate) fn wakeup_flags() -> u64 {
     BPF_RB_NO_WAKEUP as u64
 }
 
-/// Submits a filled record, or discards it when filling failed.
+/// Copies a record filled on the stack into the ring buffer: one helper call where reserve
+/// and submit are two (a call costs tens of ns on CPUs whose returns go through a
+/// mitigation thunk, such as AMD's SRSO safe RET), for a copy of at most 112 bytes. Counts a
+/// loss when the ring buffer is full.
 #[inline(always)]
-pub(crate) fn finish<T>(
-    entry: aya_ebpf::maps::ring_buf::RingBufEntry<T>,
-    filled: Result<(), i32>,
-) -> Result<(), i32> {
-    match filled {
-        Ok(()) => {
-            entry.submit(wakeup_flags());
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
+pub(crate) fn output<T: 'static>(ev: &T) {
+    if EVENTS.output::<T>(ev, wakeup_flags()).is_err() {
+        bump(counters::LOST);
     }
 }
 
-/// Reserves a record; counts a loss when the ring buffer is full.
+/// A task's comm (16 bytes) into `dst`: two plain 8-byte loads where userspace set
+/// `direct_reads` (see [`field`]), else one `bpf_probe_read_kernel`.
 #[inline(always)]
-pub(crate) fn reserve<T: 'static>() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
-    let entry = EVENTS.reserve::<T>(0);
-    if entry.is_none() {
-        bump(counters::LOST);
+pub(crate) fn comm_into(
+    dst: &mut [u8; zombie_ebpf::COMM_LEN],
+    task: *const u8,
+    off: u32,
+) -> Result<(), i32> {
+    if off!(direct_reads) != 0 {
+        let words = dst.as_mut_ptr().cast::<u64>();
+        // SAFETY: `dst` is 16 bytes; unaligned writes, so no alignment is assumed (the
+        // records' comms are 8-byte aligned, so these are plain 8-byte stores).
+        unsafe {
+            words.write_unaligned(field(task, off)?);
+            words.add(1).write_unaligned(field(task, off + 8)?);
+        }
+        Ok(())
+    } else {
+        read_into(dst, task, off)
     }
-    entry
 }
 
 /// Reads a `T` at `base + off` from kernel memory.
@@ -236,18 +226,15 @@ pub(crate) fn submit_reap(task: *const u8, kind: zombie_ebpf::EventKind) -> Resu
     if pid != tgid || drops_free(task)? {
         return Ok(());
     }
-    let Some(mut entry) = reserve() else {
-        return Ok(());
+    let ev = zombie_ebpf::ReapEvent {
+        kind: kind as u32,
+        pid: tgid,
+        // SAFETY: a helper without arguments.
+        ts_ns: unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() },
+        start_ns: field(task, off!(task_start_boottime))?,
     };
-    let ev: *mut zombie_ebpf::ReapEvent = entry.as_mut_ptr();
-    // SAFETY: a reserved, exclusively owned record; every field is written before submit.
-    let filled = unsafe {
-        (*ev).kind = kind as u32;
-        (*ev).pid = tgid;
-        (*ev).ts_ns = aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns();
-        field_into(&raw mut (*ev).start_ns, task, off!(task_start_boottime))
-    };
-    finish(entry, filled)
+    output(&ev);
+    Ok(())
 }
 
 /// Fault injection for tests (inert unless userspace set a comm): whether the reap of this

@@ -1,15 +1,18 @@
 //! `tp_btf/sched_process_wait`: a process entered `wait4`/`waitid`. Reported at most once per
-//! process per `wait_dedup_ns`: it only has to tell that a parent reaps at all, and a parent
-//! polling with WNOHANG would otherwise flood the ring buffer.
+//! process per `wait_dedup_jiffies` ticks: it only has to tell that a parent reaps at all,
+//! and a parent polling with WNOHANG would otherwise flood the ring buffer.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_boot_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::{bpf_jiffies64, bpf_ktime_get_boot_ns},
+    },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use zombie_ebpf::{EventKind, RawEvent};
 
-use super::{WAIT_SEEN, WAIT_SLOTS, field, finish, off, read_failed, reserve};
+use super::{WAIT_SEEN, WAIT_SLOTS, field, off, output, read_failed};
 
 #[btf_tracepoint(function = "sched_process_wait")]
 pub fn sched_process_wait(ctx: BtfTracePointContext) -> i32 {
@@ -26,21 +29,27 @@ fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let dedup_ns = off!(wait_dedup_ns);
-    if dedup_ns != 0
+    // The window in ticks: jiffies is a plain load (the verifier inlines the helper), where
+    // a clock read is a call; a busy waiter costs no more than that load and one array
+    // slot (a plain array, whose lookup the verifier inlines too).
+    let window = off!(wait_dedup_jiffies);
+    if window != 0
         && let Some(seen) = WAIT_SEEN.get_ptr_mut(tgid % WAIT_SLOTS)
     {
-        // SAFETY: this CPU's own slot; a program runs on one CPU without migrating.
+        // SAFETY: helper without arguments.
+        let ticks = unsafe { bpf_jiffies64() };
+        // SAFETY: a slot of the map's value; two CPUs writing it at once only make a report
+        // more, which userspace tolerates (it keeps the last wait per process).
         unsafe {
-            if (*seen).tgid == tgid && now.wrapping_sub((*seen).at) < dedup_ns {
+            if (*seen).tgid == tgid && ticks.wrapping_sub((*seen).at) < window {
                 return Ok(());
             }
             (*seen).tgid = tgid;
-            (*seen).at = now;
+            (*seen).at = ticks;
         }
     }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
 
     // The waited-for pid: NULL (any child) or a struct pid (its number in the initial namespace).
     let target: *const u8 = ctx.arg(0);
@@ -49,19 +58,13 @@ fn try_wait(ctx: &BtfTracePointContext) -> Result<(), i32> {
     } else {
         field(target, off!(pid_numbers_nr))?
     };
-    let Some(mut entry) = reserve() else {
-        return Ok(());
-    };
-    let ev: *mut RawEvent = entry.as_mut_ptr();
-    // SAFETY: a reserved, exclusively owned record; every field is written before submit.
-    unsafe {
-        ev.write(RawEvent::zeroed());
-        (*ev).kind = EventKind::Wait as u32;
-        (*ev).ts_ns = now;
-        (*ev).pid = tgid;
-        (*ev).tid = pid_tgid as u32;
-        (*ev).ppid = target_pid;
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    }
-    finish(entry, Ok(()))
+    let mut ev = RawEvent::zeroed();
+    ev.kind = EventKind::Wait as u32;
+    ev.ts_ns = now;
+    ev.pid = tgid;
+    ev.tid = pid_tgid as u32;
+    ev.ppid = target_pid;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    output(&ev);
+    Ok(())
 }
