@@ -371,8 +371,8 @@ fn blob(archive: &Path, digest: &serde_json::Value) -> anyhow::Result<serde_json
 }
 
 /// The archive holds what a registry would serve for `name`: an index with one image per
-/// architecture, each of that architecture, with the Dockerfile's entrypoint and one layer
-/// (the runtime stage's two files).
+/// architecture, each of that architecture, with the Dockerfile's entrypoint, and in its
+/// layers the binary and the CA bundle, nothing else.
 fn check_archive(archive: &Path, name: &str, arches: &[Arch]) -> anyhow::Result<()> {
     let top =
         archive_file(archive, "./index.json").or_else(|_| archive_file(archive, "index.json"))?;
@@ -393,17 +393,42 @@ fn check_archive(archive: &Path, name: &str, arches: &[Arch]) -> anyhow::Result<
             .with_context(|| format!("no linux/{} image in the index", arch.docker()))?;
         let manifest = blob(archive, &m["digest"])?;
         let config = blob(archive, &manifest["config"]["digest"])?;
-        let layers = manifest["layers"].as_array().map_or(0, Vec::len);
         if config["architecture"] != arch.docker()
             || config["config"]["Entrypoint"][0] != "/usr/local/bin/zombie-daemon"
-            || layers != 2
         {
             bail!(
-                "linux/{}: architecture {}, entrypoint {}, {layers} layers",
+                "linux/{}: architecture {}, entrypoint {}",
                 arch.docker(),
                 config["architecture"],
                 config["config"]["Entrypoint"]
             );
+        }
+        // Every file of every layer: the binary and the CA bundle, nothing else.
+        let mut files = Vec::new();
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            let digest = layer["digest"]
+                .as_str()
+                .context("a layer without a digest")?;
+            let listing = output(Command::new("bash").arg("-c").arg(format!(
+                "set -o pipefail; tar -xOf '{}' 'blobs/{}' | tar -tz",
+                archive.display(),
+                digest.replacen(':', "/", 1)
+            )))?;
+            files.extend(
+                listing
+                    .lines()
+                    .filter(|l| !l.ends_with('/'))
+                    .map(|l| l.trim_start_matches("./").to_string()),
+            );
+        }
+        files.sort();
+        if files
+            != [
+                "etc/ssl/certs/ca-certificates.crt",
+                "usr/local/bin/zombie-daemon",
+            ]
+        {
+            bail!("linux/{}: the image holds {files:?}", arch.docker());
         }
     }
     Ok(())
