@@ -5,18 +5,21 @@ Run it through tests/deploy/run.sh, which provides the Python and npm packages:
   - every manifest under deploy/kubernetes (and deploy/prometheus/prometheusrule.yaml
     when it exists) validates strictly against Kubernetes 1.30, or, for Prometheus
     Operator objects, against the @kubernetes-models/prometheus-operator models;
-  - the remediation overlay is built the way kustomize builds it (JSON 6902 patches),
-    and, when kubectl is installed, compared with `kubectl kustomize`;
+  - the overlays (remediation, kernel-before-5.11, seccomp-unconfined) are built the way
+    kustomize builds them (JSON 6902 patches), and, when kubectl is installed, compared
+    with `kubectl kustomize`;
   - the Helm chart lints and renders (client-side dry-run install) with remediation
     off, dry-run and on, and every rendered object validates;
   - every DaemonSet (raw, overlay, each render) matches the daemon's requirements JSON
     (`zombie-daemon check --print-requirements`): host paths, capabilities, hostPID,
-    port, probes and flags, AppArmor Unconfined and SELinux spc_t;
+    port, probes and flags, seccomp RuntimeDefault (Unconfined in its overlay and value),
+    SYS_RESOURCE only for kernels before 5.11, AppArmor Unconfined and SELinux spc_t;
   - the wiring of every build and render: Service, ServiceMonitor/PodMonitor relabelings,
     a NetworkPolicy that admits a Prometheus pod and nobody else, the ResourceQuota a
     critical priority class needs (GKE), kube-prometheus-stack's `release` selection
     (the kube-prometheus-stack overlay, Helm monitoringLabels), a kustomize `namespace:`;
-  - the Dockerfile (hadolint, distroless runtime, REVISION passed to the build) and one
+  - the Dockerfile (hadolint, a cross-compiling build stage and a scratch runtime stage
+    with the binary and CA bundle only, REVISION passed to the build) and one
     version everywhere; the generated files are current (`cargo xtask gen --check`).
 
 Each check prints one PASS/FAIL/SKIP line; the last line is "N passed, M failed". With
@@ -135,7 +138,8 @@ def load_requirements(path: Path) -> dict:
         raise Failure(f"cannot read requirements JSON {path}: {e}")
     problems = []
     types = {
-        "capabilities": list, "capabilities_remediation": list, "host_pid": bool,
+        "capabilities": list, "capabilities_remediation": list,
+        "capabilities_kernel_before_5_11": list, "host_pid": bool,
         "host_paths": list, "port": int, "liveness_path": str, "readiness_path": str,
         "metrics_path": str,
     }
@@ -147,7 +151,7 @@ def load_requirements(path: Path) -> dict:
                 and isinstance(hp.get("mount_path"), str)
                 and isinstance(hp.get("read_only"), bool)):
             problems.append(f"host_paths[{i}]: expected {{host_path, mount_path, read_only}}, got {hp!r}")
-    for key in ("capabilities", "capabilities_remediation"):
+    for key in ("capabilities", "capabilities_remediation", "capabilities_kernel_before_5_11"):
         if isinstance(req.get(key), list) and not all(isinstance(c, str) for c in req[key]):
             problems.append(f"{key}: expected a list of strings")
     require(not problems, f"{path} does not follow the requirements schema:\n" + "\n".join(problems))
@@ -353,9 +357,12 @@ def resolve_port(container: dict, port: Any) -> Any:
     return f"<unknown port name {port!r}>"
 
 
-def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]]:
+def ds_consistency(ds: dict, req: dict, mode: str, old_kernel: bool = False,
+                   seccomp: str = "RuntimeDefault") -> list[tuple[str, list[str]]]:
     """(aspect, problems) pairs comparing a DaemonSet with the requirements JSON and
-    the deployment contract. mode is the remediation mode the DaemonSet should have."""
+    the deployment contract. mode is the remediation mode the DaemonSet should have;
+    old_kernel: it is meant for kernels before 5.11 (and so has their extra capabilities);
+    seccomp: the seccomp profile type it should have."""
     pod = ds["spec"]["template"]["spec"]
     c = daemon_container(ds)
     sc = c.get("securityContext") or {}
@@ -375,9 +382,11 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
     want = {norm_cap(x) for x in req["capabilities"]}
     if mode == "on":
         want |= {norm_cap(x) for x in req["capabilities_remediation"]}
+    if old_kernel:
+        want |= {norm_cap(x) for x in req["capabilities_kernel_before_5_11"]}
     if set(added) != want:
         p.append(f"capabilities.add is {sorted(added)}, expected exactly {sorted(want)}"
-                 f" (remediation {mode})")
+                 f" (remediation {mode}, {'kernels before 5.11' if old_kernel else 'kernels from 5.11'})")
     if len(added) != len(set(added)):
         p.append(f"capabilities.add has duplicates: {added}")
     if [norm_cap(x) for x in caps.get("drop", [])] != ["ALL"]:
@@ -460,8 +469,8 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
         p.append("privileged is true")
     if sc.get("readOnlyRootFilesystem") is not True:
         p.append("readOnlyRootFilesystem is not true")
-    if (sc.get("seccompProfile") or {}).get("type") != "Unconfined":
-        p.append("seccompProfile is not Unconfined (RuntimeDefault may block bpf())")
+    if (sc.get("seccompProfile") or {}).get("type") != seccomp:
+        p.append(f"seccompProfile is {sc.get('seccompProfile')}, expected type {seccomp}")
     if pod.get("automountServiceAccountToken") is not False:
         p.append("automountServiceAccountToken is not false on the pod")
     # AppArmor's default container profile denies ptrace read and signals across
@@ -532,9 +541,10 @@ def ds_consistency(ds: dict, req: dict, mode: str) -> list[tuple[str, list[str]]
     return out
 
 
-def check_daemonset(results: Results, source: str, ds: dict, req: dict, mode: str) -> None:
+def check_daemonset(results: Results, source: str, ds: dict, req: dict, mode: str,
+                    **variant: Any) -> None:
     try:
-        aspects = ds_consistency(ds, req, mode)
+        aspects = ds_consistency(ds, req, mode, **variant)
     except (Failure, KeyError, TypeError) as e:
         results.fail(f"{source} DaemonSet matches the requirements", f"{type(e).__name__}: {e}")
         return
@@ -876,35 +886,47 @@ def dockerfile_stages(path: Path) -> list[dict]:
     return stages
 
 
-def check_dockerfile(path: Path, entrypoint: list[str], port: int) -> str:
+def check_dockerfile(path: Path, entrypoint: list[str], port: int, rust_version: str) -> str:
     stages = dockerfile_stages(path)
     require(len(stages) >= 2, f"{len(stages)} stage(s): expected a build stage and a runtime stage")
     build, final = stages[0], stages[-1]
-    require(build["image"] == "debian:bookworm", f"build stage is FROM {build['image']}")
-    require(final["image"].split(":")[0].split("@")[0] == "gcr.io/distroless/cc-debian12",
-            f"runtime stage is FROM {final['image']}: expected distroless cc-debian12 (no shell, "
-            "the build stage's glibc)")
+    # The rust image (rustup, the musl targets) at the workspace's rust-version, on bookworm
+    # (Debian's rustc-web for the eBPF programs), run on the build machine's platform.
+    require(build["image"] == f"rust:{rust_version}-bookworm",
+            f"build stage is FROM {build['image']}, expected rust:{rust_version}-bookworm "
+            "(the workspace's rust-version)")
+    text = path.read_text()
+    require(re.search(r"^FROM --platform=\$BUILDPLATFORM \S+ AS build$", text, re.M),
+            "the build stage does not run on $BUILDPLATFORM (it cross-compiles; emulating it is slow)")
+    require(final["image"] == "scratch",
+            f"runtime stage is FROM {final['image']}: expected scratch (a static binary needs no libc)")
     require(not [c for c in final["cmds"] if c[0] == "RUN"], "the runtime stage RUNs commands (it has no shell)")
     runs = " ".join(" ".join(v) for cmd, _, _, v in build["cmds"] if cmd == "RUN")
     for needle in ("rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev",
                    "LLVM_PREFIX=/usr/lib/llvm-22", "bpf-linker@0.13.0",
-                   "--no-default-features --features llvm-22", "cargo build --release"):
+                   "--no-default-features --features llvm-22",
+                   'cargo xtask build --target "${TARGETARCH}"'):
         require(needle in re.sub(r"\s+", " ", runs), f"the build stage never runs `{needle}`")
-    require(re.search(r"cargo build [^&;]*-p zombie-daemon", runs), "no `cargo build ... -p zombie-daemon`")
     # build.rs takes the revision from ZOMBIE_GIT_REVISION: the context has no .git.
     # (On the file's text: ARG defaults are expanded in the parsed stages.)
-    text = path.read_text()
-    require(re.search(r'ZOMBIE_GIT_REVISION="?\$\{?REVISION\}?"? cargo build', text),
-            "cargo build does not get ZOMBIE_GIT_REVISION=${REVISION}: zombie_build_info would say revision=\"unknown\"")
+    require(re.search(r'ZOMBIE_GIT_REVISION="?\$\{?REVISION\}?"? cargo xtask build', text),
+            "the build does not get ZOMBIE_GIT_REVISION=${REVISION}: zombie_build_info would say revision=\"unknown\"")
     require(re.search(r'org\.opencontainers\.image\.revision="?\$\{?REVISION\}?', text),
             "no org.opencontainers.image.revision label")
     require(len(re.findall(r"^ARG REVISION\b", text, re.M)) == 3,
             "REVISION must be declared globally and in both stages (an ARG does not cross a FROM)")
-    require("rustup" not in runs, "the build stage uses rustup")
+    require(len(re.findall(r"^ARG TARGETARCH$", text, re.M)) == 2,
+            "TARGETARCH must be declared in both stages")
     copies = [c for c in final["cmds"] if c[0] in ("COPY", "ADD")]
-    require(len(copies) == 1 and copies[0][2] == (f"--from={build['name']}",),
-            f"the runtime stage should copy only the binary from the build stage: {copies}")
-    require(copies[0][3][-1] == entrypoint[0], f"the binary lands at {copies[0][3][-1]}, not {entrypoint[0]}")
+    require(all(c[2] == (f"--from={build['name']}",) for c in copies),
+            f"the runtime stage copies from elsewhere than the build stage: {copies}")
+    dests = sorted(c[3][-1] for c in copies)
+    require(dests == sorted([entrypoint[0], "/etc/ssl/certs/ca-certificates.crt"]),
+            f"the runtime stage should hold the binary at {entrypoint[0]} and the CA bundle, nothing "
+            f"else: it copies to {dests}")
+    binary = [c for c in copies if c[3][-1] == entrypoint[0]][0]
+    require(binary[3][0] == "/out/${TARGETARCH}/zombie-daemon",
+            f"the binary comes from {binary[3][0]}, not the build stage's /out/${{TARGETARCH}}")
     eps = [c for c in final["cmds"] if c[0] == "ENTRYPOINT"]
     require(len(eps) == 1 and eps[0][1], "the runtime stage needs one exec-form (JSON) ENTRYPOINT")
     require(list(eps[0][3]) == entrypoint, f"ENTRYPOINT {list(eps[0][3])} != the DaemonSet's command {entrypoint}")
@@ -1034,6 +1056,18 @@ def main() -> int:
         results.check("deploy/kubernetes without the prevention overlay: no RuntimeClass (off by default)",
                       lambda: require(not [d for d in base if d["kind"] == "RuntimeClass"],
                                       "the base renders a RuntimeClass"))
+    for rel, variant in (("kernel-before-5.11", {"old_kernel": True}),
+                         ("seccomp-unconfined", {"seccomp": "Unconfined"})):
+        built = results.check(f"kustomize build deploy/kubernetes/{rel} (JSON 6902 stand-in)",
+                              kustomize_build, kube_dir / rel, deploy, missing)
+        if not built:
+            continue
+        vds = find(built, "DaemonSet")
+        results.check(f"kubernetes-validate deploy/kubernetes/{rel} DaemonSet (patched)", k8s_validate, vds)
+        check_daemonset(results, f"deploy/kubernetes/{rel}", vds, req, "off", **variant)
+        if shutil.which("kubectl"):
+            results.check(f"kubectl kustomize deploy/kubernetes/{rel} gives the same objects",
+                          lambda r=rel, o=built: same_objects(o, kubectl_kustomize(repo, tmp, f"kubernetes/{r}")))
     overlay_policy = None
     if overlay:
         ods = find(overlay, "DaemonSet")
@@ -1131,6 +1165,16 @@ def main() -> int:
                   {"remediation": {"mode": True}}, "remediation")
     results.check("helm refuses remediation.mode=bogus", helm_must_fail, chart_dir,
                   {"remediation": {"mode": "bogus"}}, "remediation")
+    for label, values, variant in (
+            ("sysResourceCapability=true", {"sysResourceCapability": True}, {"old_kernel": True}),
+            ("sysResourceCapability=false", {"sysResourceCapability": False}, {}),
+            ("seccompProfile.type=Unconfined", {"seccompProfile": {"type": "Unconfined"}},
+             {"seccomp": "Unconfined"})):
+        rendered = results.check(f"helm[{label}] renders", lambda v=values: helm_install_dry_run(chart_dir, v)[0])
+        if rendered:
+            check_daemonset(results, f"helm[{label}]", find(rendered, "DaemonSet"), req, "off", **variant)
+    results.check("helm refuses sysResourceCapability=maybe", helm_must_fail, chart_dir,
+                  {"sysResourceCapability": "maybe"}, "sysResourceCapability")
     bare = tmp / "chart-bare" / "zombie-daemon"
     shutil.copytree(chart_dir, bare)
     shutil.rmtree(bare / "files", ignore_errors=True)
@@ -1353,7 +1397,8 @@ def main() -> int:
     results.check("hadolint deploy/Dockerfile", hadolint, dockerfile_path)
     if raw_ds is not None:
         results.check("deploy/Dockerfile builds what the DaemonSet runs", check_dockerfile, dockerfile_path,
-                      list(daemon_container(raw_ds).get("command", [])), req["port"])
+                      list(daemon_container(raw_ds).get("command", [])), req["port"],
+                      tomllib.loads((repo / "Cargo.toml").read_text())["workspace"]["package"]["rust-version"])
 
     # 6. The Prometheus Operator objects collected above, in one node process.
     monitoring.run(results, opts.node_prefix, tmp)

@@ -9,6 +9,8 @@
 #       without it, tests/deploy/requirements.example.json is used.
 #   ZOMBIE_TEST_CACHE=dir                # where the venv and npm packages go
 #                                        # (default /var/cache/zombie-daemon-tests)
+#   tests/deploy/run.sh --render-chart   # only print the chart's default render as JSON
+#                                        # (render_chart.py; the DaemonSet e2e test uses it)
 #
 # Installs what it needs on first use (a venv from PyPI, npm packages); later
 # runs find them and install nothing. The last line is "N passed, M failed".
@@ -81,6 +83,11 @@ flock -u 9
 export KUBECONFIG="$tmp/no-kubeconfig" HELM_CACHE_HOME="$tmp/helm/cache" \
     HELM_CONFIG_HOME="$tmp/helm/config" HELM_DATA_HOME="$tmp/helm/data"
 export PYTHONDONTWRITEBYTECODE=1
+
+if [[ ${1:-} == --render-chart ]]; then
+    "$venv/bin/python" "$here/render_chart.py" "$repo/deploy/helm/zombie-daemon"
+    exit
+fi
 
 status=0
 "$venv/bin/python" "$here/check_deploy.py" --repo "$repo" --tmp "$tmp" \

@@ -352,6 +352,56 @@ impl Containerd {
         id
     }
 
+    /// Runs a pod sandbox from a config the caller made whole (the DaemonSet test maps a
+    /// rendered manifest into it); returns the sandbox id. Its cgroup parent is cleaned up
+    /// like [`Containerd::run_pod`]'s.
+    pub fn run_pod_config(&mut self, config: PodSandboxConfig) -> String {
+        let parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        self.track_cgroup(&parent);
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        let id = self
+            .call("RunPodSandbox", |mut s| async move {
+                s.run_pod_sandbox(req).await
+            })
+            .pod_sandbox_id;
+        self.pods.insert(id.clone(), config);
+        id
+    }
+
+    /// Creates and starts a container from a whole `config` in a sandbox of
+    /// [`Containerd::run_pod_config`]; returns its id.
+    pub fn run_container_config(&self, sandbox: &str, config: ContainerConfig) -> String {
+        let sandbox_config = self
+            .pods
+            .get(sandbox)
+            .cloned()
+            .unwrap_or_else(|| panic!("sandbox {sandbox} was not started here"));
+        let req = CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_string(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        let id = self
+            .call("CreateContainer", |mut s| async move {
+                s.create_container(req).await
+            })
+            .container_id;
+        let req = StartContainerRequest {
+            container_id: id.clone(),
+        };
+        self.call("StartContainer", |mut s| async move {
+            s.start_container(req).await
+        });
+        id
+    }
+
     /// Creates and starts a container in `sandbox`; returns its id.
     pub fn run_container(
         &self,

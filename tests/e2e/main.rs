@@ -2,6 +2,7 @@
 //! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
 
 mod containerd;
+mod daemonset;
 mod diagnosis;
 mod harness;
 mod http_load;

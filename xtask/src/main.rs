@@ -1,5 +1,5 @@
-//! Project tasks: `cargo xtask setup | build | run | test | lint | soak | bench | fuzz |
-//! fresh | vm | gen`.
+//! Project tasks: `cargo xtask setup | build | image | run | test | lint | soak | bench |
+//! fuzz | fresh | vm | gen`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -20,6 +20,7 @@ mod containerd2;
 mod fresh;
 mod fuzz;
 mod r#gen;
+mod image;
 mod vm;
 
 #[derive(Parser)]
@@ -48,6 +49,16 @@ enum Task {
     Build {
         #[arg(long)]
         release: bool,
+        /// A static, stripped release daemon for amd64 (x86_64) or arm64 (aarch64), musl
+        /// and rust-lld, in target/dist/<arch>/ with its debug info beside it.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Build the container image from deploy/Dockerfile with buildah (amd64 and arm64, or
+    /// the --arch given) into target/image/zombie-daemon.oci.tar.
+    Image {
+        #[arg(long = "arch", value_delimiter = ',')]
+        arches: Vec<String>,
     },
     /// Set up, build in release mode and run the daemon as root; extra arguments go to
     /// `zombie-daemon run`.
@@ -152,6 +163,15 @@ const TEST_TOOLS: &[Tool] = &[
     Tool::new("/usr/bin/dumb-init", "dumb-init"),
     Tool::new("/usr/bin/prometheus", "prometheus"),
     Tool::new("/usr/bin/promtool", "prometheus"),
+    // The image (`cargo xtask image`) and the DaemonSet test: buildah builds
+    // deploy/Dockerfile, kubectl renders the kustomization, bpftool shows what stays loaded,
+    // file and readelf check the static binaries, the CA bundle goes into the image.
+    Tool::new("/usr/bin/buildah", "buildah"),
+    Tool::new("/usr/bin/kubectl", "kubectl"),
+    Tool::new("/usr/sbin/bpftool", "bpftool"),
+    Tool::new("/usr/bin/file", "file"),
+    Tool::new("/usr/bin/readelf", "binutils"),
+    Tool::new("/usr/share/ca-certificates/mozilla", "ca-certificates"),
 ];
 /// What `cargo xtask bench` runs besides the project's binaries: the peers it is compared
 /// with and bpftool for the kernel's per-program run time.
@@ -215,7 +235,21 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Fresh { keep } => fresh::fresh(keep),
         Task::Setup { test } => setup(test),
-        Task::Build { release } => build(release),
+        Task::Build {
+            release: _,
+            target: Some(t),
+        } => image::Arch::parse(&t)
+            .and_then(image::build_target)
+            .map(|_| ()),
+        Task::Build {
+            release,
+            target: None,
+        } => build(release),
+        Task::Image { arches } => arches
+            .iter()
+            .map(|a| image::Arch::parse(a))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .and_then(|a| image::image(&a)),
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Lint => lint(),
@@ -368,6 +402,7 @@ fn setup(for_tests: bool) -> anyhow::Result<()> {
         )?;
     }
     preflight(TOOLCHAIN)?;
+    image::setup_targets()?;
     if for_tests {
         preflight(TEST_TOOLS)?;
         containerd2::install()?;
@@ -507,6 +542,11 @@ fn test() -> anyhow::Result<()> {
     suite(
         "fuzz (cgroup path, /proc, policy, CLI parsers)",
         Command::new(SELF).args(["fuzz", "--seconds", "15"]),
+    );
+    // The DaemonSet test runs this image (target/image): it must be built from this tree.
+    suite(
+        "container image (deploy/Dockerfile, amd64 + arm64)",
+        Command::new(SELF).arg("image"),
     );
     suite(
         "end-to-end (real eBPF, real processes)",

@@ -49,8 +49,16 @@ pub struct ContainerAudit {
     /// not stop a namespace init).
     pub handles_sigterm: bool,
     pub shell: bool,
-    /// The container shares its pod's PID namespace (its main process is not PID 1).
+    /// The container shares its pod's PID namespace (its main process is not PID 1 there).
+    /// A container in the host's PID namespace (`hostPID`) shares no pod's: false.
     pub shared_pid_namespace: bool,
+    /// Its processes are in the node's own PID namespace (`hostPID: true`): orphans go to
+    /// the node's init, not to a PID 1 of the container's.
+    #[serde(default)]
+    pub host_pid_namespace: bool,
+    /// It is the pod's sandbox (pause), as the runtime lists it, not a container of the pod.
+    #[serde(default)]
+    pub sandbox: bool,
     /// Live processes whose starter is gone: handed to the pod's init, they keep the
     /// container from stopping.
     pub leftover_pids: Vec<u32>,
@@ -71,6 +79,9 @@ struct Proc {
     ppid: u32,
     start: u64,
     ns_pid: Option<u32>,
+    /// The PID namespaces it is in, outermost first (`NSpid`): one means the reader's own,
+    /// the node's (the daemon runs with the host's PIDs).
+    ns_depth: usize,
 }
 
 fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
@@ -85,6 +96,7 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
         pid,
         ppid: stat.ppid.max(0) as u32,
         start: stat.starttime,
+        ns_depth: status.nspid.as_ref().map_or(0, |v| v.len()),
         ns_pid: status
             .nspid
             .and_then(|v| v.last().copied())
@@ -203,7 +215,10 @@ fn audit_one(
         .iter()
         .find(|p| p.ns_pid == Some(1))
         .or_else(|| procs.iter().min_by_key(|p| (p.start, p.pid)));
-    let shared = !procs.is_empty() && !procs.iter().any(|p| p.ns_pid == Some(1));
+    // A kernel fact: NSpid lists one pid when the process is in the node's PID namespace.
+    let host_pid_namespace = !procs.is_empty() && procs.iter().all(|p| p.ns_depth == 1);
+    let shared =
+        !procs.is_empty() && !host_pid_namespace && !procs.iter().any(|p| p.ns_pid == Some(1));
     let own_init = procs.iter().any(|p| p.ns_pid == Some(1));
     let ns = NsFacts {
         pids_current: std::fs::read_to_string(cgroup.dir.join("pids.current"))
@@ -277,6 +292,8 @@ fn audit_one(
             .as_ref()
             .is_some_and(|f| f.kind() == ReaperKind::Shell),
         shared_pid_namespace: shared,
+        host_pid_namespace,
+        sandbox: false,
         leftover_pids,
         injected_init,
         verdict: String::new(),
@@ -310,6 +327,7 @@ pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attribu
         a.namespace = at.namespace.clone();
         a.pod = at.pod.clone();
         a.container = at.container.clone();
+        a.sandbox = at.sandbox;
     }
 }
 
@@ -345,7 +363,9 @@ pub fn verdict(a: &ContainerAudit) -> String {
         problems.push("no live process".into());
         return problems.join("; ");
     }
-    if !a.shared_pid_namespace {
+    // In the node's PID namespace orphans go to the node's init, and the container's main
+    // process is no namespace's init: neither problem below is its.
+    if !a.shared_pid_namespace && !a.host_pid_namespace {
         if !a.reaps {
             problems.push(
                 "PID 1 does not reap orphans (not an init, SIGCHLD not handled): run the pod \
@@ -459,11 +479,25 @@ mod tests {
             handles_sigterm: false,
             shell: false,
             shared_pid_namespace: false,
+            host_pid_namespace: false,
+            sandbox: false,
             leftover_pids: vec![],
             injected_init: false,
             verdict: String::new(),
             pid_namespace_teardown: None,
         }
+    }
+
+    /// A hostPID container's orphans go to the node's init: its main process not being an
+    /// init is no problem of the container's.
+    #[test]
+    fn a_host_pid_namespace_container_has_no_pid1_problems() {
+        let own = ContainerAudit {
+            host_pid_namespace: true,
+            ..base()
+        };
+        assert_eq!(verdict(&own), "ok");
+        assert_ne!(verdict(&base()), "ok");
     }
 
     #[test]
@@ -540,6 +574,8 @@ mod tests {
         assert!(verdict(&sh).contains("shell"));
         let left = ContainerAudit {
             shared_pid_namespace: true,
+            host_pid_namespace: false,
+            sandbox: false,
             leftover_pids: vec![42],
             ..base()
         };

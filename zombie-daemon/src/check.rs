@@ -57,6 +57,9 @@ pub struct HostPath {
 #[derive(Clone, Debug, Serialize)]
 pub struct Requirements {
     pub capabilities: Vec<&'static str>,
+    /// Needed on kernels before 5.11 only, and only there granted by the manifests: a
+    /// runtime whose bounding set lacks one refuses to start the container.
+    pub capabilities_kernel_before_5_11: Vec<&'static str>,
     pub capabilities_remediation: Vec<&'static str>,
     pub host_pid: bool,
     pub host_paths: Vec<HostPath>,
@@ -72,10 +75,11 @@ pub fn requirements() -> Requirements {
         // bpf() program/map creation needs CAP_BPF; attaching tracing programs CAP_PERFMON;
         // /proc shows exit codes and namespace links of other root processes only to a
         // reader that passes the ptrace read check: CAP_SYS_PTRACE (ptrace itself is denied
-        // by the daemon's own seccomp filter). Kernels before 5.11 charge BPF maps to
-        // RLIMIT_MEMLOCK, which the daemon raises with CAP_SYS_RESOURCE. All but
-        // SYS_PTRACE are dropped after the load.
-        capabilities: vec!["BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"],
+        // by the daemon's own seccomp filter). All but SYS_PTRACE are dropped after the load.
+        capabilities: vec!["BPF", "PERFMON", "SYS_PTRACE"],
+        // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, which the daemon raises
+        // with CAP_SYS_RESOURCE (`check` says so where it is missing).
+        capabilities_kernel_before_5_11: vec!["SYS_RESOURCE"],
         capabilities_remediation: vec!["KILL"],
         // Events carry pids of the initial PID namespace; /proc must show the same ones.
         host_pid: true,
@@ -448,7 +452,8 @@ fn memlock_finding(out: &mut Vec<Finding>, sys_resource: bool) -> bool {
             Verdict::Fail,
             format!(
                 "this kernel charges BPF maps to RLIMIT_MEMLOCK (before 5.11) and the limit is \
-                 {} KiB: grant CAP_SYS_RESOURCE so the daemon can raise it",
+                 {} KiB: grant CAP_SYS_RESOURCE so the daemon can raise it (deploy/kubernetes/\
+                 kernel-before-5.11, Helm sysResourceCapability)",
                 limit.rlim_max / 1024
             ),
         ),

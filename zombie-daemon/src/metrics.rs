@@ -657,6 +657,11 @@ impl Collector for InitCollector {
                     .with_label_values(&[ns.as_str(), pod.as_str(), container.as_str()])
                     .set(t.members.len() as f64);
             }
+            // A sandbox is the pod's machinery, not a container: one series per pod named
+            // by its sandbox ID would tell nothing (its teardown above still counts).
+            if a.sandbox {
+                continue;
+            }
             // The executable, not the comm: a PID 1 that renames itself would make a new
             // series each time.
             let Some(pid1) = a.pid1_exe.as_ref().or(a.pid1_comm.as_ref()) else {

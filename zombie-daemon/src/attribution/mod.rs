@@ -14,6 +14,11 @@ use serde::Serialize;
 
 pub use cgroup_path::{CgroupInfo, Owner};
 
+/// The `container` of a pod's sandbox (pause) cgroup, as the kubelet's cAdvisor has always
+/// called it: no container can have this name (container names are lowercase DNS labels),
+/// and unlike the sandbox's 64-character ID it makes no new series per pod.
+pub const SANDBOX_CONTAINER: &str = "POD";
+
 /// Who a zombie belongs to. `None` where unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Attribution {
@@ -25,6 +30,9 @@ pub struct Attribution {
     pub namespace: Option<String>,
     pub pod: Option<String>,
     pub container: Option<String>,
+    /// The cgroup is the pod's sandbox (the runtime lists its ID as a pod sandbox).
+    #[serde(skip)]
+    pub sandbox: bool,
 }
 
 impl Attribution {
@@ -39,6 +47,7 @@ impl Attribution {
             namespace: None,
             pod: None,
             container: None,
+            sandbox: false,
         }
     }
 
@@ -73,6 +82,7 @@ pub fn attribute_path(path: &str, names: Option<&names::NameCache>) -> Arc<Attri
             a.namespace = Some(n.namespace);
             a.pod = Some(n.pod);
             a.container = Some(n.container);
+            a.sandbox = n.sandbox;
         } else if let Some(p) = a.pod_uid.as_deref().and_then(|uid| cache.pod(uid)) {
             a.namespace = Some(p.namespace);
             a.pod = Some(p.pod);

@@ -27,6 +27,9 @@ pub struct Names {
     pub pod: String,
     pub pod_uid: String,
     pub container: String,
+    /// The ID is the pod's sandbox (its pause container), not a container of the pod:
+    /// `container` is then [`super::SANDBOX_CONTAINER`].
+    pub sandbox: bool,
     /// Pod labels and annotations (remediation opt-in reads them).
     pub pod_labels: std::collections::BTreeMap<String, String>,
     pub pod_annotations: std::collections::BTreeMap<String, String>,
@@ -142,15 +145,21 @@ impl NameCache {
         let mut changed = false;
         {
             let mut containers = self.containers.write().unwrap_or_else(|e| e.into_inner());
-            for (id, c) in &snap.containers {
-                let Some(p) = snap.pods.get(&c.sandbox_id) else {
-                    continue;
-                };
+            // A sandbox's cgroup is named by its sandbox ID, as a container's is by its
+            // container ID: the runtime's ListPodSandbox says which IDs are sandboxes.
+            let sandboxes = snap.pods.iter().map(|(id, p)| (id, p, None));
+            let in_pods = snap.containers.iter().filter_map(|(id, c)| {
+                snap.pods
+                    .get(&c.sandbox_id)
+                    .map(|p| (id, p, Some(c.name.as_str())))
+            });
+            for (id, p, container) in sandboxes.chain(in_pods) {
                 let names = Names {
                     namespace: p.namespace.clone(),
                     pod: p.name.clone(),
                     pod_uid: p.uid.clone(),
-                    container: c.name.clone(),
+                    container: container.unwrap_or(super::SANDBOX_CONTAINER).to_string(),
+                    sandbox: container.is_none(),
                     pod_labels: p.labels.clone(),
                     pod_annotations: p.annotations.clone(),
                 };
@@ -299,6 +308,21 @@ mod tests {
             );
         }
         s
+    }
+
+    /// A sandbox's cgroup carries its sandbox ID: the runtime's list of sandboxes, not the
+    /// ID's shape, makes it the pod's sandbox, named `POD` (no series per pod by its ID).
+    #[test]
+    fn a_sandbox_id_is_named_as_the_pods_sandbox() {
+        let cache = NameCache::new(Duration::from_secs(60));
+        cache.merge(&snap(true), Instant::now());
+        let sb = cache.container("sb1").unwrap();
+        assert!(sb.sandbox);
+        assert_eq!(sb.container, crate::attribution::SANDBOX_CONTAINER);
+        assert_eq!((sb.namespace.as_str(), sb.pod.as_str()), ("shop", "web-0"));
+        let c = cache.container("c1").unwrap();
+        assert!(!c.sandbox);
+        assert_eq!(c.container, "app");
     }
 
     #[test]

@@ -223,11 +223,13 @@ impl Builder {
     fn budget(&mut self, now: Ns) -> Budget {
         let node = budget::node(&self.proc_root);
         let cgroups = match &self.pids_root {
+            // A sandbox's PIDs are in its pod's series; a series of its own would be one
+            // more per pod, named by nothing a reader knows.
             Some(root) => budget::pods(root)
                 .into_iter()
-                .map(|c| {
-                    let labels = self.attributor.for_path(&c.path).labels();
-                    (c, labels)
+                .filter_map(|c| {
+                    let a = self.attributor.for_path(&c.path);
+                    (!a.sandbox).then(|| (c, a.labels()))
                 })
                 .collect(),
             None => Vec::new(),

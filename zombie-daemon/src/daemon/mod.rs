@@ -62,8 +62,12 @@ pub struct RunConfig {
 /// after one large table, the daemon would keep its peak for good. Two arenas: the builds
 /// and encodings run on up to 512 blocking threads, each of which would get an arena of its
 /// own (8 per core by default). Call before any thread starts.
+///
+/// musl (the static builds of the image) needs neither: its allocator maps every block above
+/// about 128 KiB on its own and unmaps it when freed, and it has no per-thread arenas.
 pub fn bound_allocator() {
     // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
