@@ -558,9 +558,12 @@ mod tests {
             assert!((n + 1) * tick <= window.as_nanos() as u64, "HZ={hz}");
         }
         assert_eq!(dedup_jiffies(Duration::from_millis(5), 4_000_000), 0);
-        assert!(tick_ns() >= 1_000_000 && tick_ns() <= 10_000_000, "{}", tick_ns());
+        assert!(
+            tick_ns() >= 1_000_000 && tick_ns() <= 10_000_000,
+            "{}",
+            tick_ns()
+        );
     }
-
 
     #[test]
     fn a_reap_record_is_the_reap_of_that_process_at_that_time() {
@@ -592,4 +595,3 @@ mod tests {
         assert!(decode(&raw, &ticks).is_none());
     }
 }
-
