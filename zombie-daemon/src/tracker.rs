@@ -1018,8 +1018,10 @@ impl Tracker {
     /// they are now, with what a build needs to diagnose them: O(changes), however large
     /// the table. More stay for the next call when there are more than `max`.
     pub fn take_changes(&mut self, max: usize) -> Changes {
+        self.shrink();
         let keys: Vec<(ProcKey, Option<Ns>)> = if self.changed.len() <= max {
-            self.changed.drain().collect()
+            // Taken whole, not drained: a storm's worth of capacity is given back.
+            std::mem::take(&mut self.changed).into_iter().collect()
         } else {
             let keys: Vec<_> = self
                 .changed
@@ -1061,6 +1063,20 @@ impl Tracker {
             origins,
             fingerprint: self.fingerprint,
         }
+    }
+
+    /// Gives back what the tables hold beyond four times their contents (a hash table
+    /// never shrinks by itself: after a mass release it would keep its largest size).
+    fn shrink(&mut self) {
+        fn fit<K: Eq + std::hash::Hash, V>(m: &mut FxHashMap<K, V>) {
+            if m.capacity() > 4 * m.len() + 1024 {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        fit(&mut self.zombies);
+        fit(&mut self.by_pid);
+        fit(&mut self.by_parent);
+        fit(&mut self.waits);
     }
 
     /// Every zombie counts as changed and new (after the reader of changes lost what it
