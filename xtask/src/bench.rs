@@ -1954,21 +1954,47 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         writeln!(md, "- {n}")?;
     }
     // Mass release: every parent reaps at once.
+    let lost_before = lost()?;
     let t = Instant::now();
     for c in &mut zombies.0 {
         if let Some(mut stdin) = c.stdin.take() {
             let _ = stdin.write_all(b"reap\n");
         }
     }
-    let released = wait_count(0.0, true, Duration::from_secs(60))?;
-    let release_s = released.map(|_| t.elapsed().as_secs_f64());
+    // What /metrics counts as time goes: when it reached 0, and at these marks.
+    let marks = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+    let (mut release_s, mut seen) = (None, vec![]);
+    while t.elapsed() < Duration::from_secs(60) {
+        let n = metric(&http_get("/metrics")?, "zombie_processes");
+        let at = t.elapsed().as_secs_f64();
+        while seen.len() < marks.len() && at >= marks[seen.len()] {
+            seen.push(n);
+        }
+        if n <= 0.0 {
+            release_s = Some(at);
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let lost_release = lost()? - lost_before;
     drop(zombies);
+    let curve: Vec<String> = marks
+        .iter()
+        .zip(&seen)
+        .map(|(m, n)| format!("{n:.0} at {m} s"))
+        .collect();
     writeln!(
         md,
-        "\nMass release of {made} zombies: /metrics counted none {}.\n",
+        "\nMass release of {made} zombies: /metrics counted none {}; it counted {}. Ring-buffer \
+         events lost meanwhile: {lost_release:.0}.\n",
         match release_s {
             Some(s) => format!("{s:.2} s after the parents were told to reap"),
             None => "not within 60 s".into(),
+        },
+        if curve.is_empty() {
+            "none left at the first look".to_string()
+        } else {
+            curve.join(", ")
         }
     )?;
     if let Some(r) = &stop_reason {

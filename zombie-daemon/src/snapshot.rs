@@ -541,6 +541,7 @@ mod tests {
                 cmdline: None,
             }),
             labels: Arc::default(),
+            parent_waited: false,
         };
         let record = Record {
             exited_at,

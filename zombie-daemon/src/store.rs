@@ -84,6 +84,8 @@ pub struct Group {
     pub diagnosis: Arc<Diagnosis>,
     pub origin: Arc<OriginView>,
     pub labels: Arc<Labels>,
+    /// Its parent was seen waiting when it was diagnosed.
+    pub parent_waited: bool,
 }
 
 /// The published store: immutable, cheap to clone (chunks and groups are shared).
@@ -169,7 +171,14 @@ pub struct Writer {
     /// Records per group (exact: the series are counted from these).
     counts: Vec<u64>,
     free: Vec<GroupId>,
+    /// Groups whose last zombie went, kept until [`Self::forget_retired`] (the next
+    /// refresh): a parent whose children are reaped as fast as they exit makes its group
+    /// again with every child, and would be diagnosed (read from /proc) each time.
+    retired: FxHashMap<GroupKey, Arc<Group>>,
 }
+
+/// Retired groups kept at most.
+const RETIRED_LIMIT: usize = 1024;
 
 impl Writer {
     pub fn len(&self) -> usize {
@@ -285,7 +294,10 @@ impl Writer {
             self.counts[id as usize] += 1;
             return id;
         }
-        let group = Arc::new(make());
+        let group = match self.retired.remove(&key) {
+            Some(g) => g,
+            None => Arc::new(make()),
+        };
         let id = match self.free.pop() {
             Some(id) => {
                 self.store.groups[id as usize] = Some(group);
@@ -310,7 +322,20 @@ impl Writer {
         {
             self.ids.remove(&g.key);
             self.free.push(id);
+            if self.retired.len() < RETIRED_LIMIT {
+                self.retired.insert(g.key.clone(), g);
+            }
         }
+    }
+
+    /// Keeps the retired groups that `keep` says are still as diagnosed.
+    pub fn retain_retired(&mut self, keep: impl Fn(&Group) -> bool) {
+        self.retired.retain(|_, g| keep(g));
+    }
+
+    /// Forgets the retired groups (their diagnosis is as old as the last refresh).
+    pub fn forget_retired(&mut self) {
+        self.retired = FxHashMap::default();
     }
 }
 
@@ -345,6 +370,7 @@ mod tests {
                 cmdline: None,
             }),
             labels: Arc::default(),
+            parent_waited: false,
         };
         (key, g)
     }

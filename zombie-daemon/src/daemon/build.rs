@@ -60,7 +60,8 @@ pub struct Builder {
     refreshed_at: Ns,
 }
 
-/// The default of `--max-listed-zombies`: about 10 MiB of per-zombie detail in a snapshot.
+/// The default of `--max-listed-zombies`: a whole `/zombies` of about 27 MB (540 bytes of
+/// JSON a zombie).
 pub const DEFAULT_MAX_LISTED: usize = 50_000;
 
 impl Builder {
@@ -217,11 +218,20 @@ impl Builder {
             show_cmdlines,
             ..
         } = self;
+        let waited = &*waited;
         let mut diagnoser =
             Diagnoser::with_facts(proc_root, waited, origins).show_cmdlines(*show_cmdlines);
         // One diagnosis per (parent, attribution, origin), one origin view per origin and
         // one set of labels per attribution, shared by the groups made in this build.
         let mut shared = Shared::default();
+        if refresh {
+            writer.forget_retired();
+        } else {
+            writer.retain_retired(|g| {
+                g.parent_waited == waited.contains(&g.key.ppid)
+                    && !g.key.origin.key.is_some_and(|k| learnt.contains(&k))
+            });
+        }
         let stale: Vec<(u32, GroupKey, Arc<Attribution>)> = writer
             .groups()
             .filter(|(_, g)| {
@@ -236,7 +246,8 @@ impl Builder {
                 Some(path) => attributor.for_path(path),
                 None => a,
             };
-            let group = shared.group(&mut diagnoser, &representative(&key), key, a);
+            let parent_waited = waited.contains(&key.ppid);
+            let group = shared.group(&mut diagnoser, &representative(&key), key, a, parent_waited);
             writer.refresh_group(id, group);
         }
         for c in &delta.changes {
@@ -266,8 +277,9 @@ impl Builder {
                 scanned: z.source == Source::Scan,
                 parent_gone: z.parent_gone,
             };
+            let parent_waited = waited.contains(&z.ppid);
             writer.insert(record, key.clone(), || {
-                shared.group(&mut diagnoser, &z, key, a)
+                shared.group(&mut diagnoser, &z, key, a, parent_waited)
             });
         }
         // The processes attributed in this build are cached for the next one; the others
@@ -335,6 +347,7 @@ impl Shared {
         z: &Zombie,
         key: GroupKey,
         a: Arc<Attribution>,
+        parent_waited: bool,
     ) -> Group {
         let id = Arc::as_ptr(&a) as usize;
         let diagnosis = self
@@ -358,6 +371,7 @@ impl Shared {
             diagnosis,
             origin,
             labels,
+            parent_waited,
         }
     }
 }
