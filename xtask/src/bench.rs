@@ -1961,16 +1961,23 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             let _ = stdin.write_all(b"reap\n");
         }
     }
-    // What /metrics counts as time goes: when it reached 0, and at these marks.
+    // What /metrics counts as time goes: when it reached 0, and at these marks. Each
+    // workload reaps its children, then exits (its own zombie is this process's, reaped
+    // here as soon as it exits, so that /metrics can reach 0); the release is done when the
+    // last workload has exited.
     let marks = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
-    let (mut release_s, mut seen) = (None, vec![]);
+    let (mut release_s, mut seen, mut reaped_s) = (None, vec![], None);
     while t.elapsed() < Duration::from_secs(60) {
+        zombies.0.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if reaped_s.is_none() && zombies.0.is_empty() {
+            reaped_s = Some(t.elapsed().as_secs_f64());
+        }
         let n = metric(&http_get("/metrics")?, "zombie_processes");
         let at = t.elapsed().as_secs_f64();
         while seen.len() < marks.len() && at >= marks[seen.len()] {
             seen.push(n);
         }
-        if n <= 0.0 {
+        if n <= 0.0 && reaped_s.is_some() {
             release_s = Some(at);
             break;
         }
@@ -1985,8 +1992,13 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         .collect();
     writeln!(
         md,
-        "\nMass release of {made} zombies: /metrics counted none {}; it counted {}. Ring-buffer \
-         events lost meanwhile: {lost_release:.0}.\n",
+        "\nMass release of {made} zombies: the parents had reaped them all {} after they were \
+         told to; /metrics counted none {}; it counted {}. Ring-buffer events lost meanwhile: \
+         {lost_release:.0}.\n",
+        match reaped_s {
+            Some(s) => format!("{s:.2} s"),
+            None => "not within 60 s".into(),
+        },
         match release_s {
             Some(s) => format!("{s:.2} s after the parents were told to reap"),
             None => "not within 60 s".into(),
@@ -2047,13 +2059,20 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             verdict(metrics_s < 1.0, n, 1_000_000),
         ));
     }
+    // Reflected: from the moment the last parent had reaped (the parents take their own
+    // time to reap 100,000) to /metrics counting none.
+    let reflected_s = release_s.zip(reaped_s).map(|(r, p)| (r - p).max(0.0));
     targets.push((
         "a mass release of 100k reflected within 2 s".into(),
-        match release_s {
-            Some(s) => format!("{s:.2} s for {made}"),
-            None => format!("not within 60 s for {made}"),
+        match (reflected_s, release_s) {
+            (Some(d), Some(s)) => {
+                format!(
+                    "{d:.2} s after the last reap ({s:.2} s after the parents were told) for {made}"
+                )
+            }
+            _ => format!("not within 60 s for {made}"),
         },
-        verdict(release_s.is_some_and(|s| s <= 2.0), made, 100_000),
+        verdict(reflected_s.is_some_and(|s| s <= 2.0), made, 100_000),
     ));
     if let [(r1, _, us1), (r10, pct10, _)] = cpu[..] {
         targets.push((
