@@ -307,6 +307,13 @@ impl<'a> Diagnoser<'a> {
         }
     }
 
+    /// The injected init as already looked up (see [`crate::prevention::injected_init`]),
+    /// for a caller that diagnoses often and looks it up less often.
+    pub fn with_injected_init(mut self, init: Option<crate::prevention::FileId>) -> Self {
+        self.injected_init = init;
+        self
+    }
+
     /// Reapers' command lines in full rather than redacted.
     pub fn show_cmdlines(mut self, show: bool) -> Self {
         self.show_cmdlines = show;

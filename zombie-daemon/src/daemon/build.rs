@@ -58,6 +58,8 @@ pub struct Builder {
     origins: FxHashMap<ProcKey, OriginInfo>,
     /// When every group was last diagnosed anew (the diagnoses are at least this fresh).
     refreshed_at: Ns,
+    /// The injected init, looked up on each refresh (not with every build).
+    injected_init: Option<crate::prevention::FileId>,
 }
 
 /// The default of `--max-listed-zombies`: a whole `/zombies` of about 27 MB (540 bytes of
@@ -80,6 +82,7 @@ impl Builder {
             waited: FxHashSet::default(),
             origins: FxHashMap::default(),
             refreshed_at: 0,
+            injected_init: None,
         }
     }
 
@@ -209,6 +212,9 @@ impl Builder {
             self.origins.insert(*k, info.clone());
         }
         let learnt: FxHashSet<ProcKey> = delta.learnt.iter().copied().collect();
+        if refresh || self.refreshed_at == 0 {
+            self.injected_init = crate::prevention::injected_init(&self.proc_root);
+        }
         let Self {
             attributor,
             writer,
@@ -216,11 +222,13 @@ impl Builder {
             origins,
             proc_root,
             show_cmdlines,
+            injected_init,
             ..
         } = self;
         let waited = &*waited;
-        let mut diagnoser =
-            Diagnoser::with_facts(proc_root, waited, origins).show_cmdlines(*show_cmdlines);
+        let mut diagnoser = Diagnoser::with_facts(proc_root, waited, origins)
+            .with_injected_init(*injected_init)
+            .show_cmdlines(*show_cmdlines);
         // One diagnosis per (parent, attribution, origin), one origin view per origin and
         // one set of labels per attribution, shared by the groups made in this build.
         let mut shared = Shared::default();

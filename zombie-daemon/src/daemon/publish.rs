@@ -18,17 +18,15 @@ use crate::{
 /// readers of the API ask for fresher diagnoses themselves (see [`Demand`]). PID budgets
 /// and the init audit are read only when a reader asks.
 const TABLE_REFRESH: Duration = Duration::from_secs(10);
-/// After a build, the next one waits at least this long, and at least `BUILD_BACKOFF` times
-/// as long as the build took: under a storm of changes builds take at most a ninth of a
-/// core, at most 20 a second, and a zombie still shows within tens of ms of its exit.
-/// (At a steady 1,000 exits/s the table changes with every drain, since a reaped child
-/// stays until its free an RCU grace period later; a 20 ms gap made the daemon's CPU
-/// 1.2 % of a core there, against 0.37 % before snapshots.)
-const MIN_GAP: Duration = Duration::from_millis(50);
+/// After a build, the next one waits at least this long, and `BUILD_BACKOFF` times as long
+/// as the build took up to [`MAX_GAP`]: under a steady churn builds run at most 10 times a
+/// second (each costs a hand-off to the blocking pool whatever it applies), and a new zombie
+/// still shows within a drain, a gap and a build (the freshness bound is 250 ms).
+const MIN_GAP: Duration = Duration::from_millis(100);
 const BUILD_BACKOFF: u32 = 8;
 /// However long builds take, the next one waits at most this long: a build applies only
 /// what changed, so a long one means a storm of changes, which readers want to see.
-const MAX_GAP: Duration = Duration::from_millis(100);
+const MAX_GAP: Duration = Duration::from_millis(150);
 /// Changes one build applies at most: what a build holds of the tracker's changes is
 /// bounded (a /proc bootstrap of a million zombies is published a slice at a time).
 const MAX_CHANGES: usize = 16_384;
