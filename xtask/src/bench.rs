@@ -1799,6 +1799,9 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     };
     /// Zombies are made only while the machine keeps this much memory available.
     const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
+    /// And only for this long in all (the bench holds the machine's e2e lock meanwhile).
+    const MAKE_BUDGET: Duration = Duration::from_secs(300);
+    let mut making = Duration::ZERO;
     let mut procs = Procs::default();
     // `ZD_BENCH_DAEMON=PATH` measures another build (an earlier revision, to compare).
     let daemon_bin = std::env::var_os("ZD_BENCH_DAEMON")
@@ -1868,7 +1871,15 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     let mut stop_reason = None;
     let mut notes: Vec<String> = vec![];
     for goal in LEVELS.into_iter().filter(|&l| l <= max_level) {
+        let started = Instant::now();
         while made < goal {
+            if making + started.elapsed() > MAKE_BUDGET {
+                stop_reason = Some(format!(
+                    "stopped at {made}: zombies are made for at most {} s in all",
+                    MAKE_BUDGET.as_secs()
+                ));
+                break;
+            }
             let avail = mem_available_mib()?;
             if avail < KEEP_FREE_MIB {
                 stop_reason = Some(format!(
@@ -1882,6 +1893,7 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             }
             made += BATCH;
         }
+        making += started.elapsed();
         if goal > 0 && made < goal && reached.last().is_some_and(|(m, ..)| *m == made) {
             break;
         }
