@@ -669,6 +669,50 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A zombie found by a scan is listed at its estimated exit; its exit event then moves
+    /// it to the exact time (a change of place in the store's order).
+    #[test]
+    fn a_refined_exit_time_moves_the_zombie() {
+        use crate::tracker::{Scan, ScanEntry};
+        let dir = std::env::temp_dir().join(format!("zd-refine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None);
+        let mut t = Tracker::default();
+        let scanned = ScanEntry {
+            key: ProcKey {
+                pid: 21,
+                start_ticks: 1,
+            },
+            ppid: 1,
+            parent_start_ticks: 1,
+            comm: Comm::new("child"),
+            parent_comm: Comm::new("parent"),
+            wait_status: 0,
+            cgroup_id: 0,
+            exited_at_estimate: 1_000,
+            origin: Origin::default(),
+            origin_info: None,
+        };
+        t.apply(&Event::Scanned {
+            started: 6_000,
+            scan: Arc::new(Scan {
+                zombies: vec![scanned],
+                exiting: vec![],
+            }),
+        });
+        t.apply(&exit(20, 1, 5_000));
+        let z = b.zombies(&t.take_changes(100), false, 7_000, &WallClock::now());
+        assert_eq!(pids(&z), [21, 20]);
+        assert!(z.aged(7_000)[0].exited_at_estimated);
+        // Its exit event comes late, with the exact time: after 20.
+        t.apply(&exit(21, 1, 5_500));
+        let z = b.zombies(&t.take_changes(100), false, 8_000, &WallClock::now());
+        assert_eq!(pids(&z), [20, 21]);
+        assert_eq!(z.store.len(), 2);
+        assert!(!z.aged(8_000)[1].exited_at_estimated);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The tracker hands over at most what a build asks for; the rest comes next time.
     #[test]
     fn changes_are_taken_a_slice_at_a_time() {
