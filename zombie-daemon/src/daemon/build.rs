@@ -258,11 +258,21 @@ impl Builder {
             let group = shared.group(&mut diagnoser, &representative(&key), key, a, parent_waited);
             writer.refresh_group(id, group);
         }
+        // Every change leaves its old place first; then the new places in the store's
+        // order, so that new zombies (the newest, mostly) fill chunks by appending.
         for c in &delta.changes {
             if let Some(at) = c.was {
                 writer.remove(c.key, at);
             }
-            let Some(z) = c.now else { continue };
+        }
+        let mut added: Vec<&Zombie> = delta
+            .changes
+            .iter()
+            .filter_map(|c| c.now.as_ref())
+            .collect();
+        added.sort_unstable_by_key(|z| (z.exited_at, z.key.pid, z.key.start_ticks));
+        for z in added {
+            let z = *z;
             let (path, a) = attributor.attribution(&z);
             let key = GroupKey {
                 ppid: z.ppid,
