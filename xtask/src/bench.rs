@@ -1888,7 +1888,13 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
                 break;
             }
             if let Err(e) = workload(&mut zombies, &["never-wait".into(), BATCH.to_string()]) {
-                stop_reason = Some(format!("stopped at {made}: {e:#}"));
+                // The machine makes no more processes: two batches go again, so that the
+                // measurements below can start theirs.
+                let back = zombies.0.len().saturating_sub(2);
+                let undone = Procs(zombies.0.split_off(back));
+                made -= BATCH * undone.0.len() as u64;
+                drop(undone);
+                stop_reason = Some(format!("stopped at {made}: {e:#} (two batches released)"));
                 break;
             }
             made += BATCH;
@@ -1897,66 +1903,75 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         if goal > 0 && made < goal && reached.last().is_some_and(|(m, ..)| *m == made) {
             break;
         }
-        let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
-        thread::sleep(Duration::from_secs(1));
-        let tracked = metric(&http_get("/metrics")?, "zombie_processes");
-        let rest = status_mib(daemon, "VmRSS")?;
-        let (_, metrics_s) = timed_get("/metrics")?;
-        // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
-        let (mut lat, mut unseen) = (vec![], 0);
-        for _ in 0..50 {
-            match detect_once()? {
-                Some(ms) => lat.push(ms),
-                None => {
-                    unseen += 1;
-                    lat.push(10_000.0);
-                    if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
-                        break;
+        // A failure while measuring (the machine's process limit reached, say) ends the
+        // levels; what was measured stays.
+        let measured = (|| -> anyhow::Result<()> {
+            let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
+            thread::sleep(Duration::from_secs(1));
+            let tracked = metric(&http_get("/metrics")?, "zombie_processes");
+            let rest = status_mib(daemon, "VmRSS")?;
+            let (_, metrics_s) = timed_get("/metrics")?;
+            // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
+            let (mut lat, mut unseen) = (vec![], 0);
+            for _ in 0..50 {
+                match detect_once()? {
+                    Some(ms) => lat.push(ms),
+                    None => {
+                        unseen += 1;
+                        lat.push(10_000.0);
+                        if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
+                            break;
+                        }
                     }
                 }
             }
-        }
-        let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
-        if unseen > 0 {
-            notes.push(format!(
-                "{unseen} of {} new zombies were not seen within 10 s at {made}.",
-                lat.len()
-            ));
-        }
-        let (bytes, zombies_s) = timed_get("/zombies")?;
-        let after = status_mib(daemon, "VmRSS")?;
-        let before_readers = status_mib(daemon, "VmRSS")?;
-        let readers = non_readers(100)?;
-        thread::sleep(Duration::from_secs(3));
-        let with_readers = status_mib(daemon, "VmRSS")?;
-        let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
-        drop(readers);
-        let hwm = status_mib(daemon, "VmHWM")?;
-        writeln!(
-            md,
-            "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
-             {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
-             {p50:.0} / {p99:.0} ms |",
-            with_readers - before_readers,
-            in_flight / 1048576.0,
-            metrics_s * 1000.0,
-            bytes as f64 / 1e6,
-            zombies_s,
-        )?;
-        if counted.is_none() {
+            let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
+            if unseen > 0 {
+                notes.push(format!(
+                    "{unseen} of {} new zombies were not seen within 10 s at {made}.",
+                    lat.len()
+                ));
+            }
+            let (bytes, zombies_s) = timed_get("/zombies")?;
+            let after = status_mib(daemon, "VmRSS")?;
+            let before_readers = status_mib(daemon, "VmRSS")?;
+            let readers = non_readers(100)?;
+            thread::sleep(Duration::from_secs(3));
+            let with_readers = status_mib(daemon, "VmRSS")?;
+            let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
+            drop(readers);
+            let hwm = status_mib(daemon, "VmHWM")?;
             writeln!(
                 md,
-                "\n(/metrics had not counted all {made} within 120 s.)\n"
+                "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
+                 {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
+                 {p50:.0} / {p99:.0} ms |",
+                with_readers - before_readers,
+                in_flight / 1048576.0,
+                metrics_s * 1000.0,
+                bytes as f64 / 1e6,
+                zombies_s,
             )?;
+            if counted.is_none() {
+                writeln!(
+                    md,
+                    "\n(/metrics had not counted all {made} within 120 s.)\n"
+                )?;
+            }
+            reached.push((
+                made,
+                rest,
+                hwm,
+                metrics_s,
+                p99,
+                with_readers - before_readers,
+            ));
+            Ok(())
+        })();
+        if let Err(e) = measured {
+            stop_reason = Some(format!("stopped at {made}: measuring failed: {e:#}"));
+            break;
         }
-        reached.push((
-            made,
-            rest,
-            hwm,
-            metrics_s,
-            p99,
-            with_readers - before_readers,
-        ));
         if made < goal {
             break;
         }
