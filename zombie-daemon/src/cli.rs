@@ -232,7 +232,8 @@ pub struct RunArgs {
     /// Zombies listed in detail in /zombies at most. Beyond, counts per container, cause and
     /// origin stay exact in /metrics, and /zombies lists the oldest half and the newest half
     /// (its X-Zombies-Unlisted header, the zombie_processes_unlisted metric and the log say
-    /// so). Bounds the memory of a snapshot at about 200 bytes per listed zombie.
+    /// so). Bounds what /zombies answers; every zombie, listed or not, costs a 64-byte
+    /// record in the snapshot (the exact counts need it).
     #[arg(
         long,
         default_value_t = crate::daemon::DEFAULT_MAX_LISTED,

@@ -613,8 +613,8 @@ async fn zombies(
     );
     headers.insert(COUNT_HEADER, page.count.into());
     let z = &snapshot.zombies;
-    headers.insert(LISTED_HEADER, z.views.len().into());
-    headers.insert(TOTAL_HEADER, (z.views.len() as u64 + z.unlisted).into());
+    headers.insert(LISTED_HEADER, z.listed().into());
+    headers.insert(TOTAL_HEADER, z.store.len().into());
     if z.unlisted > 0 {
         headers.insert(UNLISTED_HEADER, z.unlisted.into());
     }

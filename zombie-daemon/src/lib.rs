@@ -29,6 +29,7 @@ pub mod redact;
 pub mod remediate;
 pub mod snapshot;
 pub mod status;
+pub mod store;
 pub mod teardown;
 pub mod tracker;
 pub mod view;

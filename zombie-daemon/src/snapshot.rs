@@ -20,12 +20,12 @@ use std::{
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    attribution::Attribution,
     audit::ContainerAudit,
     budget::{CgroupBudget, NodeBudget},
     clock::{self, WallClock},
-    diagnosis::{Cause, Diagnosis},
-    tracker::{Ns, OriginKind, ProcKey, Zombie},
+    diagnosis::Cause,
+    store::{Group, Record, Store},
+    tracker::{ExitFlags, Ns, OriginKind, ProcKey, Source, Zombie},
     view::{self, OriginView, ZombieView},
 };
 
@@ -48,11 +48,13 @@ pub struct Zombies {
     pub fingerprint: u64,
     /// Boot-relative to wall-clock time, as of the build.
     pub wall: WallClock,
-    /// Every zombie, oldest first, attributed and diagnosed; above `--max-listed-zombies`
-    /// only the oldest and the newest (see `unlisted`).
-    pub views: Vec<Listed>,
-    /// Zombies counted in the series below but not listed in `views` (0 unless there are
-    /// more than `--max-listed-zombies`): counts stay exact, details are sampled.
+    /// Every zombie, oldest first, one compact record each (see [`crate::store`]).
+    pub store: Store,
+    /// How many the list shows: all of them, or above `--max-listed-zombies` only the
+    /// oldest and the newest (see `unlisted`).
+    pub max_listed: usize,
+    /// Zombies counted in the series below but not listed (0 unless there are more than
+    /// `--max-listed-zombies`): counts stay exact, details are sampled.
     pub unlisted: u64,
     /// Per container: how many zombies and the oldest one's exit time, at most
     /// [`MAX_CONTAINER_SERIES`] series (the rest summed into `_other`).
@@ -63,21 +65,16 @@ pub struct Zombies {
     pub by_origin: Vec<(Labels, OriginKind, u64)>,
 }
 
-/// `namespace`, `pod`, `container` label values (empty for host processes).
-pub type Labels = [String; 3];
+pub use crate::store::Labels;
 
-/// One zombie as listed: its facts, and what it shares with others (attribution,
-/// diagnosis, origin, labels: one each per cgroup, parent or lineage). The `/zombies`
-/// object is made when read ([`Zombies::aged`]), so a snapshot of 100,000 zombies holds
-/// 100,000 small records, not 100,000 objects of strings.
-#[derive(Clone, Debug)]
-pub struct Listed {
-    pub zombie: Zombie,
-    pub cgroup_path: Option<Arc<str>>,
-    pub attribution: Arc<Attribution>,
-    pub diagnosis: Arc<Diagnosis>,
-    pub origin: Arc<OriginView>,
-    pub labels: Arc<Labels>,
+/// One zombie as listed: its own facts, and what it shares with others (attribution,
+/// diagnosis, origin, labels: one each per group of zombies with the same parent, cgroup
+/// and origin). The `/zombies` object is made when read ([`Self::view`]), so a snapshot of
+/// 100,000 zombies holds 100,000 records of 64 bytes, not 100,000 objects of strings.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub record: &'a Record,
+    pub group: &'a Group,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,15 +85,42 @@ pub struct ContainerZombies {
     pub oldest_exited_at: Ns,
 }
 
-impl Listed {
+impl Entry<'_> {
+    /// The zombie as the tracker had it when the snapshot was built (its exit flags, which
+    /// no reader shows, are not kept).
+    pub fn zombie(&self) -> Zombie {
+        let (r, g) = (self.record, &self.group.key);
+        Zombie {
+            key: r.key(),
+            exited_at: r.exited_at,
+            source: if r.scanned {
+                Source::Scan
+            } else {
+                Source::Event
+            },
+            ppid: g.ppid,
+            parent_start_ticks: g.parent_start_ticks,
+            parent_comm: g.parent_comm,
+            comm: r.comm,
+            wait_status: r.wait_status,
+            cgroup_id: r.cgroup_id,
+            flags: ExitFlags::default(),
+            parent_gone: r.parent_gone,
+            reparented: r.reparented,
+            exit_ppid: g.exit_ppid,
+            exit_parent_comm: g.exit_parent_comm,
+            origin: g.origin,
+        }
+    }
+
     /// Its `/zombies` object, with its age as of `now`.
     pub fn view(&self, now: Ns, wall: &WallClock) -> ZombieView {
         view::view_of(
-            &self.zombie,
-            self.cgroup_path.as_deref(),
-            &self.attribution,
-            Some(&self.diagnosis),
-            Some(OriginView::clone(&self.origin)),
+            &self.zombie(),
+            self.group.key.cgroup_path.as_deref(),
+            &self.group.attribution,
+            Some(&self.group.diagnosis),
+            Some(OriginView::clone(&self.group.origin)),
             now,
             wall,
         )
@@ -105,26 +129,92 @@ impl Listed {
     /// Its place in the list's order (oldest first), as a page cursor.
     pub fn cursor(&self) -> Cursor {
         Cursor {
-            exited_at: self.zombie.exited_at,
-            key: self.zombie.key,
+            exited_at: self.record.exited_at,
+            key: self.record.key(),
         }
     }
 }
 
 impl Zombies {
+    /// How many zombies the list shows.
+    pub fn listed(&self) -> usize {
+        self.store.len().min(self.max_listed.max(2))
+    }
+
+    /// Above the ceiling the list keeps the oldest half and the newest half.
+    fn kept_old(&self) -> usize {
+        let listed = self.listed();
+        if listed == self.store.len() {
+            listed
+        } else {
+            listed / 2
+        }
+    }
+
+    /// The store's index of the `i`th listed zombie.
+    fn store_index(&self, i: usize) -> usize {
+        if i < self.kept_old() {
+            i
+        } else {
+            self.store.len() - self.listed() + i
+        }
+    }
+
+    /// How many listed zombies sort at or before `key`.
+    fn listed_rank(&self, key: Cursor) -> usize {
+        let r = self
+            .store
+            .rank((key.exited_at, key.key.pid, key.key.start_ticks));
+        let (old, skipped) = (self.kept_old(), self.store.len() - self.listed());
+        if r <= old {
+            r
+        } else if r <= old + skipped {
+            old
+        } else {
+            r - skipped
+        }
+    }
+
+    /// The `i`th listed zombie.
+    pub fn entry(&self, i: usize) -> Option<Entry<'_>> {
+        if i >= self.listed() {
+            return None;
+        }
+        let record = self.store.get(self.store_index(i))?;
+        Some(Entry {
+            record,
+            group: self.store.group(record.group),
+        })
+    }
+
+    /// The listed zombies, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
+        let (old, listed) = (self.kept_old(), self.listed());
+        let store = &self.store;
+        store
+            .iter()
+            .take(old)
+            .chain(
+                store
+                    .iter_from(store.len() - (listed - old))
+                    .take(listed - old),
+            )
+            .map(|record| Entry {
+                record,
+                group: store.group(record.group),
+            })
+    }
+
     /// The `/zombies` objects, with ages as of `now`.
     pub fn aged(&self, now: Ns) -> Vec<ZombieView> {
-        self.views.iter().map(|l| l.view(now, &self.wall)).collect()
+        self.iter().map(|e| e.view(now, &self.wall)).collect()
     }
 
     /// Where a page of the zombies `filter` selects starts and ends: after `after` (or from
     /// the oldest), at most `limit` of them. The cursor of the page's last zombie comes
     /// with it when more follow.
     pub fn page(&self, filter: &Filter, after: Option<Cursor>, limit: Option<usize>) -> Page {
-        let start = after.map_or(0, |c| {
-            self.views
-                .partition_point(|l| (l.zombie.exited_at, l.zombie.key) <= (c.exited_at, c.key))
-        });
+        let start = after.map_or(0, |c| self.listed_rank(c));
         let limit = limit.unwrap_or(usize::MAX);
         let mut page = Page {
             start,
@@ -132,13 +222,18 @@ impl Zombies {
             count: 0,
             next: None,
         };
-        for (i, l) in self.views.iter().enumerate().skip(start) {
-            if !filter.matches(l) {
+        for i in start..self.listed() {
+            let Some(e) = self.entry(i) else { break };
+            if !filter.matches(&e) {
                 continue;
             }
             if page.count == limit {
                 // One more matches: the client continues after the last one sent.
-                page.next = self.views[..page.end].last().map(Listed::cursor);
+                page.next = page
+                    .end
+                    .checked_sub(1)
+                    .and_then(|last| self.entry(last))
+                    .map(|e| e.cursor());
                 break;
             }
             page.count += 1;
@@ -156,11 +251,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn matches(&self, l: &Listed) -> bool {
+    pub fn matches(&self, e: &Entry<'_>) -> bool {
         let is = |want: &Option<String>, have: &Option<String>| {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
-        is(&self.namespace, &l.attribution.namespace) && is(&self.pod, &l.attribution.pod)
+        let a = &e.group.attribution;
+        is(&self.namespace, &a.namespace) && is(&self.pod, &a.pod)
     }
 }
 
@@ -259,16 +355,19 @@ impl Chunks {
         }
         let zombies = &self.snapshot.zombies;
         while self.at < self.end && out.len() < bytes {
-            let l = &zombies.views[self.at];
+            let Some(e) = zombies.entry(self.at) else {
+                self.at = self.end;
+                break;
+            };
             self.at += 1;
-            if !self.filter.matches(l) {
+            if !self.filter.matches(&e) {
                 continue;
             }
             if !std::mem::take(&mut self.first) {
                 out.push(b',');
             }
             // A ZombieView serializes infallibly (strings, numbers and options only).
-            let _ = serde_json::to_writer(&mut out, &l.view(self.now, &zombies.wall));
+            let _ = serde_json::to_writer(&mut out, &e.view(self.now, &zombies.wall));
         }
         if self.at >= self.end {
             out.push(b']');
@@ -404,37 +503,31 @@ pub fn other_labels() -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::{Comm, ExitFlags, Origin, Source};
+    use crate::{
+        attribution::Attribution,
+        diagnosis::Diagnosis,
+        store::{GroupKey, Writer},
+        tracker::{Comm, Origin},
+    };
 
-    fn listed(pid: u32, exited_at: Ns, namespace: &str) -> Listed {
-        let attribution = Arc::new(Attribution {
-            namespace: Some(namespace.to_string()),
-            pod: Some(format!("pod-{namespace}")),
-            ..Attribution::default()
-        });
-        Listed {
-            zombie: Zombie {
-                key: ProcKey {
-                    pid,
-                    start_ticks: 5,
-                },
-                exited_at,
-                source: Source::Event,
-                ppid: 1,
-                parent_start_ticks: 1,
-                parent_comm: Comm::new("parent"),
-                comm: Comm::new("child"),
-                wait_status: 0,
-                cgroup_id: 0,
-                flags: ExitFlags::default(),
-                parent_gone: false,
-                reparented: 0,
-                exit_ppid: 1,
-                exit_parent_comm: Comm::new("parent"),
-                origin: Origin::default(),
-            },
-            cgroup_path: None,
-            attribution,
+    fn add(w: &mut Writer, pid: u32, exited_at: Ns, namespace: &str) {
+        let key = GroupKey {
+            ppid: 1,
+            parent_start_ticks: 1,
+            parent_comm: Comm::new("parent"),
+            exit_ppid: 1,
+            exit_parent_comm: Comm::new("parent"),
+            origin: Origin::default(),
+            // One group per namespace.
+            cgroup_path: Some(namespace.into()),
+        };
+        let group = Group {
+            key: key.clone(),
+            attribution: Arc::new(Attribution {
+                namespace: Some(namespace.to_string()),
+                pod: Some(format!("pod-{namespace}")),
+                ..Attribution::default()
+            }),
             diagnosis: Arc::new(Diagnosis {
                 cause: Cause::Unknown,
                 reaper: None,
@@ -448,26 +541,69 @@ mod tests {
                 cmdline: None,
             }),
             labels: Arc::default(),
+            parent_waited: false,
+        };
+        let record = Record {
+            exited_at,
+            start_ticks: 5,
+            cgroup_id: 0,
+            comm: Comm::new("child"),
+            pid,
+            wait_status: 0,
+            reparented: 0,
+            group: 0,
+            scanned: false,
+            parent_gone: false,
+        };
+        w.insert(record, key, || group);
+    }
+
+    fn zombies(n: u32, max_listed: usize) -> Zombies {
+        let mut w = Writer::default();
+        for i in 0..n {
+            add(
+                &mut w,
+                100 + i,
+                1_000 * u64::from(i),
+                if i % 2 == 0 { "a" } else { "b" },
+            );
+        }
+        Zombies {
+            store: w.publish(),
+            max_listed,
+            ..Zombies::default()
         }
     }
 
     fn snapshot(n: u32) -> Arc<Snapshot> {
-        let views = (0..n)
-            .map(|i| {
-                listed(
-                    100 + i,
-                    1_000 * u64::from(i),
-                    if i % 2 == 0 { "a" } else { "b" },
-                )
-            })
-            .collect();
         Arc::new(Snapshot {
-            zombies: Arc::new(Zombies {
-                views,
-                ..Zombies::default()
-            }),
+            zombies: Arc::new(zombies(n, usize::MAX)),
             ..Snapshot::default()
         })
+    }
+
+    /// Above the ceiling the list is the oldest and the newest; pages continue across the
+    /// gap.
+    #[test]
+    fn a_sampled_list_pages_over_the_oldest_and_the_newest() {
+        let z = zombies(10, 4);
+        assert_eq!(z.listed(), 4);
+        let pids: Vec<u32> = z.iter().map(|e| e.record.pid).collect();
+        assert_eq!(pids, [100, 101, 108, 109]);
+        let first = z.page(&Filter::default(), None, Some(2));
+        assert_eq!((first.start, first.end), (0, 2));
+        let next = z.page(&Filter::default(), first.next, Some(2));
+        assert_eq!((next.start, next.end, next.next), (2, 4, None));
+        assert_eq!(z.entry(2).unwrap().record.pid, 108);
+        // A cursor inside the gap continues with the newest.
+        let gap = Cursor {
+            exited_at: 4_000,
+            key: ProcKey {
+                pid: 104,
+                start_ticks: 5,
+            },
+        };
+        assert_eq!(z.page(&Filter::default(), Some(gap), None).start, 2);
     }
 
     /// The whole streamed answer, in chunks of about `bytes`.

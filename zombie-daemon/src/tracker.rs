@@ -28,7 +28,7 @@ pub struct ProcKey {
 }
 
 /// A fixed-size comm (TASK_COMM_LEN), stored without allocation.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Comm(pub [u8; 16]);
 
 impl Comm {
@@ -428,6 +428,12 @@ pub struct Tracker {
     waits: FxHashMap<u32, WaitSeen>,
     /// An order-independent digest of what the table shows (see [`Self::fingerprint`]).
     fingerprint: u64,
+    /// The zombies changed since [`Self::take_changes`] last took them, each with its exit
+    /// time as of then (None: not in the table then): a snapshot build applies these, never
+    /// a copy of the table.
+    changed: FxHashMap<ProcKey, Option<Ns>>,
+    /// Origins learnt since then (their zombies show what they ran as).
+    origins_learnt: Vec<ProcKey>,
 }
 
 /// Enough to cover the frees that arrive while a /proc scan runs (~70 ms for 5,000
@@ -456,6 +462,8 @@ impl Tracker {
             tombstones: Tombstones::new(tombstone_capacity.max(1)),
             waits: FxHashMap::default(),
             fingerprint: 0,
+            changed: FxHashMap::default(),
+            origins_learnt: Vec::new(),
         }
     }
 
@@ -494,6 +502,7 @@ impl Tracker {
             }
             Event::Origin(ref o) => {
                 self.origins.insert(o.key, o.info.clone());
+                learnt(&mut self.origins_learnt, o.key);
                 // Zombies of this lineage show its command line now.
                 self.fingerprint ^= mix(&[u64::from(o.key.pid), o.key.start_ticks, 0x0419]);
                 Applied::Origin
@@ -535,6 +544,7 @@ impl Tracker {
             return match z.source {
                 Source::Scan => {
                     // The scan saw it first; the event has the exact facts.
+                    changed(&mut self.changed, z);
                     self.fingerprint ^= digest(z);
                     z.exited_at = e.at;
                     z.source = Source::Event;
@@ -774,6 +784,7 @@ impl Tracker {
                 && (z.parent_start_ticks == start_ticks || z.parent_start_ticks == 0)
                 && !z.parent_gone
             {
+                changed(&mut self.changed, z);
                 self.fingerprint ^= digest(z);
                 if origin.kind == OriginKind::Exec && z.origin == origin {
                     left.push(*z);
@@ -792,6 +803,8 @@ impl Tracker {
         self.by_parent.entry(z.ppid).or_default().insert(z.key);
         self.by_pid.insert(z.key.pid, z.key.start_ticks);
         self.fingerprint ^= digest(&z);
+        let was = self.zombies.get(&z.key).map(|old| old.exited_at);
+        self.changed.entry(z.key).or_insert(was);
         if let Some(old) = self.zombies.insert(z.key, z) {
             self.fingerprint ^= digest(&old);
             if old.ppid != z.ppid {
@@ -802,6 +815,7 @@ impl Tracker {
 
     fn remove(&mut self, key: &ProcKey) -> Option<Zombie> {
         let z = self.zombies.remove(key)?;
+        changed(&mut self.changed, &z);
         if self.by_pid.get(&key.pid) == Some(&key.start_ticks) {
             self.by_pid.remove(&key.pid);
         }
@@ -846,6 +860,7 @@ impl Tracker {
             new.reparented += 1;
         }
         self.fingerprint ^= digest(&z) ^ digest(&new);
+        changed(&mut self.changed, &z);
         self.zombies.insert(*key, new);
         true
     }
@@ -919,6 +934,7 @@ impl Tracker {
             });
             if let (Some(k), Some(info)) = (e.origin.key, &e.origin_info) {
                 self.origins.insert(k, info.clone());
+                learnt(&mut self.origins_learnt, k);
             }
             report.added += 1;
         }
@@ -1003,6 +1019,119 @@ impl Tracker {
             .max()
             .unwrap_or(0)
     }
+}
+
+impl Tracker {
+    /// Up to `max` of the zombies changed since the last call, as they were then and as
+    /// they are now, with what a build needs to diagnose them: O(changes), however large
+    /// the table. More stay for the next call when there are more than `max`.
+    pub fn take_changes(&mut self, max: usize) -> Changes {
+        self.shrink();
+        let keys: Vec<(ProcKey, Option<Ns>)> = if self.changed.len() <= max {
+            // Taken whole, not drained: a storm's worth of capacity is given back.
+            std::mem::take(&mut self.changed).into_iter().collect()
+        } else {
+            let keys: Vec<_> = self
+                .changed
+                .iter()
+                .take(max)
+                .map(|(k, w)| (*k, *w))
+                .collect();
+            for (k, _) in &keys {
+                self.changed.remove(k);
+            }
+            keys
+        };
+        let changes: Vec<Change> = keys
+            .into_iter()
+            .filter_map(|(key, was)| {
+                let now = self.zombies.get(&key).copied();
+                // Added and gone again since: nothing to show.
+                (was.is_some() || now.is_some()).then_some(Change { key, was, now })
+            })
+            .collect();
+        let learnt = std::mem::take(&mut self.origins_learnt);
+        let origins = changes
+            .iter()
+            .filter_map(|c| c.now?.origin.key)
+            .chain(learnt.iter().copied())
+            .filter_map(|k| Some((k, self.origin_info(&k)?.clone())))
+            .collect();
+        let waited = self
+            .by_parent
+            .keys()
+            .copied()
+            .filter(|ppid| self.waits.contains_key(ppid))
+            .collect();
+        Changes {
+            changes,
+            more: !self.changed.is_empty(),
+            learnt,
+            waited,
+            origins,
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    /// Gives back what the tables hold beyond four times their contents (a hash table
+    /// never shrinks by itself: after a mass release it would keep its largest size).
+    fn shrink(&mut self) {
+        fn fit<K: Eq + std::hash::Hash, V>(m: &mut FxHashMap<K, V>) {
+            if m.capacity() > 4 * m.len() + 1024 {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        fit(&mut self.zombies);
+        fit(&mut self.by_pid);
+        fit(&mut self.by_parent);
+        fit(&mut self.waits);
+    }
+
+    /// Every zombie counts as changed and new (after the reader of changes lost what it
+    /// had: it starts again from an empty store).
+    pub fn change_all(&mut self) {
+        self.changed = self.zombies.keys().map(|k| (*k, None)).collect();
+    }
+}
+
+/// Marks a zombie changed (its exit time as of the last [`Tracker::take_changes`], if this
+/// is its first change since).
+fn changed(changed: &mut FxHashMap<ProcKey, Option<Ns>>, z: &Zombie) {
+    changed.entry(z.key).or_insert(Some(z.exited_at));
+}
+
+/// Bound on origins learnt between two builds (beyond it, zombies show what their origin ran
+/// as from the next refresh on).
+const ORIGINS_LEARNT_LIMIT: usize = 4096;
+
+fn learnt(learnt: &mut Vec<ProcKey>, key: ProcKey) {
+    if learnt.len() < ORIGINS_LEARNT_LIMIT {
+        learnt.push(key);
+    }
+}
+
+/// A zombie that changed: where it was in the table's order (its exit time as of the last
+/// take; None: not listed then) and what it is now (None: gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub key: ProcKey,
+    pub was: Option<Ns>,
+    pub now: Option<Zombie>,
+}
+
+/// What changed in the table since the last build (see [`Tracker::take_changes`]).
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub changes: Vec<Change>,
+    /// More changes wait for the next take.
+    pub more: bool,
+    /// Origins learnt (their zombies' shown origin changes).
+    pub learnt: Vec<ProcKey>,
+    /// Parents of zombies that were seen calling wait().
+    pub waited: FxHashSet<u32>,
+    /// What the changed zombies' origins (and the learnt ones) ran as.
+    pub origins: FxHashMap<ProcKey, OriginInfo>,
+    pub fingerprint: u64,
 }
 
 /// A copy of the table for readers (see [`Tracker::table`]).

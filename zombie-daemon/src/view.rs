@@ -287,15 +287,31 @@ pub struct Diagnoser<'a> {
 
 impl<'a> Diagnoser<'a> {
     pub fn new(proc_root: &'a Path, table: &'a Table) -> Self {
+        Self::with_facts(proc_root, &table.waited, &table.origins)
+    }
+
+    /// From the parents seen waiting and what origins ran as (what a table copy carries).
+    pub fn with_facts(
+        proc_root: &'a Path,
+        waited: &'a rustc_hash::FxHashSet<u32>,
+        origins: &'a FxHashMap<ProcKey, OriginInfo>,
+    ) -> Self {
         Self {
             proc_root,
-            waited: &table.waited,
-            origins: &table.origins,
+            waited,
+            origins,
             show_cmdlines: false,
             cache: FxHashMap::default(),
             reaper_cgroups: FxHashMap::default(),
             injected_init: crate::prevention::injected_init(proc_root),
         }
+    }
+
+    /// The injected init as already looked up (see [`crate::prevention::injected_init`]),
+    /// for a caller that diagnoses often and looks it up less often.
+    pub fn with_injected_init(mut self, init: Option<crate::prevention::FileId>) -> Self {
+        self.injected_init = init;
+        self
     }
 
     /// Reapers' command lines in full rather than redacted.

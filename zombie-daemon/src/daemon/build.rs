@@ -7,18 +7,20 @@ use std::{
     sync::Arc,
 };
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
+    attribution::Attribution,
     audit, budget,
     clock::WallClock,
     diagnosis::{Cause, Diagnosis},
     metrics::Metrics,
     snapshot::{
-        Audit, Budget, ContainerZombies, Labels, Listed, MAX_CONTAINER_SERIES, Snapshot, Zombies,
+        Audit, Budget, ContainerZombies, Labels, MAX_CONTAINER_SERIES, Snapshot, Zombies,
         other_labels,
     },
-    tracker::{Ns, Origin, OriginKind, ProcKey, Table, Zombie},
+    store::{Group, GroupKey, Record, Writer},
+    tracker::{Changes, ExitFlags, Ns, Origin, OriginInfo, OriginKind, ProcKey, Source, Zombie},
     view::{Attributor, Diagnoser, OriginView},
 };
 
@@ -27,6 +29,9 @@ use crate::{
 pub struct Parts {
     pub budget: bool,
     pub audit: bool,
+    /// Diagnose and attribute every group of zombies anew (their parents may have started
+    /// waiting, stopped or exited; the runtime may have named their containers).
+    pub refresh: bool,
 }
 
 /// Builds snapshots. Owns the attributor (cgroup paths, runtime names and their caches);
@@ -45,9 +50,20 @@ pub struct Builder {
     max_listed: usize,
     /// The last snapshot left zombies without detail (for the log).
     sampling: bool,
+    /// The zombies as published, changed by each build (see [`crate::store`]).
+    writer: Writer,
+    /// Parents of zombies seen waiting, as of the last build.
+    waited: FxHashSet<u32>,
+    /// What the zombies' origins ran as (kept while a group has the origin).
+    origins: FxHashMap<ProcKey, OriginInfo>,
+    /// When every group was last diagnosed anew (the diagnoses are at least this fresh).
+    refreshed_at: Ns,
+    /// The injected init, looked up on each refresh (not with every build).
+    injected_init: Option<crate::prevention::FileId>,
 }
 
-/// The default of `--max-listed-zombies`: about 10 MiB of per-zombie detail in a snapshot.
+/// The default of `--max-listed-zombies`: a whole `/zombies` of about 27 MB (540 bytes of
+/// JSON a zombie).
 pub const DEFAULT_MAX_LISTED: usize = 50_000;
 
 impl Builder {
@@ -62,6 +78,11 @@ impl Builder {
             exec_series: Default::default(),
             max_listed: DEFAULT_MAX_LISTED,
             sampling: false,
+            writer: Writer::default(),
+            waited: FxHashSet::default(),
+            origins: FxHashMap::default(),
+            refreshed_at: 0,
+            injected_init: None,
         }
     }
 
@@ -98,18 +119,18 @@ impl Builder {
         self.attributor.names_generation()
     }
 
-    /// A new snapshot: the zombies of `table` (when given), and the budget and audit when
-    /// `parts` asks; everything else is `prev`'s.
+    /// A new snapshot: the zombies with `changes` applied (when given), and the budget and
+    /// audit when `parts` asks; everything else is `prev`'s.
     pub fn build(
         &mut self,
         prev: &Snapshot,
-        table: Option<&Table>,
+        changes: Option<&Changes>,
         parts: Parts,
         now: Ns,
         wall: &WallClock,
     ) -> Snapshot {
-        let zombies = match table {
-            Some(table) => Arc::new(self.zombies(table, now, wall)),
+        let zombies = match changes {
+            Some(changes) => Arc::new(self.zombies(changes, parts.refresh, now, wall)),
             None => prev.zombies.clone(),
         };
         let budget = if parts.budget {
@@ -133,11 +154,16 @@ impl Builder {
         }
     }
 
-    fn zombies(&mut self, table: &Table, now: Ns, wall: &WallClock) -> Zombies {
+    fn zombies(&mut self, delta: &Changes, refresh: bool, now: Ns, wall: &WallClock) -> Zombies {
+        self.apply(delta, refresh);
+        if refresh || self.writer.is_empty() {
+            self.refreshed_at = now;
+        }
+        let w = &self.writer;
+        let listed = w.len().min(self.max_listed);
+        let unlisted = w.len() - listed;
         // The series count every zombie; only the detail is sampled.
-        let (views, counts) = self.views(table, self.max_listed);
-        let unlisted = table.zombies.len() - views.len();
-        let (containers, by_cause, by_origin) = series(counts, now);
+        let (containers, by_cause, by_origin) = series(count(w), now);
         if let Some(m) = &self.metrics {
             m.zombies_unlisted.set(unlisted as i64);
         }
@@ -145,8 +171,8 @@ impl Builder {
             self.sampling = unlisted > 0;
             if self.sampling {
                 tracing::warn!(
-                    zombies = views.len() + unlisted,
-                    listed = views.len(),
+                    zombies = listed + unlisted,
+                    listed,
                     max_listed_zombies = self.max_listed,
                     "more zombies than --max-listed-zombies: counts per container, cause and \
                      origin stay exact, /zombies lists the oldest and the newest only"
@@ -156,10 +182,13 @@ impl Builder {
             }
         }
         Zombies {
-            taken_at: now,
-            fingerprint: table.fingerprint,
+            // What a reader asks to be fresh is the diagnosis (the zombies themselves are
+            // current with every build).
+            taken_at: self.refreshed_at,
+            fingerprint: delta.fingerprint,
             wall: *wall,
-            views,
+            store: self.writer.publish(),
+            max_listed: self.max_listed,
             unlisted: unlisted as u64,
             containers,
             by_cause,
@@ -167,57 +196,120 @@ impl Builder {
         }
     }
 
-    /// Every zombie, oldest first, attributed and diagnosed (see [`view::snapshot`]), and
-    /// counted; beyond `max`, only the oldest and the newest half are kept in detail (where
-    /// a leak started, and what it does now, every new zombie included), and the others are
-    /// counted without ever being held.
-    fn views(&mut self, table: &Table, max: usize) -> (Vec<Listed>, Counts) {
-        let mut zombies: Vec<&Zombie> = table.zombies.iter().collect();
-        zombies.sort_by_key(|z| (z.exited_at, z.key));
-        let proc_root = self.proc_root.clone();
-        let mut diagnoser = Diagnoser::new(&proc_root, table).show_cmdlines(self.show_cmdlines);
+    /// Applies the tracker's changes to the store: each changed zombie leaves its place and
+    /// takes its new one, attributed, in the group of its parent, cgroup and origin (made,
+    /// and diagnosed, when it is the group's first). With `refresh`, every group is
+    /// attributed and diagnosed anew; otherwise only the groups whose parent's waiting or
+    /// origin's command line changed. O(changes + groups), never O(zombies).
+    fn apply(&mut self, delta: &Changes, refresh: bool) {
+        let waited_changed: FxHashSet<u32> = self
+            .waited
+            .symmetric_difference(&delta.waited)
+            .copied()
+            .collect();
+        self.waited.clone_from(&delta.waited);
+        for (k, info) in &delta.origins {
+            self.origins.insert(*k, info.clone());
+        }
+        let learnt: FxHashSet<ProcKey> = delta.learnt.iter().copied().collect();
+        if refresh || self.refreshed_at == 0 {
+            self.injected_init = crate::prevention::injected_init(&self.proc_root);
+        }
+        let Self {
+            attributor,
+            writer,
+            waited,
+            origins,
+            proc_root,
+            show_cmdlines,
+            injected_init,
+            ..
+        } = self;
+        let waited = &*waited;
+        let mut diagnoser = Diagnoser::with_facts(proc_root, waited, origins)
+            .with_injected_init(*injected_init)
+            .show_cmdlines(*show_cmdlines);
         // One diagnosis per (parent, attribution, origin), one origin view per origin and
-        // one set of labels per attribution, shared by the zombies that have them.
-        let mut diagnoses: FxHashMap<(u32, usize, OriginKind, Option<ProcKey>), Arc<Diagnosis>> =
-            FxHashMap::default();
-        let mut origins: FxHashMap<Origin, Arc<OriginView>> = FxHashMap::default();
-        let mut labels: FxHashMap<usize, Arc<Labels>> = FxHashMap::default();
-        let n = zombies.len();
-        let (keep_old, keep_new) = (max / 2, max - max / 2);
-        let kept = |i: usize| n <= max || i < keep_old || i >= n - keep_new;
-        let mut counts = Counts::default();
-        let mut out = Vec::with_capacity(n.min(max));
-        for (i, z) in zombies.into_iter().enumerate() {
-            let (path, a) = self.attributor.attribution(z);
-            let id = Arc::as_ptr(&a) as usize;
-            let diagnosis = diagnoses
-                .entry((z.ppid, id, z.origin.kind, z.origin.key))
-                .or_insert_with(|| Arc::new(diagnoser.diagnose_attributed(z, &a)))
-                .clone();
-            let origin = origins
-                .entry(z.origin)
-                .or_insert_with(|| Arc::new(diagnoser.origin(z)))
-                .clone();
-            let labels = labels
-                .entry(id)
-                .or_insert_with(|| Arc::new(a.labels()))
-                .clone();
-            counts.add(&labels, diagnosis.cause, z.origin.kind, z.exited_at);
-            if !kept(i) {
-                continue;
-            }
-            out.push(Listed {
-                zombie: *z,
-                cgroup_path: path,
-                attribution: a,
-                diagnosis,
-                origin,
-                labels,
+        // one set of labels per attribution, shared by the groups made in this build.
+        let mut shared = Shared::default();
+        if refresh {
+            writer.forget_retired();
+        } else {
+            writer.retain_retired(|g| {
+                g.parent_waited == waited.contains(&g.key.ppid)
+                    && !g.key.origin.key.is_some_and(|k| learnt.contains(&k))
             });
         }
-        // Every listed zombie was attributed: what the cache holds beyond them is gone.
-        self.attributor.forget_unused();
-        (out, counts)
+        let stale: Vec<(u32, GroupKey, Arc<Attribution>)> = writer
+            .groups()
+            .filter(|(_, g)| {
+                refresh
+                    || waited_changed.contains(&g.key.ppid)
+                    || g.key.origin.key.is_some_and(|k| learnt.contains(&k))
+            })
+            .map(|(id, g)| (id, g.key.clone(), g.attribution.clone()))
+            .collect();
+        for (id, key, a) in stale {
+            let a = match &key.cgroup_path {
+                Some(path) => attributor.for_path(path),
+                None => a,
+            };
+            let parent_waited = waited.contains(&key.ppid);
+            let group = shared.group(&mut diagnoser, &representative(&key), key, a, parent_waited);
+            writer.refresh_group(id, group);
+        }
+        // Every change leaves its old place first; then the new places in the store's
+        // order, so that new zombies (the newest, mostly) fill chunks by appending.
+        for c in &delta.changes {
+            if let Some(at) = c.was {
+                writer.remove(c.key, at);
+            }
+        }
+        let mut added: Vec<&Zombie> = delta
+            .changes
+            .iter()
+            .filter_map(|c| c.now.as_ref())
+            .collect();
+        added.sort_unstable_by_key(|z| (z.exited_at, z.key.pid, z.key.start_ticks));
+        for z in added {
+            let z = *z;
+            let (path, a) = attributor.attribution(&z);
+            let key = GroupKey {
+                ppid: z.ppid,
+                parent_start_ticks: z.parent_start_ticks,
+                parent_comm: z.parent_comm,
+                exit_ppid: z.exit_ppid,
+                exit_parent_comm: z.exit_parent_comm,
+                origin: z.origin,
+                cgroup_path: path,
+            };
+            let record = Record {
+                exited_at: z.exited_at,
+                start_ticks: z.key.start_ticks,
+                cgroup_id: z.cgroup_id,
+                comm: z.comm,
+                pid: z.key.pid,
+                wait_status: z.wait_status,
+                reparented: z.reparented,
+                group: 0,
+                scanned: z.source == Source::Scan,
+                parent_gone: z.parent_gone,
+            };
+            let parent_waited = waited.contains(&z.ppid);
+            writer.insert(record, key.clone(), || {
+                shared.group(&mut diagnoser, &z, key, a, parent_waited)
+            });
+        }
+        // The processes attributed in this build are cached for the next one; the others
+        // are in the store already.
+        attributor.forget_unused();
+        if refresh {
+            let used: FxHashSet<ProcKey> = writer
+                .groups()
+                .filter_map(|(_, g)| g.key.origin.key)
+                .collect();
+            origins.retain(|k, _| used.contains(k));
+        }
     }
 
     fn budget(&mut self, now: Ns) -> Budget {
@@ -258,6 +350,99 @@ impl Builder {
     }
 }
 
+/// What the groups made in one build share: one diagnosis per (parent, attribution,
+/// origin), one origin view per origin, one set of labels per attribution.
+#[derive(Default)]
+struct Shared {
+    diagnoses: FxHashMap<(u32, usize, OriginKind, Option<ProcKey>), Arc<Diagnosis>>,
+    origins: FxHashMap<Origin, Arc<OriginView>>,
+    labels: FxHashMap<usize, Arc<Labels>>,
+}
+
+impl Shared {
+    /// The group `key` of zombie `z` (or of a representative of the group), attributed to `a`.
+    fn group(
+        &mut self,
+        diagnoser: &mut Diagnoser<'_>,
+        z: &Zombie,
+        key: GroupKey,
+        a: Arc<Attribution>,
+        parent_waited: bool,
+    ) -> Group {
+        let id = Arc::as_ptr(&a) as usize;
+        let diagnosis = self
+            .diagnoses
+            .entry((z.ppid, id, z.origin.kind, z.origin.key))
+            .or_insert_with(|| Arc::new(diagnoser.diagnose_attributed(z, &a)))
+            .clone();
+        let origin = self
+            .origins
+            .entry(z.origin)
+            .or_insert_with(|| Arc::new(diagnoser.origin(z)))
+            .clone();
+        let labels = self
+            .labels
+            .entry(id)
+            .or_insert_with(|| Arc::new(a.labels()))
+            .clone();
+        Group {
+            key,
+            attribution: a,
+            diagnosis,
+            origin,
+            labels,
+            parent_waited,
+        }
+    }
+}
+
+/// A zombie of the group `key`, as far as a diagnosis reads one (its parent and origin).
+fn representative(key: &GroupKey) -> Zombie {
+    Zombie {
+        key: ProcKey {
+            pid: 0,
+            start_ticks: 0,
+        },
+        exited_at: 0,
+        source: Source::Event,
+        ppid: key.ppid,
+        parent_start_ticks: key.parent_start_ticks,
+        parent_comm: key.parent_comm,
+        comm: key.parent_comm,
+        wait_status: 0,
+        cgroup_id: 0,
+        flags: ExitFlags::default(),
+        parent_gone: false,
+        reparented: 0,
+        exit_ppid: key.exit_ppid,
+        exit_parent_comm: key.exit_parent_comm,
+        origin: key.origin,
+    }
+}
+
+/// The series' counts, from the groups' exact counts; the oldest exit per container from
+/// the records in order, stopping once every container's oldest is found.
+fn count(w: &Writer) -> Counts {
+    let mut counts = Counts::default();
+    for (id, g) in w.groups() {
+        counts.add(&g.labels, g.diagnosis.cause, g.key.origin.kind, w.count(id));
+    }
+    let mut missing = counts.containers.len();
+    for r in w.records() {
+        if missing == 0 {
+            break;
+        }
+        let labels = Arc::as_ptr(&w.group(r.group).labels) as usize;
+        if let Some(c) = counts.containers.get_mut(&labels)
+            && c.2 == Ns::MAX
+        {
+            c.2 = r.exited_at;
+            missing -= 1;
+        }
+    }
+    counts
+}
+
 fn container_paths(b: &Budget) -> std::collections::BTreeSet<&str> {
     b.cgroups
         .iter()
@@ -292,16 +477,15 @@ struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, labels: &Arc<Labels>, cause: Cause, origin: OriginKind, exited_at: Ns) {
+    fn add(&mut self, labels: &Arc<Labels>, cause: Cause, origin: OriginKind, n: u64) {
         let id = Arc::as_ptr(labels) as usize;
         let g = self
             .containers
             .entry(id)
             .or_insert_with(|| (labels.clone(), 0, Ns::MAX));
-        g.1 += 1;
-        g.2 = g.2.min(exited_at);
-        *self.causes.entry((id, cause)).or_default() += 1;
-        *self.origins.entry((id, origin)).or_default() += 1;
+        g.1 += n;
+        *self.causes.entry((id, cause)).or_default() += n;
+        *self.origins.entry((id, origin)).or_default() += n;
     }
 }
 
@@ -406,61 +590,166 @@ fn cap_series(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::{Comm, ExitFlags, Source};
+    use crate::tracker::{Comm, Event, Exit, Tracker};
 
-    fn zombie(pid: u32, ppid: u32, exited_at: Ns) -> Zombie {
-        Zombie {
+    fn exit(pid: u32, ppid: u32, at: Ns) -> Event {
+        Event::Exit(Exit {
             key: ProcKey {
                 pid,
-                start_ticks: 7,
+                start_ticks: 1,
             },
-            exited_at,
-            source: Source::Event,
+            at,
             ppid,
             parent_start_ticks: 1,
-            parent_comm: Comm::new("parent"),
             comm: Comm::new("child"),
+            parent_comm: Comm::new("parent"),
             wait_status: 0,
             cgroup_id: 0,
             flags: ExitFlags::default(),
-            parent_gone: false,
-            reparented: 0,
-            exit_ppid: ppid,
-            exit_parent_comm: Comm::new("parent"),
             origin: Origin::default(),
-        }
+        })
     }
 
-    /// Zombies of one parent share one diagnosis and one label set; the `/zombies` objects
-    /// are made when read, with ages as of then.
+    fn pids(z: &Zombies) -> Vec<u32> {
+        z.iter().map(|e| e.record.pid).collect()
+    }
+
+    /// Zombies of one parent share one group (one diagnosis, one label set); the
+    /// `/zombies` objects are made when read, with ages as of then; a build applies only
+    /// what changed since the last.
     #[test]
-    fn listed_zombies_share_their_parts_and_are_rendered_when_read() {
+    fn listed_zombies_share_their_parts_and_builds_apply_what_changed() {
         // An empty /proc: no parent can be read, every diagnosis is the same "unknown".
         let dir = std::env::temp_dir().join(format!("zd-build-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let attributor = Attributor::new(&dir, &dir, None);
         let mut b = Builder::new(attributor, &dir, None);
-        let mut table = Table {
-            zombies: vec![zombie(11, 1, 2_000_000), zombie(10, 1, 1_000)],
-            ..Table::default()
-        };
-        table.zombies.push(zombie(12, 2, 3_000_000));
-        let (listed, _) = b.views(&table, usize::MAX);
+        let mut t = Tracker::default();
+        for ev in [
+            exit(11, 1, 2_000_000),
+            exit(10, 1, 1_000),
+            exit(12, 2, 3_000_000),
+        ] {
+            t.apply(&ev);
+        }
+        let z = b.zombies(
+            &t.take_changes(usize::MAX),
+            true,
+            3_000_001_000,
+            &WallClock::now(),
+        );
         // Oldest first.
-        let pids: Vec<u32> = listed.iter().map(|l| l.zombie.key.pid).collect();
-        assert_eq!(pids, [10, 11, 12]);
-        assert!(Arc::ptr_eq(&listed[0].diagnosis, &listed[1].diagnosis));
-        assert!(Arc::ptr_eq(&listed[0].labels, &listed[2].labels));
-        let z = Zombies {
-            views: listed,
-            ..Zombies::default()
-        };
+        assert_eq!(pids(&z), [10, 11, 12]);
+        let e: Vec<_> = z.iter().collect();
+        assert_eq!(e[0].record.group, e[1].record.group);
+        assert_ne!(e[0].record.group, e[2].record.group);
+        assert!(Arc::ptr_eq(&e[0].group.labels, &e[2].group.labels));
         let aged = z.aged(3_000_001_000);
         assert_eq!(
             aged.iter().map(|v| v.age_seconds).collect::<Vec<_>>(),
             [3.0, 2.998, 2.997]
         );
         assert_eq!((aged[2].pid, aged[2].ppid), (12, 2));
+        assert_eq!(aged[1].parent_comm, "parent");
+
+        // 11 is reaped, 13 exits, 10's parent exits (its zombies are handed on): three
+        // changes, and only those are taken.
+        t.apply(&Event::Free {
+            key: ProcKey {
+                pid: 11,
+                start_ticks: 1,
+            },
+            at: 4_000_000,
+        });
+        t.apply(&exit(13, 2, 5_000_000));
+        t.apply(&exit(1, 0, 6_000_000));
+        let changes = t.take_changes(usize::MAX);
+        assert_eq!(changes.changes.len(), 4, "{:?}", changes.changes);
+        let z = b.zombies(&changes, false, 7_000_000, &WallClock::now());
+        assert_eq!(pids(&z), [10, 12, 13, 1]);
+        assert!(z.aged(7_000_000)[0].parent_exited);
+        assert_eq!(z.containers.iter().map(|c| c.count).sum::<u64>(), 4);
+        assert_eq!(z.containers[0].oldest_exited_at, 1_000);
+        // Nothing changed: nothing to take, the same list.
+        let z = b.zombies(
+            &t.take_changes(usize::MAX),
+            false,
+            8_000_000,
+            &WallClock::now(),
+        );
+        assert_eq!(pids(&z), [10, 12, 13, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A zombie found by a scan is listed at its estimated exit; its exit event then moves
+    /// it to the exact time (a change of place in the store's order).
+    #[test]
+    fn a_refined_exit_time_moves_the_zombie() {
+        use crate::tracker::{Scan, ScanEntry};
+        let dir = std::env::temp_dir().join(format!("zd-refine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None);
+        let mut t = Tracker::default();
+        let scanned = ScanEntry {
+            key: ProcKey {
+                pid: 21,
+                start_ticks: 1,
+            },
+            ppid: 1,
+            parent_start_ticks: 1,
+            comm: Comm::new("child"),
+            parent_comm: Comm::new("parent"),
+            wait_status: 0,
+            cgroup_id: 0,
+            exited_at_estimate: 1_000,
+            origin: Origin::default(),
+            origin_info: None,
+        };
+        t.apply(&Event::Scanned {
+            started: 6_000,
+            scan: Arc::new(Scan {
+                zombies: vec![scanned],
+                exiting: vec![],
+            }),
+        });
+        t.apply(&exit(20, 1, 5_000));
+        let z = b.zombies(&t.take_changes(100), false, 7_000, &WallClock::now());
+        assert_eq!(pids(&z), [21, 20]);
+        assert!(z.aged(7_000)[0].exited_at_estimated);
+        // Its exit event comes late, with the exact time: after 20.
+        t.apply(&exit(21, 1, 5_500));
+        let z = b.zombies(&t.take_changes(100), false, 8_000, &WallClock::now());
+        assert_eq!(pids(&z), [20, 21]);
+        assert_eq!(z.store.len(), 2);
+        assert!(!z.aged(8_000)[1].exited_at_estimated);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The tracker hands over at most what a build asks for; the rest comes next time.
+    #[test]
+    fn changes_are_taken_a_slice_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("zd-slice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None);
+        let mut t = Tracker::default();
+        for i in 0..10 {
+            t.apply(&exit(100 + i, 1, u64::from(i) * 1000 + 1));
+        }
+        let first = t.take_changes(4);
+        assert!(first.more);
+        assert_eq!(
+            b.zombies(&first, false, 1, &WallClock::now()).store.len(),
+            4
+        );
+        let rest = t.take_changes(100);
+        assert!(!rest.more);
+        let z = b.zombies(&rest, false, 1, &WallClock::now());
+        assert_eq!(pids(&z), (100..110).collect::<Vec<_>>());
+        // A reader of changes that lost its store starts again from every zombie.
+        t.change_all();
+        let mut fresh = Builder::new(Attributor::new(&dir, &dir, None), &dir, None);
+        let z = fresh.zombies(&t.take_changes(100), false, 1, &WallClock::now());
+        assert_eq!(pids(&z), (100..110).collect::<Vec<_>>());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -501,25 +790,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zd-sample-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut b = Builder::new(Attributor::new(&dir, &dir, None), &dir, None).with_max_listed(4);
-        let table = Table {
-            zombies: (0..10)
-                .map(|i| zombie(100 + i, 1, u64::from(i) * 1000))
-                .collect(),
-            ..Table::default()
-        };
-        let z = b.zombies(&table, 1_000_000, &WallClock::now());
-        let pids: Vec<u32> = z.views.iter().map(|l| l.zombie.key.pid).collect();
-        assert_eq!(pids, [100, 101, 108, 109]);
+        let mut t = Tracker::default();
+        for i in 0..10 {
+            t.apply(&exit(100 + i, 1, u64::from(i) * 1000));
+        }
+        let z = b.zombies(&t.take_changes(100), true, 1_000_000, &WallClock::now());
+        assert_eq!(pids(&z), [100, 101, 108, 109]);
         assert_eq!(z.unlisted, 6);
         assert_eq!(z.containers.iter().map(|c| c.count).sum::<u64>(), 10);
         assert_eq!(z.containers[0].oldest_exited_at, 0);
         assert_eq!(z.by_cause.iter().map(|c| c.2).sum::<u64>(), 10);
         assert_eq!(z.by_origin.iter().map(|c| c.2).sum::<u64>(), 10);
         // Under the ceiling again: every zombie listed.
-        let z = b
-            .with_max_listed(10)
-            .zombies(&table, 1_000_000, &WallClock::now());
-        assert_eq!((z.views.len(), z.unlisted), (10, 0));
+        let mut b = b.with_max_listed(10);
+        let z = b.zombies(&t.take_changes(100), false, 1_000_000, &WallClock::now());
+        assert_eq!((z.listed(), z.unlisted), (10, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -253,7 +253,7 @@ impl EventLoop {
                 });
             }
             self.publisher
-                .maybe_start(&self.tracker, &self.demand, now, self.seq);
+                .maybe_start(&mut self.tracker, &self.demand, now, self.seq);
         }
     }
 

@@ -75,6 +75,7 @@ pub fn bound_allocator() {
 }
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    crate::bounds::tune_allocator();
     // The HTTP connection cap is derived from this limit.
     let open_files = crate::http::raise_open_files_limit();
     match &open_files.error {

@@ -18,14 +18,18 @@ use crate::{
 /// readers of the API ask for fresher diagnoses themselves (see [`Demand`]). PID budgets
 /// and the init audit are read only when a reader asks.
 const TABLE_REFRESH: Duration = Duration::from_secs(10);
-/// After a build, the next one waits at least this long, and at least `BUILD_BACKOFF` times
-/// as long as the build took: under a storm of changes builds take at most a ninth of a
-/// core, at most 20 a second, and a zombie still shows within tens of ms of its exit.
-/// (At a steady 1,000 exits/s the table changes with every drain, since a reaped child
-/// stays until its free an RCU grace period later; a 20 ms gap made the daemon's CPU
-/// 1.2 % of a core there, against 0.37 % before snapshots.)
-const MIN_GAP: Duration = Duration::from_millis(50);
+/// After a build, the next one waits at least this long, and `BUILD_BACKOFF` times as long
+/// as the build took up to [`MAX_GAP`]: under a steady churn builds run at most 10 times a
+/// second (each costs a hand-off to the blocking pool whatever it applies), and a new zombie
+/// still shows within a drain, a gap and a build (the freshness bound is 250 ms).
+const MIN_GAP: Duration = Duration::from_millis(100);
 const BUILD_BACKOFF: u32 = 8;
+/// However long builds take, the next one waits at most this long: a build applies only
+/// what changed, so a long one means a storm of changes, which readers want to see.
+const MAX_GAP: Duration = Duration::from_millis(150);
+/// Changes one build applies at most: what a build holds of the tracker's changes is
+/// bounded (a /proc bootstrap of a million zombies is published a slice at a time).
+const MAX_CHANGES: usize = 16_384;
 
 struct Done {
     builder: Builder,
@@ -34,6 +38,8 @@ struct Done {
     /// The loop's change sequence number the build saw.
     seq: u64,
     with_table: bool,
+    /// The tracker had more changes than the build took.
+    more: bool,
 }
 
 pub(super) struct Publisher {
@@ -50,6 +56,10 @@ pub(super) struct Publisher {
     table_wanted: bool,
     names_generation: u64,
     last_table: Option<Ns>,
+    /// When every group was last diagnosed anew.
+    last_refresh: Option<Ns>,
+    /// The builder was lost with its store: the next build starts from every zombie.
+    rebuild: bool,
     last_budget: Option<Ns>,
     last_audit: Option<Ns>,
     /// No table build before this (see [`MIN_GAP`]).
@@ -76,6 +86,8 @@ impl Publisher {
             table_wanted: true,
             names_generation: 0,
             last_table: None,
+            last_refresh: None,
+            rebuild: false,
             last_budget: None,
             last_audit: None,
             hold_until: 0,
@@ -118,7 +130,7 @@ impl Publisher {
         };
         [
             self.table_changed(tracker).then_some(self.hold_until),
-            asked(Part::Zombies, self.last_table),
+            asked(Part::Zombies, self.last_refresh),
             asked(Part::Budget, self.last_budget),
             asked(Part::Audit, self.last_audit),
         ]
@@ -132,7 +144,13 @@ impl Publisher {
     }
 
     /// Starts a build if one is due and none is in flight.
-    pub(super) fn maybe_start(&mut self, tracker: &Tracker, demand: &Demand, now: Ns, seq: u64) {
+    pub(super) fn maybe_start(
+        &mut self,
+        tracker: &mut Tracker,
+        demand: &Demand,
+        now: Ns,
+        seq: u64,
+    ) {
         if self.task.is_some() {
             return;
         }
@@ -145,25 +163,32 @@ impl Publisher {
         };
         let demanded =
             |part, last: Option<Ns>| asked(demand, part, last) && since(last, DEMAND_GAP);
+        let refresh = names_changed
+            || (!tracker.is_empty() && since(self.last_refresh, TABLE_REFRESH))
+            || demanded(Part::Zombies, self.last_refresh);
         let parts = Parts {
             budget: (names_changed && self.last_budget.is_some())
                 || demanded(Part::Budget, self.last_budget),
             audit: (names_changed && self.last_audit.is_some())
                 || demanded(Part::Audit, self.last_audit),
+            refresh,
         };
-        let table = names_changed
-            || (self.table_changed(tracker) && now >= self.hold_until)
-            || (!tracker.is_empty() && since(self.last_table, TABLE_REFRESH))
-            || demanded(Part::Zombies, self.last_table);
+        let table = refresh || (self.table_changed(tracker) && now >= self.hold_until);
         if !table && parts == Parts::default() {
             self.builder = Some(builder);
             return;
         }
-        let copy = table.then(|| tracker.table());
+        if std::mem::take(&mut self.rebuild) {
+            tracker.change_all();
+        }
+        let copy = table.then(|| tracker.take_changes(MAX_CHANGES));
         if table {
             self.table_fp = Some(tracker.fingerprint());
-            self.table_wanted = false;
+            self.table_wanted = copy.as_ref().is_some_and(|c| c.more);
             self.last_table = Some(now);
+        }
+        if refresh {
+            self.last_refresh = Some(now);
         }
         self.names_generation = builder.names_generation();
         if parts.budget {
@@ -184,6 +209,7 @@ impl Publisher {
                 took: t0.elapsed(),
                 seq,
                 with_table: copy.is_some(),
+                more: copy.is_some_and(|c| c.more),
             }
         }));
     }
@@ -202,21 +228,22 @@ impl Publisher {
                 warn!("building a snapshot failed: {e}; the next build starts afresh");
                 self.builder = Some((self.make)());
                 self.table_wanted = true;
+                self.rebuild = true;
                 return;
             }
         };
         tracing::debug!(
             took_us = done.took.as_micros() as u64,
-            zombies = done.snapshot.zombies.views.len(),
+            zombies = done.snapshot.zombies.store.len(),
             with_table = done.with_table,
             "snapshot published"
         );
         self.builder = Some(done.builder);
         self.current = Arc::new(done.snapshot);
         self.tx.send_replace(self.current.clone());
-        let gap = (done.took * BUILD_BACKOFF).max(MIN_GAP);
+        let gap = (done.took * BUILD_BACKOFF).clamp(MIN_GAP, MAX_GAP);
         self.hold_until = crate::clock::boottime_now().saturating_add(gap.as_nanos() as u64);
-        if done.with_table {
+        if done.with_table && !done.more {
             self.published_seq = Some(done.seq);
         }
     }

@@ -55,7 +55,7 @@ pub(super) async fn run(
             // One zombie's object at a time: the whole list of objects at 100,000 zombies
             // would hold tens of MB.
             let (zombies, now) = (&current.zombies, clock::boottime_now());
-            let t = r.targets(zombies.views.iter().map(|l| l.view(now, &zombies.wall)));
+            let t = r.targets(zombies.iter().map(|e| e.view(now, &zombies.wall)));
             (t, r)
         })
         .await;

@@ -14,6 +14,9 @@
 //!   and exits; the grandchildren, orphaned to us, exit; we never wait.
 //! - `storm N Z`: N children exit and are reaped at once (vfork), with Z never-waited
 //!   zombies made halfway through.
+//! - `paced RATE SECS`: children exit and are reaped at once (vfork) at RATE a second, in
+//!   10 ms ticks, for SECS seconds; then prints `{"pid":..,"exits":N,"seconds":S}` and exits
+//!   (one process for the whole run: the load is the exits, nothing else).
 //! - `reuse`: a child exits; on `next` it is reaped and a new child is created with the same
 //!   pid (clone3 set_tid), which exits too.
 //! - `signals N MODE`: N never-waited children, and handlers that count SIGCHLD and SIGTERM
@@ -353,6 +356,33 @@ fn main() {
                 pids_json(&kids)
             ));
             serve(&mut kids);
+        }
+        Some("paced") => {
+            let (rate, secs) = (arg(&args, 2, 1_000), arg(&args, 3, 10));
+            let tick = std::time::Duration::from_millis(10);
+            let per_tick = (rate / 100).max(1);
+            let t0 = std::time::Instant::now();
+            let (mut exits, mut ticks) = (0u64, 0u32);
+            while t0.elapsed() < std::time::Duration::from_secs(secs) {
+                for _ in 0..per_tick {
+                    // SAFETY: as in `storm`: the child only calls _exit.
+                    #[allow(deprecated)]
+                    let pid = unsafe { libc::vfork() };
+                    if pid == 0 {
+                        unsafe { libc::_exit(0) };
+                    }
+                    wait_for(pid);
+                    exits += 1;
+                }
+                ticks += 1;
+                if let Some(d) = (tick * ticks).checked_sub(t0.elapsed()) {
+                    std::thread::sleep(d);
+                }
+            }
+            say(&format!(
+                "{{\"pid\":{me},\"exits\":{exits},\"seconds\":{}}}",
+                t0.elapsed().as_secs_f64()
+            ));
         }
         Some("reuse") => {
             let first = fork_exit(1);
