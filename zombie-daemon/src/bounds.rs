@@ -120,23 +120,6 @@ impl Collector for BoundsCollector {
     }
 }
 
-/// Makes the memory the daemon frees go back to the node. glibc's malloc keeps an arena per
-/// allocating thread (every blocking-pool thread that ever built a snapshot or answered a
-/// request), and after a large block is freed it raises its mmap threshold to that size (up
-/// to 32 MiB): from then on large blocks come from the arenas and stay resident when freed,
-/// so the daemon's size at rest became the size of its worst moment. Two arenas, a fixed
-/// mmap threshold (large blocks are mapped and unmapped) and a trim threshold of 1 MiB.
-pub fn tune_allocator() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets the allocator's parameters; called once at start, before the
-    // runtime's threads allocate.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

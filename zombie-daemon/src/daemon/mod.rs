@@ -55,27 +55,27 @@ pub struct RunConfig {
     pub max_listed_zombies: usize,
 }
 
-/// Large allocations (a snapshot's list, a table copy: megabytes at 100,000 zombies) come
-/// from their own mappings and go back to the kernel when freed. glibc otherwise raises its
-/// mmap threshold to the size of the last large block freed (up to 32 MiB), after which such
-/// blocks come from the heap and its per-thread arenas, where freed memory stays resident:
-/// after one large table, the daemon would keep its peak for good. Two arenas: the builds
-/// and encodings run on up to 512 blocking threads, each of which would get an arena of its
-/// own (8 per core by default). Call before any thread starts.
+/// Makes the memory the daemon frees go back to the node. glibc's malloc keeps an arena per
+/// allocating thread (every blocking-pool thread that ever built a snapshot or answered a
+/// request), and after a large block is freed it raises its mmap threshold to that size (up
+/// to 32 MiB): from then on large blocks come from the arenas and stay resident when freed,
+/// so the daemon's size at rest became the size of its worst moment. Two arenas, a fixed
+/// mmap threshold (large blocks are mapped and unmapped) and a trim threshold of 1 MiB.
+/// Call before any thread starts.
 ///
-/// musl (the static builds of the image) needs neither: its allocator maps every block above
-/// about 128 KiB on its own and unmaps it when freed, and it has no per-thread arenas.
+/// musl (the static builds of the image) needs none of it: its allocator maps every block
+/// above about 128 KiB on its own and unmaps it when freed, and it has no per-thread arenas.
 pub fn bound_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
     #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets the allocator's parameters; called before other threads exist.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
     }
 }
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    crate::bounds::tune_allocator();
     // The HTTP connection cap is derived from this limit.
     let open_files = crate::http::raise_open_files_limit();
     match &open_files.error {
