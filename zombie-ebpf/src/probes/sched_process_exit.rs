@@ -2,8 +2,9 @@
 //! zombie. Only the exit of a whole thread group is reported: threads are never zombies.
 //!
 //! The hot path of the daemon: every thread exit runs it. A thread exit costs two reads; a
-//! process exit fills its record on the stack with plain loads and copies it out in one
-//! helper call (helper calls, not loads, are what costs here).
+//! process exit fills its record in place in the ring buffer with plain loads (no stack
+//! copy: measured here, a record built on the stack and copied out with one
+//! `bpf_ringbuf_output` cost 50 to 110 ns more than reserve, fill in place and submit).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, generated::bpf_ktime_get_boot_ns},
@@ -12,7 +13,9 @@ use aya_ebpf::{
 };
 use zombie_ebpf::{COMM_LEN, EventKind, RawEvent, flags, origin};
 
-use super::{ORIGINS, comm_into, field, ids, off, output, pid_level, read_failed};
+use super::{
+    ORIGINS, comm_into, field, field_into, finish, ids, off, pid_level, read_failed, reserve,
+};
 
 /// SIG_IGN as stored in `sa_handler`.
 const SIG_IGN: u64 = 1;
@@ -46,47 +49,55 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let leader: *const u8 = field(task, off!(task_group_leader))?;
     let parent: *const u8 = field(leader, off!(task_real_parent))?;
 
-    // Filled on the stack and copied out in one call (see `output`).
-    let mut ev = RawEvent::zeroed();
-    fill(&mut ev, task, leader, signal, parent)?;
-    output(&ev);
-    Ok(())
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev: *mut RawEvent = entry.as_mut_ptr();
+    let filled = fill(ev, task, leader, signal, parent);
+    finish(entry, filled)
 }
 
 #[inline(always)]
 fn fill(
-    ev: &mut RawEvent,
+    ev: *mut RawEvent,
     task: *const u8,
     leader: *const u8,
     signal: *const u8,
     parent: *const u8,
 ) -> Result<(), i32> {
-    ev.kind = EventKind::Exit as u32;
-    // SAFETY: a helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    ev.cgroup_id = cgroup_id(task);
-    let (tid, tgid) = ids(task)?;
-    ev.tid = tid;
-    ev.pid = tgid;
-    ev.start_ns = field(leader, off!(task_start_boottime))?;
-    ev.exit_code = field(leader, off!(task_exit_code))?;
-    ev.group_exit_code = field(signal, off!(signal_group_exit_code))?;
-    ev.signal_flags = field(signal, off!(signal_flags))?;
-    comm_into(&mut ev.comm, leader, off!(task_comm))?;
-    fill_origin(ev, tgid, leader)?;
-    if read_parent(ev, parent, leader).is_err() {
-        ev.flags |= flags::PARTIAL;
-        ev.ppid = 0;
-        ev.parent_start_ns = 0;
-        ev.parent_comm = [0; COMM_LEN];
-    } else if ev.origin_kind == origin::EXEC && ev.origin_pid != tgid {
-        // Rare (a process of an exec session): is its parent in the same session?
-        // SAFETY: the map value is read at once.
-        if let Some(p) = unsafe { ORIGINS.get(ev.ppid) }
-            && p.pid == ev.origin_pid
-            && p.start_ns == ev.origin_start_ns
-        {
-            ev.flags |= flags::PARENT_IN_ORIGIN;
+    // SAFETY: `ev` is a reserved, exclusively owned record of the right size; every field is
+    // written before submit (the reserved memory is not zeroed).
+    unsafe {
+        (*ev).kind = EventKind::Exit as u32;
+        (*ev).flags = 0;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
+        (*ev).cgroup_id = cgroup_id(task);
+        let (tid, tgid) = ids(task)?;
+        (*ev).tid = tid;
+        (*ev).pid = tgid;
+        field_into(&raw mut (*ev).start_ns, leader, off!(task_start_boottime))?;
+        field_into(&raw mut (*ev).exit_code, leader, off!(task_exit_code))?;
+        field_into(
+            &raw mut (*ev).group_exit_code,
+            signal,
+            off!(signal_group_exit_code),
+        )?;
+        field_into(&raw mut (*ev).signal_flags, signal, off!(signal_flags))?;
+        comm_into(&mut (*ev).comm, leader, off!(task_comm))?;
+        fill_origin(ev, tgid, leader)?;
+        if read_parent(ev, parent, leader).is_err() {
+            (*ev).flags |= flags::PARTIAL;
+            (*ev).ppid = 0;
+            (*ev).parent_start_ns = 0;
+            (*ev).parent_comm = [0; COMM_LEN];
+        } else if (*ev).origin_kind == origin::EXEC && (*ev).origin_pid != tgid {
+            // Rare (a process of an exec session): is its parent in the same session?
+            if let Some(p) = ORIGINS.get((*ev).ppid)
+                && p.pid == (*ev).origin_pid
+                && p.start_ns == (*ev).origin_start_ns
+            {
+                (*ev).flags |= flags::PARENT_IN_ORIGIN;
+            }
         }
     }
     Ok(())
@@ -115,21 +126,22 @@ fn cgroup_id(task: *const u8) -> u64 {
 /// group's exit. Processes of the initial PID namespace never have one (the fork program
 /// records container processes only), so they cost no map access.
 #[inline(always)]
-fn fill_origin(ev: &mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i32> {
+fn fill_origin(ev: *mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i32> {
     let in_container = pid_level(leader)?.1 != 0;
-    if !in_container {
-        ev.origin_kind = origin::HOST;
-        return Ok(());
-    }
-    // SAFETY: the map value is copied out at once.
-    match unsafe { ORIGINS.get(tgid) } {
-        Some(r) => {
-            ev.origin_kind = r.kind;
-            ev.origin_pid = r.pid;
-            ev.origin_start_ns = r.start_ns;
+    // SAFETY: as in `fill`; the map value is copied out at once.
+    unsafe {
+        (*ev).origin_pid = 0;
+        (*ev).origin_start_ns = 0;
+        if !in_container {
+            (*ev).origin_kind = origin::HOST;
+        } else if let Some(r) = ORIGINS.get(tgid) {
+            (*ev).origin_kind = r.kind;
+            (*ev).origin_pid = r.pid;
+            (*ev).origin_start_ns = r.start_ns;
             let _ = ORIGINS.remove(tgid);
+        } else {
+            (*ev).origin_kind = origin::UNKNOWN;
         }
-        None => ev.origin_kind = origin::UNKNOWN,
     }
     Ok(())
 }
@@ -137,26 +149,33 @@ fn fill_origin(ev: &mut RawEvent, tgid: u32, leader: *const u8) -> Result<(), i3
 /// The parent's identity, and whether the kernel will autoreap the child (do_notify_parent():
 /// SIGCHLD exit signal, not ptraced, parent's SIGCHLD action SIG_IGN or SA_NOCLDWAIT).
 #[inline(always)]
-fn read_parent(ev: &mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
+fn read_parent(ev: *mut RawEvent, parent: *const u8, leader: *const u8) -> Result<(), i32> {
     // The parent is a process: `real_parent` is the thread that forked the child, whose own
     // start time and comm are not the process's. Its identity is its group leader's, as
     // /proc shows it.
     let parent_leader: *const u8 = field(parent, off!(task_group_leader))?;
-    ev.ppid = field(parent, off!(task_tgid))?;
-    ev.parent_start_ns = field(parent_leader, off!(task_start_boottime))?;
-    comm_into(&mut ev.parent_comm, parent_leader, off!(task_comm))?;
-    let exit_signal: i32 = field(leader, off!(task_exit_signal))?;
-    let ptrace: u32 = field(leader, off!(task_ptrace))?;
-    if ptrace != 0 {
-        ev.flags |= flags::PTRACED;
-    } else if exit_signal != off!(sigchld) as i32 {
-        ev.flags |= flags::NON_SIGCHLD;
-    } else {
-        let sighand: *const u8 = field(parent, off!(task_sighand))?;
-        let handler: u64 = field(sighand, off!(sighand_sigchld_handler))?;
-        let sa_flags: u64 = field(sighand, off!(sighand_sigchld_flags))?;
-        if handler == SIG_IGN || sa_flags & off!(sa_nocldwait) as u64 != 0 {
-            ev.flags |= flags::AUTOREAP;
+    // SAFETY: as in `fill`.
+    unsafe {
+        field_into(&raw mut (*ev).ppid, parent, off!(task_tgid))?;
+        field_into(
+            &raw mut (*ev).parent_start_ns,
+            parent_leader,
+            off!(task_start_boottime),
+        )?;
+        comm_into(&mut (*ev).parent_comm, parent_leader, off!(task_comm))?;
+        let exit_signal: i32 = field(leader, off!(task_exit_signal))?;
+        let ptrace: u32 = field(leader, off!(task_ptrace))?;
+        if ptrace != 0 {
+            (*ev).flags |= flags::PTRACED;
+        } else if exit_signal != off!(sigchld) as i32 {
+            (*ev).flags |= flags::NON_SIGCHLD;
+        } else {
+            let sighand: *const u8 = field(parent, off!(task_sighand))?;
+            let handler: u64 = field(sighand, off!(sighand_sigchld_handler))?;
+            let sa_flags: u64 = field(sighand, off!(sighand_sigchld_flags))?;
+            if handler == SIG_IGN || sa_flags & off!(sa_nocldwait) as u64 != 0 {
+                (*ev).flags |= flags::AUTOREAP;
+            }
         }
     }
     Ok(())
