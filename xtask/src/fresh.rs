@@ -329,9 +329,14 @@ fn base() -> anyhow::Result<PathBuf> {
 }
 
 /// What the machine image ships outside Debian's archive, put into the root as the image
-/// has it: rustup's toolchains (read-only: nothing can be downloaded into them anyway), the
-/// NodeSource Node.js with its npm, and kubectl.
-fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
+/// has it: rustup's toolchains, the NodeSource Node.js with its npm, and kubectl.
+///
+/// rustup's home is an overlay on this machine's (the toolchains are gigabytes), writable as
+/// on a new machine, where `rustup target add` downloads into it. The targets the project's
+/// own setup adds (the musl ones) are taken out of it first: this machine has them because
+/// its setup ran here, a new machine has not, and a read-only or shared home once hid that
+/// the fresh root could not add them.
+fn add_image_extras(root: &Path, run_dir: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
     let home = root.join("root");
     std::fs::create_dir_all(home.join(".cargo"))?;
     status(
@@ -342,11 +347,19 @@ fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
     if Path::new("/root/.cargo/env").exists() {
         std::fs::copy("/root/.cargo/env", home.join(".cargo/env"))?;
     }
-    mounts.run(&["--bind", "/root/.rustup"], &home.join(".rustup"))?;
-    let _ = Command::new("mount")
-        .args(["-o", "remount,bind,ro"])
-        .arg(home.join(".rustup"))
-        .status();
+    let (upper, work) = (run_dir.join("rustup-upper"), run_dir.join("rustup-work"));
+    std::fs::create_dir_all(&upper)?;
+    std::fs::create_dir_all(&work)?;
+    let opts = format!(
+        "lowerdir=/root/.rustup,upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mounts.run(
+        &["-t", "overlay", "overlay", "-o", &opts],
+        &home.join(".rustup"),
+    )?;
+    remove_setup_targets(&home.join(".rustup"))?;
     // kubectl comes from Google's Cloud SDK repository in the image.
     if Path::new("/usr/bin/kubectl").exists() {
         std::fs::copy("/usr/bin/kubectl", root.join("usr/bin/kubectl"))?;
@@ -366,6 +379,41 @@ fn add_image_extras(root: &Path, mounts: &mut Mounts) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&l);
             std::os::unix::fs::symlink(target, &l)?;
         }
+    }
+    Ok(())
+}
+
+/// Takes the targets `cargo xtask setup` adds out of every toolchain of the rustup home
+/// `rustup_home` (an overlay: this machine's own is untouched).
+fn remove_setup_targets(rustup_home: &Path) -> anyhow::Result<()> {
+    let toolchains = rustup_home.join("toolchains");
+    for entry in
+        std::fs::read_dir(&toolchains).with_context(|| format!("read {}", toolchains.display()))?
+    {
+        let entry = entry?;
+        // A toolchain may be a link to another (rustup's `stable` to its version, say).
+        if entry.file_type()?.is_symlink() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let added: Vec<&str> = crate::image::ALL
+            .iter()
+            .map(|a| a.rust_target())
+            .filter(|t| entry.path().join("lib/rustlib").join(t).exists())
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "xtask: fresh: taking {} out of the root's toolchain {name} (the setup adds them)",
+            added.join(", ")
+        );
+        status(
+            Command::new("rustup")
+                .env("RUSTUP_HOME", rustup_home)
+                .args(["target", "remove", "--toolchain", &name])
+                .args(&added),
+        )?;
     }
     Ok(())
 }
@@ -475,7 +523,7 @@ pub fn fresh(keep: bool) -> anyhow::Result<()> {
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
         mounts.run(&["--bind", &tmp.display().to_string()], &merged.join("tmp"))?;
         copy_host_files(&merged)?;
-        add_image_extras(&merged, &mut mounts)?;
+        add_image_extras(&merged, &run_dir, &mut mounts)?;
         let repo = merged.join("work/zombie-daemon");
         status(
             Command::new("git")
