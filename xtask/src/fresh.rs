@@ -351,7 +351,7 @@ fn add_image_extras(root: &Path, run_dir: &Path, mounts: &mut Mounts) -> anyhow:
     std::fs::create_dir_all(&upper)?;
     std::fs::create_dir_all(&work)?;
     let opts = format!(
-        "lowerdir=/root/.rustup,upperdir={},workdir={}",
+        "lowerdir=/root/.rustup,upperdir={},workdir={},redirect_dir=on",
         upper.display(),
         work.display()
     );
