@@ -355,6 +355,8 @@ fn add_image_extras(root: &Path, run_dir: &Path, mounts: &mut Mounts) -> anyhow:
         upper.display(),
         work.display()
     );
+    // redirect_dir: rustup renames the directories it removes, and those are in the lower
+    // layer (EXDEV without it).
     mounts.run(
         &["-t", "overlay", "overlay", "-o", &opts],
         &home.join(".rustup"),
