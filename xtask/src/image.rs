@@ -114,7 +114,7 @@ pub fn setup_targets() -> anyhow::Result<()> {
 
 /// rust-lld, which rustup ships with every toolchain: it links static musl binaries of
 /// either architecture without a C cross toolchain.
-fn rust_lld() -> anyhow::Result<PathBuf> {
+pub(crate) fn rust_lld() -> anyhow::Result<PathBuf> {
     let sysroot = rustup_sysroot()?;
     let host = Command::new("rustc")
         .arg("-vV")

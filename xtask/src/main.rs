@@ -22,6 +22,7 @@ mod fuzz;
 mod r#gen;
 mod image;
 mod vm;
+mod vm_arm64;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -107,11 +108,12 @@ enum Task {
         /// Targets to run (default: all of cgroup_path, proc_files, policy, cli).
         targets: Vec<String>,
     },
-    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under qemu and run the kernel-facing
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels (and arm64 6.1 and 6.12, with cross-built
+    /// aarch64 binaries) under qemu and run the kernel-facing
     /// end-to-end tests in each, then on this machine's kernel; print a table and fail on
     /// any failure (needs root; fetches and caches qemu and the kernels).
     Vm {
-        /// Kernels to run (default: all): 5.10, 6.1, 6.12, host.
+        /// Kernels to run (default: all): 5.10, 6.1, 6.12, arm64-6.1, arm64-6.12, host.
         #[arg(long = "kernel")]
         kernels: Vec<String>,
         /// VMs booted side by side (default: all, as memory allows: 4 GiB each).
@@ -572,7 +574,7 @@ fn test() -> anyhow::Result<()> {
             .current_dir(root()),
     );
     suite(
-        "kernel matrix (Debian 5.10, 6.1, 6.12 under qemu; this kernel)",
+        "kernel matrix (Debian 5.10, 6.1, 6.12 and arm64 6.1, 6.12 under qemu; this kernel)",
         Command::new(SELF).args(["vm", "--no-readme"]),
     );
     // The manifests are checked against what the binary itself says it needs.

@@ -30,12 +30,12 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::Tool;
+use crate::{Tool, vm_arm64};
 
 /// Where downloads, apt state and unpacked kernels are kept between runs.
-const CACHE: &str = "/var/cache/zombie-daemon-tests/vm";
+pub(crate) const CACHE: &str = "/var/cache/zombie-daemon-tests/vm";
 pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
-const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+pub(crate) const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// What building the initramfs and unpacking kernels needs, from the system's own suite.
@@ -66,10 +66,10 @@ const QEMU_FROM_BACKPORTS: &[&str] = &[
 /// `prefix<N>suffix`, from `suites`.
 pub struct Series {
     pub name: &'static str,
-    prefix: &'static str,
-    suffix: &'static str,
+    pub(crate) prefix: &'static str,
+    pub(crate) suffix: &'static str,
     /// Sources lines (suite, mirror) that carry it.
-    suites: &'static [(&'static str, &'static str)],
+    pub(crate) suites: &'static [(&'static str, &'static str)],
 }
 
 pub const SERIES: &[Series] = &[
@@ -151,28 +151,28 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
 /// Per test, inside the guest or on the host.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Outcome {
-    passed: bool,
+pub(crate) struct Outcome {
+    pub(crate) passed: bool,
     seconds: f64,
 }
 
 /// One kernel's run.
-struct KernelRun {
-    kernel: String,
-    release: String,
+pub(crate) struct KernelRun {
+    pub(crate) kernel: String,
+    pub(crate) release: String,
     /// Where the daemon saw reaps on this kernel (its `check`'s `reap` line).
-    reaps: String,
-    outcomes: BTreeMap<String, Outcome>,
-    wall: Duration,
+    pub(crate) reaps: String,
+    pub(crate) outcomes: BTreeMap<String, Outcome>,
+    pub(crate) wall: Duration,
     /// Why the run as a whole failed (boot, timeout), if it did.
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The binaries the tests run, built on the host and read by the guests over 9p.
 #[derive(Clone)]
-struct Binaries {
-    e2e: PathBuf,
-    daemon: PathBuf,
+pub(crate) struct Binaries {
+    pub(crate) e2e: PathBuf,
+    pub(crate) daemon: PathBuf,
 }
 
 pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Result<()> {
@@ -182,17 +182,24 @@ pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Resu
     let t = Instant::now();
     let wanted = select(kernels)?;
     crate::install(VM_TOOLS)?;
-    install_qemu()?;
-    let bins = build()?;
     let mut unpacked = Vec::new();
+    if SERIES.iter().any(|s| wanted.contains(&s.name)) {
+        install_qemu()?;
+    }
+    let bins = build()?;
     for s in SERIES.iter().filter(|s| wanted.contains(&s.name)) {
         unpacked.push(fetch_kernel(s)?);
+    }
+    let arm64 = vm_arm64::prepare(&wanted)?;
+    let mut guests: Vec<Guest> = unpacked.into_iter().map(Guest::X86).collect();
+    if let Some(leg) = &arm64 {
+        guests.extend(leg.kernels.iter().map(Guest::Arm64));
     }
 
     let jobs = jobs.unwrap_or_else(default_jobs).max(1);
     eprintln!(
         "xtask: vm: {} kernel(s) in VMs, {jobs} at a time",
-        unpacked.len()
+        guests.len()
     );
     // The host's run goes first, on its own: beside emulated VMs that keep every core busy
     // its timing-sensitive tests starve (one failed so in a fresh root). It takes seconds.
@@ -202,7 +209,7 @@ pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Resu
         None
     };
     // A pool of `jobs` workers takes kernels from the queue in order.
-    let mut queue: Vec<(usize, Kernel)> = unpacked.into_iter().enumerate().collect();
+    let mut queue: Vec<(usize, Guest)> = guests.into_iter().enumerate().collect();
     // Popped from the end: the first kernel first.
     queue.reverse();
     let queue = std::sync::Mutex::new(queue);
@@ -213,7 +220,10 @@ pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Resu
                 loop {
                     let next = queue.lock().unwrap().pop();
                     let Some((i, k)) = next else { break };
-                    let run = boot_and_test(&k, &bins);
+                    let run = match k {
+                        Guest::X86(k) => boot_and_test(&k, &bins),
+                        Guest::Arm64(k) => vm_arm64::boot_and_test(arm64.as_ref().unwrap(), k),
+                    };
                     done.lock().unwrap().push((i, run));
                 }
             });
@@ -231,8 +241,14 @@ pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Resu
         .filter(|r| r.error.is_some() || !all_passed(r))
         .map(|r| r.kernel.clone())
         .collect();
-    if readme && failed.is_empty() && wanted.len() == SERIES.len() + 1 {
-        write_readme(&runs)?;
+    // Each table is rewritten by a passing run of all its kernels.
+    let (arm, x86): (Vec<&KernelRun>, Vec<&KernelRun>) =
+        runs.iter().partition(|r| vm_arm64::is_arm64(&r.kernel));
+    if readme && failed.is_empty() && x86.len() == SERIES.len() + 1 {
+        write_readme(&x86)?;
+    }
+    if readme && failed.is_empty() && arm.len() == vm_arm64::SERIES.len() {
+        vm_arm64::write_readme(&arm)?;
     }
     if !failed.is_empty() {
         bail!(
@@ -251,7 +267,12 @@ fn all_passed(r: &KernelRun) -> bool {
 
 /// The requested kernels, each checked against the known ones (all of them by default).
 fn select(kernels: &[String]) -> anyhow::Result<Vec<&'static str>> {
-    let known: Vec<&'static str> = SERIES.iter().map(|s| s.name).chain([HOST]).collect();
+    let known: Vec<&'static str> = SERIES
+        .iter()
+        .chain(vm_arm64::SERIES)
+        .map(|s| s.name)
+        .chain([HOST])
+        .collect();
     if kernels.is_empty() {
         return Ok(known);
     }
@@ -268,7 +289,9 @@ fn select(kernels: &[String]) -> anyhow::Result<Vec<&'static str>> {
 
 /// All VMs at once, as memory allows (2 GiB each, plus room for the host). A guest waits
 /// on its emulated devices and timers as much as it computes: on 2 cores the three guests
-/// side by side took 174 s, two then one 261 s.
+/// side by side took 174 s, two then one 261 s. No more than the x86 guests, though: the
+/// arm64 ones queue behind them rather than crowd 2 cores with 5 guests whose tests have
+/// 1 s bounds (never tried).
 fn default_jobs() -> usize {
     let mem_gib = fs::read_to_string("/proc/meminfo")
         .ok()
@@ -326,6 +349,8 @@ fn build() -> anyhow::Result<Binaries> {
 /// A private apt configuration: its own sources, lists and download cache under [`CACHE`].
 pub(crate) struct Apt {
     dir: PathBuf,
+    /// Packages of this architecture only (another than the host's: download, never install).
+    arch: Option<&'static str>,
 }
 
 impl Apt {
@@ -344,7 +369,14 @@ impl Apt {
             // New sources: the old lists no longer describe them.
             let _ = fs::remove_file(dir.join("lists/updated"));
         }
-        Ok(Self { dir })
+        Ok(Self { dir, arch: None })
+    }
+
+    /// The archive's packages for `arch` instead of the host's (`apt-get download`,
+    /// `--download-only`): its lists are fetched and searched instead.
+    pub(crate) fn arch(mut self, arch: &'static str) -> Self {
+        self.arch = Some(arch);
+        self
     }
 
     pub(crate) fn cmd(&self, program: &str) -> Command {
@@ -363,6 +395,12 @@ impl Apt {
             .arg("-o")
             .arg(format!("Dir::Cache={}", self.dir.join("cache").display()))
             .env("DEBIAN_FRONTEND", "noninteractive");
+        if let Some(arch) = self.arch {
+            c.arg("-o")
+                .arg(format!("APT::Architecture={arch}"))
+                .arg("-o")
+                .arg(format!("APT::Architectures::={arch}"));
+        }
         c
     }
 
@@ -405,6 +443,12 @@ fn install_qemu() -> anyhow::Result<()> {
         bail!("{QEMU} is still missing after installing qemu-system-x86");
     }
     Ok(())
+}
+
+/// A guest of the matrix: an x86 kernel, or an arm64 one of [`vm_arm64`].
+enum Guest<'a> {
+    X86(Kernel),
+    Arm64(&'a vm_arm64::Kernel),
 }
 
 /// An unpacked kernel: what a boot needs.
@@ -493,7 +537,7 @@ fn cached_kernel(s: &'static Series, dir: &Path) -> Option<Kernel> {
 }
 
 /// The package of the series with the highest number in its name, from the lists at hand.
-fn newest_package(apt: &Apt, s: &Series) -> anyhow::Result<Option<String>> {
+pub(crate) fn newest_package(apt: &Apt, s: &Series) -> anyhow::Result<Option<String>> {
     let out = apt
         .cmd("apt-cache")
         .args(["search", "--names-only"])
@@ -574,7 +618,7 @@ fn decompress(tool: &str, data: &[u8], out: &Path) -> anyhow::Result<()> {
 
 /// Copies [`GUEST_MODULES`] and what they depend on (the `depends=` of their modinfo)
 /// into `to`, uncompressed; returns the file names in load order. Built-in ones are skipped.
-fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
     let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
     let is_builtin = |name: &str| {
         builtin.lines().any(|l| {
@@ -703,7 +747,7 @@ poweroff -f
 "#;
 
 /// The test loop, run by the guest's chroot and, with other paths, on the host.
-fn runner_script(bins: &Binaries, results: &str, tmp: &str) -> String {
+pub(crate) fn runner_script(bins: &Binaries, results: &str, tmp: &str) -> String {
     let mut s = format!(
         "export TMPDIR={tmp} HOME={tmp} PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
          export RUST_BACKTRACE=1\n\
@@ -727,7 +771,7 @@ fn runner_script(bins: &Binaries, results: &str, tmp: &str) -> String {
 }
 
 /// Reads what the runner left in `results`.
-fn read_outcomes(results: &Path) -> BTreeMap<String, Outcome> {
+pub(crate) fn read_outcomes(results: &Path) -> BTreeMap<String, Outcome> {
     let mut out = BTreeMap::new();
     for (_, t) in GUEST_TESTS {
         let Ok(rc) = fs::read_to_string(results.join(format!("{t}.rc"))) else {
@@ -751,10 +795,10 @@ fn read_outcomes(results: &Path) -> BTreeMap<String, Outcome> {
 }
 
 /// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(what: &str) -> anyhow::Result<Self> {
         let p = std::env::temp_dir().join(format!("zombie-vm-{}-{what}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p)?;
@@ -769,7 +813,7 @@ impl Drop for TempDir {
 }
 
 /// qemu, killed and reaped on drop whatever happened.
-struct Qemu(Child);
+pub(crate) struct Qemu(pub(crate) Child);
 
 impl Drop for Qemu {
     fn drop(&mut self) {
@@ -781,7 +825,7 @@ impl Drop for Qemu {
 }
 
 /// Boot, tests, power-off: the whole guest gets the tests' timeouts plus boot time.
-fn vm_timeout() -> Duration {
+pub(crate) fn vm_timeout() -> Duration {
     TEST_TIMEOUT * GUEST_TESTS.len() as u32 / 2 + Duration::from_secs(120)
 }
 
@@ -792,10 +836,10 @@ fn vm_timeout() -> Duration {
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
 
 /// Boots that hang are retried this many times (a test that fails is never retried).
-const BOOT_RETRIES: u32 = 1;
+pub(crate) const BOOT_RETRIES: u32 = 1;
 
 #[derive(Debug)]
-struct BootHung;
+pub(crate) struct BootHung;
 
 impl std::fmt::Display for BootHung {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -918,13 +962,13 @@ fn boot(k: &Kernel, bins: &Binaries, run: &mut KernelRun) -> anyhow::Result<()> 
     }
 }
 
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The logs of the last run of a kernel, for a look after a failure.
-fn keep_logs(kernel: &str, dir: &Path, results: &Path) {
+pub(crate) fn keep_logs(kernel: &str, dir: &Path, results: &Path) {
     let keep = Path::new(CACHE).join("logs").join(kernel);
     let _ = fs::remove_dir_all(&keep);
     if fs::create_dir_all(&keep).is_err() {
@@ -1004,7 +1048,7 @@ fn run_on_host(bins: &Binaries) -> anyhow::Result<KernelRun> {
 
 /// Where the daemon saw reaps in a run, from its `check` output: the release program where
 /// the kernel lets it attach, else the free tracepoint.
-fn reap_witness(results: &Path) -> String {
+pub(crate) fn reap_witness(results: &Path) -> String {
     let log = fs::read_to_string(results.join("check.log")).unwrap_or_default();
     if log.contains("(fentry/release_task)") {
         "release_task".into()
@@ -1062,7 +1106,7 @@ const README_START: &str = "<!-- vm-matrix:start (written by `cargo xtask vm`) -
 const README_END: &str = "<!-- vm-matrix:end -->";
 
 /// Replaces the kernel table between the README's markers with this run's results.
-fn write_readme(runs: &[KernelRun]) -> anyhow::Result<()> {
+fn write_readme(runs: &[&KernelRun]) -> anyhow::Result<()> {
     let path = crate::root().join("README.md");
     let text = fs::read_to_string(&path)?;
     let (Some(a), Some(b)) = (text.find(README_START), text.find(README_END)) else {
@@ -1119,7 +1163,10 @@ mod tests {
 
     #[test]
     fn unknown_kernels_are_one_clear_error() {
-        assert_eq!(select(&[]).unwrap().len(), SERIES.len() + 1);
+        assert_eq!(
+            select(&[]).unwrap().len(),
+            SERIES.len() + vm_arm64::SERIES.len() + 1
+        );
         assert_eq!(select(&["6.1".into(), "6.1".into()]).unwrap(), ["6.1"]);
         let e = select(&["4.19".into()]).unwrap_err().to_string();
         assert!(e.contains("unknown kernel") && e.contains("5.10"), "{e}");
