@@ -284,6 +284,40 @@ pub fn scan(proc_root: &Path) -> Vec<Teardown> {
     inits
         .iter()
         .filter_map(|i| judge(i, wchan(proc_root, i.pid), &known))
+        .map(|mut t| {
+            // A reaper outside that is frozen would reap once thawed: say that, not "it
+            // must wait()" alone. A cgroup v2 freezer (cgroup.freeze) lets SIGKILL through,
+            // so there the frozen one is the reaper rather than the member.
+            let mut frozen: Vec<(u32, String)> = Vec::new();
+            for m in t.members.iter().filter(|m| m.parent_outside_namespace) {
+                if frozen.iter().any(|(p, _)| *p == m.ppid) {
+                    continue;
+                }
+                if let Some(w) = wchan(proc_root, m.ppid).filter(|w| is_frozen_wchan(w)) {
+                    frozen.push((m.ppid, w));
+                }
+            }
+            t.remedy.push_str(&frozen_reapers_remedy(&frozen));
+            t
+        })
+        .collect()
+}
+
+/// Where a frozen task waits: the cgroup v2 freezer's trap, the v1 freezer's refrigerator.
+pub fn is_frozen_wchan(wchan: &str) -> bool {
+    matches!(wchan, "do_freezer_trap" | "__refrigerator")
+}
+
+/// The words for reapers outside the namespace that are frozen, by (pid, wait channel).
+fn frozen_reapers_remedy(frozen: &[(u32, String)]) -> String {
+    frozen
+        .iter()
+        .map(|(pid, w)| {
+            format!(
+                "; pid {pid} is frozen ({w}): it cannot reap until its cgroup is thawed \
+                 (cgroup.freeze 0, freezer.state THAWED)"
+            )
+        })
         .collect()
 }
 
@@ -310,6 +344,15 @@ mod tests {
             exiting: true,
             ..task(pid, 90, "sleep", 'S', "42", 1)
         }
+    }
+
+    #[test]
+    fn frozen_reapers_are_named_with_their_thaw() {
+        assert!(is_frozen_wchan("do_freezer_trap") && is_frozen_wchan("__refrigerator"));
+        assert!(!is_frozen_wchan("do_wait") && !is_frozen_wchan(""));
+        assert_eq!(frozen_reapers_remedy(&[]), "");
+        let r = frozen_reapers_remedy(&[(7, "do_freezer_trap".into())]);
+        assert!(r.contains("pid 7 is frozen (do_freezer_trap)") && r.contains("cgroup.freeze 0"));
     }
 
     #[test]
