@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon with its eBPF programs attached to this kernel, and real
 //! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
 
+mod cgroup2;
 mod containerd;
 mod daemonset;
 mod diagnosis;
