@@ -33,13 +33,13 @@ use anyhow::{Context, bail};
 use crate::Tool;
 
 /// Where downloads, apt state and unpacked kernels are kept between runs.
-const CACHE: &str = "/var/cache/zombie-daemon-tests/vm";
+pub(crate) const CACHE: &str = "/var/cache/zombie-daemon-tests/vm";
 pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
 const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// What building the initramfs and unpacking kernels needs, from the system's own suite.
-const VM_TOOLS: &[Tool] = &[
+pub(crate) const VM_TOOLS: &[Tool] = &[
     Tool::new("/bin/busybox", "busybox-static"),
     Tool::new("/usr/bin/cpio", "cpio"),
     Tool::new("/usr/bin/xz", "xz-utils"),
@@ -53,7 +53,7 @@ const VM_TOOLS: &[Tool] = &[
 /// qemu from bookworm-backports: the image's qemu-utils 10.0 (from backports) breaks
 /// bookworm's own qemu 7.2, so the system emulator must come from the same place. These are
 /// the packages apt must take from backports for it; the rest comes from bookworm.
-const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+pub(crate) const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 const QEMU_FROM_BACKPORTS: &[&str] = &[
     "qemu-system-x86",
     "qemu-system-common",
@@ -66,10 +66,10 @@ const QEMU_FROM_BACKPORTS: &[&str] = &[
 /// `prefix<N>suffix`, from `suites`.
 pub struct Series {
     pub name: &'static str,
-    prefix: &'static str,
-    suffix: &'static str,
+    pub(crate) prefix: &'static str,
+    pub(crate) suffix: &'static str,
     /// Sources lines (suite, mirror) that carry it.
-    suites: &'static [(&'static str, &'static str)],
+    pub(crate) suites: &'static [(&'static str, &'static str)],
 }
 
 pub const SERIES: &[Series] = &[
@@ -170,9 +170,9 @@ struct KernelRun {
 
 /// The binaries the tests run, built on the host and read by the guests over 9p.
 #[derive(Clone)]
-struct Binaries {
-    e2e: PathBuf,
-    daemon: PathBuf,
+pub(crate) struct Binaries {
+    pub(crate) e2e: PathBuf,
+    pub(crate) daemon: PathBuf,
 }
 
 pub fn vm(kernels: &[String], jobs: Option<usize>, readme: bool) -> anyhow::Result<()> {
@@ -281,7 +281,7 @@ fn default_jobs() -> usize {
     (mem_gib / 4).clamp(1, SERIES.len())
 }
 
-fn build() -> anyhow::Result<Binaries> {
+pub(crate) fn build() -> anyhow::Result<Binaries> {
     crate::status(crate::cargo().args([
         "build",
         "--locked",
@@ -378,7 +378,7 @@ impl Apt {
     }
 }
 
-fn install_qemu() -> anyhow::Result<()> {
+pub(crate) fn install_qemu() -> anyhow::Result<()> {
     if Path::new(QEMU).exists() {
         return Ok(());
     }
@@ -409,17 +409,22 @@ fn install_qemu() -> anyhow::Result<()> {
 
 /// An unpacked kernel: what a boot needs.
 #[derive(Clone)]
-struct Kernel {
-    series: &'static str,
+pub(crate) struct Kernel {
+    pub(crate) series: &'static str,
     /// `uname -r` of the kernel.
-    release: String,
+    pub(crate) release: String,
     /// The uncompressed ELF image (booted through PVH).
-    vmlinux: PathBuf,
+    pub(crate) vmlinux: PathBuf,
     /// The guest's modules, uncompressed, in load order.
-    modules: Vec<PathBuf>,
+    pub(crate) modules: Vec<PathBuf>,
 }
 
 fn fetch_kernel(s: &'static Series) -> anyhow::Result<Kernel> {
+    fetch_kernel_with(s, GUEST_MODULES)
+}
+
+/// [`fetch_kernel`] with `modules` (and what they depend on) as the guest's modules.
+pub(crate) fn fetch_kernel_with(s: &'static Series, modules: &[&str]) -> anyhow::Result<Kernel> {
     let dir = Path::new(CACHE).join("kernels").join(s.name);
     if let Some(k) = cached_kernel(s, &dir) {
         return Ok(k);
@@ -462,7 +467,7 @@ fn fetch_kernel(s: &'static Series) -> anyhow::Result<Kernel> {
     let bz = root.join(format!("boot/vmlinuz-{release}"));
     fs::create_dir_all(tmp.join("modules"))?;
     extract_vmlinux(&bz, &tmp.join("vmlinux"))?;
-    let order = collect_modules(&modules_dir, &tmp.join("modules"))?;
+    let order = collect_modules(&modules_dir, &tmp.join("modules"), modules)?;
     fs::write(tmp.join("modules/order"), order.join("\n"))?;
     fs::write(tmp.join("release"), &release)?;
     fs::write(tmp.join("package"), &package)?;
@@ -574,7 +579,7 @@ fn decompress(tool: &str, data: &[u8], out: &Path) -> anyhow::Result<()> {
 
 /// Copies [`GUEST_MODULES`] and what they depend on (the `depends=` of their modinfo)
 /// into `to`, uncompressed; returns the file names in load order. Built-in ones are skipped.
-fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
+fn collect_modules(modules_dir: &Path, to: &Path, modules: &[&str]) -> anyhow::Result<Vec<String>> {
     let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
     let is_builtin = |name: &str| {
         builtin.lines().any(|l| {
@@ -587,7 +592,7 @@ fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<Vec<String>>
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     index_modules(&modules_dir.join("kernel"), &mut files)?;
     let mut order = Vec::new();
-    let mut stack: Vec<(String, bool)> = GUEST_MODULES
+    let mut stack: Vec<(String, bool)> = modules
         .iter()
         .rev()
         .map(|m| (normalize(m), false))
@@ -676,7 +681,7 @@ fn module_depends(ko: &[u8]) -> Vec<String> {
 }
 
 /// The guest's /init: modules, the host's root, the mounts the daemon reads, the tests.
-const INIT: &str = r#"#!/bin/busybox sh
+pub(crate) const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -751,10 +756,10 @@ fn read_outcomes(results: &Path) -> BTreeMap<String, Outcome> {
 }
 
 /// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(what: &str) -> anyhow::Result<Self> {
         let p = std::env::temp_dir().join(format!("zombie-vm-{}-{what}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p)?;
@@ -769,7 +774,7 @@ impl Drop for TempDir {
 }
 
 /// qemu, killed and reaped on drop whatever happened.
-struct Qemu(Child);
+pub(crate) struct Qemu(pub(crate) Child);
 
 impl Drop for Qemu {
     fn drop(&mut self) {
@@ -918,7 +923,7 @@ fn boot(k: &Kernel, bins: &Binaries, run: &mut KernelRun) -> anyhow::Result<()> 
     }
 }
 
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -942,7 +947,7 @@ fn keep_logs(kernel: &str, dir: &Path, results: &Path) {
     }
 }
 
-fn initramfs(k: &Kernel, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn initramfs(k: &Kernel, dir: &Path) -> anyhow::Result<PathBuf> {
     let root = dir.join("initramfs");
     for d in ["bin", "modules", "proc", "sys", "dev", "root"] {
         fs::create_dir_all(root.join(d))?;
