@@ -126,7 +126,7 @@ enum Task {
     /// the container-facing end-to-end tests there with containerd 1.6, 1.7 and 2.x and
     /// runc over the host's root; print a table and fail on any failure.
     VmCgroup2 {
-        /// Do not rewrite the README's cgroup v2 table after a passing run.
+        /// Do not rewrite the README's cgroup v2 table with this run's results.
         #[arg(long)]
         no_readme: bool,
         /// Only install and fetch what a run needs (qemu, the kernel, the containerds).
