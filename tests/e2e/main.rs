@@ -850,7 +850,9 @@ fn zombies_in_a_containerd_pod_are_named_through_cri() {
             .into_iter()
             .filter(|z| z["pod"] == "leaky")
             .collect();
-        (z.len() == 2).then_some(z)
+        // The container's name comes with a later CRI listing than the pod's when the
+        // container was created after the first one (seen with containerd 2.1 under TCG).
+        (z.len() == 2 && z.iter().all(|z| z["container"] == "app")).then_some(z)
     });
     for z in &zs {
         assert_eq!(z["namespace"], "zombie-e2e", "{z:#}");

@@ -33,7 +33,11 @@ pub fn pick(text: &str, prefer: Prefer) -> Option<String> {
 pub fn path_of_pid(proc_root: &Path, pid: u32, prefer: Prefer) -> Option<String> {
     let file = proc_root.join(pid.to_string()).join("cgroup");
     let lines = ProcessCGroups::from_file(file).ok()?;
-    let path = choose(&lines.0, prefer)?;
+    node_view(choose(&lines.0, prefer)?)
+}
+
+/// `path` read from a /proc/<pid>/cgroup line, as the node's cgroup namespace shows it.
+pub fn node_view(path: &str) -> Option<String> {
     match NAMESPACE_ROOT.get() {
         Some(root) => to_node_view(root, path),
         None => Some(path.to_string()),
@@ -67,28 +71,32 @@ pub fn to_node_view(root: &str, path: &str) -> Option<String> {
 
 /// Where this process's cgroup namespace is rooted in the node's cgroup2 hierarchy (mounted
 /// at `v2_mount` from the node's namespace, as the DaemonSet's hostPath mount is): None when
-/// it is the node's namespace (that of pid 1 of `proc_root`, the host's with hostPID), or
-/// when it cannot be told. Found as the directory whose `cgroup.procs` lists us, less the
+/// it is the node's namespace (we are where /proc/self/cgroup says), or when it cannot be
+/// told. Found as the directory whose `cgroup.procs` lists us, less the
 /// path our namespace shows for us (normally `/`); at most `max_dirs` directories are read.
 pub fn detect_namespace_root(proc_root: &Path, v2_mount: &Path, max_dirs: usize) -> Option<String> {
-    let ns = |pid: &str| std::fs::read_link(proc_root.join(pid).join("ns/cgroup")).ok();
-    let me = std::process::id();
-    let (mine, node) = (ns(&me.to_string())?, ns("1")?);
-    if mine == node {
+    let me = std::process::id().to_string();
+    let text = std::fs::read_to_string(proc_root.join(&me).join("cgroup")).ok()?;
+    let seen = pick(&text, Prefer::V2)?;
+    let lists_me = |dir: &Path| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == me)
+    };
+    // Where our namespace says we are, we are: it is the node's (the common case, one read;
+    // pid 1's namespace link, the other way to tell, may be out of reach).
+    if lists_me(&v2_mount.join(seen.trim_start_matches('/'))) {
         return None;
     }
-    let text = std::fs::read_to_string(proc_root.join(me.to_string()).join("cgroup")).ok()?;
-    let seen = pick(&text, Prefer::V2)?;
     let mut stack = vec![v2_mount.to_path_buf()];
     let mut read = 0;
-    let me = me.to_string();
     while let Some(dir) = stack.pop() {
         read += 1;
         if read > max_dirs {
             return None;
         }
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        if procs.lines().any(|l| l == me) {
+        if lists_me(&dir) {
             let rel = dir
                 .strip_prefix(v2_mount)
                 .ok()?
@@ -164,12 +172,18 @@ mod tests {
 
     #[test]
     fn in_the_nodes_cgroup_namespace_there_is_no_root_to_find() {
-        // The tests run in the node's cgroup namespace, or the answer is where we are.
-        let got = detect_namespace_root(Path::new("/proc"), Path::new("/sys/fs/cgroup"), 10);
-        let mine = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
-        if std::fs::read_link("/proc/1/ns/cgroup").is_ok_and(|n| n == mine) {
-            assert_eq!(got, None);
+        // The unit tests run where /proc/self/cgroup says (no namespace of their own).
+        let v2 = crate::cgroups::detect(Path::new("/sys/fs/cgroup")).1;
+        if let Some(v2) = v2 {
+            assert_eq!(
+                detect_namespace_root(Path::new("/proc"), &v2, 100_000),
+                None
+            );
         }
+        assert_eq!(
+            detect_namespace_root(Path::new("/nonexistent"), Path::new("/sys/fs/cgroup"), 10),
+            None
+        );
     }
 
     const POD: &str = "/kubepods/besteffort/podabc/123";
