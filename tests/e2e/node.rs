@@ -426,10 +426,16 @@ fn namespace_init_running(cg: &NodeCgroup, program: &[&str]) -> (Proc, i32) {
             .args(program)
             .stdout(Stdio::null()),
     );
+    // Until it has exec'd the program: before, its comm is unshare's (just forked), then
+    // sh's (joining the cgroup). The kernel keeps 15 bytes of the name.
+    let want: String = Path::new(program[0])
+        .file_name()
+        .map(|f| f.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
     let init = poll("the namespace's init", 2 * SECOND, || {
         let init = children(unshare.pid()).first().copied()?;
         let comm = std::fs::read_to_string(format!("/proc/{init}/comm")).ok()?;
-        (comm != "sh\n").then_some(init)
+        (comm.trim_end() == want).then_some(init)
     });
     (unshare, init)
 }
