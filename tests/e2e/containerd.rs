@@ -159,9 +159,17 @@ impl Containerd {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let socket = dir.join("containerd.sock");
-        let config_text = match bin_dir {
-            Some(_) => config_v3(&dir, &socket, sandbox_image),
-            None => config(&dir, &socket, sandbox_image),
+        // Another containerd for every test that takes the system's (the cgroup v2 guest
+        // runs them with 1.7 and 2.x too): its binaries' directory.
+        let bin_dir = bin_dir.or_else(|| {
+            std::env::var_os("ZOMBIE_TEST_CONTAINERD_BIN_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        });
+        let config_text = if containerd_major(bin_dir.as_deref()) >= 2 {
+            config_v3(&dir, &socket, sandbox_image)
+        } else {
+            config(&dir, &socket, sandbox_image)
         };
         fs::write(dir.join("config.toml"), config_text).unwrap();
         prepare(&dir, &dir.join("config.toml"));
@@ -209,7 +217,7 @@ impl Containerd {
             bin_dir,
         };
 
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(15).max(crate::harness::ready_bound());
         let endpoint = c.socket.to_str().unwrap().to_string();
         let cri = loop {
             if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
@@ -846,6 +854,21 @@ disabled_plugins = [
 "#,
         socket = socket.display()
     )
+}
+
+/// The major version of the containerd in `bin_dir` (the system's when None), from
+/// `containerd --version` (`containerd github.com/containerd/containerd[/v2] 2.1.9~ds1 ...`).
+pub fn containerd_major(bin_dir: Option<&Path>) -> u32 {
+    let program = bin_dir.map_or_else(|| PathBuf::from("containerd"), |d| d.join("containerd"));
+    let out = Command::new(&program)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.trim_start_matches('v').split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{} --version says {text:?}", program.display()))
 }
 
 /// Where `cargo xtask setup --test` unpacks containerd 2.x (Debian sid's package: no suite

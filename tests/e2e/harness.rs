@@ -232,6 +232,15 @@ impl Reaps {
     }
 }
 
+/// How long a daemon may take to answer 200 on /readyz: 30 s, or `ZOMBIE_TEST_READY_SECS`
+/// (the VM guests under TCG on a loaded machine set more: their load takes longer).
+pub fn ready_bound() -> Duration {
+    std::env::var("ZOMBIE_TEST_READY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
 /// A running `zombie-daemon run`, stopped on drop.
 pub struct Daemon {
     child: Child,
@@ -284,8 +293,12 @@ impl Daemon {
             if let Ok((200, _)) = d.get("/readyz") {
                 break;
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("the daemon was not ready within 30 s:\n{}", d.log_text());
+            if start.elapsed() > ready_bound() {
+                panic!(
+                    "the daemon was not ready within {:?}:\n{}",
+                    ready_bound(),
+                    d.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon with its eBPF programs attached to this kernel, and real
 //! processes making zombies. They need root (CI runs them as root via `cargo xtask test`).
 
+mod cgroup2;
 mod containerd;
 mod daemonset;
 mod diagnosis;
@@ -849,7 +850,9 @@ fn zombies_in_a_containerd_pod_are_named_through_cri() {
             .into_iter()
             .filter(|z| z["pod"] == "leaky")
             .collect();
-        (z.len() == 2).then_some(z)
+        // The container's name comes with a later CRI listing than the pod's when the
+        // container was created after the first one (seen with containerd 2.1 under TCG).
+        (z.len() == 2 && z.iter().all(|z| z["container"] == "app")).then_some(z)
     });
     for z in &zs {
         assert_eq!(z["namespace"], "zombie-e2e", "{z:#}");

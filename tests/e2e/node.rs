@@ -48,7 +48,7 @@ impl NodeCgroup {
         let prefix = format!("/zd-node-{me}-{tag}");
         let path = format!("{prefix}/kubepods/besteffort/pod{uid}/{id}");
         for h in hierarchies() {
-            let _ = std::fs::create_dir_all(h.join(path.trim_start_matches('/')));
+            let _ = crate::runc::create_cgroup(&h, &path);
         }
         Self {
             path,
@@ -244,14 +244,54 @@ fn the_node_mount_namespace_flag_names_where_node_components_run() {
     }
 }
 
+/// How this kernel counts a refused fork in `pids.events` (`max N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PidsEvents {
+    /// In the cgroup where the fork was tried: cgroup v1, v2 before 6.13, and v2 mounted
+    /// with `pids_localevents`.
+    WhereTried,
+    /// In the cgroup whose `pids.max` was reached and in every ancestor of it: cgroup v2
+    /// from 6.13 on, which adds `pids.events.local` (that cgroup's own limit only).
+    Hierarchical,
+}
+
+impl PidsEvents {
+    /// Told from the files and the mount, not from the code under test.
+    pub fn of(pids_dir: &Path) -> Self {
+        let local_mount = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(" cgroup2 ") && l.contains("pids_localevents"));
+        if pids_dir.join("pids.events.local").exists() && !local_mount {
+            Self::Hierarchical
+        } else {
+            Self::WhereTried
+        }
+    }
+}
+
 /// A pod whose pids.max is reached: the forks the kernel refuses are the counters of the
-/// container (where the fork was tried) and of the pod, as the real daemon serves them.
+/// container (where the fork was tried, or nothing on a hierarchical kernel: the limit was
+/// the pod's) and of the pod, exactly, as the real daemon serves them.
 #[test]
 fn forks_refused_at_a_pods_pids_limit_are_counted_per_pod_and_container() {
-    let cg = NodeCgroup::new("pids");
+    refused_forks("pids", false);
+}
+
+/// The same with the limit on the container: there both kinds of kernel count it in the
+/// container, and a hierarchical one in the pod too.
+#[test]
+fn forks_refused_at_a_containers_pids_limit_are_counted_per_pod_and_container() {
+    refused_forks("pids-ctr", true);
+}
+
+fn refused_forks(tag: &str, limit_on_container: bool) {
+    let cg = NodeCgroup::new(tag);
     let ctr = cg.pids_dir();
     let pod = ctr.parent().unwrap().to_path_buf();
-    std::fs::write(pod.join("pids.max"), "4").unwrap();
+    let limited = if limit_on_container { &ctr } else { &pod };
+    std::fs::write(limited.join("pids.max"), "4").unwrap();
+    let kind = PidsEvents::of(&ctr);
     let d = Daemon::start_with(&[NODE_PREFIX]);
     // Joins the container, forks 10 sleepers; the limit lets 3 through. Prints how many
     // forks failed with EAGAIN, then waits.
@@ -280,36 +320,64 @@ fn forks_refused_at_a_pods_pids_limit_are_counted_per_pod_and_container() {
     .unwrap();
     let fails: f64 = line.trim().parse().expect("the failure count");
     assert_eq!(fails, 7.0, "4 PIDs: python and 3 children");
-    // The kernel's own count, read here as the file says it ("max N"), not with the
-    // daemon's parser: the expected value must not come from the code under test.
-    let kernel = |dir: &Path| {
-        let text = std::fs::read_to_string(dir.join("pids.events")).unwrap();
+    // Where the kernel counts them, from what the workload did and the kind of kernel: the
+    // expected values must not come from the code under test.
+    let (want_ctr, want_pod) = match (kind, limit_on_container) {
+        (PidsEvents::WhereTried, _) => (fails, 0.0),
+        (PidsEvents::Hierarchical, false) => (0.0, fails),
+        (PidsEvents::Hierarchical, true) => (fails, fails),
+    };
+    // The kernel's own files agree (read as the file says it, "max N").
+    let kernel = |dir: &Path, file: &str| {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let max = text.lines().find_map(|l| l.strip_prefix("max "));
-        max.unwrap_or_else(|| panic!("no max line in {text:?}"))
+        max.unwrap_or_else(|| panic!("no max line in {file}: {text:?}"))
             .trim()
             .parse::<f64>()
             .unwrap()
     };
-    let (in_ctr, in_pod) = (kernel(&ctr), kernel(&pod));
-    // The kernel counts each refused fork where it was tried (v1, and v2 before 6.13), or
-    // there and in every ancestor up to the limit (hierarchical v2).
-    assert_eq!(in_ctr, fails, "container pids.events");
-    assert!(in_pod == 0.0 || in_pod == fails, "pod pids.events {in_pod}");
+    eprintln!("pids.events counting: {kind:?}");
+    assert_eq!(
+        (kernel(&ctr, "pids.events"), kernel(&pod, "pids.events")),
+        (want_ctr, want_pod),
+        "container and pod pids.events ({kind:?})"
+    );
+    if kind == PidsEvents::Hierarchical {
+        // The local count is the limited cgroup's own: the other has none.
+        let (ctr_local, pod_local) = if limit_on_container {
+            (fails, 0.0)
+        } else {
+            (0.0, fails)
+        };
+        assert_eq!(
+            (
+                kernel(&ctr, "pids.events.local"),
+                kernel(&pod, "pids.events.local")
+            ),
+            (ctr_local, pod_local),
+            "pids.events.local"
+        );
+    }
     let container = cg.container_labels();
     let pod_labels = format!("{{namespace=\"\",pod=\"{}\"}}", cg.uid);
-    let m = poll("the pids.events counters", 5 * SECOND, || {
+    let served = |m: &str| {
+        (
+            sample(m, "zombie_container_pids_max_events_total", &container),
+            sample(m, "zombie_pod_pids_max_events_total", &pod_labels),
+        )
+    };
+    let start = std::time::Instant::now();
+    let m = loop {
         let (_, m) = d.get("/metrics").unwrap();
-        sample(&m, "zombie_container_pids_max_events_total", &container).map(|_| m)
-    });
+        if served(&m) == (Some(want_ctr), Some(want_pod)) || start.elapsed() > 5 * SECOND {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
-        sample(&m, "zombie_container_pids_max_events_total", &container),
-        Some(in_ctr),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, "zombie_pod_pids_max_events_total", &pod_labels),
-        Some(in_pod),
-        "{m}"
+        served(&m),
+        (Some(want_ctr), Some(want_pod)),
+        "container and pod counters served ({kind:?}):\n{m}"
     );
     assert!(
         m.contains("# TYPE zombie_container_pids_max_events_total counter"),
@@ -358,10 +426,16 @@ fn namespace_init_running(cg: &NodeCgroup, program: &[&str]) -> (Proc, i32) {
             .args(program)
             .stdout(Stdio::null()),
     );
+    // Until it has exec'd the program: before, its comm is unshare's (just forked), then
+    // sh's (joining the cgroup). The kernel keeps 15 bytes of the name.
+    let want: String = Path::new(program[0])
+        .file_name()
+        .map(|f| f.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
     let init = poll("the namespace's init", 2 * SECOND, || {
         let init = children(unshare.pid()).first().copied()?;
         let comm = std::fs::read_to_string(format!("/proc/{init}/comm")).ok()?;
-        (comm != "sh\n").then_some(init)
+        (comm.trim_end() == want).then_some(init)
     });
     (unshare, init)
 }
@@ -538,6 +612,87 @@ fn a_namespace_init_held_by_a_frozen_member_is_stuck_in_teardown() {
         "{t:#}"
     );
     assert!(t["remedy"].as_str().unwrap().contains("thawed"), "{t:#}");
+    drop(frozen);
+    released(&d, &cg, init);
+    drop(nsenter);
+    drop(unshare);
+    reap(init);
+}
+
+/// The cgroup v2 freezer (`cgroup.freeze`) lets SIGKILL through: a frozen member just
+/// dies. What holds an init there is a frozen reaper: `nsenter` forked a member into the
+/// namespace and would reap it, but it sits in a frozen cgroup outside the pod (as a
+/// runtime's exec session can); the init's SIGKILL makes the member a zombie that nobody
+/// reaps until the cgroup is thawed. Runs on cgroup2 wherever it is mounted (a pure v2 node,
+/// or the unified hierarchy of a hybrid one).
+#[test]
+fn a_namespace_init_whose_members_reaper_is_frozen_by_cgroup_freeze_is_stuck_in_teardown() {
+    let v2 = hierarchies()
+        .into_iter()
+        .find(|h| h.join("cgroup.controllers").exists())
+        .expect("a cgroup2 mount");
+    struct Frozen(PathBuf);
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("cgroup.freeze"), "0");
+            let root = self.0.parent().unwrap();
+            let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = std::fs::write(root.join("cgroup.procs"), pid);
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let cg = NodeCgroup::new("teardown-v2frozen");
+    let d = Daemon::start_with(&[NODE_PREFIX]);
+    let (unshare, init) = namespace_init(&cg);
+    let frozen = Frozen(v2.join(format!("zd-node-{}-v2frozen", std::process::id())));
+    std::fs::create_dir_all(&frozen.0).unwrap();
+    assert!(
+        frozen.0.join("cgroup.freeze").exists(),
+        "this kernel's cgroup2 has no cgroup.freeze (before 5.2)"
+    );
+    let nsenter = Proc::spawn(
+        Command::new("nsenter")
+            .args(["-t", &init.to_string(), "--pid", "--"])
+            .args(["sleep", "600"]),
+    );
+    let member = poll("the member", 3 * SECOND, || {
+        children(nsenter.pid()).first().copied()
+    });
+    std::fs::write(frozen.0.join("cgroup.procs"), nsenter.pid().to_string()).unwrap();
+    std::fs::write(frozen.0.join("cgroup.freeze"), "1").unwrap();
+    poll("the freeze (cgroup.events frozen 1)", 5 * SECOND, || {
+        std::fs::read_to_string(frozen.0.join("cgroup.events"))
+            .unwrap()
+            .contains("frozen 1")
+            .then_some(())
+    });
+    // SAFETY: killing the init this test made.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    let t = stuck(&d, &cg, init, 1);
+    let m = &t["members"][0];
+    assert_eq!(
+        (
+            m["pid"].as_i64(),
+            m["state"].as_str(),
+            m["ppid"].as_i64(),
+            m["parent_outside_namespace"].as_bool()
+        ),
+        (
+            Some(member as i64),
+            Some("Z"),
+            Some(nsenter.pid() as i64),
+            Some(true)
+        ),
+        "{t:#}"
+    );
+    let remedy = t["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains(&format!("pid {} is frozen", nsenter.pid())) && remedy.contains("thawed"),
+        "{remedy}"
+    );
+    // Thawed, nsenter reaps its child and the namespace's last pid is freed.
     drop(frozen);
     released(&d, &cg, init);
     drop(nsenter);

@@ -177,6 +177,42 @@ fn chown_tree(dir: &Path, id: u32) {
     }
 }
 
+/// Makes the cgroup `rel` (e.g. `/kubepods/besteffort/pod<uid>/<id>`) in hierarchy `h` as
+/// the kubelet (or systemd) makes it: on cgroup2 each new level's parent first enables every
+/// controller it has for its children (`cgroup.subtree_control`), so that the pod and the
+/// container get `pids.max`, `pids.events` and the rest. The hierarchy's root is left as
+/// the node's init set it.
+pub fn create_cgroup(h: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let mut dir = h.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        if dir != h {
+            enable_controllers(&dir);
+        }
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dir)
+}
+
+/// On cgroup2: every controller of `dir` enabled for its children (a v1 dir has no
+/// `cgroup.controllers`: nothing to do).
+pub fn enable_controllers(dir: &Path) {
+    let Ok(have) = std::fs::read_to_string(dir.join("cgroup.controllers")) else {
+        return;
+    };
+    let ctl = dir.join("cgroup.subtree_control");
+    let on = std::fs::read_to_string(&ctl).unwrap_or_default();
+    for c in have.split_whitespace() {
+        if !on.split_whitespace().any(|o| o == c) {
+            let _ = std::fs::write(&ctl, format!("+{c}"));
+        }
+    }
+}
+
 /// Every cgroup hierarchy root on this node (v1 controllers and cgroup2).
 pub fn hierarchies() -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();

@@ -1,7 +1,8 @@
 //! containerd 2.x for the prevention tests (a version 3 config): no Debian suite these
 //! machines run ships one, so Debian sid's package is downloaded through a private apt
 //! configuration (never the system's sources) and unpacked, not installed, into the test
-//! cache. It depends only on libc6 and runc, and runs from there.
+//! cache. It depends only on libc6 and runc, and runs from there. The cgroup v2 guest
+//! (`vm_cgroup2`) takes trixie's containerd 1.7 the same way.
 
 use std::{
     fs,
@@ -21,21 +22,36 @@ pub fn dir() -> PathBuf {
     .join("containerd2")
 }
 
+/// Where trixie's containerd 1.7 is unpacked, beside [`dir`].
+pub fn dir_trixie() -> PathBuf {
+    dir().with_file_name("containerd-trixie")
+}
+
 /// Downloads and unpacks containerd from sid when it is not there yet.
 pub fn install() -> anyhow::Result<()> {
-    let dest = dir();
+    unpack("sid", &dir())
+}
+
+/// Downloads and unpacks containerd 1.7 from trixie when it is not there yet.
+pub fn install_trixie() -> anyhow::Result<()> {
+    unpack("trixie", &dir_trixie())
+}
+
+/// Debian `suite`'s containerd package, unpacked into `dest` (its binaries in `usr/bin`).
+fn unpack(suite: &str, dest: &Path) -> anyhow::Result<()> {
+    let dest = dest.to_path_buf();
     if dest.join("usr/bin/containerd").is_file() {
         return Ok(());
     }
-    let apt = Apt::new("apt-sid", &[("sid", MIRROR)])?;
+    let apt = Apt::new(&format!("apt-{suite}"), &[(suite, MIRROR)])?;
     let work = dest.with_extension("download");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
     // sid moves fast: lists from an earlier run may name a version the archive dropped.
     apt.update(false)?;
-    if download(&apt, &work).is_err() {
+    if download(&apt, &work, suite).is_err() {
         apt.update(true)?;
-        download(&apt, &work)?;
+        download(&apt, &work, suite)?;
     }
     let deb = fs::read_dir(&work)?
         .flatten()
@@ -57,17 +73,18 @@ pub fn install() -> anyhow::Result<()> {
     fs::rename(&unpacked, &dest)?;
     let _ = fs::remove_dir_all(&work);
     eprintln!(
-        "xtask: containerd 2.x from {} unpacked into {}",
+        "xtask: containerd from {} unpacked into {}",
         deb.file_name().unwrap_or_default().to_string_lossy(),
         dest.display()
     );
     Ok(())
 }
 
-fn download(apt: &Apt, work: &Path) -> anyhow::Result<()> {
+fn download(apt: &Apt, work: &Path, suite: &str) -> anyhow::Result<()> {
     crate::status(
         apt.cmd("apt-get")
             .current_dir(work)
-            .args(["-q", "download", "containerd/sid"]),
+            .args(["-q", "download"])
+            .arg(format!("containerd/{suite}")),
     )
 }

@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask setup | build | image | run | test | lint | soak | bench |
-//! fuzz | fresh | vm | gen`.
+//! fuzz | fresh | vm | vm-cgroup2 | gen`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks (Debian's Rust toolchain with the
 //! prebuilt bpf `core`, LLVM for bpf-linker, bpf-linker itself, the test tools); it is
@@ -23,6 +23,7 @@ mod r#gen;
 mod image;
 mod vm;
 mod vm_arm64;
+mod vm_cgroup2;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -122,6 +123,17 @@ enum Task {
         /// Do not rewrite the README's kernel table after a full passing run.
         #[arg(long)]
         no_readme: bool,
+    },
+    /// Boot a pure cgroup v2 node (Debian's 6.18 from trixie-backports under qemu) and run
+    /// the container-facing end-to-end tests there with containerd 1.6, 1.7 and 2.x and
+    /// runc over the host's root; print a table and fail on any failure.
+    VmCgroup2 {
+        /// Do not rewrite the README's cgroup v2 table with this run's results.
+        #[arg(long)]
+        no_readme: bool,
+        /// Only install and fetch what a run needs (qemu, the kernel, the containerds).
+        #[arg(long)]
+        fetch_only: bool,
     },
 }
 
@@ -264,6 +276,10 @@ fn main() -> ExitCode {
             jobs,
             no_readme,
         } => vm::vm(&kernels, jobs, !no_readme),
+        Task::VmCgroup2 {
+            no_readme,
+            fetch_only,
+        } => vm_cgroup2::vm_cgroup2(!no_readme, fetch_only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -408,6 +424,7 @@ fn setup(for_tests: bool) -> anyhow::Result<()> {
     if for_tests {
         preflight(TEST_TOOLS)?;
         containerd2::install()?;
+        containerd2::install_trixie()?;
     }
     eprintln!("xtask: setup done in {:.1}s", t.elapsed().as_secs_f64());
     Ok(())
@@ -576,6 +593,10 @@ fn test() -> anyhow::Result<()> {
     suite(
         "kernel matrix (Debian 5.10, 6.1, 6.12 and arm64 6.1, 6.12 under qemu; this kernel)",
         Command::new(SELF).args(["vm", "--no-readme"]),
+    );
+    suite(
+        "cgroup v2 node (Debian 6.18 under qemu; containerd 1.6, 1.7, 2.x)",
+        Command::new(SELF).args(["vm-cgroup2", "--no-readme"]),
     );
     // The manifests are checked against what the binary itself says it needs.
     let requirements = root().join("target/requirements.json");

@@ -39,7 +39,7 @@ pub(crate) const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security"
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// What building the initramfs and unpacking kernels needs, from the system's own suite.
-const VM_TOOLS: &[Tool] = &[
+pub(crate) const VM_TOOLS: &[Tool] = &[
     Tool::new("/bin/busybox", "busybox-static"),
     Tool::new("/usr/bin/cpio", "cpio"),
     Tool::new("/usr/bin/xz", "xz-utils"),
@@ -53,7 +53,7 @@ const VM_TOOLS: &[Tool] = &[
 /// qemu from bookworm-backports: the image's qemu-utils 10.0 (from backports) breaks
 /// bookworm's own qemu 7.2, so the system emulator must come from the same place. These are
 /// the packages apt must take from backports for it; the rest comes from bookworm.
-const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+pub(crate) const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 const QEMU_FROM_BACKPORTS: &[&str] = &[
     "qemu-system-x86",
     "qemu-system-common",
@@ -97,7 +97,7 @@ pub const SERIES: &[Series] = &[
 pub const HOST: &str = "host";
 
 /// The modules a guest needs to reach the host's root (their dependencies come along).
-const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_rng", "9pnet_virtio", "9p"];
+pub(crate) const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_rng", "9pnet_virtio", "9p"];
 
 /// The e2e tests run on every kernel: (short name for the table, test path).
 pub const GUEST_TESTS: &[(&str, &str)] = &[
@@ -304,7 +304,7 @@ fn default_jobs() -> usize {
     (mem_gib / 4).clamp(1, SERIES.len())
 }
 
-fn build() -> anyhow::Result<Binaries> {
+pub(crate) fn build() -> anyhow::Result<Binaries> {
     crate::status(crate::cargo().args([
         "build",
         "--locked",
@@ -416,7 +416,7 @@ impl Apt {
     }
 }
 
-fn install_qemu() -> anyhow::Result<()> {
+pub(crate) fn install_qemu() -> anyhow::Result<()> {
     if Path::new(QEMU).exists() {
         return Ok(());
     }
@@ -453,17 +453,22 @@ enum Guest<'a> {
 
 /// An unpacked kernel: what a boot needs.
 #[derive(Clone)]
-struct Kernel {
-    series: &'static str,
+pub(crate) struct Kernel {
+    pub(crate) series: &'static str,
     /// `uname -r` of the kernel.
-    release: String,
+    pub(crate) release: String,
     /// The uncompressed ELF image (booted through PVH).
-    vmlinux: PathBuf,
+    pub(crate) vmlinux: PathBuf,
     /// The guest's modules, uncompressed, in load order.
-    modules: Vec<PathBuf>,
+    pub(crate) modules: Vec<PathBuf>,
 }
 
 fn fetch_kernel(s: &'static Series) -> anyhow::Result<Kernel> {
+    fetch_kernel_with(s, GUEST_MODULES)
+}
+
+/// [`fetch_kernel`] with `modules` (and what they depend on) as the guest's modules.
+pub(crate) fn fetch_kernel_with(s: &'static Series, modules: &[&str]) -> anyhow::Result<Kernel> {
     let dir = Path::new(CACHE).join("kernels").join(s.name);
     if let Some(k) = cached_kernel(s, &dir) {
         return Ok(k);
@@ -506,7 +511,7 @@ fn fetch_kernel(s: &'static Series) -> anyhow::Result<Kernel> {
     let bz = root.join(format!("boot/vmlinuz-{release}"));
     fs::create_dir_all(tmp.join("modules"))?;
     extract_vmlinux(&bz, &tmp.join("vmlinux"))?;
-    let order = collect_modules(&modules_dir, &tmp.join("modules"))?;
+    let order = collect_modules(&modules_dir, &tmp.join("modules"), modules)?;
     fs::write(tmp.join("modules/order"), order.join("\n"))?;
     fs::write(tmp.join("release"), &release)?;
     fs::write(tmp.join("package"), &package)?;
@@ -618,7 +623,11 @@ fn decompress(tool: &str, data: &[u8], out: &Path) -> anyhow::Result<()> {
 
 /// Copies [`GUEST_MODULES`] and what they depend on (the `depends=` of their modinfo)
 /// into `to`, uncompressed; returns the file names in load order. Built-in ones are skipped.
-pub(crate) fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn collect_modules(
+    modules_dir: &Path,
+    to: &Path,
+    modules: &[&str],
+) -> anyhow::Result<Vec<String>> {
     let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
     let is_builtin = |name: &str| {
         builtin.lines().any(|l| {
@@ -631,7 +640,7 @@ pub(crate) fn collect_modules(modules_dir: &Path, to: &Path) -> anyhow::Result<V
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     index_modules(&modules_dir.join("kernel"), &mut files)?;
     let mut order = Vec::new();
-    let mut stack: Vec<(String, bool)> = GUEST_MODULES
+    let mut stack: Vec<(String, bool)> = modules
         .iter()
         .rev()
         .map(|m| (normalize(m), false))
@@ -720,7 +729,7 @@ fn module_depends(ko: &[u8]) -> Vec<String> {
 }
 
 /// The guest's /init: modules, the host's root, the mounts the daemon reads, the tests.
-const INIT: &str = r#"#!/bin/busybox sh
+pub(crate) const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -986,7 +995,7 @@ pub(crate) fn keep_logs(kernel: &str, dir: &Path, results: &Path) {
     }
 }
 
-fn initramfs(k: &Kernel, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn initramfs(k: &Kernel, dir: &Path) -> anyhow::Result<PathBuf> {
     let root = dir.join("initramfs");
     for d in ["bin", "modules", "proc", "sys", "dev", "root"] {
         fs::create_dir_all(root.join(d))?;

@@ -386,7 +386,7 @@ fn fetch_kernel(s: &'static Series) -> anyhow::Result<Kernel> {
     let vmlinuz = root.join(format!("boot/vmlinuz-{release}"));
     arm64_image(&vmlinuz, &tmp.join("Image"))?;
     fs::create_dir_all(tmp.join("modules"))?;
-    let order = vm::collect_modules(&modules_dir, &tmp.join("modules"))?;
+    let order = vm::collect_modules(&modules_dir, &tmp.join("modules"), vm::GUEST_MODULES)?;
     fs::write(tmp.join("modules/order"), order.join("\n"))?;
     fs::write(tmp.join("release"), &release)?;
     fs::write(tmp.join("package"), &package)?;

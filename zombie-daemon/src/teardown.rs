@@ -284,6 +284,80 @@ pub fn scan(proc_root: &Path) -> Vec<Teardown> {
     inits
         .iter()
         .filter_map(|i| judge(i, wchan(proc_root, i.pid), &known))
+        .map(|mut t| {
+            // A reaper outside that is frozen would reap once thawed: say that, not "it
+            // must wait()" alone. A cgroup v2 freezer (cgroup.freeze) lets SIGKILL through,
+            // so there the frozen one is the reaper rather than the member.
+            let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            let mut frozen: Vec<u32> = Vec::new();
+            for m in t.members.iter().filter(|m| m.parent_outside_namespace) {
+                if !frozen.contains(&m.ppid) && is_frozen(proc_root, m.ppid, &mounts) {
+                    frozen.push(m.ppid);
+                }
+            }
+            t.remedy.push_str(&frozen_reapers_remedy(&frozen));
+            t
+        })
+        .collect()
+}
+
+/// Whether `pid` sits in a frozen cgroup: cgroup2's `cgroup.events` says `frozen 1`
+/// (`cgroup.freeze`, set there or on an ancestor), or the v1 freezer's `freezer.state` is
+/// FROZEN; the hierarchies are those of `mounts` (a /proc/self/mounts). A frozen task's
+/// wait channel says nothing of it (`get_signal` for the v2 freezer).
+pub fn is_frozen(proc_root: &Path, pid: u32, mounts: &str) -> bool {
+    let Ok(text) = fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")) else {
+        return false;
+    };
+    let mount_points = |fstype: &str, option: Option<&str>| -> Vec<String> {
+        mounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let ok = f.len() > 3
+                    && f[2] == fstype
+                    && option.is_none_or(|o| f[3].split(',').any(|x| x == o));
+                ok.then(|| f[1].to_string())
+            })
+            .collect()
+    };
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (id, controllers, path) = (f.next(), f.next(), f.next());
+        let Some(path) = path.and_then(crate::cgroups::proc_file::node_view) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        let found = if id == Some("0") && controllers == Some("") {
+            mount_points("cgroup2", None).iter().any(|m| {
+                fs::read_to_string(Path::new(m).join(rel).join("cgroup.events"))
+                    .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+            })
+        } else if controllers.is_some_and(|c| c.split(',').any(|c| c == "freezer")) {
+            mount_points("cgroup", Some("freezer")).iter().any(|m| {
+                fs::read_to_string(Path::new(m).join(rel).join("freezer.state"))
+                    .is_ok_and(|s| s.trim() == "FROZEN")
+            })
+        } else {
+            false
+        };
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+/// The words for reapers outside the namespace that are frozen.
+fn frozen_reapers_remedy(frozen: &[u32]) -> String {
+    frozen
+        .iter()
+        .map(|pid| {
+            format!(
+                "; pid {pid} is frozen: it cannot reap until its cgroup is thawed \
+                 (cgroup.freeze 0, freezer.state THAWED)"
+            )
+        })
         .collect()
 }
 
@@ -310,6 +384,20 @@ mod tests {
             exiting: true,
             ..task(pid, 90, "sleep", 'S', "42", 1)
         }
+    }
+
+    #[test]
+    fn frozen_reapers_are_named_with_their_thaw() {
+        assert_eq!(frozen_reapers_remedy(&[]), "");
+        let r = frozen_reapers_remedy(&[7]);
+        assert!(
+            r.contains("pid 7 is frozen") && r.contains("cgroup.freeze 0"),
+            "{r}"
+        );
+        // This process is not frozen; a missing one is not either.
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!is_frozen(Path::new("/proc"), std::process::id(), &mounts));
+        assert!(!is_frozen(Path::new("/nonexistent"), 1, &mounts));
     }
 
     #[test]

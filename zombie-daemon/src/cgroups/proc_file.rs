@@ -4,7 +4,7 @@
 //! cgroup2 and one line per v1 hierarchy. procfs parses it; which line to believe depends
 //! on the node ([`super::CgroupMode::prefer`]) and is decided here, for every caller.
 
-use std::path::Path;
+use std::{path::Path, sync::OnceLock};
 
 use ::procfs::{FromBufRead, FromRead, ProcessCGroup, ProcessCGroups};
 
@@ -28,11 +28,96 @@ pub fn pick(text: &str, prefer: Prefer) -> Option<String> {
     choose(&lines.0, prefer).map(str::to_string)
 }
 
-/// [`pick`] on `<proc_root>/<pid>/cgroup` (a zombie keeps the file until it is reaped).
+/// [`pick`] on `<proc_root>/<pid>/cgroup` (a zombie keeps the file until it is reaped), as
+/// the node's cgroup namespace shows it (see [`set_namespace_root`]).
 pub fn path_of_pid(proc_root: &Path, pid: u32, prefer: Prefer) -> Option<String> {
     let file = proc_root.join(pid.to_string()).join("cgroup");
     let lines = ProcessCGroups::from_file(file).ok()?;
-    choose(&lines.0, prefer).map(str::to_string)
+    node_view(choose(&lines.0, prefer)?)
+}
+
+/// `path` read from a /proc/<pid>/cgroup line, as the node's cgroup namespace shows it.
+pub fn node_view(path: &str) -> Option<String> {
+    match NAMESPACE_ROOT.get() {
+        Some(root) => to_node_view(root, path),
+        None => Some(path.to_string()),
+    }
+}
+
+/// Where our cgroup namespace is rooted in the node's hierarchy, when it is not the node's.
+static NAMESPACE_ROOT: OnceLock<String> = OnceLock::new();
+
+/// Makes every path read from /proc/<pid>/cgroup relative to `root` (a path in the node's
+/// hierarchy): what a daemon in its own cgroup namespace (a pod on cgroup v2, where
+/// containerd gives each container one) reads as `/../../pod<uid>/<id>` becomes the node's
+/// `/kubepods/<qos>/pod<uid>/<id>` again. Set once, at start.
+pub fn set_namespace_root(root: String) {
+    let _ = NAMESPACE_ROOT.set(root);
+}
+
+/// `path` as a cgroup namespace rooted at `root` shows it, as the node's shows it; None when
+/// it climbs above the node's root.
+pub fn to_node_view(root: &str, path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = root.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        if segment == ".." {
+            parts.pop()?;
+        } else {
+            parts.push(segment);
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// Where this process's cgroup namespace is rooted in the node's cgroup2 hierarchy (mounted
+/// at `v2_mount` from the node's namespace, as the DaemonSet's hostPath mount is): None when
+/// it is the node's namespace (we are where /proc/self/cgroup says), or when it cannot be
+/// told. Found as the directory whose `cgroup.procs` lists us, less the
+/// path our namespace shows for us (normally `/`); at most `max_dirs` directories are read.
+pub fn detect_namespace_root(proc_root: &Path, v2_mount: &Path, max_dirs: usize) -> Option<String> {
+    let me = std::process::id().to_string();
+    let text = std::fs::read_to_string(proc_root.join(&me).join("cgroup")).ok()?;
+    let seen = pick(&text, Prefer::V2)?;
+    let lists_me = |dir: &Path| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == me)
+    };
+    // Where our namespace says we are, we are: it is the node's (the common case, one read;
+    // pid 1's namespace link, the other way to tell, may be out of reach).
+    if lists_me(&v2_mount.join(seen.trim_start_matches('/'))) {
+        return None;
+    }
+    let mut stack = vec![v2_mount.to_path_buf()];
+    let mut read = 0;
+    while let Some(dir) = stack.pop() {
+        read += 1;
+        if read > max_dirs {
+            return None;
+        }
+        if lists_me(&dir) {
+            let rel = dir
+                .strip_prefix(v2_mount)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            let here: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+            let shown: Vec<&str> = seen.split('/').filter(|s| !s.is_empty()).collect();
+            // Our own path as the namespace shows it is the tail of where we are.
+            let keep = here.len().checked_sub(shown.len())?;
+            if here[keep..] != shown[..] {
+                return None;
+            }
+            return Some(format!("/{}", here[..keep].join("/")));
+        }
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    None
 }
 
 fn choose(lines: &[ProcessCGroup], prefer: Prefer) -> Option<&str> {
@@ -61,6 +146,45 @@ fn choose(lines: &[ProcessCGroup], prefer: Prefer) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_relative_paths_are_made_the_nodes() {
+        let root = "/kubepods/burstable/poddaemon/ctr";
+        assert_eq!(
+            to_node_view(root, "/../../podabc/123").as_deref(),
+            Some("/kubepods/burstable/podabc/123")
+        );
+        assert_eq!(to_node_view(root, "/").as_deref(), Some(root));
+        assert_eq!(
+            to_node_view(root, "/sub").as_deref(),
+            Some("/kubepods/burstable/poddaemon/ctr/sub")
+        );
+        assert_eq!(
+            to_node_view("/", "/kubepods/x").as_deref(),
+            Some("/kubepods/x")
+        );
+        assert_eq!(to_node_view("/a", "/../../b"), None);
+        assert_eq!(
+            to_node_view(root, "/../../../../system.slice/x.service").as_deref(),
+            Some("/system.slice/x.service")
+        );
+    }
+
+    #[test]
+    fn in_the_nodes_cgroup_namespace_there_is_no_root_to_find() {
+        // The unit tests run where /proc/self/cgroup says (no namespace of their own).
+        let v2 = crate::cgroups::detect(Path::new("/sys/fs/cgroup")).1;
+        if let Some(v2) = v2 {
+            assert_eq!(
+                detect_namespace_root(Path::new("/proc"), &v2, 100_000),
+                None
+            );
+        }
+        assert_eq!(
+            detect_namespace_root(Path::new("/nonexistent"), Path::new("/sys/fs/cgroup"), 10),
+            None
+        );
+    }
 
     const POD: &str = "/kubepods/besteffort/podabc/123";
     const SAME_EVERYWHERE: &str = "12:pids:/kubepods/besteffort/podabc/123\n\

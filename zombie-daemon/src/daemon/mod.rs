@@ -95,6 +95,20 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
     let local = listener.local_addr()?;
 
+    // In its own cgroup namespace (a pod on cgroup v2) the daemon reads /proc/<pid>/cgroup
+    // relative to its namespace's root: find that root once, so that every path is the
+    // node's, as in the host's namespace.
+    if let Some(v2) = crate::cgroups::detect(&cfg.cgroup_root).1
+        && let Some(root) =
+            crate::cgroups::proc_file::detect_namespace_root(&cfg.proc_root, &v2, 200_000)
+    {
+        info!(
+            root = %root,
+            "own cgroup namespace: paths from /proc/<pid>/cgroup are read from its root, as \
+             the node's namespace shows them"
+        );
+        crate::cgroups::proc_file::set_namespace_root(root);
+    }
     let ticks = TickConverter::from_system();
     let endpoint = names::choose_endpoint(cfg.runtime_endpoint.as_deref());
     let names = match endpoint.clone() {
