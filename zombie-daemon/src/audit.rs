@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     attribution::{Attribution, Owner},
     cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups_bounded},
-    diagnosis::{Disposition, ReaperFacts, ReaperKind},
+    diagnosis::{Disposition, ReaperKind},
     teardown::{self, Teardown},
 };
 
@@ -251,7 +251,7 @@ fn audit_one(
         Vec::new()
     };
 
-    let facts = main.and_then(|m| ReaperFacts::read(proc_root, m.pid));
+    let facts = main.and_then(|m| crate::diagnosis::read_reaper_facts(proc_root, m.pid));
     let injected_init = injected.zip(main).is_some_and(|(id, m)| {
         m.ns_pid == Some(1) && crate::prevention::runs_init(proc_root, m.pid, id)
     });

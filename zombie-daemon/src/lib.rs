@@ -25,11 +25,10 @@ pub mod prevention;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;
-pub mod redact;
 pub mod remediate;
 pub mod snapshot;
-pub mod status;
 pub mod store;
 pub mod teardown;
-pub mod tracker;
 pub mod view;
+
+pub use zombie_core::{redact, tracker, wait_status};

@@ -154,7 +154,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
         "CAUSE".into(),
     ]];
     for z in zombies {
-        let status = crate::status::WaitStatus {
+        let status = crate::wait_status::WaitStatus {
             exit_code: z.exit_code,
             signal: z.signal,
             core_dumped: z.core_dumped,

@@ -12,7 +12,7 @@ use std::{
 };
 
 /// The RuntimeClass (and containerd runtime handler) that starts containers under the init.
-pub const RUNTIME_CLASS: &str = "zombie-init";
+pub use zombie_core::diagnosis::RUNTIME_CLASS;
 /// Where `zombie-init-runtime install` puts the init on a node.
 pub const DEFAULT_INIT: &str = "/opt/zombie-init/bin/tini-static";
 /// Another install prefix's init (a path on the node).

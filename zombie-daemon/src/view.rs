@@ -11,9 +11,9 @@ use crate::{
     attribution::{self, Attribution, names::NameCache},
     cgroups::CgroupResolver,
     clock::WallClock,
-    diagnosis::{self, Cause, Diagnosis, Reaper, ReaperFacts},
-    status::WaitStatus,
+    diagnosis::{self, Cause, Diagnosis, Reaper},
     tracker::{Ns, OriginInfo, OriginKind, ProcKey, Source, Table, Zombie},
+    wait_status::WaitStatus,
 };
 
 /// One object of the `/zombies` array. Field names are a public contract: add, never rename.
@@ -379,7 +379,7 @@ impl<'a> Diagnoser<'a> {
         if let Some(d) = self.cache.get(&z.ppid) {
             return d.clone();
         }
-        let facts = ReaperFacts::read(self.proc_root, z.ppid);
+        let facts = crate::diagnosis::read_reaper_facts(self.proc_root, z.ppid);
         let waited = self.waited.contains(&z.ppid);
         let mut d = diagnosis::diagnose(facts.as_ref(), waited, true);
         if let (Some(r), Some(f)) = (d.reaper.as_mut(), facts.as_ref()) {

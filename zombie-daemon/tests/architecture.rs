@@ -1,6 +1,12 @@
-//! The module graph as the design says it is: no import cycle; only the daemon's wiring and
-//! the command line reach `remediate` and `cli`; readers (`http`, `metrics`, `snapshot`)
-//! never reach the table's owner or the probe, and hold no lock and read no file.
+//! The daemon crate's own module graph, which no compiler checks inside one crate: no import
+//! cycle; only the daemon's wiring and the command line reach `remediate` and `cli`; readers
+//! (`http`, `metrics`, `snapshot`) never reach the table's owner or the probe.
+//!
+//! The core's rules are not here: `zombie-core` (the tracker, diagnosis, the remediation
+//! engine) cannot import tokio, aya, procfs, hyper or tonic because its Cargo.toml does not
+//! list them, and its clippy.toml forbids std's files, locks, clocks and processes (`cargo
+//! clippy -D warnings` fails on any). What is left here are the readers' text bans, until
+//! the read side is a crate of its own.
 //!
 //! Read from the sources (`crate::module` paths and `use crate::{...}` groups, test modules
 //! left out), so a change that breaks a rule fails here with the offending edge named.

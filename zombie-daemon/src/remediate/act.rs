@@ -11,7 +11,7 @@ use std::{
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use super::{
-    engine::{Action, Decision, Engine, Outcome, Target, guard},
+    Action, Decision, Engine, Outcome, Target, guard,
     target::{confirm_zombies, read_target, targets},
 };
 use crate::{

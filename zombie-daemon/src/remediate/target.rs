@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use super::{engine::Target, policy::Policy};
+use super::{Policy, Target};
 use crate::{
     attribution::{self, Owner, names::NameCache},
     view::ZombieView,
