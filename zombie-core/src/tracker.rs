@@ -267,7 +267,7 @@ pub struct ScanEntry {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub exited_at_estimate: Ns,
-    /// Derived from /proc (see `procfs::derive_origin`).
+    /// Derived from /proc (see the daemon's `proc_scan::derive_origin`).
     pub origin: Origin,
     pub origin_info: Option<OriginInfo>,
 }

@@ -91,7 +91,7 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
     if stat.state == 'Z' {
         return None;
     }
-    let status = crate::procfs::read_status(&dir)?;
+    let status = crate::proc_scan::read_status(&dir)?;
     Some(Proc {
         pid,
         ppid: stat.ppid.max(0) as u32,
@@ -307,7 +307,7 @@ fn audit_one(
     (a, ns)
 }
 
-/// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),
+/// Redacts every PID 1's command line to its program (see [`crate::redact::command_line`]),
 /// unless `show`. The audit reads full command lines: known inits are found by argv[0].
 pub fn redact(audits: &mut [ContainerAudit], show: bool) {
     if show {
@@ -321,7 +321,7 @@ pub fn redact(audits: &mut [ContainerAudit], show: bool) {
 }
 
 /// Fills in the runtime's names.
-pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attributor) {
+pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::attributor::Attributor) {
     for a in audits {
         let at = attributor.for_path(&a.cgroup_path);
         a.namespace = at.namespace.clone();
@@ -448,7 +448,7 @@ pub fn table(audits: &[ContainerAudit]) -> String {
             a.verdict.clone(),
         ]);
     }
-    let mut out = crate::list::render_rows(&rows);
+    let mut out = crate::text_table::render_rows(&rows);
     if audits.is_empty() {
         out.push_str("(no containers found)\n");
     }

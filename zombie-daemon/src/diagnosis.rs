@@ -1,5 +1,6 @@
-//! Diagnosis at the edge: the facts about a zombie's reaper read from /proc. The judgement
-//! itself is pure and lives in `zombie_core::diagnosis`, re-exported here.
+//! Diagnosis at the edge: the facts about a zombie's reaper read from /proc (the
+//! `diagnoser` judges a build's zombies with them). The judgement itself is pure and lives
+//! in `zombie_core::diagnosis`, re-exported here.
 
 use std::path::Path;
 
@@ -36,7 +37,7 @@ pub fn in_host_mount_namespace(proc_root: &Path, pid: u32) -> Option<bool> {
 pub fn read_reaper_facts(proc_root: &Path, pid: u32) -> Option<ReaperFacts> {
     let dir = proc_root.join(pid.to_string());
     let p = ::procfs::process::Process::new_with_root(dir.clone()).ok()?;
-    let status = crate::procfs::read_status(&dir)?;
+    let status = crate::proc_scan::read_status(&dir)?;
     let cmdline = p.cmdline().unwrap_or_default();
     let mut facts = reaper_facts_from_status(pid, status, cmdline);
     facts.exe = std::fs::read_link(dir.join("exe"))

@@ -65,7 +65,7 @@ fn namespace_init(proc_root: &Path, pid: u32) -> Option<u32> {
     let mut pid = pid;
     for _ in 0..MAX_DEPTH {
         let dir = proc_root.join(pid.to_string());
-        let status = crate::procfs::read_status(&dir)?;
+        let status = crate::proc_scan::read_status(&dir)?;
         if status.nspid.as_ref().and_then(|v| v.last()) == Some(&1) {
             return Some(pid);
         }

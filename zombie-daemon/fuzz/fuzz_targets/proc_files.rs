@@ -14,7 +14,7 @@ use zombie_daemon::{
     budget, cgroups,
     diagnosis::{self, Disposition},
     probe::TickConverter,
-    procfs::{parse_exec_start, parse_status},
+    proc_scan::{parse_exec_start, parse_status},
     tracker::Comm,
 };
 
@@ -43,7 +43,7 @@ fn kernel_framed(line: &str) -> bool {
 }
 
 fn check_stat(stat: &Stat) {
-    // What procfs.rs and remediate.rs take from it.
+    // What proc_scan.rs and remediate take from it.
     let comm = Comm::new(&stat.comm);
     assert!(comm.as_str().len() <= 3 * 15);
     let _ = TickConverter::new(100).ns(stat.starttime);

@@ -22,7 +22,7 @@ use crate::{
     health::Health,
     metrics::Metrics,
     probe::Probe,
-    procfs::{PidCursor, ProcFs, ScanError, possibly_reused},
+    proc_scan::{PidCursor, ProcFs, ScanError, possibly_reused},
     snapshot::Demand,
     tracker::{Applied, Event, Ns, ProcKey, Scan, Tracker},
 };
@@ -41,7 +41,7 @@ const PARENT_REFRESH_BATCH: usize = 512;
 const SWEEP_BATCH: usize = 20_000;
 const SWEEP_MIN_AGE: Duration = Duration::from_millis(500);
 /// Every listed zombie, candidate or not, is re-confirmed at least this often: it still
-/// holds its pid, and that pid is still its own (see [`crate::procfs::possibly_reused`]).
+/// holds its pid, and that pid is still its own (see [`crate::proc_scan::possibly_reused`]).
 /// With the time a pass and a publication take, an entry outlives its zombie by at most
 /// ten seconds whatever the kernel missed (the README's guarantee).
 pub(crate) const CONFIRM_ALL: Duration = Duration::from_secs(5);

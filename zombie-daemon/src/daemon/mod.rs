@@ -6,10 +6,10 @@
 //! attributor. Everything else reads the published `Arc<Snapshot>`: the HTTP handlers,
 //! the metric collectors and the remediation loop ([`remediation`]).
 
-mod build;
 mod event_loop;
 mod publish;
 mod remediation;
+pub mod snapshot_builder;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -18,17 +18,17 @@ use axum::body::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use build::Builder;
-pub use build::DEFAULT_MAX_LISTED;
+use snapshot_builder::Builder;
+pub use snapshot_builder::DEFAULT_MAX_LISTED;
 
 use crate::{
     attribution::names::{self, NameCache},
+    attributor::Attributor,
     health::Health,
     metrics::Metrics,
     probe::{Probe, ProbeConfig, TickConverter},
     remediate::Mode,
     snapshot::{Demand, Snapshot},
-    view::Attributor,
 };
 
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::warn;
 
-use super::build::{Builder, Parts};
+use super::snapshot_builder::{Builder, Parts};
 use crate::{
     clock::WallClock,
     snapshot::{DEMAND_GAP, Demand, Part, Snapshot},

@@ -12,7 +12,7 @@ use crate::{
     clock,
     health::Health,
     metrics::Metrics,
-    remediate::{Engine, Remediator},
+    remediate::{Engine, Remediator, ZombieFacts},
     snapshot::Snapshot,
 };
 
@@ -52,10 +52,9 @@ pub(super) async fn run(
         let current = snapshot.borrow().clone();
         let r = remediator;
         let t = tokio::task::spawn_blocking(move || {
-            // One zombie's object at a time: the whole list of objects at 100,000 zombies
-            // would hold tens of MB.
+            // One zombie's facts at a time, straight from the store's records.
             let (zombies, now) = (&current.zombies, clock::boottime_now());
-            let t = r.targets(zombies.iter().map(|e| e.view(now, &zombies.wall)));
+            let t = r.targets(zombies.iter().map(|e| ZombieFacts::of(&e, now)));
             (t, r)
         })
         .await;

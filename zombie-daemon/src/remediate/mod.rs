@@ -19,7 +19,7 @@ mod target;
 use std::path::{Path, PathBuf};
 
 pub use act::{HISTORY_LIMIT, Remediator, signal_exact};
-pub use target::{read_target, targets};
+pub use target::{ZombieFacts, read_target, targets};
 pub use zombie_core::remediate::{
     Action, Decision, Engine, MAX_SECONDS, Mode, Outcome, Pid1Action, Policy, Target, guard,
 };

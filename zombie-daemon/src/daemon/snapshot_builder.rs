@@ -11,8 +11,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
     attribution::Attribution,
+    attributor::Attributor,
     audit, budget,
     clock::WallClock,
+    diagnoser::Diagnoser,
     diagnosis::{Cause, Diagnosis},
     metrics::Metrics,
     snapshot::{
@@ -21,7 +23,7 @@ use crate::{
     },
     store::{Group, GroupKey, Record, Writer},
     tracker::{Changes, ExitFlags, Ns, Origin, OriginInfo, OriginKind, ProcKey, Source, Zombie},
-    view::{Attributor, Diagnoser, OriginView},
+    view::OriginView,
 };
 
 /// Which parts of a snapshot a build makes anew; the others are taken from the last one.
