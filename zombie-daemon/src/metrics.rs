@@ -293,32 +293,13 @@ impl Metrics {
             Event::Origin(_) => self.events_by_kind[3].inc(),
             _ => {}
         }
-        match applied {
-            Applied::Zombie => self.exits.inc(),
-            Applied::Refined => self.exits.inc(),
-            Applied::Autoreaped => {
-                self.exits.inc();
-                self.autoreaped.inc();
-            }
-            Applied::Reaped { latency_ns } => {
-                self.reaped.inc();
-                if let Some(ns) = latency_ns {
-                    self.reap_latency.observe(ns as f64 / 1e9);
-                }
-            }
-            Applied::ExitAfterFree { latency_ns } => {
-                self.exits.inc();
-                self.reaped.inc();
-                self.reap_latency.observe(latency_ns as f64 / 1e9);
-            }
-            Applied::SettledUnobserved(n) => self.reaps_unobserved.inc_by(n as u64),
-            Applied::Duplicate
-            | Applied::UnknownFree
-            | Applied::Wait
-            | Applied::Origin
-            | Applied::Reconciled(_)
-            | Applied::Reparented(_)
-            | Applied::Vanished(_) => {}
+        let c = applied.counts();
+        self.exits.inc_by(c.exits);
+        self.autoreaped.inc_by(c.autoreaped);
+        self.reaped.inc_by(c.reaped);
+        self.reaps_unobserved.inc_by(c.reaps_unobserved);
+        if let Some(ns) = c.reap_latency_ns {
+            self.reap_latency.observe(ns as f64 / 1e9);
         }
     }
 
@@ -714,5 +695,96 @@ impl Collector for InitCollector {
         out.extend(stuck.collect());
         out.extend(injected.collect());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::{Comm, Exit, ExitFlags, Ns, Origin, ProcKey, Tracker};
+
+    const MS: Ns = 1_000_000;
+
+    fn key(pid: u32) -> ProcKey {
+        ProcKey {
+            pid,
+            start_ticks: 1,
+        }
+    }
+
+    fn exit(pid: u32, at: Ns, autoreap: bool) -> Event {
+        Event::Exit(Exit {
+            key: key(pid),
+            at,
+            ppid: 1,
+            parent_start_ticks: 1,
+            comm: Comm::new("child"),
+            parent_comm: Comm::new("parent"),
+            wait_status: 0,
+            cgroup_id: 1,
+            flags: ExitFlags {
+                autoreap,
+                ..ExitFlags::default()
+            },
+            origin: Origin::default(),
+        })
+    }
+
+    /// Every counter `record` feeds, from a sequence applied to a real tracker; the
+    /// expected values are counted by hand, not by the mapping under test.
+    #[test]
+    fn record_counts_what_applying_events_did() {
+        let (_tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let m = Metrics::new(rx);
+        let mut t = Tracker::default();
+        let evs = [
+            exit(10, MS, false),
+            exit(11, 2 * MS, false),
+            exit(12, 3 * MS, true),
+            // A duplicate exit: an event, not an exit.
+            exit(10, MS, false),
+            Event::Wait {
+                pid: 1,
+                target: 0,
+                at: 4 * MS,
+            },
+            // Reaped 250 ms after its exit.
+            Event::Free {
+                key: key(10),
+                at: 251 * MS,
+            },
+            // A free of a process never seen: an event, no reap.
+            Event::Free {
+                key: key(99),
+                at: 300 * MS,
+            },
+        ];
+        for ev in &evs {
+            m.record(ev, t.apply(ev));
+        }
+        assert_eq!(m.exits.get(), 3);
+        assert_eq!(m.autoreaped.get(), 1);
+        assert_eq!(m.reaped.get(), 1);
+        assert_eq!(m.reaps_unobserved.get(), 0);
+        assert_eq!(m.reap_latency.get_sample_count(), 1);
+        assert!((m.reap_latency.get_sample_sum() - 0.25).abs() < 1e-9);
+        let kind = |k: &str| m.events.with_label_values(&[k]).get();
+        assert_eq!(
+            (kind("exit"), kind("free"), kind("wait"), kind("origin")),
+            (4, 2, 1, 0)
+        );
+        // A vanished zombie whose free never came: counted unobserved after its grace.
+        let vanished = Event::Vanished {
+            key: key(11),
+            at: 400 * MS,
+        };
+        m.record(&vanished, t.apply(&vanished));
+        let grace = Event::GraceElapsed {
+            now: 3_000 * MS,
+            grace: 2_000 * MS,
+        };
+        m.record(&grace, t.apply(&grace));
+        assert_eq!(m.reaps_unobserved.get(), 1);
+        assert_eq!(m.reaped.get(), 1);
     }
 }

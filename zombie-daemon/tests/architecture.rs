@@ -160,8 +160,12 @@ fn readers_never_reach_the_table_owner_or_proc() {
     // no Tracker, no Attributor, no file reads.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for file in ["http.rs", "metrics.rs", "snapshot.rs"] {
-        let text: String = fs::read_to_string(src.join(file))
-            .unwrap()
+        let whole = fs::read_to_string(src.join(file)).unwrap();
+        // Test modules drive the real parts (a tracker to feed the counters): not readers.
+        let code = whole
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(whole.as_str(), |i| &whole[..i]);
+        let text: String = code
             .lines()
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect::<Vec<_>>()

@@ -423,9 +423,11 @@ impl EventLoop {
             self.pid_cursor = cursor;
         }
         let zombies_in_proc = scan.zombies.len();
-        let Applied::Reconciled(report) = self.apply(&Event::Scanned { started, scan }) else {
-            unreachable!("a scan is reconciled")
-        };
+        let report = self.tracker.reconcile(started, &scan);
+        self.metrics.record(
+            &Event::Scanned { started, scan },
+            Applied::Reconciled(report),
+        );
         self.seq += 1;
         self.publisher.want_table();
         self.metrics
