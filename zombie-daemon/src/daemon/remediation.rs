@@ -77,6 +77,7 @@ pub(super) async fn run(
                 .with_label_values(&[d.action.as_str(), d.result.as_str()])
                 .inc();
         }
+        metrics.remediation_passes.inc();
         if !decisions.is_empty() {
             let json = serde_json::to_vec(remediator.history()).unwrap_or_else(|_| b"[]".to_vec());
             history.send_replace(Bytes::from(json));
