@@ -102,7 +102,7 @@ impl Attributor {
     }
 
     /// `namespace`, `pod`, `container` label values (see [`Attribution::labels`]).
-    pub fn labels(&mut self, z: &Zombie) -> [String; 3] {
+    pub fn labels(&mut self, z: &Zombie) -> attribution::Labels {
         self.attribution(z).1.labels()
     }
 }

@@ -333,7 +333,7 @@ pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::attributor::A
 
 /// `namespace`, `pod`, `container` label values, as the zombie series have them (every
 /// audited container is in a pod).
-pub fn labels(a: &ContainerAudit) -> [String; 3] {
+pub fn labels(a: &ContainerAudit) -> crate::attribution::Labels {
     Attribution {
         owner: Owner::Pod.as_str(),
         pod_uid: Some(a.pod_uid.clone()),
@@ -418,7 +418,11 @@ pub fn table(audits: &[ContainerAudit]) -> String {
         "VERDICT".into(),
     ]];
     for a in audits {
-        let [ns, pod, container] = labels(a);
+        let crate::attribution::Labels {
+            namespace: ns,
+            pod,
+            container,
+        } = labels(a);
         let pod = if ns.is_empty() {
             pod
         } else {
@@ -502,14 +506,20 @@ mod tests {
 
     #[test]
     fn labels_are_names_else_ids() {
-        assert_eq!(labels(&base()), ["", "u", "c"]);
+        assert_eq!(
+            labels(&base()),
+            crate::attribution::Labels::new("", "u", "c")
+        );
         let named = ContainerAudit {
             namespace: Some("shop".into()),
             pod: Some("cart-1".into()),
             container: Some("app".into()),
             ..base()
         };
-        assert_eq!(labels(&named), ["shop", "cart-1", "app"]);
+        assert_eq!(
+            labels(&named),
+            crate::attribution::Labels::new("shop", "cart-1", "app")
+        );
     }
 
     #[test]

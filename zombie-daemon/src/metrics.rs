@@ -338,21 +338,19 @@ impl Collector for TableCollector {
         let snapshot = current(&self.snapshot);
         let z = &snapshot.zombies;
         for (l, origin, n) in &z.by_origin {
+            let [namespace, pod, container] = l.values();
             by_origin
-                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), origin.as_str()])
+                .with_label_values(&[namespace, pod, container, origin.as_str()])
                 .set(*n as f64);
         }
         for (l, cause, n) in &z.by_cause {
+            let [namespace, pod, container] = l.values();
             by_cause
-                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
+                .with_label_values(&[namespace, pod, container, cause.as_str()])
                 .set(*n as f64);
         }
         for c in &z.containers {
-            let l = [
-                c.labels[0].as_str(),
-                c.labels[1].as_str(),
-                c.labels[2].as_str(),
-            ];
+            let l = c.labels.values();
             count.with_label_values(&l).set(c.count as f64);
             let age = if c.count == 0 {
                 0
@@ -481,9 +479,10 @@ impl Collector for BudgetCollector {
             out.extend(v.node_pids.collect());
             out.extend(v.node_limit.collect());
         }
-        for (c, [ns, pod, container]) in &budget.cgroups {
+        for (c, labels) in &budget.cgroups {
+            let [ns, pod, _] = labels.values();
             if c.container_id.is_some() {
-                let l = [ns.as_str(), pod.as_str(), container.as_str()];
+                let l = labels.values();
                 v.container_pids.with_label_values(&l).set(c.current as f64);
                 if let Some(max) = c.max {
                     v.container_limit.with_label_values(&l).set(max as f64);
@@ -494,7 +493,7 @@ impl Collector for BudgetCollector {
                         .inc_by(n as f64);
                 }
             } else {
-                let l = [ns.as_str(), pod.as_str()];
+                let l = [ns, pod];
                 v.pod_pids.with_label_values(&l).set(c.current as f64);
                 if let Some(max) = c.max {
                     v.pod_limit.with_label_values(&l).set(max as f64);
@@ -591,7 +590,11 @@ impl Collector for InitCollector {
         let stuck = Self::teardown_vec();
         let mut series = 0usize;
         for a in &snapshot.audit.containers {
-            let [ns, pod, container] = audit::labels(a);
+            let crate::attribution::Labels {
+                namespace: ns,
+                pod,
+                container,
+            } = audit::labels(a);
             if let Some(t) = &a.pid_namespace_teardown {
                 stuck
                     .with_label_values(&[ns.as_str(), pod.as_str(), container.as_str()])

@@ -497,7 +497,7 @@ pub const MAX_CONTAINER_SERIES: usize = 500;
 
 /// The labels of the series that sums the containers beyond the cap.
 pub fn other_labels() -> Labels {
-    [String::new(), "_other".into(), "_other".into()]
+    Labels::new("", "_other", "_other")
 }
 
 #[cfg(test)]

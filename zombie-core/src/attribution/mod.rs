@@ -47,23 +47,50 @@ impl Attribution {
         }
     }
 
-    /// `namespace`, `pod`, `container` label values. Names when the runtime gave them;
-    /// otherwise what the cgroup path says (pod UID, container ID), so a leak is still
-    /// traceable; empty for host processes.
-    pub fn labels(&self) -> [String; 3] {
+    /// Its series' labels. Names when the runtime gave them; otherwise what the cgroup
+    /// path says (pod UID, container ID), so a leak is still traceable; empty for host
+    /// processes.
+    pub fn labels(&self) -> Labels {
         if self.owner != Owner::Pod.as_str() {
-            return Default::default();
+            return Labels::default();
         }
-        [
-            self.namespace.clone().unwrap_or_default(),
-            self.pod
+        Labels {
+            namespace: self.namespace.clone().unwrap_or_default(),
+            pod: self
+                .pod
                 .clone()
                 .or_else(|| self.pod_uid.clone())
                 .unwrap_or_default(),
-            self.container
+            container: self
+                .container
                 .clone()
                 .or_else(|| self.container_id.clone())
                 .unwrap_or_default(),
-        ]
+        }
+    }
+}
+
+/// The `namespace`, `pod`, `container` label values of a container's series (all empty for
+/// host processes). Ordered by namespace, then pod, then container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+impl Labels {
+    pub fn new(namespace: &str, pod: &str, container: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            container: container.into(),
+        }
+    }
+
+    /// The values in the order of the series' label names (`namespace`, `pod`,
+    /// `container`).
+    pub fn values(&self) -> [&str; 3] {
+        [&self.namespace, &self.pod, &self.container]
     }
 }

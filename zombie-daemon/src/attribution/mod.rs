@@ -10,7 +10,7 @@ pub mod names;
 use std::sync::Arc;
 
 pub use zombie_core::attribution::{
-    Attribution, CgroupInfo, Owner, SANDBOX_CONTAINER, cgroup_path,
+    Attribution, CgroupInfo, Labels, Owner, SANDBOX_CONTAINER, cgroup_path,
 };
 
 /// Attribution of a cgroup path, with the runtime's names when it knows them.
@@ -46,7 +46,7 @@ mod tests {
         assert_eq!(a.pod_uid.as_deref(), Some(UID));
         assert_eq!(a.container_id.as_deref(), Some(ID));
         assert_eq!(a.qos, Some("besteffort"));
-        assert_eq!(a.labels(), [String::new(), UID.to_string(), ID.to_string()]);
+        assert_eq!(a.labels(), Labels::new("", UID, ID));
     }
 
     #[test]
@@ -67,6 +67,6 @@ mod tests {
     fn host_processes_have_empty_labels() {
         let a = attribute_path("/system.slice/containerd.service", None);
         assert_eq!(a.owner, "host");
-        assert_eq!(a.labels(), <[String; 3]>::default());
+        assert_eq!(a.labels(), Labels::default());
     }
 }

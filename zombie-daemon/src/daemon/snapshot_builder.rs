@@ -111,7 +111,7 @@ impl Builder {
             let labels = capped(&mut self.exec_series, self.attributor.labels(z));
             metrics
                 .exec_session_zombies
-                .with_label_values(&[labels[0].as_str(), labels[1].as_str(), labels[2].as_str()])
+                .with_label_values(&labels.values())
                 .inc();
         }
     }
@@ -845,17 +845,14 @@ mod tests {
     fn series_are_capped_into_other() {
         let mut groups: FxHashMap<Labels, (u64, Ns)> = FxHashMap::default();
         for i in 0..10u64 {
-            groups.insert(
-                [String::new(), format!("pod{i}"), "c".into()],
-                (i, 1000 - i * 10),
-            );
+            groups.insert(Labels::new("", &format!("pod{i}"), "c"), (i, 1000 - i * 10));
         }
         let kept = cap_series(&mut groups, 4).unwrap();
         assert_eq!(groups.len(), 4);
         assert_eq!(kept.len(), 3);
         // pods 9, 8, 7 keep their series; 0..=6 sum to 21 zombies, the oldest exited at 940.
         assert_eq!(groups[&other_labels()], (21, 940));
-        assert!(groups.contains_key(&[String::new(), "pod9".into(), "c".into()]));
+        assert!(groups.contains_key(&Labels::new("", "pod9", "c")));
         let total: u64 = groups.values().map(|v| v.0).sum();
         assert_eq!(total, 45);
         assert!(cap_series(&mut groups, 4).is_none());
