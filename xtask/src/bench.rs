@@ -2033,26 +2033,10 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     )?;
     // CPU per exit first, with the table empty (after a mass release the daemon is still
     // busy with the table for a while).
-    let (mut cpu, mut cpu_md) = (vec![], String::new());
-    for (rate, secs) in [(1_000u64, 30u64), (10_000, 15)] {
-        let c0 = cpu_secs(daemon)?;
-        let t = Instant::now();
-        let (exits, _) = paced_exits(rate, secs)?;
-        let wall = t.elapsed().as_secs_f64();
-        let used = cpu_secs(daemon)? - c0;
-        let got = exits / wall;
-        let per_exit_us = used / exits * 1e6;
-        let core_pct = used / wall * 100.0;
-        writeln!(
-            cpu_md,
-            "- CPU at {got:.0} exits/s for {wall:.0} s (one `zombie-workload paced` process): \
-             {core_pct:.2} % of a core, {per_exit_us:.2} µs of user+system time per exit"
-        )?;
-        cpu.push((got, core_pct, per_exit_us));
-    }
+    let (cpu, cpu_md) = cpu_per_exit(daemon)?;
     let mut zombies = Procs::default();
     let mut made = 0u64;
-    let mut reached: Vec<(u64, f64, f64, f64, f64, f64)> = vec![];
+    let mut reached: Vec<Level> = vec![];
     let mut stop_reason = None;
     let mut notes: Vec<String> = vec![];
     for goal in LEVELS.into_iter().filter(|&l| l <= max_level) {
@@ -2090,72 +2074,13 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         }
         // A failure while measuring (the machine's process limit reached, say) ends the
         // levels; what was measured stays.
-        let measured = (|| -> anyhow::Result<()> {
-            let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
-            thread::sleep(Duration::from_secs(1));
-            let tracked = metric(&http_get("/metrics")?, "zombie_processes");
-            let rest = status_mib(daemon, "VmRSS")?;
-            let (_, metrics_s) = timed_get("/metrics")?;
-            // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
-            let (mut lat, mut unseen) = (vec![], 0);
-            for _ in 0..50 {
-                match detect_once()? {
-                    Some(ms) => lat.push(ms),
-                    None => {
-                        unseen += 1;
-                        lat.push(10_000.0);
-                        if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
-                            break;
-                        }
-                    }
-                }
+        let measured = measure_level(md, daemon, made, &mut notes);
+        match measured {
+            Ok(level) => reached.push(level),
+            Err(e) => {
+                stop_reason = Some(format!("stopped at {made}: measuring failed: {e:#}"));
+                break;
             }
-            let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
-            if unseen > 0 {
-                notes.push(format!(
-                    "{unseen} of {} new zombies were not seen within 10 s at {made}.",
-                    lat.len()
-                ));
-            }
-            let (bytes, zombies_s) = timed_get("/zombies")?;
-            let after = status_mib(daemon, "VmRSS")?;
-            let before_readers = status_mib(daemon, "VmRSS")?;
-            let readers = non_readers(100)?;
-            thread::sleep(Duration::from_secs(3));
-            let with_readers = status_mib(daemon, "VmRSS")?;
-            let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
-            drop(readers);
-            let hwm = status_mib(daemon, "VmHWM")?;
-            writeln!(
-                md,
-                "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
-                 {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
-                 {p50:.0} / {p99:.0} ms |",
-                with_readers - before_readers,
-                in_flight / 1048576.0,
-                metrics_s * 1000.0,
-                bytes as f64 / 1e6,
-                zombies_s,
-            )?;
-            if counted.is_none() {
-                writeln!(
-                    md,
-                    "\n(/metrics had not counted all {made} within 120 s.)\n"
-                )?;
-            }
-            reached.push((
-                made,
-                rest,
-                hwm,
-                metrics_s,
-                p99,
-                with_readers - before_readers,
-            ));
-            Ok(())
-        })();
-        if let Err(e) = measured {
-            stop_reason = Some(format!("stopped at {made}: measuring failed: {e:#}"));
-            break;
         }
         if made < goal {
             break;
@@ -2165,6 +2090,122 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     for n in &notes {
         writeln!(md, "- {n}")?;
     }
+    let (release_s, reaped_s) = mass_release(md, zombies, made)?;
+    if let Some(r) = &stop_reason {
+        writeln!(md, "The largest count: {r}.\n")?;
+    }
+    writeln!(md, "{cpu_md}")?;
+    bounded_targets(targets, &reached, made, (release_s, reaped_s), &cpu);
+    stop(&mut procs);
+    Ok(())
+}
+
+/// One rate of exits for section 5b: (exits/s, % of a core, µs per exit).
+type ExitCpu = (f64, f64, f64);
+/// One level reached in section 5b: (zombies, VmRSS at rest, VmHWM, /metrics seconds,
+/// detection p99 ms, MiB 100 non-readers added).
+type Level = (u64, f64, f64, f64, f64, f64);
+
+/// Section 5b at one count of `made` zombies: its table row (memory at rest, after a
+/// whole `/zombies`, with 100 non-readers, the peak; `/metrics` and `/zombies` times;
+/// detection latency of 50 new zombies) and what the targets judge.
+fn measure_level(
+    md: &mut String,
+    daemon: u32,
+    made: u64,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Level> {
+    let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
+    thread::sleep(Duration::from_secs(1));
+    let tracked = metric(&http_get("/metrics")?, "zombie_processes");
+    let rest = status_mib(daemon, "VmRSS")?;
+    let (_, metrics_s) = timed_get("/metrics")?;
+    // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
+    let (mut lat, mut unseen) = (vec![], 0);
+    for _ in 0..50 {
+        match detect_once()? {
+            Some(ms) => lat.push(ms),
+            None => {
+                unseen += 1;
+                lat.push(10_000.0);
+                if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
+                    break;
+                }
+            }
+        }
+    }
+    let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
+    if unseen > 0 {
+        notes.push(format!(
+            "{unseen} of {} new zombies were not seen within 10 s at {made}.",
+            lat.len()
+        ));
+    }
+    let (bytes, zombies_s) = timed_get("/zombies")?;
+    let after = status_mib(daemon, "VmRSS")?;
+    let before_readers = status_mib(daemon, "VmRSS")?;
+    let readers = non_readers(100)?;
+    thread::sleep(Duration::from_secs(3));
+    let with_readers = status_mib(daemon, "VmRSS")?;
+    let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
+    drop(readers);
+    let hwm = status_mib(daemon, "VmHWM")?;
+    writeln!(
+        md,
+        "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
+             {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
+             {p50:.0} / {p99:.0} ms |",
+        with_readers - before_readers,
+        in_flight / 1048576.0,
+        metrics_s * 1000.0,
+        bytes as f64 / 1e6,
+        zombies_s,
+    )?;
+    if counted.is_none() {
+        writeln!(
+            md,
+            "\n(/metrics had not counted all {made} within 120 s.)\n"
+        )?;
+    }
+    Ok((
+        made,
+        rest,
+        hwm,
+        metrics_s,
+        p99,
+        with_readers - before_readers,
+    ))
+}
+
+/// Section 5b's CPU per exit, with the table empty: at 1,000 and 10,000 exits/s.
+fn cpu_per_exit(daemon: u32) -> anyhow::Result<(Vec<ExitCpu>, String)> {
+    let (mut cpu, mut cpu_md) = (vec![], String::new());
+    for (rate, secs) in [(1_000u64, 30u64), (10_000, 15)] {
+        let c0 = cpu_secs(daemon)?;
+        let t = Instant::now();
+        let (exits, _) = paced_exits(rate, secs)?;
+        let wall = t.elapsed().as_secs_f64();
+        let used = cpu_secs(daemon)? - c0;
+        let got = exits / wall;
+        let per_exit_us = used / exits * 1e6;
+        let core_pct = used / wall * 100.0;
+        writeln!(
+            cpu_md,
+            "- CPU at {got:.0} exits/s for {wall:.0} s (one `zombie-workload paced` process): \
+             {core_pct:.2} % of a core, {per_exit_us:.2} µs of user+system time per exit"
+        )?;
+        cpu.push((got, core_pct, per_exit_us));
+    }
+    Ok((cpu, cpu_md))
+}
+
+/// Section 5b's mass release: every parent reaps at once; how long until they all did and
+/// until /metrics counts none. Returns (counted none after, all reaped after), in seconds.
+fn mass_release(
+    md: &mut String,
+    mut zombies: Procs,
+    made: u64,
+) -> anyhow::Result<(Option<f64>, Option<f64>)> {
     // Mass release: every parent reaps at once.
     let lost_before = lost()?;
     let t = Instant::now();
@@ -2221,10 +2262,17 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             curve.join(", ")
         }
     )?;
-    if let Some(r) = &stop_reason {
-        writeln!(md, "The largest count: {r}.\n")?;
-    }
-    writeln!(md, "{cpu_md}")?;
+    Ok((release_s, reaped_s))
+}
+
+/// Section 5b's targets, each judged only at the count it names.
+fn bounded_targets(
+    targets: &mut Vec<(String, String, String)>,
+    reached: &[Level],
+    made: u64,
+    (release_s, reaped_s): (Option<f64>, Option<f64>),
+    cpu: &[ExitCpu],
+) {
     let at = |n: u64| reached.iter().find(|r| r.0 >= n).or(reached.last());
     // A target is met only at the count it names: below it, it was not measured.
     let verdict = |pass: bool, count: u64, want: u64| {
@@ -2298,6 +2346,4 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             ok(pct10 <= 0.5).into(),
         ));
     }
-    stop(&mut procs);
-    Ok(())
 }
