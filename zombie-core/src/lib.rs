@@ -1,4 +1,5 @@
-//! zombie-daemon's functional core: events in, zombie table out, with the clock passed in.
+//! zombie-daemon's functional core: events in, zombie table out, with the clock passed in;
+//! and the compact store the published snapshots share.
 //!
 //! Nothing here touches the kernel, /proc, the network or a lock: the crate depends on no
 //! tokio, aya, procfs, hyper or tonic (its `Cargo.toml`), and its `clippy.toml` forbids
@@ -9,5 +10,7 @@ pub mod attribution;
 pub mod diagnosis;
 pub mod redact;
 pub mod remediate;
+pub mod store;
 pub mod tracker;
+pub mod view;
 pub mod wait_status;

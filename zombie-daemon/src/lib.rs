@@ -29,9 +29,8 @@ pub mod probe;
 pub mod proc_scan;
 pub mod remediate;
 pub mod snapshot;
-pub mod store;
 pub mod teardown;
 pub mod text_table;
 pub mod view;
 
-pub use zombie_core::{redact, tracker, wait_status};
+pub use zombie_core::{redact, store, tracker, wait_status};
