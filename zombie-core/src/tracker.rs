@@ -789,8 +789,11 @@ impl Tracker {
         for key in &expired {
             if let Some((z, _)) = self.vanished.remove(key) {
                 // Which reaps the kernel never showed, for whoever needs to tell them apart
-                // from the node's others (the count alone is a metric).
+                // from the node's others (the count alone is a metric). Logged under the
+                // daemon's target, as before the core was a crate of its own: filters such
+                // as `--log-level zombie_daemon=debug` keep showing it.
                 tracing::debug!(
+                    target: "zombie_daemon::tracker",
                     pid = key.pid,
                     comm = %z.comm.as_str(),
                     "reaped unobserved: gone from /proc and no release event came"
