@@ -58,7 +58,7 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
     // with other builds and tests, the daemon and this client would otherwise wait for a core
     // as long as the bound itself. A node gives the DaemonSet its CPU request the same way.
     favour(d.pid());
-    favour(0);
+    favour(std::process::id() as i32);
     let (soft, hard) = daemon_open_files(d.pid());
     assert_eq!(
         (soft, hard),
@@ -700,11 +700,34 @@ impl Drop for RestoreSoft {
     }
 }
 
-/// Raises the scheduling priority of `pid` (0: this process) to nice -10.
+/// Raises the scheduling priority of every thread of process `pid` to nice -10. On Linux
+/// `setpriority(PRIO_PROCESS, id)` sets one thread's (the one whose TID is `id`), so each
+/// of /proc/<pid>/task is set, and threads started later inherit it from their creator.
+/// Checked: every thread's nice (field 19 of its stat) is -10 afterwards.
 fn favour(pid: i32) {
-    // SAFETY: setpriority with plain integer arguments.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, -10) };
-    assert_eq!(rc, 0, "setpriority: {}", std::io::Error::last_os_error());
+    let tasks = || -> Vec<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    };
+    for tid in tasks() {
+        // SAFETY: setpriority with plain integer arguments.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10) };
+        assert_eq!(
+            rc,
+            0,
+            "setpriority {tid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    for tid in tasks() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+        // After the comm's closing parenthesis: state is field 3, nice field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i32 = after.split_whitespace().nth(16).unwrap().parse().unwrap();
+        assert_eq!(nice, -10, "thread {tid} of {pid} is not favoured: {stat}");
+    }
 }
 
 /// The daemon's open-files limit, (soft, hard), from /proc/<pid>/limits.

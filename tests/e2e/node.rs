@@ -853,7 +853,7 @@ fn containerd_pod_sharing_its_pid_namespace_has_its_orphans_reaped_by_the_pause(
     if let Some(ns) = std::env::var_os("ZOMBIE_NODE_MOUNT_NAMESPACE") {
         zombie_daemon::cli::set_node_mount_namespace(Path::new(&ns)).unwrap();
     }
-    let facts = zombie_daemon::diagnosis::ReaperFacts::read(Path::new("/proc"), shim).unwrap();
+    let facts = zombie_daemon::diagnosis::read_reaper_facts(Path::new("/proc"), shim).unwrap();
     assert_eq!(facts.comm, "containerd-shim", "{facts:?}");
     let d = zombie_daemon::diagnosis::diagnose(Some(&facts), false, false);
     assert_eq!(

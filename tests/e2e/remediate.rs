@@ -148,6 +148,29 @@ fn decision(d: &Daemon, pid: i32, action: &str, result: &str, timeout: Duration)
     )
 }
 
+/// `zombie_remediation_passes_total`: looks the remediation loop completed.
+fn passes(d: &Daemon) -> u64 {
+    let (status, m) = d.get("/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{m}");
+    m.lines()
+        .find_map(|l| l.strip_prefix("zombie_remediation_passes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no zombie_remediation_passes_total in /metrics:\n{m}"))
+}
+
+/// Waits until the remediation loop has decided (and carried out what it decided) `n`
+/// more times from now: what it would have sent, it has sent. The pass in progress when
+/// this starts may have read the table before the caller's last step, so it does not
+/// count.
+fn after_passes(d: &Daemon, n: u64) {
+    let from = passes(d);
+    poll(
+        &format!("{n} more remediation passes after {from}"),
+        10 * SECOND,
+        || (passes(d) > from + n).then_some(()),
+    );
+}
+
 fn counts(w: &mut Workload) -> (u64, u64) {
     w.send("counts");
     let c = w.read_json();
@@ -420,7 +443,7 @@ fn a_pod_path_forged_below_another_cgroup_is_no_pod_and_is_left_alone() {
     assert_ne!(z["owner"], "pod", "{z}");
     assert_eq!(z["pod_uid"], Value::Null, "{z}");
     assert_eq!(z["container_id"], Value::Null, "{z}");
-    std::thread::sleep(SECOND);
+    after_passes(&d, 3);
     assert_eq!(
         counts(&mut w),
         (0, 0),
@@ -484,6 +507,7 @@ fn dry_run_decides_the_whole_ladder_and_signals_nothing() {
                 && l["reason"].as_str().is_some()),
         "{logged:?}"
     );
+    after_passes(&d, 3);
     assert_eq!(counts(&mut w), (0, 0), "dry-run sent a signal");
     assert_eq!(d.children_of(w.pid()).len(), 3);
     assert!(
@@ -511,7 +535,7 @@ fn guards_hold_for_host_processes_unopted_pods_and_rate_limits() {
     let r = decision(&d, unopted.pid(), "sigchld", "refused", 5 * SECOND);
     assert!(r["reason"].as_str().unwrap().contains("opted in"), "{r}");
     // The daemon never acts on itself nor on us (we are host processes).
-    std::thread::sleep(2 * SECOND);
+    after_passes(&d, 3);
     assert_eq!(counts(&mut host), (0, 0));
     assert_eq!(counts(&mut unopted), (0, 0));
     // Nothing at all was done: not to them, nor to us or the daemon (host processes).
@@ -556,7 +580,7 @@ fn never_beyond_the_node_rate_limit_and_never_the_same_rung_twice() {
             .contains("max_actions_per_node_per_hour"),
         "{r}"
     );
-    std::thread::sleep(2 * SECOND);
+    after_passes(&d, 3);
     assert_eq!(counts(other), (0, 0));
     // Still waiting after its one SIGCHLD: not signalled again.
     assert_eq!(counts(acted), (1, 0));
@@ -576,7 +600,7 @@ fn never_the_same_process_twice_within_the_backoff() {
     });
     let r = decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
     assert!(r["reason"].as_str().unwrap().contains("backoff"), "{r}");
-    std::thread::sleep(SECOND);
+    after_passes(&d, 3);
     assert_eq!(counts(&mut w), (0, 0), "signalled again within the backoff");
     assert_eq!(d.children_of(w.pid()).len(), 3);
     w.send("reap");
@@ -631,14 +655,15 @@ fn kubelet_and_the_runtime_are_never_touched() {
     }
     let r = decision(&d, impostor.pid(), "sigchld", "dry_run", 5 * SECOND);
     assert_eq!(r["comm"], "kubelet", "{r}");
+    after_passes(&d, 3);
     assert_eq!(counts(&mut impostor), (0, 0), "dry-run signals nothing");
     drop(d);
     let d = start("on", "allow_host_processes: true\n");
     for w in &procs {
         decision(&d, w.pid(), "sigchld", "refused", 5 * SECOND);
     }
-    // The daemon looks every 0.2 s; 10 looks after the refusals, nothing was sent.
-    std::thread::sleep(2 * SECOND);
+    // 10 looks after the refusals, nothing was sent.
+    after_passes(&d, 10);
     for w in &mut procs {
         assert_eq!(counts(w), (0, 0), "a protected process was signalled");
     }

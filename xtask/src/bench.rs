@@ -378,6 +378,55 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut md = String::new();
     let mut targets: Vec<(String, String, String)> = vec![];
+    header(&mut md)?;
+
+    let mut procs = Procs::default();
+    let daemon = start_daemon(&mut procs, &[])?;
+
+    // 1. Kernel cost per event, above the floor.
+    eprintln!("xtask: bench 1: kernel time per event");
+    kernel_cost(&mut md, &mut targets)?;
+
+    let cpu_per_k = exit_rate(&mut md, &mut targets, &mut procs, daemon)?;
+    let daemon = start_daemon(&mut procs, &[])?;
+
+    steady_cpu(&mut md, &mut targets, daemon, &cpu_per_k)?;
+
+    detection_latency(&mut md, &mut targets)?;
+
+    stop(&mut procs);
+    memory(&mut md, &mut targets)?;
+    bounded(&mut md, &mut targets)?;
+
+    let process_exporter_cpu = peers(&mut md, &mut targets)?;
+    event_loop_stall(&mut md, &mut targets)?;
+    idle(&mut md, &mut targets, process_exporter_cpu)?;
+    workload_cost(&mut md, &mut targets)?;
+    micro(&mut md)?;
+    unreported_reaps(&mut md, &mut targets)?;
+
+    let mut head = String::new();
+    writeln!(head, "## Targets\n")?;
+    writeln!(head, "| target | result | |\n|---|---|---|")?;
+    for (t, r, s) in &targets {
+        writeln!(head, "| {t} | {r} | {s} |")?;
+    }
+    writeln!(head)?;
+    // The targets table goes right after the header.
+    let split = md.find("## 1.").unwrap_or(md.len());
+    md.insert_str(split, &head);
+    writeln!(
+        md,
+        "The bench took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    )?;
+    std::fs::write(root().join("BENCHMARKS.md"), md)?;
+    eprintln!("xtask: wrote BENCHMARKS.md");
+    Ok(())
+}
+
+/// The header: the machine, the kernel, the date and the revision.
+fn header(md: &mut String) -> anyhow::Result<()> {
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
         md,
@@ -402,14 +451,18 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
             root().display()
         ))
     )?;
+    Ok(())
+}
 
-    let mut procs = Procs::default();
-    let daemon = start_daemon(&mut procs, &[])?;
-
-    // 1. Kernel cost per event, above the floor.
-    eprintln!("xtask: bench 1: kernel time per event");
-    kernel_cost(&mut md, &mut targets)?;
-
+/// Sections 2 and 3a: the highest exit rate without loss (default ring, then a small one),
+/// and the daemon's CPU per 1,000 exits during the storms (returned, for section 3). Runs
+/// on `daemon` (in `procs`), then restarts it with a small ring; stops it at the end.
+fn exit_rate(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    procs: &mut Procs,
+    daemon: u32,
+) -> anyhow::Result<Vec<f64>> {
     // 2 and 3a. Highest exit rate without loss, daemon CPU per 1,000 exits.
     eprintln!("xtask: bench 2: exit rate and losses");
     writeln!(
@@ -449,8 +502,8 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
         format!("{:.0} exits/s, {:.0} events lost", best.0, best.1),
         ok(best.1 == 0.0).into(),
     ));
-    stop(&mut procs);
-    let small = start_daemon(&mut procs, &["--ring-buffer-bytes", "65536"])?;
+    stop(procs);
+    let small = start_daemon(procs, &["--ring-buffer-bytes", "65536"])?;
     let _ = small;
     writeln!(
         md,
@@ -497,9 +550,17 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
             "\nNo losses even with the small ring, up to the highest rate this machine made.\n"
         )?,
     }
-    stop(&mut procs);
-    let daemon = start_daemon(&mut procs, &[])?;
+    stop(procs);
+    Ok(cpu_per_k)
+}
 
+/// Section 3: the daemon's CPU during the storms and at a steady 1,000 exits/s.
+fn steady_cpu(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    daemon: u32,
+    cpu_per_k: &[f64],
+) -> anyhow::Result<()> {
     // 3b. Steady 1,000 exits/s for 30 s.
     eprintln!("xtask: bench 3: CPU at a steady 1,000 exits/s (30 s)");
     let c0 = cpu_secs(daemon)?;
@@ -538,7 +599,14 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
         format!("{steady:.2} %"),
         ok(steady < 1.0).into(),
     ));
+    Ok(())
+}
 
+/// Section 4: from a zombie's exit to `/zombies` listing it, 100 times.
+fn detection_latency(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+) -> anyhow::Result<()> {
     // 4. Detection latency.
     eprintln!("xtask: bench 4: detection latency (100 zombies)");
     let mut lat = vec![];
@@ -598,10 +666,15 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
         format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
         ok(p99 < 100.0).into(),
     ));
+    Ok(())
+}
 
-    // 5. RSS and scrape time.
+/// Section 5: the daemon's memory with 10,000 and up to 100,000 zombies: at rest, after a
+/// whole `/zombies` answer, its peak (VmHWM), and with remediation on (dry-run, after three
+/// passes of its loop over the table); and the `/metrics` time at 10,000.
+fn memory(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
     eprintln!("xtask: bench 5: RSS with many zombies");
-    stop(&mut procs);
+    let mut procs = Procs::default();
     let daemon = start_daemon(&mut procs, &[])?;
     writeln!(md, "## 5. Memory and scrape time\n")?;
     let read_pid_max = || -> anyhow::Result<u64> {
@@ -621,14 +694,27 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     writeln!(
         md,
         "Method: a fresh daemon; zombies made with `never-wait 1000` batches (parents kept \
-         alive); VmRSS from `/proc/<pid>/status` 1 s after the last batch. `kernel.pid_max` \
-         here is {old_pid_max}; it was raised to {pid_max} for this section and restored \
-         afterwards. The largest count is 100,000 or what fits while leaving 2,500 PIDs free, \
-         whichever is smaller (no extrapolation).\n"
+         alive); VmRSS from `/proc/<pid>/status` 1 s after the last batch (at rest), then \
+         after one whole `/zombies` answer was read, and VmHWM (the peak since the daemon \
+         started). Then, with the zombies still there, a second daemon with `--remediate \
+         dry-run` (a policy that targets every parent at once: `min_zombies: 1`, \
+         `min_age_seconds: 0`, `interval_seconds: 1`), measured after three passes of its \
+         remediation loop (`zombie_remediation_passes_total`). `kernel.pid_max` here is \
+         {old_pid_max}; it was raised to {pid_max} for this section and restored afterwards. \
+         The largest count is 100,000 or what fits while leaving 2,500 PIDs free, whichever \
+         is smaller (no extrapolation).\n"
     )?;
-    writeln!(md, "| zombies tracked | daemon RSS |\n|---|---|")?;
+    writeln!(
+        md,
+        "| zombies tracked | daemon | at rest | after `/zombies` | peak (VmHWM) |\n|---|---|---|---|---|"
+    )?;
     thread::sleep(Duration::from_secs(1));
-    writeln!(md, "| 0 | {:.1} MiB |", rss_mib(daemon)?)?;
+    writeln!(
+        md,
+        "| 0 | plain | {:.1} MiB | | {:.1} MiB |",
+        rss_mib(daemon)?,
+        status_mib(daemon, "VmHWM")?
+    )?;
     let in_use = std::fs::read_dir("/proc")?
         .filter(|e| {
             e.as_ref().is_ok_and(|e| {
@@ -644,16 +730,15 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     let mut zombies = Procs::default();
     let mut made = 0u64;
     let mut scrape = vec![];
-    let mut last_rss = 0.0;
+    let mut last = MemoryAt::default();
     for goal in [10_000u64, big] {
         while made < goal {
             workload(&mut zombies, &["never-wait".into(), "1000".into()])?;
             made += 1000;
         }
         thread::sleep(Duration::from_secs(1));
-        let tracked = metric(&http_get("/metrics")?, "zombie_processes");
-        last_rss = rss_mib(daemon)?;
-        writeln!(md, "| {tracked:.0} | {last_rss:.1} MiB |")?;
+        last = MemoryAt::measure(daemon)?;
+        writeln!(md, "{}", last.row("plain"))?;
         if goal == 10_000 {
             for _ in 0..20 {
                 let t = Instant::now();
@@ -662,6 +747,10 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+    stop(&mut procs);
+    let remediating = remediation_memory(&mut procs, made)?;
+    writeln!(md, "{}", remediating.row("`--remediate dry-run`"))?;
+    stop(&mut procs);
     drop(zombies);
     drop(_pid_guard);
     writeln!(
@@ -669,45 +758,94 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
         "\n`/metrics` at 10,000 zombies: median of 20 GETs {:.1} ms.\n",
         median(&mut scrape)
     )?;
+    // Met only at the count it names: below it, it was not measured.
+    let at_100k = |pass: bool, n: f64| -> String {
+        if n < 100_000.0 {
+            format!(
+                "**not reached** (only {n:.0} zombies fit under pid_max {pid_max}; {} there)",
+                if pass { "within" } else { "over" }
+            )
+        } else {
+            ok(pass).into()
+        }
+    };
     targets.push((
         "RSS under 64 MiB at 100k zombies".into(),
-        format!("{last_rss:.1} MiB at {made} zombies"),
-        if last_rss < 64.0 && made >= 100_000 {
-            "met".into()
-        } else if last_rss < 64.0 {
-            format!("met at {made}; 100k did not fit under pid_max {pid_max}")
-        } else {
-            "**missed**".into()
-        },
+        format!("{:.1} MiB at {:.0} zombies", last.rest, last.tracked),
+        at_100k(last.rest < 64.0, last.tracked),
     ));
-    stop(&mut procs);
-    bounded(&mut md, &mut targets)?;
-
-    let process_exporter_cpu = peers(&mut md, &mut targets)?;
-    event_loop_stall(&mut md, &mut targets)?;
-    idle(&mut md, &mut targets, process_exporter_cpu)?;
-    workload_cost(&mut md, &mut targets)?;
-    micro(&mut md)?;
-    unreported_reaps(&mut md, &mut targets)?;
-
-    let mut head = String::new();
-    writeln!(head, "## Targets\n")?;
-    writeln!(head, "| target | result | |\n|---|---|---|")?;
-    for (t, r, s) in &targets {
-        writeln!(head, "| {t} | {r} | {s} |")?;
-    }
-    writeln!(head)?;
-    // The targets table goes right after the header.
-    let split = md.find("## 1.").unwrap_or(md.len());
-    md.insert_str(split, &head);
-    writeln!(
-        md,
-        "The bench took {:.0} s.",
-        started.elapsed().as_secs_f64()
-    )?;
-    std::fs::write(root().join("BENCHMARKS.md"), md)?;
-    eprintln!("xtask: wrote BENCHMARKS.md");
+    targets.push((
+        "peak (VmHWM) under 64 MiB at 100k zombies, a whole /zombies read included".into(),
+        format!("{:.1} MiB at {:.0} zombies", last.peak, last.tracked),
+        at_100k(last.peak < 64.0, last.tracked),
+    ));
+    targets.push((
+        "with remediation on (dry-run): peak under 64 MiB at 100k zombies".into(),
+        format!(
+            "{:.1} MiB at {:.0} zombies",
+            remediating.peak, remediating.tracked
+        ),
+        at_100k(remediating.peak < 64.0, remediating.tracked),
+    ));
     Ok(())
+}
+
+/// A daemon's memory with its zombies counted: at rest, after one whole `/zombies`, peak.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoryAt {
+    tracked: f64,
+    rest: f64,
+    after_zombies: f64,
+    peak: f64,
+}
+
+impl MemoryAt {
+    fn measure(daemon: u32) -> anyhow::Result<Self> {
+        let tracked = metric(&http_get("/metrics")?, "zombie_processes");
+        let rest = rss_mib(daemon)?;
+        http_get("/zombies")?;
+        Ok(Self {
+            tracked,
+            rest,
+            after_zombies: rss_mib(daemon)?,
+            peak: status_mib(daemon, "VmHWM")?,
+        })
+    }
+
+    fn row(&self, daemon: &str) -> String {
+        format!(
+            "| {:.0} | {daemon} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            self.tracked, self.rest, self.after_zombies, self.peak
+        )
+    }
+}
+
+/// A daemon with remediation on (dry-run) over the `made` zombies already there, measured
+/// after three passes of its remediation loop.
+fn remediation_memory(procs: &mut Procs, made: u64) -> anyhow::Result<MemoryAt> {
+    let policy = std::env::temp_dir().join("zombie-bench-policy.yaml");
+    std::fs::write(
+        &policy,
+        "min_zombies: 1\nmin_age_seconds: 0\ninterval_seconds: 1\nopt_in_annotation: \"\"\n\
+         deny_namespaces: []\nallow_host_processes: true\n",
+    )?;
+    let p = policy.to_string_lossy().into_owned();
+    let daemon = start_daemon(procs, &["--remediate", "dry-run", "--policy", &p])?;
+    let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
+    if counted.is_none() {
+        bail!("the remediating daemon did not count {made} zombies within 120 s");
+    }
+    let passes = |m: &str| metric(m, "zombie_remediation_passes_total");
+    let from = passes(&http_get("/metrics")?);
+    let t = Instant::now();
+    while passes(&http_get("/metrics")?) < from + 3.0 {
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("the remediation loop did not complete 3 passes within 60 s");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&policy);
+    MemoryAt::measure(daemon)
 }
 
 /// Section 6: zombie-daemon against Debian's node-exporter (`--collector.processes`) and
@@ -786,33 +924,43 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
     }
     let z_node = |m: &str| metric_with(m, "node_processes_state", "state=\"Z\"");
     let z_pe = |m: &str| metric_with(m, "namedprocess_namegroup_states", "state=\"Zombie\"");
-    let slow_reaps = |m: &str| {
-        metric_with(m, "zombie_reap_latency_seconds_bucket", "le=\"5\"")
-            - metric_with(m, "zombie_reap_latency_seconds_bucket", "le=\"0.1\"")
-    };
     let base_node = z_node(&get(19100, "/metrics")?.0);
     let base_pe = z_pe(&get(19256, "/metrics")?.0);
-    let m0 = http_get("/metrics")?;
-    let (slow0, reaped0) = (slow_reaps(&m0), metric(&m0, "zombie_reaped_total"));
     let cpu0 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
 
-    // 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s.
+    // 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s. While
+    // each lives, the maker asks zombie-daemon's `/zombies` every 20 ms whether it lists it
+    // (by its parent's pid): seen means seen by a reader, for these 50 zombies only.
     const N: usize = 50;
     let window = Duration::from_secs(120);
-    let maker = thread::spawn(move || -> anyhow::Result<()> {
+    let maker = thread::spawn(move || -> anyhow::Result<(usize, usize)> {
         let mut rng = Lcg(0x5eed_2026);
         let t = Instant::now();
+        let (mut seen, mut asked) = (0, 0);
         for i in 0..N {
             let at = Duration::from_secs_f64(i as f64 * 2.4 + rng.next_f64() * 0.3);
             if let Some(d) = at.checked_sub(t.elapsed()) {
                 thread::sleep(d);
             }
             let mut p = Procs::default();
-            workload(&mut p, &["never-wait".into(), "1".into()])?;
-            thread::sleep(Duration::from_secs_f64(0.2 + rng.next_f64() * 1.8));
+            let parent = workload(&mut p, &["never-wait".into(), "1".into()])?;
+            let life = Duration::from_secs_f64(0.2 + rng.next_f64() * 1.8);
+            let born = Instant::now();
+            let listed = format!("\"ppid\":{parent},");
+            while born.elapsed() < life {
+                asked += 1;
+                if http_get("/zombies")?.contains(&listed) {
+                    seen += 1;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(d) = life.checked_sub(born.elapsed()) {
+                thread::sleep(d);
+            }
             drop(p); // `reap`, then EOF
         }
-        Ok(())
+        Ok((seen, asked))
     });
     let t = Instant::now();
     let (mut seen_node, mut seen_pe) = (0.0, 0.0);
@@ -835,13 +983,9 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
     }
     let cpu1 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
     let mins = t.elapsed().as_secs_f64() / 60.0;
-    maker
+    let (seen_d, asked) = maker
         .join()
         .map_err(|_| anyhow::anyhow!("zombie maker panicked"))??;
-    thread::sleep(Duration::from_millis(500));
-    let m1 = http_get("/metrics")?;
-    let slow = slow_reaps(&m1) - slow0;
-    let reaped = metric(&m1, "zombie_reaped_total") - reaped0;
     drop(sleepers);
     drop(procs);
     let _ = std::fs::remove_file(&cfg);
@@ -856,10 +1000,9 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
          from `/proc/<pid>/stat` across the window, per minute. Meanwhile {N} zombies, one \
          every ~2.4 s, each alive a random 0.2–2 s, reaped by their parent. \"Seen\" for the \
          exporters is the sum over scrapes of the zombie gauge above its baseline (a zombie \
-         lives under 2 s, so no scrape sees one twice); for zombie-daemon it is the reaps \
-         with a latency between 0.1 and 5 s (`zombie_reap_latency_seconds` buckets; the \
-         histogram is node-wide, so other processes on this machine reaped that slowly in the \
-         window count too; all reaps in the window: {reaped:.0}).\n",
+         lives under 2 s, so no scrape sees one twice); for zombie-daemon it is how many of \
+         these 50 zombies `/zombies` listed while they lived, asked every 20 ms from their \
+         birth until listed ({asked} requests in all, in the daemon's CPU figure).\n",
         mins
     )?;
     writeln!(
@@ -867,7 +1010,12 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         "| | CPU s per minute | median scrape | short-lived zombies seen |\n|---|---|---|---|"
     )?;
     let rows = [
-        ("zombie-daemon", per_min[0], median(&mut dur_d), slow),
+        (
+            "zombie-daemon",
+            per_min[0],
+            median(&mut dur_d),
+            seen_d as f64,
+        ),
         (
             "node-exporter `--collector.processes`",
             per_min[1],
@@ -891,6 +1039,11 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
          in 10 ms ticks: {:.2} s over the window).\n",
         cpu1[0] - cpu0[0]
     )?;
+    targets.push((
+        format!("every one of {N} short-lived zombies (0.2–2 s) listed in /zombies while it lives"),
+        format!("{seen_d} of {N}"),
+        ok(seen_d == N).into(),
+    ));
     targets.push((
         "at least 20x less CPU than process-exporter at 5,000 processes".into(),
         format!(
@@ -1237,9 +1390,14 @@ fn sections(only: &[String]) -> anyhow::Result<()> {
             "idle" => idle(&mut md, &mut targets, f64::NAN)?,
             "cost" => workload_cost(&mut md, &mut targets)?,
             "bounded" => bounded(&mut md, &mut targets)?,
-            other => {
-                bail!("no bench section {other:?} (kernel, unreported, stall, idle, cost, bounded)")
+            "memory" => memory(&mut md, &mut targets)?,
+            "peers" => {
+                peers(&mut md, &mut targets)?;
             }
+            other => bail!(
+                "no bench section {other:?} (kernel, unreported, stall, idle, cost, bounded, \
+                 memory, peers)"
+            ),
         }
     }
     println!("{md}");
@@ -1346,20 +1504,20 @@ fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
     (lo.0, total)
 }
 
-/// One stall measurement: `bin` with 10,000 zombies held and a steady 1,000 exits/s for
+/// One stall measurement: `bin` with [`STALL_ZOMBIES`] held and a steady 1,000 exits/s for
 /// 20 s, with or without /metrics and /zombies scraped every 100 ms. Returns (p50, p99) of
 /// `zombie_event_delay_seconds` in ms, the events measured and the scrapes made.
 fn stall_run(path: &Path, programs: f64, scrape: bool) -> anyhow::Result<(f64, f64, f64, u64)> {
     let mut procs = Procs::default();
     start_daemon_bin(&mut procs, path, programs, &[])?;
     let mut zombies = Procs::default();
-    for _ in 0..10 {
+    for _ in 0..STALL_ZOMBIES / 1000 {
         workload(&mut zombies, &["never-wait".into(), "1000".into()])?;
     }
     thread::sleep(Duration::from_secs(2));
     let held = metric(&http_get("/metrics")?, "zombie_processes");
-    if held < 9_900.0 {
-        bail!("only {held} zombies listed of 10,000");
+    if held < STALL_ZOMBIES as f64 * 0.99 {
+        bail!("only {held} zombies listed of {STALL_ZOMBIES}");
     }
     let h0 = buckets(&http_get("/metrics")?, "zombie_event_delay_seconds");
     let stop_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1397,15 +1555,31 @@ fn stall_run(path: &Path, programs: f64, scrape: bool) -> anyhow::Result<(f64, f
     Ok((p50 * 1e3, p99 * 1e3, n, scrapes))
 }
 
+/// Zombies held while section 7 measures: enough that encoding `/zombies` (about 27 MB
+/// at 50,000) on the loop's thread, as the design before did, shows in the event delay.
+const STALL_ZOMBIES: u64 = 50_000;
+/// What scrapes may add to the p99 event delay: above the drain interval's noise, far
+/// below what a loop that encodes `/zombies` itself loses at [`STALL_ZOMBIES`].
+const STALL_ADDED_MS: f64 = 10.0;
+
 /// Section 7: does the event loop notice the scrapes? Before (the baseline revision, whose
 /// handlers encode /zombies and /metrics on the loop's thread under the table's lock) and
-/// now.
+/// now. The target is set so that it tells the designs apart: the verdict says so when the
+/// design before meets it too.
 fn event_loop_stall(
     md: &mut String,
     targets: &mut Vec<(String, String, String)>,
 ) -> anyhow::Result<()> {
-    eprintln!("xtask: bench 7: event-loop stall under scrapes at 10,000 zombies");
+    eprintln!("xtask: bench 7: event-loop stall under scrapes at {STALL_ZOMBIES} zombies");
     let baseline = baseline_bin()?;
+    let old_pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
+        .trim()
+        .parse()?;
+    let _pid_guard = if old_pid_max < 131_072 {
+        Sysctl::set("/proc/sys/kernel/pid_max", "131072").ok()
+    } else {
+        None
+    };
     writeln!(
         md,
         "## 7. The event loop under scrapes
@@ -1413,7 +1587,8 @@ fn event_loop_stall(
     )?;
     writeln!(
         md,
-        "Method: a daemon holding 10,000 zombies (`never-wait 1000` x 10, parents alive) and a \
+        "Method: a daemon holding {STALL_ZOMBIES} zombies (`never-wait 1000` batches, parents \
+         alive; `kernel.pid_max` raised to 131072 for the section where lower) and a \
          steady 1,000 exits/s (section 3's paced load) for 20 s; once without scrapes, once with \
          `/metrics` and `/zombies` each fetched every 100 ms. The delay is \
          `zombie_event_delay_seconds`: from the kernel's timestamp of an event to its \
@@ -1453,13 +1628,23 @@ fn event_loop_stall(
         "\nScrapes multiplied the p99 delay by {before_ratio:.2} before and by {now_ratio:.2} \
          now.\n"
     )?;
+    let (now_added, before_added) = (p99s[3] - p99s[2], p99s[1] - p99s[0]);
+    let now_ok = now_added <= STALL_ADDED_MS;
     targets.push((
-        "the event loop does not notice scrapes (p99 delay with / without, 10k zombies)".into(),
         format!(
-            "{now_ratio:.2}x now ({:.1} vs {:.1} ms); {before_ratio:.2}x before ({:.1} vs {:.1} ms)",
+            "scrapes add at most {STALL_ADDED_MS} ms to the p99 event delay at {STALL_ZOMBIES} \
+             zombies (the design before must miss it)"
+        ),
+        format!(
+            "+{now_added:.1} ms now ({:.1} vs {:.1} ms, {now_ratio:.2}x); +{before_added:.1} ms \
+             before ({:.1} vs {:.1} ms, {before_ratio:.2}x)",
             p99s[3], p99s[2], p99s[1], p99s[0]
         ),
-        ok(now_ratio < 1.5).into(),
+        if now_ok && before_added <= STALL_ADDED_MS {
+            "**does not tell the designs apart**: the design before meets it too".into()
+        } else {
+            ok(now_ok).into()
+        },
     ));
     Ok(())
 }
@@ -1848,26 +2033,10 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     )?;
     // CPU per exit first, with the table empty (after a mass release the daemon is still
     // busy with the table for a while).
-    let (mut cpu, mut cpu_md) = (vec![], String::new());
-    for (rate, secs) in [(1_000u64, 30u64), (10_000, 15)] {
-        let c0 = cpu_secs(daemon)?;
-        let t = Instant::now();
-        let (exits, _) = paced_exits(rate, secs)?;
-        let wall = t.elapsed().as_secs_f64();
-        let used = cpu_secs(daemon)? - c0;
-        let got = exits / wall;
-        let per_exit_us = used / exits * 1e6;
-        let core_pct = used / wall * 100.0;
-        writeln!(
-            cpu_md,
-            "- CPU at {got:.0} exits/s for {wall:.0} s (one `zombie-workload paced` process): \
-             {core_pct:.2} % of a core, {per_exit_us:.2} µs of user+system time per exit"
-        )?;
-        cpu.push((got, core_pct, per_exit_us));
-    }
+    let (cpu, cpu_md) = cpu_per_exit(daemon)?;
     let mut zombies = Procs::default();
     let mut made = 0u64;
-    let mut reached: Vec<(u64, f64, f64, f64, f64, f64)> = vec![];
+    let mut reached: Vec<Level> = vec![];
     let mut stop_reason = None;
     let mut notes: Vec<String> = vec![];
     for goal in LEVELS.into_iter().filter(|&l| l <= max_level) {
@@ -1905,72 +2074,13 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
         }
         // A failure while measuring (the machine's process limit reached, say) ends the
         // levels; what was measured stays.
-        let measured = (|| -> anyhow::Result<()> {
-            let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
-            thread::sleep(Duration::from_secs(1));
-            let tracked = metric(&http_get("/metrics")?, "zombie_processes");
-            let rest = status_mib(daemon, "VmRSS")?;
-            let (_, metrics_s) = timed_get("/metrics")?;
-            // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
-            let (mut lat, mut unseen) = (vec![], 0);
-            for _ in 0..50 {
-                match detect_once()? {
-                    Some(ms) => lat.push(ms),
-                    None => {
-                        unseen += 1;
-                        lat.push(10_000.0);
-                        if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
-                            break;
-                        }
-                    }
-                }
+        let measured = measure_level(md, daemon, made, &mut notes);
+        match measured {
+            Ok(level) => reached.push(level),
+            Err(e) => {
+                stop_reason = Some(format!("stopped at {made}: measuring failed: {e:#}"));
+                break;
             }
-            let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
-            if unseen > 0 {
-                notes.push(format!(
-                    "{unseen} of {} new zombies were not seen within 10 s at {made}.",
-                    lat.len()
-                ));
-            }
-            let (bytes, zombies_s) = timed_get("/zombies")?;
-            let after = status_mib(daemon, "VmRSS")?;
-            let before_readers = status_mib(daemon, "VmRSS")?;
-            let readers = non_readers(100)?;
-            thread::sleep(Duration::from_secs(3));
-            let with_readers = status_mib(daemon, "VmRSS")?;
-            let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
-            drop(readers);
-            let hwm = status_mib(daemon, "VmHWM")?;
-            writeln!(
-                md,
-                "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
-                 {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
-                 {p50:.0} / {p99:.0} ms |",
-                with_readers - before_readers,
-                in_flight / 1048576.0,
-                metrics_s * 1000.0,
-                bytes as f64 / 1e6,
-                zombies_s,
-            )?;
-            if counted.is_none() {
-                writeln!(
-                    md,
-                    "\n(/metrics had not counted all {made} within 120 s.)\n"
-                )?;
-            }
-            reached.push((
-                made,
-                rest,
-                hwm,
-                metrics_s,
-                p99,
-                with_readers - before_readers,
-            ));
-            Ok(())
-        })();
-        if let Err(e) = measured {
-            stop_reason = Some(format!("stopped at {made}: measuring failed: {e:#}"));
-            break;
         }
         if made < goal {
             break;
@@ -1980,6 +2090,122 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     for n in &notes {
         writeln!(md, "- {n}")?;
     }
+    let (release_s, reaped_s) = mass_release(md, zombies, made)?;
+    if let Some(r) = &stop_reason {
+        writeln!(md, "The largest count: {r}.\n")?;
+    }
+    writeln!(md, "{cpu_md}")?;
+    bounded_targets(targets, &reached, made, (release_s, reaped_s), &cpu);
+    stop(&mut procs);
+    Ok(())
+}
+
+/// One rate of exits for section 5b: (exits/s, % of a core, µs per exit).
+type ExitCpu = (f64, f64, f64);
+/// One level reached in section 5b: (zombies, VmRSS at rest, VmHWM, /metrics seconds,
+/// detection p99 ms, MiB 100 non-readers added).
+type Level = (u64, f64, f64, f64, f64, f64);
+
+/// Section 5b at one count of `made` zombies: its table row (memory at rest, after a
+/// whole `/zombies`, with 100 non-readers, the peak; `/metrics` and `/zombies` times;
+/// detection latency of 50 new zombies) and what the targets judge.
+fn measure_level(
+    md: &mut String,
+    daemon: u32,
+    made: u64,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Level> {
+    let counted = wait_count(made as f64, false, Duration::from_secs(120))?;
+    thread::sleep(Duration::from_secs(1));
+    let tracked = metric(&http_get("/metrics")?, "zombie_processes");
+    let rest = status_mib(daemon, "VmRSS")?;
+    let (_, metrics_s) = timed_get("/metrics")?;
+    // A zombie not seen within 10 s counts as 10 s; after three in a row, no more tries.
+    let (mut lat, mut unseen) = (vec![], 0);
+    for _ in 0..50 {
+        match detect_once()? {
+            Some(ms) => lat.push(ms),
+            None => {
+                unseen += 1;
+                lat.push(10_000.0);
+                if unseen >= 3 && lat.iter().rev().take(3).all(|&l| l >= 10_000.0) {
+                    break;
+                }
+            }
+        }
+    }
+    let (p50, p99) = (pct(&mut lat, 50.0), pct(&mut lat, 99.0));
+    if unseen > 0 {
+        notes.push(format!(
+            "{unseen} of {} new zombies were not seen within 10 s at {made}.",
+            lat.len()
+        ));
+    }
+    let (bytes, zombies_s) = timed_get("/zombies")?;
+    let after = status_mib(daemon, "VmRSS")?;
+    let before_readers = status_mib(daemon, "VmRSS")?;
+    let readers = non_readers(100)?;
+    thread::sleep(Duration::from_secs(3));
+    let with_readers = status_mib(daemon, "VmRSS")?;
+    let in_flight = metric(&http_get("/metrics")?, "zombie_http_bytes_in_flight");
+    drop(readers);
+    let hwm = status_mib(daemon, "VmHWM")?;
+    writeln!(
+        md,
+        "| {tracked:.0} | {rest:.1} MiB | {after:.1} MiB | {with_readers:.1} MiB (+{:.1}; \
+             {:.1} MiB of answers held) | {hwm:.1} MiB | {:.0} ms | {:.1} MB in {:.2} s | \
+             {p50:.0} / {p99:.0} ms |",
+        with_readers - before_readers,
+        in_flight / 1048576.0,
+        metrics_s * 1000.0,
+        bytes as f64 / 1e6,
+        zombies_s,
+    )?;
+    if counted.is_none() {
+        writeln!(
+            md,
+            "\n(/metrics had not counted all {made} within 120 s.)\n"
+        )?;
+    }
+    Ok((
+        made,
+        rest,
+        hwm,
+        metrics_s,
+        p99,
+        with_readers - before_readers,
+    ))
+}
+
+/// Section 5b's CPU per exit, with the table empty: at 1,000 and 10,000 exits/s.
+fn cpu_per_exit(daemon: u32) -> anyhow::Result<(Vec<ExitCpu>, String)> {
+    let (mut cpu, mut cpu_md) = (vec![], String::new());
+    for (rate, secs) in [(1_000u64, 30u64), (10_000, 15)] {
+        let c0 = cpu_secs(daemon)?;
+        let t = Instant::now();
+        let (exits, _) = paced_exits(rate, secs)?;
+        let wall = t.elapsed().as_secs_f64();
+        let used = cpu_secs(daemon)? - c0;
+        let got = exits / wall;
+        let per_exit_us = used / exits * 1e6;
+        let core_pct = used / wall * 100.0;
+        writeln!(
+            cpu_md,
+            "- CPU at {got:.0} exits/s for {wall:.0} s (one `zombie-workload paced` process): \
+             {core_pct:.2} % of a core, {per_exit_us:.2} µs of user+system time per exit"
+        )?;
+        cpu.push((got, core_pct, per_exit_us));
+    }
+    Ok((cpu, cpu_md))
+}
+
+/// Section 5b's mass release: every parent reaps at once; how long until they all did and
+/// until /metrics counts none. Returns (counted none after, all reaped after), in seconds.
+fn mass_release(
+    md: &mut String,
+    mut zombies: Procs,
+    made: u64,
+) -> anyhow::Result<(Option<f64>, Option<f64>)> {
     // Mass release: every parent reaps at once.
     let lost_before = lost()?;
     let t = Instant::now();
@@ -2036,10 +2262,17 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             curve.join(", ")
         }
     )?;
-    if let Some(r) = &stop_reason {
-        writeln!(md, "The largest count: {r}.\n")?;
-    }
-    writeln!(md, "{cpu_md}")?;
+    Ok((release_s, reaped_s))
+}
+
+/// Section 5b's targets, each judged only at the count it names.
+fn bounded_targets(
+    targets: &mut Vec<(String, String, String)>,
+    reached: &[Level],
+    made: u64,
+    (release_s, reaped_s): (Option<f64>, Option<f64>),
+    cpu: &[ExitCpu],
+) {
     let at = |n: u64| reached.iter().find(|r| r.0 >= n).or(reached.last());
     // A target is met only at the count it names: below it, it was not measured.
     let verdict = |pass: bool, count: u64, want: u64| {
@@ -2113,6 +2346,4 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             ok(pct10 <= 0.5).into(),
         ));
     }
-    stop(&mut procs);
-    Ok(())
 }

@@ -95,7 +95,8 @@ enum Task {
     /// exit rate without loss, CPU, detection latency, memory, peers, event-loop stall,
     /// idle cost, workload cost) and write BENCHMARKS.md.
     Bench {
-        /// Run only these sections (stall, idle, cost, bounded) and print them instead of writing
+        /// Run only these sections (kernel, unreported, stall, idle, cost, bounded,
+        /// memory, peers) and print them instead of writing
         /// BENCHMARKS.md, which only a whole run writes.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

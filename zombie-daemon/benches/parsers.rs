@@ -12,7 +12,7 @@ use procfs::{
 use zombie_daemon::{
     attribution::cgroup_path,
     cgroups::{self, Prefer},
-    procfs::parse_exec_start,
+    proc_scan::parse_exec_start,
     remediate::Policy,
 };
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     attribution::{Attribution, Owner},
     cgroups::{PodCgroup, Prefer, cgroup_procs, path_of_pid, pod_cgroups_bounded},
-    diagnosis::{Disposition, ReaperFacts, ReaperKind},
+    diagnosis::{Disposition, ReaperKind},
     teardown::{self, Teardown},
 };
 
@@ -91,7 +91,7 @@ fn read_proc(proc_root: &Path, pid: u32) -> Option<Proc> {
     if stat.state == 'Z' {
         return None;
     }
-    let status = crate::procfs::read_status(&dir)?;
+    let status = crate::proc_scan::read_status(&dir)?;
     Some(Proc {
         pid,
         ppid: stat.ppid.max(0) as u32,
@@ -251,7 +251,7 @@ fn audit_one(
         Vec::new()
     };
 
-    let facts = main.and_then(|m| ReaperFacts::read(proc_root, m.pid));
+    let facts = main.and_then(|m| crate::diagnosis::read_reaper_facts(proc_root, m.pid));
     let injected_init = injected.zip(main).is_some_and(|(id, m)| {
         m.ns_pid == Some(1) && crate::prevention::runs_init(proc_root, m.pid, id)
     });
@@ -307,7 +307,7 @@ fn audit_one(
     (a, ns)
 }
 
-/// Redacts every PID 1's command line to its program (see [`crate::view::shown_cmdline`]),
+/// Redacts every PID 1's command line to its program (see [`crate::redact::command_line`]),
 /// unless `show`. The audit reads full command lines: known inits are found by argv[0].
 pub fn redact(audits: &mut [ContainerAudit], show: bool) {
     if show {
@@ -321,7 +321,7 @@ pub fn redact(audits: &mut [ContainerAudit], show: bool) {
 }
 
 /// Fills in the runtime's names.
-pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attributor) {
+pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::attributor::Attributor) {
     for a in audits {
         let at = attributor.for_path(&a.cgroup_path);
         a.namespace = at.namespace.clone();
@@ -333,7 +333,7 @@ pub fn name(audits: &mut [ContainerAudit], attributor: &mut crate::view::Attribu
 
 /// `namespace`, `pod`, `container` label values, as the zombie series have them (every
 /// audited container is in a pod).
-pub fn labels(a: &ContainerAudit) -> [String; 3] {
+pub fn labels(a: &ContainerAudit) -> crate::attribution::Labels {
     Attribution {
         owner: Owner::Pod.as_str(),
         pod_uid: Some(a.pod_uid.clone()),
@@ -418,7 +418,11 @@ pub fn table(audits: &[ContainerAudit]) -> String {
         "VERDICT".into(),
     ]];
     for a in audits {
-        let [ns, pod, container] = labels(a);
+        let crate::attribution::Labels {
+            namespace: ns,
+            pod,
+            container,
+        } = labels(a);
         let pod = if ns.is_empty() {
             pod
         } else {
@@ -448,7 +452,7 @@ pub fn table(audits: &[ContainerAudit]) -> String {
             a.verdict.clone(),
         ]);
     }
-    let mut out = crate::list::render_rows(&rows);
+    let mut out = crate::text_table::render_rows(&rows);
     if audits.is_empty() {
         out.push_str("(no containers found)\n");
     }
@@ -502,14 +506,20 @@ mod tests {
 
     #[test]
     fn labels_are_names_else_ids() {
-        assert_eq!(labels(&base()), ["", "u", "c"]);
+        assert_eq!(
+            labels(&base()),
+            crate::attribution::Labels::new("", "u", "c")
+        );
         let named = ContainerAudit {
             namespace: Some("shop".into()),
             pod: Some("cart-1".into()),
             container: Some("app".into()),
             ..base()
         };
-        assert_eq!(labels(&named), ["shop", "cart-1", "app"]);
+        assert_eq!(
+            labels(&named),
+            crate::attribution::Labels::new("shop", "cart-1", "app")
+        );
     }
 
     #[test]

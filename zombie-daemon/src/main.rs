@@ -63,7 +63,7 @@ fn usage_error(msg: &str) -> ! {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     let policy = match &args.policy {
-        Some(path) => remediate::Policy::load(path).map_err(|e| cli::UsageError(e.to_string()))?,
+        Some(path) => remediate::load_policy(path).map_err(|e| cli::UsageError(e.to_string()))?,
         None => remediate::Policy::default(),
     };
     let cfg = RunConfig {

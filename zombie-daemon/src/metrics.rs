@@ -45,6 +45,9 @@ pub struct Metrics {
     pub programs_attached: IntGauge,
     pub scan_seconds: Histogram,
     pub remediations: IntCounterVec,
+    /// Looks the remediation loop completed (each decides every target and acts): what a
+    /// test waits for to know that a decision it expects not to act was taken again.
+    pub remediation_passes: IntCounter,
     pub event_delay: Histogram,
     /// Zombies left by exec sessions (exec probes, `kubectl exec`), per container; fed by
     /// the snapshot builder, which attributes them and caps the series.
@@ -57,231 +60,153 @@ pub struct Metrics {
     pub zombies_unlisted: IntGauge,
 }
 
-fn counter(name: &str, help: &str) -> IntCounter {
-    IntCounter::new(name, help).expect("valid metric")
+/// Makes metrics and registers them in one step (a name registered twice is a bug: it
+/// panics at start, in every test that makes a `Metrics`).
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn add<C: Collector + Clone + 'static>(&self, c: C) -> C {
+        self.0.register(Box::new(c.clone())).expect("unique metric");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts).expect("valid metric"))
+    }
 }
 
+const REAP_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+const SCAN_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+const EVENT_DELAY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+
 impl Metrics {
+    /// The daemon's metrics: the counters fed by [`Self::record`] and the loops, and the
+    /// collectors that read the published snapshot at scrape time.
     pub fn new(snapshot: SnapshotRx) -> Self {
         let registry = Registry::new();
-        let exits = counter(
-            "zombie_process_exits_total",
-            "Processes (whole thread groups) that exited, seen by the eBPF exit probe.",
+        let reg = Registrar(&registry);
+        let events = reg.counter_vec(
+            "zombie_ebpf_events_total",
+            "Events received from the kernel, by kind.",
+            &["kind"],
         );
-        let reaped = counter(
-            "zombie_reaped_total",
-            "Zombie processes that were reaped (their parent or a reaper collected them).",
+        let resyncs = reg.counter_vec(
+            "zombie_resyncs_total",
+            "Times the zombie table was rebuilt from /proc, by reason.",
+            &["reason"],
         );
-        let autoreaped = counter(
-            "zombie_autoreaped_total",
-            "Exited processes the kernel released at once because the parent ignores SIGCHLD.",
-        );
-        let reap_latency = Histogram::with_opts(
-            HistogramOpts::new(
+        for reason in ["startup", "lost_events", "periodic", "exiting"] {
+            resyncs.with_label_values(&[reason]);
+        }
+        let m = Self {
+            exits: reg.counter(
+                "zombie_process_exits_total",
+                "Processes (whole thread groups) that exited, seen by the eBPF exit probe.",
+            ),
+            reaped: reg.counter(
+                "zombie_reaped_total",
+                "Zombie processes that were reaped (their parent or a reaper collected them).",
+            ),
+            autoreaped: reg.counter(
+                "zombie_autoreaped_total",
+                "Exited processes the kernel released at once because the parent ignores \
+                 SIGCHLD.",
+            ),
+            reap_latency: reg.histogram(
                 "zombie_reap_latency_seconds",
                 "Time from a process's exit to its reap.",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
-            ]),
-        )
-        .expect("valid metric");
-        let events_lost = counter(
-            "zombie_ebpf_events_lost_total",
-            "Events the kernel could not queue because the ring buffer was full; each loss \
-             triggers a resync from /proc.",
-        );
-        let read_errors = counter(
-            "zombie_ebpf_read_errors_total",
-            "Kernel memory reads that failed in the eBPF programs (the event was dropped).",
-        );
-        let reaps_unobserved = counter(
-            "zombie_reaps_unobserved_total",
-            "Zombies the /proc sweep found reaped whose free event did not arrive within the \
-             grace period after (the kernel never ran the free program for them).",
-        );
-        let resyncs = IntCounterVec::new(
-            Opts::new(
-                "zombie_resyncs_total",
-                "Times the zombie table was rebuilt from /proc, by reason.",
+                REAP_LATENCY_BUCKETS,
             ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        let events = IntCounterVec::new(
-            Opts::new(
-                "zombie_ebpf_events_total",
-                "Events received from the kernel, by kind.",
+            events_lost: reg.counter(
+                "zombie_ebpf_events_lost_total",
+                "Events the kernel could not queue because the ring buffer was full; each loss \
+                 triggers a resync from /proc.",
             ),
-            &["kind"],
-        )
-        .expect("valid metric");
-        let programs_attached = IntGauge::new(
-            "zombie_ebpf_programs_attached",
-            "eBPF programs attached (5 when healthy).",
-        )
-        .expect("valid metric");
-        let scan_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+            read_errors: reg.counter(
+                "zombie_ebpf_read_errors_total",
+                "Kernel memory reads that failed in the eBPF programs (the event was dropped).",
+            ),
+            reaps_unobserved: reg.counter(
+                "zombie_reaps_unobserved_total",
+                "Zombies the /proc sweep found reaped whose free event did not arrive within \
+                 the grace period after (the kernel never ran the free program for them).",
+            ),
+            events_by_kind: ["exit", "free", "wait", "origin"]
+                .map(|k| events.with_label_values(&[k])),
+            events,
+            resyncs,
+            programs_attached: reg.gauge(
+                "zombie_ebpf_programs_attached",
+                "eBPF programs attached (5 when healthy).",
+            ),
+            scan_seconds: reg.histogram(
                 "zombie_proc_scan_duration_seconds",
                 "Duration of /proc scans.",
-            )
-            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
-        )
-        .expect("valid metric");
-        let event_delay = Histogram::with_opts(
-            HistogramOpts::new(
+                SCAN_BUCKETS,
+            ),
+            event_delay: reg.histogram(
                 "zombie_event_delay_seconds",
                 "Time from a kernel event to its application to the zombie table: the wait in \
                  the ring buffer (up to the drain interval) plus any delay of the event loop.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
-                0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(event_delay.clone()))
-            .expect("unique metric");
-        let remediations = IntCounterVec::new(
-            Opts::new(
+                EVENT_DELAY_BUCKETS,
+            ),
+            remediations: reg.counter_vec(
                 "zombie_remediations_total",
                 "Remediation decisions, by action (sigchld, sigterm, sigkill, stop_container, \
                  none) and result (done, dry_run, refused, failed).",
+                &["action", "result"],
             ),
-            &["action", "result"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(remediations.clone()))
-            .expect("unique metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new("zombie_build_info", "Build information; always 1."),
-            &["version", "revision"],
-        )
-        .expect("valid metric");
-        build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("ZOMBIE_GIT_REVISION").unwrap_or("unknown"),
-            ])
-            .set(1);
-
-        for c in [
-            &exits,
-            &reaped,
-            &autoreaped,
-            &events_lost,
-            &read_errors,
-            &reaps_unobserved,
-        ] {
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-        }
-        registry
-            .register(Box::new(reap_latency.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(resyncs.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(events.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(programs_attached.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(scan_seconds.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(build_info))
-            .expect("unique metric");
-        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
-        // daemon's own use, to watch against the pod's limits. Read from /proc/self, which
-        // is this process whatever --proc-root says.
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("unique metric");
-        registry
-            .register(Box::new(TableCollector::new(snapshot.clone())))
-            .expect("unique metric");
-        registry
-            .register(Box::new(BudgetCollector::new(snapshot.clone())))
-            .expect("unique metric");
-        registry
-            .register(Box::new(InitCollector::new(snapshot)))
-            .expect("unique metric");
-        registry
-            .register(Box::new(crate::bounds::BoundsCollector::new()))
-            .expect("unique metric");
-        let exec_session_zombies = IntCounterVec::new(
-            Opts::new(
+            remediation_passes: reg.counter(
+                "zombie_remediation_passes_total",
+                "Looks at the zombie table the remediation loop completed (each decides every \
+                 target and carries the decisions out).",
+            ),
+            exec_session_zombies: reg.counter_vec(
                 "zombie_exec_session_zombies_total",
                 "Zombie processes exec sessions (exec probes, kubectl exec, docker exec, \
                  nsenter) left behind, per container: counted when one exits with its parent \
                  outside the session, or its parent in the session exits without reaping it.",
+                &POD_LABELS,
             ),
-            &POD_LABELS,
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(exec_session_zombies.clone()))
-            .expect("unique metric");
-        let http_bytes_in_flight = IntGauge::new(
-            "zombie_http_bytes_in_flight",
-            "Bytes of HTTP answers (/zombies chunks) held in memory for clients now; capped by \
-             --http-max-bytes-in-flight.",
-        )
-        .expect("valid metric");
-        let http_readers_shed = counter(
-            "zombie_http_readers_shed_total",
-            "HTTP clients cut off because they stopped reading their answer while the answer \
-             budget (--http-max-bytes-in-flight) was full; the slowest go first.",
-        );
-        let zombies_unlisted = IntGauge::new(
-            "zombie_processes_unlisted",
-            "Zombie processes counted in zombie_processes (exactly) but not listed in /zombies: \
-             above --max-listed-zombies only the oldest and the newest are kept in detail.",
-        )
-        .expect("valid metric");
-        for m in [
-            Box::new(http_bytes_in_flight.clone()) as Box<dyn Collector>,
-            Box::new(http_readers_shed.clone()),
-            Box::new(zombies_unlisted.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
-        let events_by_kind =
-            ["exit", "free", "wait", "origin"].map(|k| events.with_label_values(&[k]));
-        for reason in ["startup", "lost_events", "periodic", "exiting"] {
-            resyncs.with_label_values(&[reason]);
-        }
-
-        Self {
-            registry,
-            exits,
-            reaped,
-            autoreaped,
-            reap_latency,
-            events_lost,
-            reaps_unobserved,
-            read_errors,
-            resyncs,
-            events,
-            events_by_kind,
-            programs_attached,
-            scan_seconds,
-            remediations,
-            event_delay,
-            exec_session_zombies,
-            http_bytes_in_flight,
-            http_readers_shed,
-            zombies_unlisted,
-        }
+            http_bytes_in_flight: reg.gauge(
+                "zombie_http_bytes_in_flight",
+                "Bytes of HTTP answers (/zombies chunks) held in memory for clients now; \
+                 capped by --http-max-bytes-in-flight.",
+            ),
+            http_readers_shed: reg.counter(
+                "zombie_http_readers_shed_total",
+                "HTTP clients cut off because they stopped reading their answer while the \
+                 answer budget (--http-max-bytes-in-flight) was full; the slowest go first.",
+            ),
+            zombies_unlisted: reg.gauge(
+                "zombie_processes_unlisted",
+                "Zombie processes counted in zombie_processes (exactly) but not listed in \
+                 /zombies: above --max-listed-zombies only the oldest and the newest are kept \
+                 in detail.",
+            ),
+            // A handle on the same registry (it is shared, not copied).
+            registry: registry.clone(),
+        };
+        register_collectors(&reg, snapshot);
+        m
     }
 
     /// Records what applying an event did: the one place the table's counters are fed.
@@ -293,32 +218,13 @@ impl Metrics {
             Event::Origin(_) => self.events_by_kind[3].inc(),
             _ => {}
         }
-        match applied {
-            Applied::Zombie => self.exits.inc(),
-            Applied::Refined => self.exits.inc(),
-            Applied::Autoreaped => {
-                self.exits.inc();
-                self.autoreaped.inc();
-            }
-            Applied::Reaped { latency_ns } => {
-                self.reaped.inc();
-                if let Some(ns) = latency_ns {
-                    self.reap_latency.observe(ns as f64 / 1e9);
-                }
-            }
-            Applied::ExitAfterFree { latency_ns } => {
-                self.exits.inc();
-                self.reaped.inc();
-                self.reap_latency.observe(latency_ns as f64 / 1e9);
-            }
-            Applied::SettledUnobserved(n) => self.reaps_unobserved.inc_by(n as u64),
-            Applied::Duplicate
-            | Applied::UnknownFree
-            | Applied::Wait
-            | Applied::Origin
-            | Applied::Reconciled(_)
-            | Applied::Reparented(_)
-            | Applied::Vanished(_) => {}
+        let c = applied.counts();
+        self.exits.inc_by(c.exits);
+        self.autoreaped.inc_by(c.autoreaped);
+        self.reaped.inc_by(c.reaped);
+        self.reaps_unobserved.inc_by(c.reaps_unobserved);
+        if let Some(ns) = c.reap_latency_ns {
+            self.reap_latency.observe(ns as f64 / 1e9);
         }
     }
 
@@ -330,6 +236,40 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("text encoding is UTF-8")
     }
+}
+
+/// What is read at scrape time: the build info, the daemon's own process, the snapshot's
+/// collectors and the work bounds.
+fn register_collectors(reg: &Registrar<'_>, snapshot: SnapshotRx) {
+    let build_info = reg.add(
+        IntGaugeVec::new(
+            Opts::new("zombie_build_info", "Build information; always 1."),
+            &["version", "revision"],
+        )
+        .expect("valid metric"),
+    );
+    build_info
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            option_env!("ZOMBIE_GIT_REVISION").unwrap_or("unknown"),
+        ])
+        .set(1);
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
+    // daemon's own use, to watch against the pod's limits. Read from /proc/self, which is
+    // this process whatever --proc-root says.
+    let r = reg.0;
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+    .expect("unique metric");
+    r.register(Box::new(TableCollector::new(snapshot.clone())))
+        .expect("unique metric");
+    r.register(Box::new(BudgetCollector::new(snapshot.clone())))
+        .expect("unique metric");
+    r.register(Box::new(InitCollector::new(snapshot)))
+        .expect("unique metric");
+    r.register(Box::new(crate::bounds::BoundsCollector::new()))
+        .expect("unique metric");
 }
 
 /// `zombie_processes`, `zombie_oldest_age_seconds` and `zombie_processes_by_cause` per
@@ -398,21 +338,19 @@ impl Collector for TableCollector {
         let snapshot = current(&self.snapshot);
         let z = &snapshot.zombies;
         for (l, origin, n) in &z.by_origin {
+            let [namespace, pod, container] = l.values();
             by_origin
-                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), origin.as_str()])
+                .with_label_values(&[namespace, pod, container, origin.as_str()])
                 .set(*n as f64);
         }
         for (l, cause, n) in &z.by_cause {
+            let [namespace, pod, container] = l.values();
             by_cause
-                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str(), cause.as_str()])
+                .with_label_values(&[namespace, pod, container, cause.as_str()])
                 .set(*n as f64);
         }
         for c in &z.containers {
-            let l = [
-                c.labels[0].as_str(),
-                c.labels[1].as_str(),
-                c.labels[2].as_str(),
-            ];
+            let l = c.labels.values();
             count.with_label_values(&l).set(c.count as f64);
             let age = if c.count == 0 {
                 0
@@ -541,9 +479,10 @@ impl Collector for BudgetCollector {
             out.extend(v.node_pids.collect());
             out.extend(v.node_limit.collect());
         }
-        for (c, [ns, pod, container]) in &budget.cgroups {
+        for (c, labels) in &budget.cgroups {
+            let [ns, pod, _] = labels.values();
             if c.container_id.is_some() {
-                let l = [ns.as_str(), pod.as_str(), container.as_str()];
+                let l = labels.values();
                 v.container_pids.with_label_values(&l).set(c.current as f64);
                 if let Some(max) = c.max {
                     v.container_limit.with_label_values(&l).set(max as f64);
@@ -554,7 +493,7 @@ impl Collector for BudgetCollector {
                         .inc_by(n as f64);
                 }
             } else {
-                let l = [ns.as_str(), pod.as_str()];
+                let l = [ns, pod];
                 v.pod_pids.with_label_values(&l).set(c.current as f64);
                 if let Some(max) = c.max {
                     v.pod_limit.with_label_values(&l).set(max as f64);
@@ -651,7 +590,11 @@ impl Collector for InitCollector {
         let stuck = Self::teardown_vec();
         let mut series = 0usize;
         for a in &snapshot.audit.containers {
-            let [ns, pod, container] = audit::labels(a);
+            let crate::attribution::Labels {
+                namespace: ns,
+                pod,
+                container,
+            } = audit::labels(a);
             if let Some(t) = &a.pid_namespace_teardown {
                 stuck
                     .with_label_values(&[ns.as_str(), pod.as_str(), container.as_str()])
@@ -714,5 +657,96 @@ impl Collector for InitCollector {
         out.extend(stuck.collect());
         out.extend(injected.collect());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::{Comm, Exit, ExitFlags, Ns, Origin, ProcKey, Tracker};
+
+    const MS: Ns = 1_000_000;
+
+    fn key(pid: u32) -> ProcKey {
+        ProcKey {
+            pid,
+            start_ticks: 1,
+        }
+    }
+
+    fn exit(pid: u32, at: Ns, autoreap: bool) -> Event {
+        Event::Exit(Exit {
+            key: key(pid),
+            at,
+            ppid: 1,
+            parent_start_ticks: 1,
+            comm: Comm::new("child"),
+            parent_comm: Comm::new("parent"),
+            wait_status: 0,
+            cgroup_id: 1,
+            flags: ExitFlags {
+                autoreap,
+                ..ExitFlags::default()
+            },
+            origin: Origin::default(),
+        })
+    }
+
+    /// Every counter `record` feeds, from a sequence applied to a real tracker; the
+    /// expected values are counted by hand, not by the mapping under test.
+    #[test]
+    fn record_counts_what_applying_events_did() {
+        let (_tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let m = Metrics::new(rx);
+        let mut t = Tracker::default();
+        let evs = [
+            exit(10, MS, false),
+            exit(11, 2 * MS, false),
+            exit(12, 3 * MS, true),
+            // A duplicate exit: an event, not an exit.
+            exit(10, MS, false),
+            Event::Wait {
+                pid: 1,
+                target: 0,
+                at: 4 * MS,
+            },
+            // Reaped 250 ms after its exit.
+            Event::Free {
+                key: key(10),
+                at: 251 * MS,
+            },
+            // A free of a process never seen: an event, no reap.
+            Event::Free {
+                key: key(99),
+                at: 300 * MS,
+            },
+        ];
+        for ev in &evs {
+            m.record(ev, t.apply(ev));
+        }
+        assert_eq!(m.exits.get(), 3);
+        assert_eq!(m.autoreaped.get(), 1);
+        assert_eq!(m.reaped.get(), 1);
+        assert_eq!(m.reaps_unobserved.get(), 0);
+        assert_eq!(m.reap_latency.get_sample_count(), 1);
+        assert!((m.reap_latency.get_sample_sum() - 0.25).abs() < 1e-9);
+        let kind = |k: &str| m.events.with_label_values(&[k]).get();
+        assert_eq!(
+            (kind("exit"), kind("free"), kind("wait"), kind("origin")),
+            (4, 2, 1, 0)
+        );
+        // A vanished zombie whose free never came: counted unobserved after its grace.
+        let vanished = Event::Vanished {
+            key: key(11),
+            at: 400 * MS,
+        };
+        m.record(&vanished, t.apply(&vanished));
+        let grace = Event::GraceElapsed {
+            now: 3_000 * MS,
+            grace: 2_000 * MS,
+        };
+        m.record(&grace, t.apply(&grace));
+        assert_eq!(m.reaps_unobserved.get(), 1);
+        assert_eq!(m.reaped.get(), 1);
     }
 }

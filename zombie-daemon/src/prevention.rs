@@ -12,7 +12,7 @@ use std::{
 };
 
 /// The RuntimeClass (and containerd runtime handler) that starts containers under the init.
-pub const RUNTIME_CLASS: &str = "zombie-init";
+pub use zombie_core::diagnosis::RUNTIME_CLASS;
 /// Where `zombie-init-runtime install` puts the init on a node.
 pub const DEFAULT_INIT: &str = "/opt/zombie-init/bin/tini-static";
 /// Another install prefix's init (a path on the node).
@@ -65,7 +65,7 @@ fn namespace_init(proc_root: &Path, pid: u32) -> Option<u32> {
     let mut pid = pid;
     for _ in 0..MAX_DEPTH {
         let dir = proc_root.join(pid.to_string());
-        let status = crate::procfs::read_status(&dir)?;
+        let status = crate::proc_scan::read_status(&dir)?;
         if status.nspid.as_ref().and_then(|v| v.last()) == Some(&1) {
             return Some(pid);
         }

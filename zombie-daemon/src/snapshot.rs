@@ -497,7 +497,7 @@ pub const MAX_CONTAINER_SERIES: usize = 500;
 
 /// The labels of the series that sums the containers beyond the cap.
 pub fn other_labels() -> Labels {
-    [String::new(), "_other".into(), "_other".into()]
+    Labels::new("", "_other", "_other")
 }
 
 #[cfg(test)]
@@ -676,5 +676,30 @@ mod tests {
         }
         let c: Cursor = "7-8-9".parse().unwrap();
         assert_eq!((c.exited_at, c.key.pid, c.key.start_ticks), (7, 8, 9));
+    }
+
+    /// A part is wanted as of the latest time any reader asked, each part on its own, and
+    /// the loop is woken by an ask made before it waited.
+    #[tokio::test]
+    async fn demand_keeps_the_latest_ask_per_part_and_wakes_the_loop() {
+        let d = Demand::default();
+        for p in [Part::Zombies, Part::Budget, Part::Audit] {
+            assert_eq!(d.wanted(p), 0);
+        }
+        d.ask(Part::Budget, 50);
+        d.ask(Part::Budget, 20);
+        d.ask(Part::Audit, 7);
+        assert_eq!(d.wanted(Part::Budget), 50, "an older ask does not lower it");
+        assert_eq!(d.wanted(Part::Audit), 7);
+        assert_eq!(d.wanted(Part::Zombies), 0);
+        tokio::time::timeout(Duration::from_secs(5), d.asked())
+            .await
+            .expect("an ask made before waiting wakes the loop");
+        // Nothing asked since: it waits.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), d.asked())
+                .await
+                .is_err()
+        );
     }
 }

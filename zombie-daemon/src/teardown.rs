@@ -202,7 +202,7 @@ pub fn read_task(proc_root: &Path, pid: u32) -> Option<TaskFacts> {
         .ok()?
         .stat()
         .ok()?;
-    let nspid = crate::procfs::read_status(&dir).and_then(|s| s.nspid);
+    let nspid = crate::proc_scan::read_status(&dir).and_then(|s| s.nspid);
     Some(TaskFacts {
         pid,
         ppid: stat.ppid.max(0) as u32,

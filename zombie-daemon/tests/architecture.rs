@@ -1,6 +1,12 @@
-//! The module graph as the design says it is: no import cycle; only the daemon's wiring and
-//! the command line reach `remediate` and `cli`; readers (`http`, `metrics`, `snapshot`)
-//! never reach the table's owner or the probe, and hold no lock and read no file.
+//! The daemon crate's own module graph, which no compiler checks inside one crate: no import
+//! cycle; only the daemon's wiring and the command line reach `remediate` and `cli`; readers
+//! (`http`, `metrics`, `snapshot`) never reach the table's owner or the probe.
+//!
+//! The core's rules are not here: `zombie-core` (the tracker, diagnosis, the remediation
+//! engine) cannot import tokio, aya, procfs, hyper or tonic because its Cargo.toml does not
+//! list them, and its clippy.toml forbids std's files, locks, clocks and processes (`cargo
+//! clippy -D warnings` fails on any). What is left here are the readers' text bans, until
+//! the read side is a crate of its own.
 //!
 //! Read from the sources (`crate::module` paths and `use crate::{...}` groups, test modules
 //! left out), so a change that breaks a rule fails here with the offending edge named.
@@ -154,8 +160,12 @@ fn readers_never_reach_the_table_owner_or_proc() {
     // no Tracker, no Attributor, no file reads.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for file in ["http.rs", "metrics.rs", "snapshot.rs"] {
-        let text: String = fs::read_to_string(src.join(file))
-            .unwrap()
+        let whole = fs::read_to_string(src.join(file)).unwrap();
+        // Test modules drive the real parts (a tracker to feed the counters): not readers.
+        let code = whole
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(whole.as_str(), |i| &whole[..i]);
+        let text: String = code
             .lines()
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect::<Vec<_>>()

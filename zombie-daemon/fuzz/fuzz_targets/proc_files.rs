@@ -12,9 +12,9 @@ use procfs::{
 use zombie_daemon::{
     attribution::cgroup_path::{self, Owner},
     budget, cgroups,
-    diagnosis::{self, Disposition, ReaperFacts},
+    diagnosis::{self, Disposition},
     probe::TickConverter,
-    procfs::{parse_exec_start, parse_status},
+    proc_scan::{parse_exec_start, parse_status},
     tracker::Comm,
 };
 
@@ -43,7 +43,7 @@ fn kernel_framed(line: &str) -> bool {
 }
 
 fn check_stat(stat: &Stat) {
-    // What procfs.rs and remediate.rs take from it.
+    // What proc_scan.rs and remediate take from it.
     let comm = Comm::new(&stat.comm);
     assert!(comm.as_str().len() <= 3 * 15);
     let _ = TickConverter::new(100).ns(stat.starttime);
@@ -103,7 +103,7 @@ fn status_with_name(data: &[u8]) {
 fn check_status(status: Status) {
     let (ign, cgt, blk) = (status.sigign, status.sigcgt, status.sigblk);
     let nspid = status.nspid.as_ref().and_then(|v| v.last().copied());
-    let facts = ReaperFacts::from_status(7, status, vec!["/bin/sh".into(), "-c".into()]);
+    let facts = zombie_daemon::diagnosis::reaper_facts_from_status(7, status, vec!["/bin/sh".into(), "-c".into()]);
     assert_eq!(facts.ns_pid, nspid.map(|p| p as u32));
     assert!(facts.state.chars().count() <= 1);
     for (sig, got) in [(17, facts.sigchld), (15, facts.sigterm)] {

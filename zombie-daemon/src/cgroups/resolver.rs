@@ -175,17 +175,38 @@ mod tests {
         );
     }
 
+    /// The id is the inode of the cgroup2 directory the process's `0::` line names: set up
+    /// here (a /proc and a cgroup2 tree of the test's own), so the expected inode is the
+    /// directory the test made, not what the function under test computes, and the test
+    /// runs the same on a cgroup v1 host.
     #[test]
-    fn our_own_cgroup_id() {
-        let (_, v2) = detect(Path::new("/sys/fs/cgroup"));
-        let Some(v2) = v2 else { return };
-        let me = std::process::id();
-        let path = path_of_pid(Path::new("/proc"), me, Prefer::V2).unwrap();
-        let want = fs::metadata(v2.join(path.trim_start_matches('/')))
-            .map(|m| m.ino())
-            .unwrap_or(0);
-        assert_eq!(id_of_pid(Path::new("/proc"), Some(&v2), me), want);
-        assert_eq!(id_of_pid(Path::new("/proc"), None, me), 0);
-        assert_eq!(id_of_pid(Path::new("/nonexistent"), Some(&v2), me), 0);
+    fn a_process_cgroup_id_is_its_cgroup2_directory_inode() {
+        let dir = std::env::temp_dir().join(format!("zd-cgid-{}", std::process::id()));
+        let (proc_root, v2) = (dir.join("proc"), dir.join("cg"));
+        let leaf = v2.join("kubepods/pod1/c1");
+        fs::create_dir_all(&leaf).unwrap();
+        let made = fs::metadata(&leaf).unwrap().ino();
+        let procs = [
+            (41, "0::/kubepods/pod1/c1\n"),
+            // Hybrid: v1 lines first, the cgroup2 line decides.
+            (
+                42,
+                "12:pids:/other\n1:name=systemd:/other\n0::/kubepods/pod1/c1\n",
+            ),
+            // A cgroup2 path that is not in the tree (removed since): no id.
+            (44, "0::/gone\n"),
+        ];
+        for (pid, cgroup) in procs {
+            fs::create_dir_all(proc_root.join(pid.to_string())).unwrap();
+            fs::write(proc_root.join(format!("{pid}/cgroup")), cgroup).unwrap();
+        }
+        assert_ne!(made, 0);
+        assert_eq!(id_of_pid(&proc_root, Some(&v2), 41), made);
+        assert_eq!(id_of_pid(&proc_root, Some(&v2), 42), made);
+        assert_eq!(id_of_pid(&proc_root, Some(&v2), 44), 0);
+        // No cgroup2 hierarchy (a v1-only node), or no such process: 0.
+        assert_eq!(id_of_pid(&proc_root, None, 41), 0);
+        assert_eq!(id_of_pid(&proc_root, Some(&v2), 43), 0);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

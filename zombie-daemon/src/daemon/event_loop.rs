@@ -22,7 +22,7 @@ use crate::{
     health::Health,
     metrics::Metrics,
     probe::Probe,
-    procfs::{PidCursor, ProcFs, ScanError, possibly_reused},
+    proc_scan::{PidCursor, ProcFs, ScanError, possibly_reused},
     snapshot::Demand,
     tracker::{Applied, Event, Ns, ProcKey, Scan, Tracker},
 };
@@ -41,7 +41,7 @@ const PARENT_REFRESH_BATCH: usize = 512;
 const SWEEP_BATCH: usize = 20_000;
 const SWEEP_MIN_AGE: Duration = Duration::from_millis(500);
 /// Every listed zombie, candidate or not, is re-confirmed at least this often: it still
-/// holds its pid, and that pid is still its own (see [`crate::procfs::possibly_reused`]).
+/// holds its pid, and that pid is still its own (see [`crate::proc_scan::possibly_reused`]).
 /// With the time a pass and a publication take, an entry outlives its zombie by at most
 /// ten seconds whatever the kernel missed (the README's guarantee).
 pub(crate) const CONFIRM_ALL: Duration = Duration::from_secs(5);
@@ -102,26 +102,213 @@ pub(super) struct EventLoop {
     batch: Vec<Event>,
     /// Incremented with every batch of changes applied (to tell which a snapshot includes).
     seq: u64,
-    lost_seen: u64,
-    errors_seen: u64,
-    resync: Option<Resync>,
-    pending_resync: Option<ResyncReason>,
-    last_resync_start: Option<Ns>,
     /// Ready once a snapshot with at least this change is published (the startup scan's).
     ready_at_seq: Option<u64>,
-    /// The /proc check of reparented and possibly reaped zombies, in flight.
+    /// The resync in flight, and when the next one is due.
+    resync: Option<Resync>,
+    resyncs: ResyncSchedule,
+    /// The /proc check of reparented and possibly reaped zombies, in flight, and when the
+    /// next one is due.
     check: Option<JoinHandle<Checked>>,
+    checks: CheckSchedule,
+    pacing: Pacing,
+}
+
+/// When the table is rebuilt from /proc: after lost events, periodically, and once more
+/// after a scan that met exiting processes it did not know; at most once per
+/// [`RESYNC_MIN_GAP`]. Pure: the counters and the clock come in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ResyncSchedule {
+    /// The kernel's loss and read-error counters as last seen.
+    lost_seen: u64,
+    errors_seen: u64,
+    pending: Option<ResyncReason>,
+    /// When the last finished resync started.
+    last_start: Option<Ns>,
+}
+
+impl ResyncSchedule {
+    /// The kernel's counters now: the new losses and read errors since the last look
+    /// (None: none), each of which asks for a resync.
+    fn losses(&mut self, lost: u64, errors: u64) -> Option<(u64, u64)> {
+        if lost <= self.lost_seen && errors <= self.errors_seen {
+            return None;
+        }
+        let new = (
+            lost.saturating_sub(self.lost_seen),
+            errors.saturating_sub(self.errors_seen),
+        );
+        (self.lost_seen, self.errors_seen) = (lost, errors);
+        self.pending = Some(ResyncReason::LostEvents);
+        Some(new)
+    }
+
+    /// Asks for a periodic resync when `interval` (0: never) passed since the last one.
+    fn periodic(&mut self, now: Ns, interval: Duration) {
+        if !interval.is_zero()
+            && self.pending.is_none()
+            && self
+                .last_start
+                .is_some_and(|t| now.saturating_sub(t) >= interval.as_nanos() as u64)
+        {
+            self.pending = Some(ResyncReason::Periodic);
+        }
+    }
+
+    /// The resync to start now, if one is pending, none is in flight and the gap passed.
+    fn due(&mut self, now: Ns, in_flight: bool) -> Option<ResyncReason> {
+        let gap_passed = self
+            .last_start
+            .is_none_or(|t| now.saturating_sub(t) >= RESYNC_MIN_GAP.as_nanos() as u64);
+        if in_flight || !gap_passed {
+            return None;
+        }
+        self.pending.take()
+    }
+
+    /// The kernel's counters when the loop starts: what was lost before is not ours.
+    fn baseline(&mut self, lost: u64, errors: u64) {
+        (self.lost_seen, self.errors_seen) = (lost, errors);
+    }
+
+    /// A resync for `reason` found `exiting_unknown` processes exiting that the table did
+    /// not know: one follow-up, not a chain (a process stuck in its exit, D state, would
+    /// otherwise bring a scan every second).
+    fn follow_up(&mut self, reason: ResyncReason, exiting_unknown: usize) {
+        if exiting_unknown > 0 && reason != ResyncReason::Exiting {
+            self.pending.get_or_insert(ResyncReason::Exiting);
+        }
+    }
+
+    /// A resync that started at `started` finished (whatever its result).
+    fn finished(&mut self, started: Ns) {
+        self.last_start = Some(started);
+    }
+}
+
+/// When the /proc checks run (see [`EventLoop::maybe_check`]): every [`PROC_CHECK`], a
+/// pass over the whole table every [`CONFIRM_ALL`], else a batch of candidates.
+#[derive(Clone, Debug)]
+struct CheckSchedule {
     last_check: Ns,
     /// When the last pass over the whole table started.
     last_confirm_all: Ns,
     /// The pid allocator's position when the last pass over the whole table (or the first
     /// scan) started: pids it has not passed over since cannot have changed hands.
     pid_cursor: Option<PidCursor>,
+    /// Where the next candidate batch starts.
     sweep_from: usize,
+}
+
+/// Which check is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CheckKind {
+    /// Every listed zombie.
+    All,
+    /// The next batch of candidates.
+    Candidates,
+}
+
+impl CheckSchedule {
+    fn new(now: Ns) -> Self {
+        Self {
+            last_check: now,
+            last_confirm_all: now,
+            pid_cursor: None,
+            sweep_from: 0,
+        }
+    }
+
+    /// The check due now (None: not yet), marked as started.
+    fn due(&mut self, now: Ns) -> Option<CheckKind> {
+        if now.saturating_sub(self.last_check) < PROC_CHECK.as_nanos() as u64 {
+            return None;
+        }
+        self.last_check = now;
+        if now.saturating_sub(self.last_confirm_all) >= CONFIRM_ALL.as_nanos() as u64 {
+            self.last_confirm_all = now;
+            Some(CheckKind::All)
+        } else {
+            Some(CheckKind::Candidates)
+        }
+    }
+}
+
+/// Draining on a timer while events flow, asleep (woken by the programs) after
+/// [`IDLE_AFTER`] without one.
+#[derive(Clone, Debug)]
+struct Pacing {
     last_event: Ns,
     asleep: bool,
     /// The next drain tick while events flow.
     next_drain: tokio::time::Instant,
+}
+
+/// What a drain changed in the pacing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pace {
+    Unchanged,
+    /// Events flow again: tell the programs the loop is awake.
+    Woke,
+    /// No event for [`IDLE_AFTER`]: tell the programs to wake the loop.
+    FellAsleep,
+}
+
+impl Pacing {
+    fn new(now: Ns, t: tokio::time::Instant) -> Self {
+        Self {
+            last_event: now,
+            asleep: false,
+            next_drain: t,
+        }
+    }
+
+    /// The next drain tick at `t` (now): at a fixed rate while events flow, so the time an
+    /// iteration takes does not stretch the interval; [`IDLE_WAKE`] from now asleep.
+    fn next_tick(&mut self, t: tokio::time::Instant, interval: Duration) -> tokio::time::Instant {
+        if self.asleep {
+            return t + IDLE_WAKE;
+        }
+        if self.next_drain <= t {
+            // Due now or missed: the next tick one interval after the last one, or after
+            // now if late by more than an interval.
+            self.next_drain += interval;
+            if self.next_drain <= t {
+                self.next_drain = t + interval;
+            }
+        }
+        self.next_drain
+    }
+
+    /// After a drain of `drained` events at `now` (`t`).
+    fn drained(
+        &mut self,
+        drained: usize,
+        now: Ns,
+        t: tokio::time::Instant,
+        interval: Duration,
+    ) -> Pace {
+        if drained > 0 {
+            self.last_event = now;
+            if self.asleep {
+                self.asleep = false;
+                self.next_drain = t + interval;
+                return Pace::Woke;
+            }
+        } else if !self.asleep
+            && now.saturating_sub(self.last_event) >= IDLE_AFTER.as_nanos() as u64
+        {
+            self.asleep = true;
+            return Pace::FellAsleep;
+        }
+        Pace::Unchanged
+    }
+
+    /// An event came in just as the loop fell asleep: awake again.
+    fn raced(&mut self, now: Ns) {
+        self.asleep = false;
+        self.last_event = now;
+    }
 }
 
 impl EventLoop {
@@ -146,20 +333,12 @@ impl EventLoop {
             demand,
             batch: Vec::with_capacity(4096),
             seq: 0,
-            lost_seen: 0,
-            errors_seen: 0,
-            resync: None,
-            pending_resync: None,
-            last_resync_start: None,
             ready_at_seq: None,
+            resync: None,
+            resyncs: ResyncSchedule::default(),
             check: None,
-            last_check: now,
-            last_confirm_all: now,
-            pid_cursor: None,
-            sweep_from: 0,
-            last_event: now,
-            asleep: false,
-            next_drain: tokio::time::Instant::now(),
+            checks: CheckSchedule::new(now),
+            pacing: Pacing::new(now, tokio::time::Instant::now()),
         }
     }
 
@@ -189,7 +368,8 @@ impl EventLoop {
     pub(super) async fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
         let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-        (self.lost_seen, self.errors_seen) = probe.counters();
+        let (lost, errors) = probe.counters();
+        self.resyncs.baseline(lost, errors);
         self.resync = Some(self.start_resync(ResyncReason::Startup));
 
         loop {
@@ -208,7 +388,7 @@ impl EventLoop {
                     // Apply everything queued up to now first, so the table is current.
                     self.drain(probe);
                     self.finish_resync(started, reason, r);
-                    self.last_resync_start = Some(started);
+                    self.resyncs.finished(started);
                 }
                 r = async { check.as_mut().expect("guarded").await }, if checking => {
                     self.check = None;
@@ -216,7 +396,7 @@ impl EventLoop {
                     match r {
                         Ok(Checked { events, cursor }) => {
                             if cursor.is_some() {
-                                self.pid_cursor = cursor;
+                                self.checks.pid_cursor = cursor;
                             }
                             for ev in &events {
                                 self.apply(ev);
@@ -262,19 +442,7 @@ impl EventLoop {
     /// for its gap.
     fn next_wake(&mut self, now: Ns) -> tokio::time::Instant {
         let t = tokio::time::Instant::now();
-        let mut wake = if self.asleep {
-            t + IDLE_WAKE
-        } else {
-            if self.next_drain <= t {
-                // Due now or missed: the next tick one interval after the last one, or after
-                // now if late by more than an interval.
-                self.next_drain += self.cfg.drain_interval;
-                if self.next_drain <= t {
-                    self.next_drain = t + self.cfg.drain_interval;
-                }
-            }
-            self.next_drain
-        };
+        let mut wake = self.pacing.next_tick(t, self.cfg.drain_interval);
         if let Some(at) = self.publisher.next_start(&self.tracker, &self.demand) {
             wake = wake.min(t + Duration::from_nanos(at.saturating_sub(now)));
         }
@@ -283,23 +451,21 @@ impl EventLoop {
 
     /// Drains on a timer while events flow; asleep after [`IDLE_AFTER`] without one.
     fn pace(&mut self, probe: &mut Probe, drained: usize, now: Ns) {
-        if drained > 0 {
-            self.last_event = now;
-            if self.asleep {
-                self.asleep = false;
-                probe.set_consumer_asleep(false);
-                self.next_drain = tokio::time::Instant::now() + self.cfg.drain_interval;
-            }
-        } else if !self.asleep
-            && now.saturating_sub(self.last_event) >= IDLE_AFTER.as_nanos() as u64
+        let t = tokio::time::Instant::now();
+        match self
+            .pacing
+            .drained(drained, now, t, self.cfg.drain_interval)
         {
-            self.asleep = true;
-            probe.set_consumer_asleep(true);
-            // An event submitted just before the flag was seen did not wake us: take it now.
-            if self.drain(probe) > 0 {
-                self.asleep = false;
-                probe.set_consumer_asleep(false);
-                self.last_event = now;
+            Pace::Unchanged => {}
+            Pace::Woke => probe.set_consumer_asleep(false),
+            Pace::FellAsleep => {
+                probe.set_consumer_asleep(true);
+                // An event submitted just before the flag was seen did not wake us: take it
+                // now.
+                if self.drain(probe) > 0 {
+                    self.pacing.raced(now);
+                    probe.set_consumer_asleep(false);
+                }
             }
         }
     }
@@ -341,37 +507,21 @@ impl EventLoop {
     /// while events flow, so checking after each iteration is enough.
     fn check_losses(&mut self, probe: &mut Probe, now: Ns) {
         let (lost, errors) = probe.counters();
-        if lost > self.lost_seen || errors > self.errors_seen {
+        if let Some((lost, errors)) = self.resyncs.losses(lost, errors) {
             probe.flush_logs();
             warn!(
-                lost = lost - self.lost_seen,
-                read_errors = errors - self.errors_seen,
+                lost,
+                read_errors = errors,
                 "kernel events were lost; resyncing from /proc"
             );
-            self.metrics.events_lost.inc_by(lost - self.lost_seen);
-            self.metrics.read_errors.inc_by(errors - self.errors_seen);
-            self.lost_seen = lost;
-            self.errors_seen = errors;
-            self.pending_resync = Some(ResyncReason::LostEvents);
+            self.metrics.events_lost.inc_by(lost);
+            self.metrics.read_errors.inc_by(errors);
         }
-        if !self.cfg.resync_interval.is_zero()
-            && self.pending_resync.is_none()
-            && self.last_resync_start.is_some_and(|t| {
-                now.saturating_sub(t) >= self.cfg.resync_interval.as_nanos() as u64
-            })
-        {
-            self.pending_resync = Some(ResyncReason::Periodic);
-        }
+        self.resyncs.periodic(now, self.cfg.resync_interval);
     }
 
     fn maybe_resync(&mut self, now: Ns) {
-        if self.resync.is_none()
-            && let Some(reason) = self.pending_resync
-            && self
-                .last_resync_start
-                .is_none_or(|t| now.saturating_sub(t) >= RESYNC_MIN_GAP.as_nanos() as u64)
-        {
-            self.pending_resync = None;
+        if let Some(reason) = self.resyncs.due(now, self.resync.is_some()) {
             self.resync = Some(self.start_resync(reason));
         }
     }
@@ -419,13 +569,15 @@ impl EventLoop {
                 return;
             }
         };
-        if self.pid_cursor.is_none() {
-            self.pid_cursor = cursor;
+        if self.checks.pid_cursor.is_none() {
+            self.checks.pid_cursor = cursor;
         }
         let zombies_in_proc = scan.zombies.len();
-        let Applied::Reconciled(report) = self.apply(&Event::Scanned { started, scan }) else {
-            unreachable!("a scan is reconciled")
-        };
+        let report = self.tracker.reconcile(started, &scan);
+        self.metrics.record(
+            &Event::Scanned { started, scan },
+            Applied::Reconciled(report),
+        );
         self.seq += 1;
         self.publisher.want_table();
         self.metrics
@@ -444,11 +596,7 @@ impl EventLoop {
         if reason == ResyncReason::Startup {
             self.ready_at_seq = Some(self.seq);
         }
-        // One follow-up, not a chain: a process stuck in its exit (D state) would otherwise
-        // bring a scan every second.
-        if report.exiting_unknown > 0 && reason != ResyncReason::Exiting {
-            self.pending_resync.get_or_insert(ResyncReason::Exiting);
-        }
+        self.resyncs.follow_up(reason, report.exiting_unknown);
     }
 
     /// Every [`PROC_CHECK`]: reads the new parents of zombies whose parent exited, and
@@ -466,34 +614,31 @@ impl EventLoop {
     /// RCU grace period plus the drain interval), so it counts as reaped unobserved only after
     /// [`VANISH_GRACE`].
     fn maybe_check(&mut self, now: Ns) {
-        if self.check.is_some()
-            || self.tracker.is_empty()
-            || now.saturating_sub(self.last_check) < PROC_CHECK.as_nanos() as u64
-        {
+        if self.check.is_some() || self.tracker.is_empty() {
             return;
         }
-        self.last_check = now;
+        let Some(kind) = self.checks.due(now) else {
+            return;
+        };
         let parents: Vec<ProcKey> = self
             .tracker
             .parent_gone()
             .take(PARENT_REFRESH_BATCH)
             .map(|z| z.key)
             .collect();
-        let all = now.saturating_sub(self.last_confirm_all) >= CONFIRM_ALL.as_nanos() as u64;
-        let probes = if all {
-            self.last_confirm_all = now;
+        let probes = if kind == CheckKind::All {
             Probes::All {
                 keys: self.tracker.keys().collect(),
-                since: self.pid_cursor,
+                since: self.checks.pid_cursor,
             }
         } else {
             let (sweep, next) = self.tracker.sweep_batch(
-                self.sweep_from,
+                self.checks.sweep_from,
                 now.saturating_sub(SWEEP_MIN_AGE.as_nanos() as u64),
                 self.cfg.probe.wait_dedup.as_nanos() as u64,
                 SWEEP_BATCH,
             );
-            self.sweep_from = next;
+            self.checks.sweep_from = next;
             Probes::Candidates(sweep)
         };
         if parents.is_empty() && probes.is_empty() {
@@ -600,4 +745,94 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
         );
     }
     Checked { events, cursor }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Ns = 1_000_000;
+    const S: Ns = 1_000 * MS;
+
+    #[test]
+    fn losses_ask_for_one_resync_at_most_once_a_gap() {
+        let mut r = ResyncSchedule::default();
+        r.baseline(5, 1);
+        assert_eq!(
+            r.losses(5, 1),
+            None,
+            "what was lost before the loop is not ours"
+        );
+        assert_eq!(r.due(0, false), None);
+        assert_eq!(r.losses(8, 1), Some((3, 0)));
+        assert_eq!(r.losses(8, 2), Some((0, 1)));
+        assert_eq!(r.due(0, true), None, "not while one is in flight");
+        assert_eq!(r.due(0, false), Some(ResyncReason::LostEvents));
+        assert_eq!(r.due(0, false), None, "taken");
+        r.finished(10 * S);
+        r.losses(9, 2);
+        assert_eq!(r.due(10 * S + 999 * MS, false), None, "within the gap");
+        assert_eq!(r.due(11 * S, false), Some(ResyncReason::LostEvents));
+    }
+
+    #[test]
+    fn periodic_resyncs_follow_the_last_one_and_exits_bring_one_follow_up() {
+        let mut r = ResyncSchedule::default();
+        let every = Duration::from_secs(60);
+        r.periodic(1000 * S, every);
+        assert_eq!(r.pending, None, "none before the first (startup) resync");
+        r.finished(S);
+        r.periodic(60 * S, every);
+        assert_eq!(r.pending, None);
+        r.periodic(61 * S, every);
+        assert_eq!(r.due(61 * S, false), Some(ResyncReason::Periodic));
+        r.periodic(1000 * S, Duration::ZERO);
+        assert_eq!(r.pending, None, "0: never");
+        // Unknown exiting processes: one follow-up, and none after the follow-up itself.
+        r.follow_up(ResyncReason::Periodic, 2);
+        assert_eq!(r.due(1000 * S, false), Some(ResyncReason::Exiting));
+        r.follow_up(ResyncReason::Exiting, 2);
+        assert_eq!(r.due(1000 * S, false), None);
+        r.follow_up(ResyncReason::Periodic, 0);
+        assert_eq!(r.pending, None);
+    }
+
+    #[test]
+    fn checks_run_every_second_and_a_whole_pass_every_five() {
+        let mut c = CheckSchedule::new(0);
+        assert_eq!(c.due(999 * MS), None);
+        assert_eq!(c.due(S), Some(CheckKind::Candidates));
+        assert_eq!(c.due(S + 500 * MS), None);
+        for t in 2..5 {
+            assert_eq!(c.due(t * S), Some(CheckKind::Candidates), "at {t} s");
+        }
+        assert_eq!(c.due(5 * S), Some(CheckKind::All));
+        assert_eq!(c.due(6 * S), Some(CheckKind::Candidates));
+        assert_eq!(c.due(10 * S), Some(CheckKind::All));
+    }
+
+    #[test]
+    fn the_loop_sleeps_after_idle_and_wakes_with_events() {
+        let t0 = tokio::time::Instant::now();
+        let iv = Duration::from_millis(25);
+        let mut p = Pacing::new(0, t0);
+        // Fixed-rate ticks while events flow.
+        assert_eq!(p.next_tick(t0, iv), t0 + iv);
+        assert_eq!(p.next_tick(t0 + iv, iv), t0 + 2 * iv);
+        // Late by more than an interval: one interval from now.
+        let late = t0 + 10 * iv;
+        assert_eq!(p.next_tick(late, iv), late + iv);
+        assert_eq!(p.drained(3, 100 * MS, t0, iv), Pace::Unchanged);
+        assert_eq!(p.drained(0, 599 * MS, t0, iv), Pace::Unchanged);
+        assert_eq!(p.drained(0, 600 * MS, t0, iv), Pace::FellAsleep);
+        assert_eq!(p.drained(0, 900 * MS, t0, iv), Pace::Unchanged, "asleep");
+        assert_eq!(p.next_tick(late, iv), late + IDLE_WAKE);
+        assert_eq!(p.drained(1, 901 * MS, late, iv), Pace::Woke);
+        assert_eq!(p.next_tick(late, iv), late + iv);
+        // An event that raced with falling asleep: awake, idle counted from it.
+        assert_eq!(p.drained(0, 1401 * MS, late, iv), Pace::FellAsleep);
+        p.raced(1402 * MS);
+        assert_eq!(p.drained(0, 1500 * MS, late, iv), Pace::Unchanged);
+        assert_eq!(p.drained(0, 1902 * MS, late, iv), Pace::FellAsleep);
+    }
 }

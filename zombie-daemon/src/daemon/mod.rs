@@ -6,10 +6,10 @@
 //! attributor. Everything else reads the published `Arc<Snapshot>`: the HTTP handlers,
 //! the metric collectors and the remediation loop ([`remediation`]).
 
-mod build;
 mod event_loop;
 mod publish;
 mod remediation;
+pub mod snapshot_builder;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -18,17 +18,17 @@ use axum::body::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use build::Builder;
-pub use build::DEFAULT_MAX_LISTED;
+use snapshot_builder::Builder;
+pub use snapshot_builder::DEFAULT_MAX_LISTED;
 
 use crate::{
     attribution::names::{self, NameCache},
+    attributor::Attributor,
     health::Health,
     metrics::Metrics,
     probe::{Probe, ProbeConfig, TickConverter},
     remediate::Mode,
     snapshot::{Demand, Snapshot},
-    view::Attributor,
 };
 
 #[derive(Clone, Debug)]
@@ -78,19 +78,7 @@ pub fn bound_allocator() {
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     // The HTTP connection cap is derived from this limit.
     let open_files = crate::http::raise_open_files_limit();
-    match &open_files.error {
-        None => info!(
-            soft_before = ?open_files.soft_before,
-            soft = ?open_files.soft,
-            hard = ?open_files.hard,
-            "open files limit (RLIMIT_NOFILE): soft raised to hard"
-        ),
-        Some(e) => warn!(
-            soft = ?open_files.soft,
-            hard = ?open_files.hard,
-            "cannot raise the open files limit (RLIMIT_NOFILE) to its hard limit: {e}"
-        ),
-    }
+    log_open_files(&open_files);
     let listener = crate::http::bind(cfg.listen)
         .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
     let local = listener.local_addr()?;
@@ -111,20 +99,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     }
     let ticks = TickConverter::from_system();
     let endpoint = names::choose_endpoint(cfg.runtime_endpoint.as_deref());
-    let names = match endpoint.clone() {
-        Some(endpoint) => {
-            let cache = Arc::new(NameCache::new(cfg.names_grace));
-            tokio::spawn(names::refresh_loop(cache.clone(), endpoint));
-            Some(cache)
-        }
-        None => {
-            warn!(
-                "no container runtime socket found (containerd, k3s, CRI-O, cri-dockerd): zombies \
-                 are labelled with pod UID and container ID only; set --runtime-endpoint"
-            );
-            None
-        }
-    };
+    let names = runtime_names(&cfg, endpoint.clone());
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
     let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
@@ -189,6 +164,69 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         ))
     });
 
+    let mut probe = load_probe(&cfg, &metrics)?;
+    let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
+    let mut event_loop = event_loop::EventLoop::new(
+        cfg.clone(),
+        ticks,
+        metrics.clone(),
+        health.clone(),
+        publisher,
+        demand,
+    );
+    event_loop.seed_origins(&mut probe);
+    drop_privileges(cfg.remediate);
+
+    let result = event_loop.run(&mut probe).await;
+    health.set_ready(false);
+    if let Some(task) = remediation {
+        task.abort();
+    }
+    drop(probe); // detaches the programs
+    metrics.programs_attached.set(0);
+    server.abort();
+    info!("programs detached, exiting");
+    result
+}
+
+/// Says whether the open-files limit could be raised (the HTTP connection cap follows it).
+fn log_open_files(open_files: &crate::http::OpenFilesLimit) {
+    match &open_files.error {
+        None => info!(
+            soft_before = ?open_files.soft_before,
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "open files limit (RLIMIT_NOFILE): soft raised to hard"
+        ),
+        Some(e) => warn!(
+            soft = ?open_files.soft,
+            hard = ?open_files.hard,
+            "cannot raise the open files limit (RLIMIT_NOFILE) to its hard limit: {e}"
+        ),
+    }
+}
+
+/// The container runtime's names for pods and containers, refreshed in the background;
+/// None (and one warning) without a runtime socket.
+fn runtime_names(cfg: &RunConfig, endpoint: Option<String>) -> Option<Arc<NameCache>> {
+    match endpoint {
+        Some(endpoint) => {
+            let cache = Arc::new(NameCache::new(cfg.names_grace));
+            tokio::spawn(names::refresh_loop(cache.clone(), endpoint));
+            Some(cache)
+        }
+        None => {
+            warn!(
+                "no container runtime socket found (containerd, k3s, CRI-O, cri-dockerd): zombies \
+                 are labelled with pod UID and container ID only; set --runtime-endpoint"
+            );
+            None
+        }
+    }
+}
+
+/// Loads and attaches the programs, and says which reap witness this kernel allows.
+fn load_probe(cfg: &RunConfig, metrics: &Metrics) -> anyhow::Result<Probe> {
     if let Some(comm) = &cfg.probe.fault_drop_free_comm {
         warn!(
             comm = %comm,
@@ -196,7 +234,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
              are dropped in the kernel (testing only)"
         );
     }
-    let mut probe = Probe::load(&cfg.probe)?;
+    let probe = Probe::load(&cfg.probe)?;
     metrics.programs_attached.set(probe.attached() as i64);
     match probe.reap_witness() {
         crate::probe::ReapWitness::Release => info!(
@@ -214,18 +252,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
              seen at sched_process_free and every listed zombie is confirmed from /proc"
         ),
     }
-    let publisher = publish::Publisher::new(Box::new(make_builder), snapshot_tx);
-    let mut event_loop = event_loop::EventLoop::new(
-        cfg.clone(),
-        ticks,
-        metrics.clone(),
-        health.clone(),
-        publisher,
-        demand,
-    );
-    event_loop.seed_origins(&mut probe);
+    Ok(probe)
+}
+
+/// Drops every capability the daemon no longer needs once the programs are loaded.
+fn drop_privileges(remediate: Mode) {
     match crate::privileges::drop_all_but(&crate::privileges::needed_after_load(
-        cfg.remediate == Mode::On,
+        remediate == Mode::On,
     )) {
         Ok(d) => info!(
             kept = ?d.effective,
@@ -237,15 +270,4 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         // Not fatal: the daemon works the same, only with more privilege than it needs.
         Err(e) => warn!("{e}"),
     }
-
-    let result = event_loop.run(&mut probe).await;
-    health.set_ready(false);
-    if let Some(task) = remediation {
-        task.abort();
-    }
-    drop(probe); // detaches the programs
-    metrics.programs_attached.set(0);
-    server.abort();
-    info!("programs detached, exiting");
-    result
 }

@@ -12,7 +12,7 @@ use crate::{
     clock,
     health::Health,
     metrics::Metrics,
-    remediate::{Engine, Remediator},
+    remediate::{Engine, Remediator, ZombieFacts},
     snapshot::Snapshot,
 };
 
@@ -52,10 +52,9 @@ pub(super) async fn run(
         let current = snapshot.borrow().clone();
         let r = remediator;
         let t = tokio::task::spawn_blocking(move || {
-            // One zombie's object at a time: the whole list of objects at 100,000 zombies
-            // would hold tens of MB.
+            // One zombie's facts at a time, straight from the store's records.
             let (zombies, now) = (&current.zombies, clock::boottime_now());
-            let t = r.targets(zombies.iter().map(|e| e.view(now, &zombies.wall)));
+            let t = r.targets(zombies.iter().map(|e| ZombieFacts::of(&e, now)));
             (t, r)
         })
         .await;
@@ -78,6 +77,7 @@ pub(super) async fn run(
                 .with_label_values(&[d.action.as_str(), d.result.as_str()])
                 .inc();
         }
+        metrics.remediation_passes.inc();
         if !decisions.is_empty() {
             let json = serde_json::to_vec(remediator.history()).unwrap_or_else(|_| b"[]".to_vec());
             history.send_replace(Bytes::from(json));

@@ -11,14 +11,13 @@ use std::{
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use super::{
-    engine::{Action, Decision, Engine, Outcome, Target, guard},
-    target::{confirm_zombies, read_target, targets},
+    Action, Decision, Engine, Outcome, Target, guard,
+    target::{ZombieFacts, confirm_zombies, read_target, targets},
 };
 use crate::{
     attribution::{cri::CriClient, names::NameCache},
     diagnosis::Cause,
     tracker::Ns,
-    view::ZombieView,
 };
 
 /// Decisions kept for `/remediations`.
@@ -149,9 +148,9 @@ impl Remediator {
     }
 
     /// Builds the targets from a snapshot's zombies (blocking: reads /proc).
-    pub fn targets(&self, views: impl IntoIterator<Item = ZombieView>) -> Vec<Target> {
+    pub fn targets(&self, zombies: impl IntoIterator<Item = ZombieFacts>) -> Vec<Target> {
         targets(
-            views,
+            zombies,
             &self.engine.policy,
             &self.proc_root,
             self.names.as_deref(),

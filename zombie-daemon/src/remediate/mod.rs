@@ -9,31 +9,40 @@
 //! container restart through the runtime (or SIGTERM/SIGKILL to PID 1 where configured).
 //! One escalation counts as one action for the rate limits and the backoff.
 //!
-//! Rooms: `policy` (the YAML file and its checks), `engine` (the pure decisions),
-//! `target` (reading targets from /proc), `act` (pidfd signals, the CRI call, the
+//! Rooms: the policy's checks and the pure engine live in `zombie_core::remediate`; here
+//! [`load_policy`] (the YAML file), `target` (reading targets from /proc), `act` (pidfd signals, the CRI call, the
 //! history).
 
 mod act;
-mod engine;
-mod policy;
 mod target;
 
-use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 pub use act::{HISTORY_LIMIT, Remediator, signal_exact};
-pub use engine::{Action, Decision, Engine, Outcome, Target, guard};
-pub use policy::{MAX_SECONDS, Pid1Action, Policy, PolicyError};
-pub use target::{read_target, targets};
+pub use target::{ZombieFacts, read_target, targets};
+pub use zombie_core::remediate::{
+    Action, Decision, Engine, MAX_SECONDS, Mode, Outcome, Pid1Action, Policy, Target, guard,
+};
 
-/// `--remediate` (the flag's spelling lives in the CLI: `cli::RemediateFlag`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Observe only.
-    #[default]
-    Off,
-    /// Decide and log, never act.
-    DryRun,
-    /// Act.
-    On,
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read the remediation policy {}: {source} (check --policy)", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the remediation policy {} is not valid: {detail}; fix it (keys: see deploy/kubernetes/remediation/policy-configmap.yaml)", path.display())]
+    Invalid { path: PathBuf, detail: String },
+}
+
+/// Reads and checks the policy file (`--policy`).
+pub fn load_policy(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Policy::parse(&text).map_err(|detail| PolicyError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    })
 }

@@ -9,11 +9,48 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use super::{engine::Target, policy::Policy};
+use super::{Policy, Target};
 use crate::{
     attribution::{self, Owner, names::NameCache},
-    view::ZombieView,
+    diagnosis::Cause,
+    snapshot::Entry,
+    tracker::{Ns, ProcKey},
+    view,
 };
+
+/// What remediation reads of one listed zombie: its identity, its parent's, its age and
+/// what the diagnosis said of its reaper. Facts from the snapshot, not the `/zombies`
+/// object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZombieFacts {
+    pub key: ProcKey,
+    pub ppid: u32,
+    pub parent_start_ticks: u64,
+    /// Seconds since its exit, to the millisecond (as `/zombies` shows it).
+    pub age_seconds: f64,
+    pub cause: Option<Cause>,
+    /// Its reaper is the init of its PID namespace.
+    pub reaper_is_namespace_init: bool,
+}
+
+impl ZombieFacts {
+    /// The facts of a snapshot's zombie, aged as of `now`.
+    pub fn of(e: &Entry<'_>, now: Ns) -> Self {
+        let (r, g) = (e.record, e.group);
+        Self {
+            key: r.key(),
+            ppid: g.key.ppid,
+            parent_start_ticks: g.key.parent_start_ticks,
+            age_seconds: view::age_seconds(now.saturating_sub(r.exited_at)),
+            cause: Some(g.diagnosis.cause),
+            reaper_is_namespace_init: g
+                .diagnosis
+                .reaper
+                .as_ref()
+                .is_some_and(|r| r.namespace_init),
+        }
+    }
+}
 
 /// At most this many zombies of one parent are confirmed in /proc per look (a stat read
 /// each): enough for any threshold, and a bound on the work at a mass leak. A parent with
@@ -26,7 +63,7 @@ pub const CONFIRM_LIMIT: usize = 1024;
 /// their identities (at most what is confirmed per look is useful), so that a table of any
 /// size costs memory per parent.
 pub fn targets(
-    views: impl IntoIterator<Item = ZombieView>,
+    zombies: impl IntoIterator<Item = ZombieFacts>,
     policy: &Policy,
     proc_root: &Path,
     names: Option<&NameCache>,
@@ -35,12 +72,12 @@ pub fn targets(
         aged: Vec<(u32, u64)>,
         more_aged: usize,
         young: usize,
-        first: ZombieView,
+        first: ZombieFacts,
     }
     let mut by_parent: BTreeMap<(u32, u64), Group> = BTreeMap::new();
-    for z in views {
+    for z in zombies {
         let aged = z.age_seconds >= policy.min_age_seconds;
-        let key = (z.pid, z.start_ticks);
+        let key = (z.key.pid, z.key.start_ticks);
         let e = by_parent
             .entry((z.ppid, z.parent_start_ticks))
             .or_insert_with(|| Group {
@@ -80,7 +117,7 @@ pub fn targets(
             t.all_zombies = confirmed.len() + g.young;
             t.zombie_keys = confirmed;
             t.cause = g.first.cause;
-            t.namespace_init = g.first.reaper.as_ref().is_some_and(|r| r.namespace_init);
+            t.namespace_init = g.first.reaper_is_namespace_init;
             Some(t)
         })
         .collect()
@@ -223,17 +260,16 @@ mod tests {
             .unwrap()
             .starttime;
         let (z, start) = zombie_child();
-        let view = |parent_start: u64, pid: u32, start: u64| {
-            let mut v: ZombieView = serde_json::from_value(serde_json::json!({
-                "pid": pid, "ppid": me, "comm": "true", "parent_comm": "test",
-                "exit_code": 0, "signal": null, "exited_at": "", "age_seconds": 1000.0,
-                "cgroup_id": 0, "cgroup_path": null, "pod_uid": null, "container_id": null,
-                "runtime": null, "qos": null, "namespace": null, "pod": null, "container": null
-            }))
-            .unwrap();
-            v.parent_start_ticks = parent_start;
-            v.start_ticks = start;
-            v
+        let view = |parent_start: u64, pid: u32, start: u64| ZombieFacts {
+            key: ProcKey {
+                pid,
+                start_ticks: start,
+            },
+            ppid: me,
+            parent_start_ticks: parent_start,
+            age_seconds: 1000.0,
+            cause: None,
+            reaper_is_namespace_init: false,
         };
         let policy = Policy::default();
         let proc_root = Path::new("/proc");

@@ -11,8 +11,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
     attribution::Attribution,
+    attributor::Attributor,
     audit, budget,
     clock::WallClock,
+    diagnoser::Diagnoser,
     diagnosis::{Cause, Diagnosis},
     metrics::Metrics,
     snapshot::{
@@ -21,7 +23,7 @@ use crate::{
     },
     store::{Group, GroupKey, Record, Writer},
     tracker::{Changes, ExitFlags, Ns, Origin, OriginInfo, OriginKind, ProcKey, Source, Zombie},
-    view::{Attributor, Diagnoser, OriginView},
+    view::OriginView,
 };
 
 /// Which parts of a snapshot a build makes anew; the others are taken from the last one.
@@ -109,7 +111,7 @@ impl Builder {
             let labels = capped(&mut self.exec_series, self.attributor.labels(z));
             metrics
                 .exec_session_zombies
-                .with_label_values(&[labels[0].as_str(), labels[1].as_str(), labels[2].as_str()])
+                .with_label_values(&labels.values())
                 .inc();
         }
     }
@@ -753,35 +755,66 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The real `count_exec_leaks`: each zombie attributed from its own
+    /// /proc/<pid>/cgroup (a pod's container), counted in its container's series, at most
+    /// MAX_CONTAINER_SERIES series (the rest in `_other`).
     #[test]
     fn exec_session_zombies_are_counted_per_container_up_to_the_cap() {
-        let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
-        let m = Metrics::new(rx);
-        let mut seen = rustc_hash::FxHashSet::default();
-        let mut count = |l: Labels| {
-            let l = capped(&mut seen, l);
-            m.exec_session_zombies
-                .with_label_values(&[l[0].as_str(), l[1].as_str(), l[2].as_str()])
-                .inc();
+        let dir = std::env::temp_dir().join(format!("zd-exec-leaks-{}", std::process::id()));
+        let uid = |i: u32| format!("0b5b9b5e-7d6c-4c39-9a58-{i:012x}");
+        let id = |i: u32| format!("{i:064x}");
+        // Container i's zombies: pids 10_000 * (k + 1) + i.
+        let pid = |i: u32, k: u32| 10_000 * (k + 1) + i;
+        let n = MAX_CONTAINER_SERIES as u32 + 10;
+        let mut t = Tracker::default();
+        let mut leak = |i: u32, k: u32| {
+            let p = pid(i, k);
+            std::fs::create_dir_all(dir.join(p.to_string())).unwrap();
+            let path = format!("0::/kubepods/besteffort/pod{}/{}\n", uid(i), id(i));
+            std::fs::write(dir.join(format!("{p}/cgroup")), path).unwrap();
+            t.apply(&exit(p, 1, u64::from(p)));
         };
-        let labels = |i: usize| ["shop".to_string(), format!("web-{i}"), "app".to_string()];
-        count(labels(0));
-        count(labels(0));
-        for i in 1..MAX_CONTAINER_SERIES + 10 {
-            count(labels(i));
+        // Container 0 leaks twice, every other once, container 0 once more at the end.
+        leak(0, 0);
+        leak(0, 1);
+        for i in 1..n {
+            leak(i, 0);
         }
-        // A container that has its series keeps counting there.
-        count(labels(0));
+        leak(0, 2);
+        let by_pid: FxHashMap<u32, Zombie> = t
+            .table()
+            .zombies
+            .into_iter()
+            .map(|z| (z.key.pid, z))
+            .collect();
+        let in_order = |pids: &[u32]| -> Vec<Zombie> { pids.iter().map(|p| by_pid[p]).collect() };
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+        let m = Arc::new(Metrics::new(rx));
+        let mut b =
+            Builder::new(Attributor::new(&dir, &dir, None), &dir, None).with_metrics(m.clone());
+        // In two builds: a container keeps its series across builds.
+        b.count_exec_leaks(&in_order(&[pid(0, 0), pid(0, 1)]));
+        let rest: Vec<u32> = (1..n).map(|i| pid(i, 0)).chain([pid(0, 2)]).collect();
+        b.count_exec_leaks(&in_order(&rest));
         let c = &m.exec_session_zombies;
-        assert_eq!(c.with_label_values(&["shop", "web-0", "app"]).get(), 3);
-        // 500 series at most: 499 containers of their own, the 11 beyond in `_other`.
-        let last_kept = format!("web-{}", MAX_CONTAINER_SERIES - 2);
-        assert_eq!(c.with_label_values(&["shop", &last_kept, "app"]).get(), 1);
+        let series = |i: u32| c.with_label_values(&["", &uid(i), &id(i)]).get();
+        assert_eq!(series(0), 3);
+        // MAX_CONTAINER_SERIES series at most: 499 containers of their own, the 11 beyond
+        // in `_other`.
+        assert_eq!(series(MAX_CONTAINER_SERIES as u32 - 2), 1);
+        assert_eq!(series(MAX_CONTAINER_SERIES as u32 - 1), 0);
         assert_eq!(c.with_label_values(&["", "_other", "_other"]).get(), 11);
-        assert!(m.render().contains(
-            "zombie_exec_session_zombies_total{container=\"app\",namespace=\"shop\",pod=\"web-0\"} 3"
-        ));
+        assert!(m.render().contains(&format!(
+            "zombie_exec_session_zombies_total{{container=\"{}\",namespace=\"\",pod=\"{}\"}} 3",
+            id(0),
+            uid(0)
+        )));
+        // Without metrics nothing is counted, and nothing fails.
+        let mut quiet = Builder::new(Attributor::new(&dir, &dir, None), &dir, None);
+        quiet.count_exec_leaks(&in_order(&[pid(0, 0)]));
+        assert_eq!(series(0), 3);
         drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Above the ceiling the counts stay exact and the detail keeps the oldest and the newest.
@@ -812,17 +845,14 @@ mod tests {
     fn series_are_capped_into_other() {
         let mut groups: FxHashMap<Labels, (u64, Ns)> = FxHashMap::default();
         for i in 0..10u64 {
-            groups.insert(
-                [String::new(), format!("pod{i}"), "c".into()],
-                (i, 1000 - i * 10),
-            );
+            groups.insert(Labels::new("", &format!("pod{i}"), "c"), (i, 1000 - i * 10));
         }
         let kept = cap_series(&mut groups, 4).unwrap();
         assert_eq!(groups.len(), 4);
         assert_eq!(kept.len(), 3);
         // pods 9, 8, 7 keep their series; 0..=6 sum to 21 zombies, the oldest exited at 940.
         assert_eq!(groups[&other_labels()], (21, 940));
-        assert!(groups.contains_key(&[String::new(), "pod9".into(), "c".into()]));
+        assert!(groups.contains_key(&Labels::new("", "pod9", "c")));
         let total: u64 = groups.values().map(|v| v.0).sum();
         assert_eq!(total, 45);
         assert!(cap_series(&mut groups, 4).is_none());

@@ -1,14 +1,9 @@
-//! What `zombie-daemon list` shows: a ps-like table of zombies, the filters, and the
-//! standalone /proc scan behind `--once`.
+//! Text tables for a terminal: the ps-like table of zombies `zombie-daemon list` prints
+//! (with its filters) and the rows of `audit`.
 
-use std::{fmt::Write as _, path::Path};
+use std::fmt::Write as _;
 
-use crate::{
-    clock::{self, TickConverter, WallClock},
-    procfs::ProcFs,
-    tracker::{Event, Scan, Tracker},
-    view::{self, Attributor, ZombieView},
-};
+use crate::view::ZombieView;
 
 /// Which zombies to show: `--namespace`, `--pod` (name or UID) and `--container` (name
 /// or ID prefix); `None` lets every zombie through.
@@ -67,37 +62,6 @@ fn origin_column(z: &ZombieView) -> String {
     }
 }
 
-/// Standalone: the zombies in /proc right now, attributed from the cgroup tree at
-/// `cgroup_root` (no runtime names); full command lines with `show_cmdlines`.
-pub fn scan_once(
-    proc_root: &Path,
-    cgroup_root: &Path,
-    show_cmdlines: bool,
-) -> anyhow::Result<Vec<ZombieView>> {
-    let now = clock::boottime_now();
-    let procfs = ProcFs::new(proc_root, TickConverter::from_system());
-    let v2_root = crate::cgroups::detect(cgroup_root).1;
-    let entries = procfs.zombies(now, |pid| {
-        crate::cgroups::id_of_pid(proc_root, v2_root.as_deref(), pid)
-    })?;
-    let mut tracker = Tracker::default();
-    tracker.apply(&Event::Scanned {
-        started: now,
-        scan: std::sync::Arc::new(Scan {
-            zombies: entries,
-            exiting: Vec::new(),
-        }),
-    });
-    let mut attributor = Attributor::new(proc_root, cgroup_root, None);
-    attributor.set_show_cmdlines(show_cmdlines);
-    Ok(view::snapshot(
-        &tracker.table(),
-        &mut attributor,
-        now,
-        &WallClock::now(),
-    ))
-}
-
 /// "45s", "12m03s", "3h20m", "2d04h".
 pub fn human_age(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
@@ -154,7 +118,7 @@ pub fn table(zombies: &[ZombieView]) -> String {
         "CAUSE".into(),
     ]];
     for z in zombies {
-        let status = crate::status::WaitStatus {
+        let status = crate::wait_status::WaitStatus {
             exit_code: z.exit_code,
             signal: z.signal,
             core_dumped: z.core_dumped,

@@ -1,8 +1,6 @@
 //! The remediation policy: a YAML file whose keys are a public contract
 //! (deploy/kubernetes/remediation), parsed and checked once at start.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 /// What to do when the non-reaping parent is the container's PID 1.
@@ -76,17 +74,6 @@ impl Default for Policy {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("cannot read the remediation policy {}: {source} (check --policy)", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the remediation policy {} is not valid: {detail}; fix it (keys: see deploy/kubernetes/remediation/policy-configmap.yaml)", path.display())]
-    Invalid { path: PathBuf, detail: String },
-}
-
 /// The largest number of seconds a policy may give (about 31 years): beyond it a value is a
 /// typo, and the daemon's timers (`Duration`, `Instant`) would overflow.
 pub const MAX_SECONDS: f64 = 1e9;
@@ -117,17 +104,6 @@ impl Policy {
             ));
         }
         Ok(p)
-    }
-
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|detail| PolicyError::Invalid {
-            path: path.to_path_buf(),
-            detail,
-        })
     }
 }
 

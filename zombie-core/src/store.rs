@@ -23,8 +23,7 @@ use crate::{
 /// middle is split in two at twice this.
 pub const CHUNK: usize = 512;
 
-/// `namespace`, `pod`, `container` label values (empty for host processes).
-pub type Labels = [String; 3];
+pub use crate::attribution::Labels;
 
 /// One zombie as the store holds it: its own facts only (64 bytes); what it shares with
 /// other zombies is its [`Group`].

@@ -267,7 +267,7 @@ pub struct ScanEntry {
     pub wait_status: u32,
     pub cgroup_id: u64,
     pub exited_at_estimate: Ns,
-    /// Derived from /proc (see `procfs::derive_origin`).
+    /// Derived from /proc (see the daemon's `proc_scan::derive_origin`).
     pub origin: Origin,
     pub origin_info: Option<OriginInfo>,
 }
@@ -316,6 +316,56 @@ pub enum Applied {
     SettledUnobserved(usize),
     /// An origin's comm and command line, remembered.
     Origin,
+}
+
+/// What one applied event adds to the daemon's counters (`zombie_process_exits_total`,
+/// `zombie_autoreaped_total`, `zombie_reaped_total`, `zombie_reaps_unobserved_total`, the
+/// reap latency histogram). One mapping, used by `Metrics::record` and the tracker's
+/// tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub exits: u64,
+    pub autoreaped: u64,
+    pub reaped: u64,
+    pub reaps_unobserved: u64,
+    /// Exit to reap, when known.
+    pub reap_latency_ns: Option<Ns>,
+}
+
+impl Applied {
+    pub fn counts(self) -> Counts {
+        let c = Counts::default();
+        match self {
+            Applied::Zombie | Applied::Refined => Counts { exits: 1, ..c },
+            Applied::Autoreaped => Counts {
+                exits: 1,
+                autoreaped: 1,
+                ..c
+            },
+            Applied::Reaped { latency_ns } => Counts {
+                reaped: 1,
+                reap_latency_ns: latency_ns,
+                ..c
+            },
+            Applied::ExitAfterFree { latency_ns } => Counts {
+                exits: 1,
+                reaped: 1,
+                reap_latency_ns: Some(latency_ns),
+                ..c
+            },
+            Applied::SettledUnobserved(n) => Counts {
+                reaps_unobserved: n as u64,
+                ..c
+            },
+            Applied::Duplicate
+            | Applied::UnknownFree
+            | Applied::Wait
+            | Applied::Origin
+            | Applied::Reconciled(_)
+            | Applied::Reparented(_)
+            | Applied::Vanished(_) => c,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -473,7 +523,7 @@ impl Tracker {
             Event::Exit(ref e) => self.on_exit(e),
             Event::Free { key, at } => self.on_free(key, at),
             Event::Scanned { started, ref scan } => {
-                Applied::Reconciled(self.reconcile_scan(started, &scan.zombies, &scan.exiting))
+                Applied::Reconciled(self.reconcile(started, scan))
             }
             Event::Reparented {
                 key,
@@ -739,8 +789,11 @@ impl Tracker {
         for key in &expired {
             if let Some((z, _)) = self.vanished.remove(key) {
                 // Which reaps the kernel never showed, for whoever needs to tell them apart
-                // from the node's others (the count alone is a metric).
+                // from the node's others (the count alone is a metric). Logged under the
+                // daemon's target, as before the core was a crate of its own: filters such
+                // as `--log-level zombie_daemon=debug` keep showing it.
                 tracing::debug!(
+                    target: "zombie_daemon::tracker",
                     pid = key.pid,
                     comm = %z.comm.as_str(),
                     "reaped unobserved: gone from /proc and no release event came"
@@ -863,6 +916,13 @@ impl Tracker {
         changed(&mut self.changed, &z);
         self.zombies.insert(*key, new);
         true
+    }
+
+    /// Applies a /proc scan that started at `started` (what [`Event::Scanned`] does),
+    /// returning its report: the typed entry for the one owner that scans, so that it need
+    /// not match the [`Applied`] a scan always gives.
+    pub fn reconcile(&mut self, started: Ns, scan: &Scan) -> ReconcileReport {
+        self.reconcile_scan(started, &scan.zombies, &scan.exiting)
     }
 
     /// Makes the table equal to a /proc scan that started at `scan_started`.
@@ -1184,7 +1244,8 @@ mod tests {
 
     const MS: Ns = 1_000_000;
 
-    /// What the daemon counts from the results of `apply` (see `Metrics::record`).
+    /// What the daemon counts from the results of `apply`: summed [`Applied::counts`], the
+    /// mapping `Metrics::record` uses.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     struct Totals {
         exits: u64,
@@ -1195,20 +1256,11 @@ mod tests {
 
     impl Totals {
         fn add(&mut self, a: Applied) {
-            match a {
-                Applied::Zombie | Applied::Refined => self.exits += 1,
-                Applied::Autoreaped => {
-                    self.exits += 1;
-                    self.autoreaped += 1;
-                }
-                Applied::Reaped { .. } => self.reaped += 1,
-                Applied::ExitAfterFree { .. } => {
-                    self.exits += 1;
-                    self.reaped += 1;
-                }
-                Applied::SettledUnobserved(n) => self.reaped_unobserved += n as u64,
-                _ => {}
-            }
+            let c = a.counts();
+            self.exits += c.exits;
+            self.autoreaped += c.autoreaped;
+            self.reaped += c.reaped;
+            self.reaped_unobserved += c.reaps_unobserved;
         }
     }
 
@@ -1956,5 +2008,68 @@ mod tests {
             want.sort();
             assert_eq!(got, want);
         }
+    }
+
+    /// The fingerprint decides whether a snapshot is rebuilt: it must not depend on the
+    /// order changes came in, must change with everything a reader sees (a zombie, its
+    /// parent, whether that parent waits), and must come back when a change is undone.
+    #[test]
+    fn the_fingerprint_follows_what_readers_see_in_any_order() {
+        let evs = [
+            exit(10, 1, 1, MS),
+            exit(11, 1, 1, 2 * MS),
+            exit(12, 1, 2, 3 * MS),
+        ];
+        let (mut a, mut b) = (Tracker::default(), Tracker::default());
+        let empty = a.fingerprint();
+        for e in &evs {
+            a.apply(e);
+        }
+        for e in evs.iter().rev() {
+            b.apply(e);
+        }
+        assert_eq!(a.fingerprint(), b.fingerprint(), "order-independent");
+        assert_ne!(a.fingerprint(), empty);
+        let three = a.fingerprint();
+        // A duplicate changes nothing a reader sees.
+        a.apply(&evs[0]);
+        assert_eq!(a.fingerprint(), three);
+        // The parent of 10 and 11 is seen waiting: their diagnosis changes.
+        a.apply(&Event::Wait {
+            pid: 1,
+            target: 0,
+            at: 4 * MS,
+        });
+        let waited = a.fingerprint();
+        assert_ne!(waited, three);
+        // Reparented: the parent readers see changes.
+        a.set_parent(&key(12, 1), 99, 5, Comm::new("init"));
+        let reparented = a.fingerprint();
+        assert_ne!(reparented, waited);
+        // Reaped: gone from the table, and from the fingerprint.
+        a.apply(&free(12, 1, 6 * MS));
+        b.apply(&Event::Wait {
+            pid: 1,
+            target: 0,
+            at: 4 * MS,
+        });
+        b.apply(&free(12, 1, 6 * MS));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), reparented);
+        let two = a.fingerprint();
+        a.apply(&free(10, 1, 7 * MS));
+        assert_ne!(a.fingerprint(), two);
+        a.apply(&free(11, 1, 7 * MS));
+        // The last reaps undo the zombies' parts (the parent's waiting mark stays: one
+        // spare rebuild at most).
+        let mut c = Tracker::default();
+        c.apply(&evs[0]);
+        c.apply(&Event::Wait {
+            pid: 1,
+            target: 0,
+            at: 4 * MS,
+        });
+        c.apply(&free(10, 1, 7 * MS));
+        assert_eq!(a.fingerprint(), c.fingerprint());
     }
 }

@@ -315,6 +315,19 @@ impl Engine {
         if self.mode == Mode::Off {
             return out;
         }
+        let present = self.forget_past(targets, now);
+        self.escalate(&present, now, &mut out);
+        self.start_new(targets, now, &mut out);
+        out
+    }
+
+    /// Forgets actions outside the rate-limit window, ended backoffs and refusals of
+    /// targets gone; returns the targets with zombies, by key.
+    fn forget_past<'t>(
+        &mut self,
+        targets: &'t [Target],
+        now: Ns,
+    ) -> HashMap<(u32, u64), &'t Target> {
         let in_window = |t: &Ns| t.saturating_add(HOUR) > now;
         self.node_actions.retain(in_window);
         self.pod_actions.retain(|_, v| {
@@ -329,8 +342,17 @@ impl Engine {
             .map(|t| (t.key(), t))
             .collect();
         self.refused.retain(|k, _| present.contains_key(k));
+        present
+    }
 
-        // Escalations under way.
+    /// Escalations under way: the next rung where its wait is over, an end where the
+    /// zombies are gone or no rung is left.
+    fn escalate(
+        &mut self,
+        present: &HashMap<(u32, u64), &Target>,
+        now: Ns,
+        out: &mut Vec<Decision>,
+    ) {
         let mut keys: Vec<_> = self.episodes.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
@@ -371,8 +393,11 @@ impl Engine {
             ep.next_at = next_at;
             ep.target = t.clone();
         }
+    }
 
-        // New escalations.
+    /// New escalations: a SIGCHLD to each target with enough zombies that no guard, backoff
+    /// or rate limit refuses.
+    fn start_new(&mut self, targets: &[Target], now: Ns, out: &mut Vec<Decision>) {
         for t in targets {
             if t.zombies == 0
                 || t.zombies < self.policy.min_zombies
@@ -381,12 +406,12 @@ impl Engine {
                 continue;
             }
             if let Err(reason) = guard(t, &self.policy, self.self_pid) {
-                self.refuse(&mut out, t, Action::Sigchld, reason);
+                self.refuse(out, t, Action::Sigchld, reason);
                 continue;
             }
             if self.process_backoff.contains_key(&t.key()) {
                 self.refuse(
-                    &mut out,
+                    out,
                     t,
                     Action::Sigchld,
                     "backoff: this process was acted on recently".into(),
@@ -396,7 +421,7 @@ impl Engine {
             let pod = t.pod_key();
             if self.pod_backoff.contains_key(&pod) {
                 self.refuse(
-                    &mut out,
+                    out,
                     t,
                     Action::Sigchld,
                     "backoff: this pod was acted on recently".into(),
@@ -407,7 +432,7 @@ impl Engine {
                 >= self.policy.max_actions_per_pod_per_hour
             {
                 self.refuse(
-                    &mut out,
+                    out,
                     t,
                     Action::Sigchld,
                     "rate limit: max_actions_per_pod_per_hour reached".into(),
@@ -416,7 +441,7 @@ impl Engine {
             }
             if self.node_actions.len() >= self.policy.max_actions_per_node_per_hour {
                 self.refuse(
-                    &mut out,
+                    out,
                     t,
                     Action::Sigchld,
                     "rate limit: max_actions_per_node_per_hour reached".into(),
@@ -442,7 +467,6 @@ impl Engine {
                 },
             );
         }
-        out
     }
 }
 
