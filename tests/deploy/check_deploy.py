@@ -687,7 +687,7 @@ def runtime_class_matches(repo: Path, docs: list[dict]) -> str:
     require(len(classes) == 1, f"{len(classes)} RuntimeClass objects")
     rc = classes[0]
     handler = rust_const(repo / "zombie-init-runtime" / "src" / "install.rs", "RUNTIME_NAME")
-    name = rust_const(repo / "zombie-daemon" / "src" / "prevention.rs", "RUNTIME_CLASS")
+    name = rust_const(repo / "zombie-core" / "src" / "diagnosis.rs", "RUNTIME_CLASS")
     require(rc["handler"] == handler, f"handler {rc['handler']} != installed runtime {handler}")
     require(rc["metadata"]["name"] == name, f"name {rc['metadata']['name']} != daemon's {name}")
     return f"RuntimeClass {name}, handler {handler}"
