@@ -7,10 +7,13 @@
 //! what it returns.
 
 pub mod attribution;
+pub mod audit;
+pub mod budget;
 pub mod diagnosis;
 pub mod redact;
 pub mod remediate;
 pub mod store;
+pub mod teardown;
 pub mod tracker;
 pub mod view;
 pub mod wait_status;

@@ -12,13 +12,7 @@ use std::{fs, path::Path};
 
 use crate::cgroups::pod_cgroups_bounded;
 
-/// Node-wide use and limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NodeBudget {
-    /// Tasks (processes and threads) that exist now.
-    pub used: u64,
-    pub limit: u64,
-}
+pub use zombie_core::budget::{CgroupBudget, NodeBudget};
 
 /// A one-number file: `pids.current`, `pids.max` (`max`, i.e. unlimited, is `None`),
 /// `kernel.pid_max`, `kernel.threads-max`.
@@ -58,22 +52,6 @@ pub fn node(proc_root: &Path) -> Option<NodeBudget> {
     let limit =
         read_u64(&proc_root.join("sys/kernel/threads-max")).map_or(pid_max, |t| t.min(pid_max));
     Some(NodeBudget { used, limit })
-}
-
-/// One pod or container cgroup's pids accounting.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupBudget {
-    /// The path relative to the hierarchy root, as /proc/<pid>/cgroup shows it.
-    pub path: String,
-    pub pod_uid: String,
-    /// None for the pod-level cgroup.
-    pub container_id: Option<String>,
-    pub current: u64,
-    /// None when unlimited ("max").
-    pub max: Option<u64>,
-    /// Forks refused at the limit (`pids.events` `max`); None when the kernel has no
-    /// `pids.events`.
-    pub max_events: Option<u64>,
 }
 
 /// Bound on cgroups read per scrape.

@@ -18,7 +18,7 @@
 
 use std::{fs, path::Path};
 
-use serde::{Deserialize, Serialize};
+pub use zombie_core::teardown::{Member, Teardown};
 
 /// PF_EXITING in /proc/<pid>/stat's flags.
 const PF_EXITING: u32 = 0x4;
@@ -74,30 +74,6 @@ fn exiting_threads(proc_dir: &Path, pid: u32) -> u64 {
         .filter_map(|t| t.stat().ok())
         .filter(|s| s.flags & PF_EXITING != 0 && !matches!(s.state, 'Z' | 'X'))
         .count() as u64
-}
-
-/// A member of the namespace that has not died.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub pid: u32,
-    pub comm: String,
-    pub state: String,
-    pub ppid: u32,
-    /// Its parent is not in the namespace: only that parent can reap it.
-    pub parent_outside_namespace: bool,
-}
-
-/// A namespace whose init exited and waits for members that do not die.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Teardown {
-    pub init_pid: u32,
-    pub init_comm: String,
-    pub init_state: String,
-    /// Where the init waits (`/proc/<pid>/wchan`: `zap_pid_ns_processes` or `do_wait`),
-    /// when the kernel shows it.
-    pub init_wchan: Option<String>,
-    pub members: Vec<Member>,
-    pub remedy: String,
 }
 
 /// A cgroup charges more tasks (`pids.current`) than it lists live ones, and no live init of

@@ -103,6 +103,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
     let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
+    // daemon's own use, to watch against the pod's limits. Read from /proc/self, which is
+    // this process whatever --proc-root says (and so added here, not by the read side).
+    metrics
+        .registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
     let health = Arc::new(Health::default());
     let demand = Arc::new(Demand::default());
     let make_builder = {

@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -329,9 +329,13 @@ impl AsyncWrite for StallGuard {
 /// reachable however many connections a client opens: a probe or scrape is refused only if
 /// `cap` newer connections arrive between its accept and its request, and a connection with a
 /// request in flight is never shed.
+#[expect(
+    clippy::disallowed_types,
+    reason = "the server's own connection registry, held for a map insert or removal; never the table"
+)]
 struct Connections {
     cap: usize,
-    open: Mutex<Registry>,
+    open: std::sync::Mutex<Registry>,
 }
 
 #[derive(Default)]
@@ -372,10 +376,11 @@ impl Drop for Busy {
 }
 
 impl Connections {
+    #[expect(clippy::disallowed_types, reason = "see `Connections`")]
     fn new(cap: usize) -> Self {
         Connections {
             cap: cap.max(1),
-            open: Mutex::default(),
+            open: std::sync::Mutex::default(),
         }
     }
 

@@ -238,8 +238,8 @@ impl Metrics {
     }
 }
 
-/// What is read at scrape time: the build info, the daemon's own process, the snapshot's
-/// collectors and the work bounds.
+/// What is read at scrape time: the build info, the snapshot's collectors and the work
+/// bounds. (The daemon adds its own process's collector: it reads /proc/self.)
 fn register_collectors(reg: &Registrar<'_>, snapshot: SnapshotRx) {
     let build_info = reg.add(
         IntGaugeVec::new(
@@ -254,14 +254,7 @@ fn register_collectors(reg: &Registrar<'_>, snapshot: SnapshotRx) {
             option_env!("ZOMBIE_GIT_REVISION").unwrap_or("unknown"),
         ])
         .set(1);
-    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
-    // daemon's own use, to watch against the pod's limits. Read from /proc/self, which is
-    // this process whatever --proc-root says.
     let r = reg.0;
-    r.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))
-    .expect("unique metric");
     r.register(Box::new(TableCollector::new(snapshot.clone())))
         .expect("unique metric");
     r.register(Box::new(BudgetCollector::new(snapshot.clone())))

@@ -11,7 +11,7 @@
 //! at most `cap` bytes of answers (one chunk more only when a single chunk exceeds the cap).
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -30,10 +30,14 @@ pub const DEFAULT_CAP: usize = 16 << 20;
 pub const SHED_AFTER: Duration = Duration::from_secs(1);
 
 /// The shared budget.
+#[expect(
+    clippy::disallowed_types,
+    reason = "the answer budget's own bookkeeping (bytes per reader), held for a counter update; never the table"
+)]
 pub struct InFlight {
     cap: usize,
     shed_after: Duration,
-    inner: Mutex<Inner>,
+    inner: std::sync::Mutex<Inner>,
     /// Woken when bytes are released.
     freed: Notify,
     gauge: Option<IntGauge>,
@@ -68,11 +72,12 @@ pub struct Reader {
 }
 
 impl InFlight {
+    #[expect(clippy::disallowed_types, reason = "see `InFlight`")]
     pub fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
             shed_after: SHED_AFTER,
-            inner: Mutex::default(),
+            inner: std::sync::Mutex::default(),
             freed: Notify::new(),
             gauge: None,
             shed_total: None,
@@ -241,6 +246,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "real time passes between two readers' progress (std Instant): the order of their stalls is what is tested"
+    )]
     fn the_longest_stalled_reader_is_shed_first_and_its_bytes_come_back() {
         let budget = Arc::new(InFlight::new(100).shed_after(Duration::from_millis(1)));
         let shed: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
