@@ -69,9 +69,9 @@ impl Drop for Cgroups {
                 let _ = std::fs::write(root.join("cgroup.procs"), pid);
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
-        for d in &dirs {
-            let _ = std::fs::remove_dir(d);
+        let left = crate::harness::remove_cgroup_dirs(&dirs, 5 * crate::SECOND);
+        if !left.is_empty() {
+            eprintln!("cgroups left behind after 5 s: {left:?}");
         }
         debug_assert!(self.top.starts_with("/zd-") && !self.paths.is_empty());
     }

@@ -188,6 +188,39 @@ pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// Checks `f` every 20 ms for `duration` and panics at its first failure: for what must stay
+/// true for a bound the daemon documents (that nothing is counted twice, say), where a
+/// single look after a sleep would miss a violation that came and went.
+pub fn hold(what: &str, duration: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        if let Err(e) = f() {
+            panic!("{what} stopped holding after {:?}: {e}", start.elapsed());
+        }
+        if start.elapsed() >= duration {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes cgroup directories, deepest first, once their processes have been moved out:
+/// the kernel lets a cgroup go only after its last task has left (an exiting task leaves a
+/// moment after its SIGKILL), so each removal is retried until it succeeds or `within` has
+/// passed; what is still there then is returned.
+pub fn remove_cgroup_dirs(dirs: &[PathBuf], within: Duration) -> Vec<PathBuf> {
+    let start = Instant::now();
+    let mut left: Vec<PathBuf> = dirs.iter().filter(|d| d.exists()).cloned().collect();
+    left.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    loop {
+        left.retain(|d| std::fs::remove_dir(d).is_err() && d.exists());
+        if left.is_empty() || start.elapsed() > within {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The daemon's documented bounds (README, "When the kernel loses events"): how long after
 /// its reap a zombie can still be listed.
 ///

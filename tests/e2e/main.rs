@@ -1147,8 +1147,12 @@ fn http_requests_are_bounded_in_size_and_time() {
 #[test]
 fn a_daemon_killed_mid_storm_is_replaced_by_one_with_the_exact_table() {
     let d = Daemon::start();
+    let exits = d.metric("zombie_process_exits_total");
     let mut storm = Workload::spawn_nowait(&["storm", "60000", "4"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Mid-storm: the daemon has applied thousands of the storm's exits (of 60,000).
+    poll("the daemon to be in the storm", 30 * SECOND, || {
+        (d.metric("zombie_process_exits_total") - exits >= 5_000.0).then_some(())
+    });
     // SAFETY: killing the daemon we started.
     unsafe { libc::kill(d.pid(), libc::SIGKILL) };
     drop(d);

@@ -88,12 +88,15 @@ impl Drop for NodeCgroup {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
-        for depth in (1..=parts.len()).rev() {
-            let rel = parts[..depth].join("/");
-            for h in hierarchies() {
-                let _ = std::fs::remove_dir(h.join(&rel));
-            }
+        let dirs: Vec<PathBuf> = (1..=parts.len())
+            .flat_map(|depth| {
+                let rel = parts[..depth].join("/");
+                hierarchies().into_iter().map(move |h| h.join(&rel))
+            })
+            .collect();
+        let left = crate::harness::remove_cgroup_dirs(&dirs, 5 * SECOND);
+        if !left.is_empty() {
+            eprintln!("cgroups left behind after 5 s: {left:?}");
         }
         debug_assert!(self.prefix.starts_with("/zd-node-"));
     }
@@ -389,7 +392,14 @@ fn refused_forks(tag: &str, limit_on_container: bool) {
         "{m}"
     );
     drop(p);
-    std::thread::sleep(Duration::from_millis(100));
+    // Its forked children were handed to us: reap them as they die, until the container
+    // lists no process.
+    poll("the container's processes to exit", 5 * SECOND, || {
+        reap_leftovers();
+        std::fs::read_to_string(ctr.join("cgroup.procs"))
+            .map_or(true, |procs| procs.trim().is_empty())
+            .then_some(())
+    });
     reap_leftovers();
 }
 
