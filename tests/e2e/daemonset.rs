@@ -679,29 +679,44 @@ fn metrics(port: u16) -> String {
 }
 
 fn run_as_shipped(source: &str, ds: Value) {
+    let (mut c, pod) = start_containerd_with_the_image(&ds);
+    let t = Instant::now();
+    let sandbox = c.run_pod_config(pod.sandbox.clone());
+    let id = c.run_container_config(&sandbox, pod.container.clone());
+    let pid = c.container_pid(&id);
+    wait_ready(source, &pod, t);
+    let programs = check_confinement(source, &pod, pid);
+    let neighbour = check_neighbour_named(source, &mut c, &pod);
+    check_metrics(source, &pod, [&sandbox, &neighbour], &programs);
+    check_clean_stop(source, &c, &pod, &id, &programs);
+}
+
+/// A containerd of the test's own with the image imported, and the DaemonSet mapped to CRI
+/// for it.
+fn start_containerd_with_the_image(ds: &Value) -> (Containerd, Pod) {
     let archive = repo().join(IMAGE_ARCHIVE);
     assert!(
         archive.is_file(),
         "{} is missing: run `cargo xtask image` (cargo xtask test builds it before this suite)",
         archive.display()
     );
-    let mut c = Containerd::start();
+    let c = Containerd::start();
     let scratch = c.dir().join("pods");
     c.ctr(&["images", "import", archive.to_str().unwrap()]);
     let uid = "d0d0d0d0-1111-2222-3333-444444444444";
-    let pod = to_cri(&ds, uid, c.dir(), &scratch);
+    let pod = to_cri(ds, uid, c.dir(), &scratch);
     // Host network: the port must be ours.
     assert!(
         std::net::TcpListener::bind(("0.0.0.0", pod.port)).is_ok(),
         "port {} is taken on this machine: the pod runs on the host network here",
         pod.port
     );
+    (c, pod)
+}
 
-    let t = Instant::now();
-    let sandbox = c.run_pod_config(pod.sandbox.clone());
-    let id = c.run_container_config(&sandbox, pod.container.clone());
-    let pid = c.container_pid(&id);
-    // Ready on these capabilities alone: the startup probe's budget is the contract.
+/// Ready on these capabilities alone: the startup probe's budget (from `t`, RunPodSandbox)
+/// is the contract; then the readiness and liveness probes answer too.
+fn wait_ready(source: &str, pod: &Pod, t: Instant) {
     poll(
         &format!("{source}: {} answering 200", pod.startup_path),
         pod.startup_budget,
@@ -717,9 +732,12 @@ fn run_as_shipped(source: &str, ds: Value) {
         assert_eq!(code, 200, "{path}: {body}");
     }
     eprintln!("daemonset[{source}]: ready {ready_after:?} after RunPodSandbox");
+}
 
-    // The container got exactly the manifest's capabilities, and the daemon kept
-    // SYS_PTRACE only after the load; the seccomp profile is the manifest's.
+/// The container got exactly the manifest's capabilities, and the daemon kept SYS_PTRACE
+/// only after the load; the seccomp profile is the manifest's; its programs are attached.
+/// Returns the ids of the programs the daemon holds.
+fn check_confinement(source: &str, pod: &Pod, pid: i32) -> BTreeSet<u32> {
     let want: u64 = pod.capabilities.iter().map(|n| cap_bit(n)).sum();
     let bounding = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
     assert_eq!(bounding, want, "{source}: bounding set {bounding:x}");
@@ -741,8 +759,12 @@ fn run_as_shipped(source: &str, ds: Value) {
     );
     let programs = prog_ids(pid);
     assert!(programs.len() >= 5, "{source}: programs held {programs:?}");
+    programs
+}
 
-    // A neighbour pod leaks zombies: named by the runtime, with cause and remedy.
+/// A neighbour pod leaks zombies: named by the runtime, with cause and remedy. Returns its
+/// sandbox id.
+fn check_neighbour_named(source: &str, c: &mut Containerd, pod: &Pod) -> String {
     let neighbour_uid = "e1e1e1e1-1111-2222-3333-444444444444";
     let neighbour = c.run_pod(
         "leaky",
@@ -766,9 +788,13 @@ fn run_as_shipped(source: &str, ds: Value) {
         assert_eq!(z["cause"], "pid1_not_init", "{z}");
         assert!(z["remedy"].as_str().is_some_and(|r| !r.is_empty()), "{z}");
     }
+    neighbour
+}
 
-    // /metrics: the neighbour's series by name; no series names a sandbox by its id; the
-    // daemon's own container (hostPID) does not share a pod's PID namespace.
+/// /metrics: the neighbour's series by name; no series names a sandbox by its id; the
+/// daemon's own container (hostPID) does not share a pod's PID namespace. Its programs are
+/// still in the kernel.
+fn check_metrics(source: &str, pod: &Pod, sandboxes: [&String; 2], programs: &BTreeSet<u32>) {
     let body = poll(
         &format!("{source}: the neighbour in /metrics"),
         Duration::from_secs(5),
@@ -780,7 +806,7 @@ fn run_as_shipped(source: &str, ds: Value) {
         .then_some(b)
         },
     );
-    for sb in [&sandbox, &neighbour] {
+    for sb in sandboxes {
         assert!(
             !body.contains(sb.as_str()),
             "{source}: a series names sandbox {sb}:\n{body}"
@@ -803,14 +829,16 @@ fn run_as_shipped(source: &str, ds: Value) {
         own.contains("shared_pid_namespace=\"false\""),
         "{source}: {own}"
     );
-    for held in &programs {
+    for held in programs {
         assert!(prog_exists(*held), "bpftool does not find program {held}");
     }
+}
 
-    // StopContainer with the grace period: exit 0 in time, nothing left in the kernel.
+/// StopContainer with the grace period: exit 0 in time, nothing left in the kernel.
+fn check_clean_stop(source: &str, c: &Containerd, pod: &Pod, id: &str, programs: &BTreeSet<u32>) {
     let t = Instant::now();
     let req = StopContainerRequest {
-        container_id: id.clone(),
+        container_id: id.to_string(),
         timeout: pod.grace,
     };
     c.call("StopContainer", |mut s| async move {
@@ -818,7 +846,7 @@ fn run_as_shipped(source: &str, ds: Value) {
     });
     let stopped_in = t.elapsed();
     let req = ContainerStatusRequest {
-        container_id: id.clone(),
+        container_id: id.to_string(),
         verbose: false,
     };
     let status = c
