@@ -858,6 +858,41 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         md,
         "## 6. Peers: CPU at 5,000 processes, short-lived zombies seen\n"
     )?;
+    let run = run_peers()?;
+    write_peers(md, targets, run)
+}
+
+/// Section 6's short-lived zombies.
+const SHORT_LIVED: usize = 50;
+
+/// What section 6 measured.
+struct PeersRun {
+    /// CPU seconds per minute of zombie-daemon, node-exporter and process-exporter.
+    per_min: Vec<f64>,
+    /// zombie-daemon's CPU seconds over the window.
+    daemon_cpu: f64,
+    /// The window in minutes.
+    mins: f64,
+    /// How many of the short-lived zombies `/zombies` listed, and the requests it took.
+    seen_d: usize,
+    asked: usize,
+    scrapes: PeerScrapes,
+}
+
+/// The exporters' short-lived zombies seen (the sum over scrapes of the gauge above its
+/// baseline) and every scrape's seconds.
+#[derive(Default)]
+struct PeerScrapes {
+    seen_node: f64,
+    seen_pe: f64,
+    dur_node: Vec<f64>,
+    dur_pe: Vec<f64>,
+    dur_d: Vec<f64>,
+}
+
+/// Section 6's measurement: the three daemons, the sleepers, the short-lived zombies and
+/// the scrapes over the window.
+fn run_peers() -> anyhow::Result<PeersRun> {
     let mut procs = Procs::default();
     let daemon = start_daemon(&mut procs, &[])?;
     let cfg = std::env::temp_dir().join("zombie-bench-process-exporter.yml");
@@ -866,6 +901,48 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         &cfg,
         "process_names:\n  - name: \"{{.Comm}}\"\n    cmdline:\n    - '.*'\n",
     )?;
+    let (node, pe) = start_exporters(&mut procs, &cfg)?;
+    let sleepers = start_sleepers(5_000)?;
+    // Wait for both exporters, then take the baseline (zombies that exist anyway).
+    let t = Instant::now();
+    while scrape(19100, "/metrics").is_err() || scrape(19256, "/metrics").is_err() {
+        if t.elapsed() > Duration::from_secs(15) {
+            bail!("the exporters did not come up");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let base_node = node_zombies(&scrape(19100, "/metrics")?.0);
+    let base_pe = pe_zombies(&scrape(19256, "/metrics")?.0);
+    let cpu0 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+
+    let window = Duration::from_secs(120);
+    let maker = short_lived_zombies();
+    let t = Instant::now();
+    let scrapes = scrape_peers(t, base_node, base_pe)?;
+    if let Some(d) = window.checked_sub(t.elapsed()) {
+        thread::sleep(d);
+    }
+    let cpu1 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+    let mins = t.elapsed().as_secs_f64() / 60.0;
+    let (seen_d, asked) = maker
+        .join()
+        .map_err(|_| anyhow::anyhow!("zombie maker panicked"))??;
+    drop(sleepers);
+    drop(procs);
+    let _ = std::fs::remove_file(&cfg);
+    Ok(PeersRun {
+        per_min: (0..3).map(|i| (cpu1[i] - cpu0[i]) / mins).collect(),
+        daemon_cpu: cpu1[0] - cpu0[0],
+        mins,
+        seen_d,
+        asked,
+        scrapes,
+    })
+}
+
+/// Starts node-exporter (port 19100) and process-exporter (port 19256, config `cfg`);
+/// returns their pids.
+fn start_exporters(procs: &mut Procs, cfg: &Path) -> anyhow::Result<(u32, u32)> {
     let node = procs
         .add(
             Command::new("prometheus-node-exporter")
@@ -883,15 +960,20 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         .add(
             Command::new("prometheus-process-exporter")
                 .args(["-web.listen-address", "127.0.0.1:19256", "-config.path"])
-                .arg(&cfg)
+                .arg(cfg)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .context("start prometheus-process-exporter")?,
         )
         .id();
+    Ok((node, pe))
+}
+
+/// `n` extra `sleep 600` processes.
+fn start_sleepers(n: usize) -> anyhow::Result<Procs> {
     let mut sleepers = Procs::default();
-    for _ in 0..5_000 {
+    for _ in 0..n {
         sleepers.add(
             Command::new("sleep")
                 .arg("600")
@@ -902,42 +984,43 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
                 .context("start a sleeper")?,
         );
     }
-    let get = |port: u16, path: &str| -> anyhow::Result<(String, f64)> {
-        let t = Instant::now();
-        let mut s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(14)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok((out, t.elapsed().as_secs_f64()))
-    };
-    // Wait for both exporters, then take the baseline (zombies that exist anyway).
-    let t = Instant::now();
-    while get(19100, "/metrics").is_err() || get(19256, "/metrics").is_err() {
-        if t.elapsed() > Duration::from_secs(15) {
-            bail!("the exporters did not come up");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let z_node = |m: &str| metric_with(m, "node_processes_state", "state=\"Z\"");
-    let z_pe = |m: &str| metric_with(m, "namedprocess_namegroup_states", "state=\"Zombie\"");
-    let base_node = z_node(&get(19100, "/metrics")?.0);
-    let base_pe = z_pe(&get(19256, "/metrics")?.0);
-    let cpu0 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+    Ok(sleepers)
+}
 
-    // 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s. While
-    // each lives, the maker asks zombie-daemon's `/zombies` every 20 ms whether it lists it
-    // (by its parent's pid): seen means seen by a reader, for these 50 zombies only.
-    const N: usize = 50;
-    let window = Duration::from_secs(120);
-    let maker = thread::spawn(move || -> anyhow::Result<(usize, usize)> {
+/// A GET of `path` on a loopback `port`, the whole answer read; returns (answer, seconds).
+fn scrape(port: u16, path: &str) -> anyhow::Result<(String, f64)> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(14)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok((out, t.elapsed().as_secs_f64()))
+}
+
+/// node-exporter's zombie gauge.
+fn node_zombies(m: &str) -> f64 {
+    metric_with(m, "node_processes_state", "state=\"Z\"")
+}
+
+/// process-exporter's zombie gauge.
+fn pe_zombies(m: &str) -> f64 {
+    metric_with(m, "namedprocess_namegroup_states", "state=\"Zombie\"")
+}
+
+/// 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s. While each
+/// lives, the maker asks zombie-daemon's `/zombies` every 20 ms whether it lists it (by its
+/// parent's pid): seen means seen by a reader, for these 50 zombies only. The thread
+/// returns (seen, asked).
+fn short_lived_zombies() -> thread::JoinHandle<anyhow::Result<(usize, usize)>> {
+    thread::spawn(move || -> anyhow::Result<(usize, usize)> {
         let mut rng = Lcg(0x5eed_2026);
         let t = Instant::now();
         let (mut seen, mut asked) = (0, 0);
-        for i in 0..N {
+        for i in 0..SHORT_LIVED {
             let at = Duration::from_secs_f64(i as f64 * 2.4 + rng.next_f64() * 0.3);
             if let Some(d) = at.checked_sub(t.elapsed()) {
                 thread::sleep(d);
@@ -961,43 +1044,49 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
             drop(p); // `reap`, then EOF
         }
         Ok((seen, asked))
-    });
-    let t = Instant::now();
-    let (mut seen_node, mut seen_pe) = (0.0, 0.0);
-    let (mut dur_node, mut dur_pe, mut dur_d) = (vec![], vec![], vec![]);
+    })
+}
+
+/// Scrapes the three, every 15 s from `t`, 8 times.
+fn scrape_peers(t: Instant, base_node: f64, base_pe: f64) -> anyhow::Result<PeerScrapes> {
+    let mut s = PeerScrapes::default();
     for k in 0..8u32 {
         if let Some(d) = (Duration::from_secs(15) * k).checked_sub(t.elapsed()) {
             thread::sleep(d);
         }
-        let (m, d) = get(19100, "/metrics")?;
-        seen_node += (z_node(&m) - base_node).max(0.0);
-        dur_node.push(d);
-        let (m, d) = get(19256, "/metrics")?;
-        seen_pe += (z_pe(&m) - base_pe).max(0.0);
-        dur_pe.push(d);
-        let (_, d) = get(PORT, "/metrics")?;
-        dur_d.push(d);
+        let (m, d) = scrape(19100, "/metrics")?;
+        s.seen_node += (node_zombies(&m) - base_node).max(0.0);
+        s.dur_node.push(d);
+        let (m, d) = scrape(19256, "/metrics")?;
+        s.seen_pe += (pe_zombies(&m) - base_pe).max(0.0);
+        s.dur_pe.push(d);
+        let (_, d) = scrape(PORT, "/metrics")?;
+        s.dur_d.push(d);
     }
-    if let Some(d) = window.checked_sub(t.elapsed()) {
-        thread::sleep(d);
-    }
-    let cpu1 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
-    let mins = t.elapsed().as_secs_f64() / 60.0;
-    let (seen_d, asked) = maker
-        .join()
-        .map_err(|_| anyhow::anyhow!("zombie maker panicked"))??;
-    drop(sleepers);
-    drop(procs);
-    let _ = std::fs::remove_file(&cfg);
+    Ok(s)
+}
 
-    let per_min: Vec<f64> = (0..3).map(|i| (cpu1[i] - cpu0[i]) / mins).collect();
+/// Section 6's method, table and targets; returns process-exporter's CPU seconds per minute.
+fn write_peers(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    run: PeersRun,
+) -> anyhow::Result<f64> {
+    let PeersRun {
+        per_min,
+        daemon_cpu,
+        mins,
+        seen_d,
+        asked,
+        scrapes: mut s,
+    } = run;
     writeln!(
         md,
         "Method: 5,000 extra `sleep 600` processes; zombie-daemon, `prometheus-node-exporter \
          --collector.processes` (defaults otherwise) and `prometheus-process-exporter` (config: \
          one group per comm, cmdline `.*`, which a zombie's empty cmdline matches) on loopback \
          ports, each scraped every 15 s for {:.1} minutes (8 scrapes); CPU = utime + stime \
-         from `/proc/<pid>/stat` across the window, per minute. Meanwhile {N} zombies, one \
+         from `/proc/<pid>/stat` across the window, per minute. Meanwhile {SHORT_LIVED} zombies, one \
          every ~2.4 s, each alive a random 0.2–2 s, reaped by their parent. \"Seen\" for the \
          exporters is the sum over scrapes of the zombie gauge above its baseline (a zombie \
          lives under 2 s, so no scrape sees one twice); for zombie-daemon it is how many of \
@@ -1013,23 +1102,28 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         (
             "zombie-daemon",
             per_min[0],
-            median(&mut dur_d),
+            median(&mut s.dur_d),
             seen_d as f64,
         ),
         (
             "node-exporter `--collector.processes`",
             per_min[1],
-            median(&mut dur_node),
-            seen_node,
+            median(&mut s.dur_node),
+            s.seen_node,
         ),
-        ("process-exporter", per_min[2], median(&mut dur_pe), seen_pe),
+        (
+            "process-exporter",
+            per_min[2],
+            median(&mut s.dur_pe),
+            s.seen_pe,
+        ),
     ];
     for (name, cpu, scrape, seen) in rows {
         writeln!(
             md,
-            "| {name} | {cpu:.2} | {:.0} ms | {seen:.0} of {N} ({:.0} %) |",
+            "| {name} | {cpu:.2} | {:.0} ms | {seen:.0} of {SHORT_LIVED} ({:.0} %) |",
             scrape * 1000.0,
-            seen / N as f64 * 100.0
+            seen / SHORT_LIVED as f64 * 100.0
         )?;
     }
     let ratio = per_min[2] / per_min[0].max(1e-9);
@@ -1037,12 +1131,14 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         md,
         "\nprocess-exporter used {ratio:.0}x the CPU of zombie-daemon (daemon CPU is counted \
          in 10 ms ticks: {:.2} s over the window).\n",
-        cpu1[0] - cpu0[0]
+        daemon_cpu
     )?;
     targets.push((
-        format!("every one of {N} short-lived zombies (0.2–2 s) listed in /zombies while it lives"),
-        format!("{seen_d} of {N}"),
-        ok(seen_d == N).into(),
+        format!(
+            "every one of {SHORT_LIVED} short-lived zombies (0.2–2 s) listed in /zombies while it lives"
+        ),
+        format!("{seen_d} of {SHORT_LIVED}"),
+        ok(seen_d == SHORT_LIVED).into(),
     ));
     targets.push((
         "at least 20x less CPU than process-exporter at 5,000 processes".into(),
