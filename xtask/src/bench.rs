@@ -1164,6 +1164,19 @@ fn unreported_reaps(
     )?;
     let log = std::env::temp_dir().join("zombie-daemon-bench-confirm.log");
     let mut procs = Procs::default();
+    let daemon = start_daemon_logging_confirmations(&mut procs, &log)?;
+    let witness = sh(&format!(
+        "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
+        log.display()
+    ));
+    let base = unreported_in_a_storm(md, targets, &witness)?;
+    unreported_in_a_mass_release(md, targets, base)?;
+    confirmation_cost(md, targets, &mut procs, &log, daemon, base)
+}
+
+/// zombie-daemon with its event loop's debug log (the confirmation passes) in `log`, once
+/// it answers `/readyz`; returns its pid.
+fn start_daemon_logging_confirmations(procs: &mut Procs, log: &Path) -> anyhow::Result<u32> {
     let child = Command::new(bin("zombie-daemon"))
         .args(["run", "--listen", &format!("127.0.0.1:{PORT}")])
         .args([
@@ -1173,7 +1186,7 @@ fn unreported_reaps(
             "json",
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(log)?)
         .spawn()
         .context("start zombie-daemon")?;
     let daemon = child.id();
@@ -1185,39 +1198,49 @@ fn unreported_reaps(
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let witness = sh(&format!(
-        "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
-        log.display()
-    ));
-    let counts = || -> anyhow::Result<(f64, f64, f64)> {
-        let m = http_get("/metrics")?;
-        Ok((
-            metric(&m, "zombie_reaps_unobserved_total"),
-            metric(&m, "zombie_reaped_total"),
-            metric(&m, "zombie_processes"),
-        ))
-    };
-    // Settled: nothing listed beyond `base`, and past the 2 s grace of the last vanish.
-    let settle = |base: f64| -> anyhow::Result<f64> {
-        let t = Instant::now();
-        loop {
-            let (_, _, listed) = counts()?;
-            if listed <= base {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(60) {
-                bail!("{listed} zombies still listed 60 s after the release");
-            }
-            thread::sleep(Duration::from_millis(20));
+    Ok(daemon)
+}
+
+/// (unobserved reaps, reaps, zombies listed) from `/metrics`.
+fn reap_counts() -> anyhow::Result<(f64, f64, f64)> {
+    let m = http_get("/metrics")?;
+    Ok((
+        metric(&m, "zombie_reaps_unobserved_total"),
+        metric(&m, "zombie_reaped_total"),
+        metric(&m, "zombie_processes"),
+    ))
+}
+
+/// Settled: nothing listed beyond `base`, and past the 2 s grace of the last vanish.
+/// Returns the seconds until nothing beyond `base` was listed.
+fn settle(base: f64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    loop {
+        let (_, _, listed) = reap_counts()?;
+        if listed <= base {
+            break;
         }
-        let gone = t.elapsed().as_secs_f64();
-        thread::sleep(Duration::from_secs(3));
-        Ok(gone)
-    };
-    let (u0, r0, base) = counts()?;
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("{listed} zombies still listed 60 s after the release");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let gone = t.elapsed().as_secs_f64();
+    thread::sleep(Duration::from_secs(3));
+    Ok(gone)
+}
+
+/// The reaps of a 100,000-exit storm the kernel did not report: the method, the table's
+/// head and its first row. Returns the zombies listed before it (the baseline).
+fn unreported_in_a_storm(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    witness: &str,
+) -> anyhow::Result<f64> {
+    let (u0, r0, base) = reap_counts()?;
     let (exits, secs) = storms(1, 100_000)?;
     settle(base)?;
-    let (u1, r1, _) = counts()?;
+    let (u1, r1, _) = reap_counts()?;
     writeln!(
         md,
         "Method: a fresh daemon (reaps seen at {witness}); a storm of {exits} exits (vfork + \
@@ -1240,7 +1263,16 @@ fn unreported_reaps(
         format!("{:.0} of {exits}", u1 - u0),
         ok(u1 - u0 == 0.0).into(),
     ));
-    // The mass release.
+    Ok(base)
+}
+
+/// The reaps of a mass release the kernel did not report: 4,000 zombies released at once
+/// (their parent exits under a subreaper that ignores SIGCHLD); the table's second row.
+fn unreported_in_a_mass_release(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    base: f64,
+) -> anyhow::Result<()> {
     let n = 4_000;
     let mut child = Command::new(bin("zombie-workload"))
         .args(["orphans-to-ignoring-reaper", &n.to_string(), "zd-bench"])
@@ -1256,18 +1288,18 @@ fn unreported_reaps(
     let mut holder = Procs::default();
     holder.add(child);
     let t = Instant::now();
-    while counts()?.2 < base + n as f64 {
+    while reap_counts()?.2 < base + n as f64 {
         if t.elapsed() > Duration::from_secs(30) {
             bail!("the {n} zombies of the mass release were not listed within 30 s");
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let (u0, r0, _) = counts()?;
+    let (u0, r0, _) = reap_counts()?;
     writeln!(stdin, "release")?;
     line.clear();
     out.read_line(&mut line)?;
     let gone = settle(base)?;
-    let (u1, r1, _) = counts()?;
+    let (u1, r1, _) = reap_counts()?;
     drop(holder);
     writeln!(
         md,
@@ -1281,8 +1313,19 @@ fn unreported_reaps(
         format!("{:.0} of {n}", u1 - u0),
         ok(u1 - u0 == 0.0).into(),
     ));
+    Ok(())
+}
 
-    // 100,000 zombies held: the pass over the whole table, every 5 s.
+/// 100,000 zombies held: the pass over the whole table, every 5 s, timed from the daemon's
+/// `log`, and the daemon's CPU meanwhile. Stops the daemon (`procs`) once measured.
+fn confirmation_cost(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    procs: &mut Procs,
+    log: &Path,
+    daemon: u32,
+    base: f64,
+) -> anyhow::Result<()> {
     let old_pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
         .trim()
         .parse()?;
@@ -1298,7 +1341,7 @@ fn unreported_reaps(
         made += 1000;
     }
     let t = Instant::now();
-    while counts()?.2 < base + made as f64 {
+    while reap_counts()?.2 < base + made as f64 {
         if t.elapsed() > Duration::from_secs(60) {
             bail!("the {made} zombies were not listed within 60 s");
         }
@@ -1312,24 +1355,10 @@ fn unreported_reaps(
     let window = 30.0;
     thread::sleep(Duration::from_secs_f64(window));
     let cpu = (cpu_secs(daemon)? - cpu0) / window;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let mut took: Vec<f64> = text
-        .lines()
-        .filter(|l| {
-            l.contains("confirmed every listed zombie")
-                && l.contains(&format!("\"zombies\":{made}"))
-        })
-        .filter_map(|l| {
-            let v = l.split("\"took_us\":").nth(1)?;
-            v.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .collect();
+    let mut took = confirmation_pass_times(log, made);
     drop(zombies);
     drop(_pid_guard);
-    stop(&mut procs);
+    stop(procs);
     let med = median(&mut took) / 1000.0;
     writeln!(
         md,
@@ -1347,6 +1376,24 @@ fn unreported_reaps(
         ok(made >= 100_000 && med < 5_000.0 && !took.is_empty()).into(),
     ));
     Ok(())
+}
+
+/// The microseconds each confirmation pass over `made` zombies took, from the daemon's log.
+fn confirmation_pass_times(log: &Path, made: u64) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.contains("confirmed every listed zombie")
+                && l.contains(&format!("\"zombies\":{made}"))
+        })
+        .filter_map(|l| {
+            let v = l.split("\"took_us\":").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .collect()
 }
 
 /// Section 1: kernel time per process lifetime of the running daemon's programs, beside the
