@@ -2115,7 +2115,6 @@ fn non_readers(n: usize) -> anyhow::Result<Vec<TcpStream>> {
 /// freshness with a large table, mass release, CPU per exit), from one daemon.
 fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
     eprintln!("xtask: bench 5b: bounded memory and freshness (up to 1,000,000 zombies)");
-    const BATCH: u64 = 2_000;
     const LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
     // For working on this section: `ZD_BENCH_MAX_ZOMBIES=100000` stops at that level (a
     // whole run takes every level the machine holds).
@@ -2125,11 +2124,6 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             .with_context(|| format!("ZD_BENCH_MAX_ZOMBIES={v:?} is not a count"))?,
         Err(_) => u64::MAX,
     };
-    /// Zombies are made only while the machine keeps this much memory available.
-    const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
-    /// And only for this long in all (the bench holds the machine's e2e lock meanwhile).
-    const MAKE_BUDGET: Duration = Duration::from_secs(300);
-    let mut making = Duration::ZERO;
     let mut procs = Procs::default();
     // `ZD_BENCH_DAEMON=PATH` measures another build (an earlier revision, to compare).
     let daemon_bin = std::env::var_os("ZD_BENCH_DAEMON")
@@ -2151,67 +2145,19 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     let _threads = (old_threads < 4_194_304)
         .then(|| Sysctl::set("/proc/sys/kernel/threads-max", "4194304"))
         .transpose()?;
-    writeln!(
-        md,
-        "## 5b. Bounded: memory, slow readers, freshness, CPU per exit\n"
-    )?;
-    writeln!(
-        md,
-        "Method: one fresh daemon with remediation on (`--remediate dry-run`: the remediation \
-         loop reads every zombie every interval; dry-run never acts). `kernel.pid_max` \
-         ({old_pid_max}) and `kernel.threads-max` ({old_threads}) raised to 4194304 for this \
-         section and restored afterwards. Zombies made in `never-wait {BATCH}` batches (parents \
-         kept alive) while the machine keeps {KEEP_FREE_MIB:.0} MiB available. At each count: \
-         VmRSS 1 s after /metrics counts them all (at rest); `/metrics` time; detection \
-         latency of 50 new zombies (`/zombies?after=` polled every 2 ms); one whole \
-         `/zombies` read (size, time) and VmRSS after it; 100 clients that ask for `/zombies` \
-         and never read, VmRSS 3 s later (the difference to before them); VmHWM (the peak \
-         since start). Then every parent reaps at once (mass release) and the time until \
-         /metrics counts none is taken.\n"
-    )?;
-    writeln!(
-        md,
-        "| zombies | at rest | after `/zombies` | with 100 non-readers | peak (VmHWM) | \
-         `/metrics` | `/zombies` | detection p50 / p99 |\n|---|---|---|---|---|---|---|---|"
-    )?;
+    write_bounded_method(md, old_pid_max, old_threads)?;
     // CPU per exit first, with the table empty (after a mass release the daemon is still
     // busy with the table for a while).
     let (cpu, cpu_md) = cpu_per_exit(daemon)?;
-    let mut zombies = Procs::default();
-    let mut made = 0u64;
+    let mut zombies = BoundedZombies::default();
     let mut reached: Vec<Level> = vec![];
     let mut stop_reason = None;
     let mut notes: Vec<String> = vec![];
     for goal in LEVELS.into_iter().filter(|&l| l <= max_level) {
-        let started = Instant::now();
-        while made < goal {
-            if making + started.elapsed() > MAKE_BUDGET {
-                stop_reason = Some(format!(
-                    "stopped at {made}: zombies are made for at most {} s in all",
-                    MAKE_BUDGET.as_secs()
-                ));
-                break;
-            }
-            let avail = mem_available_mib()?;
-            if avail < KEEP_FREE_MIB {
-                stop_reason = Some(format!(
-                    "stopped at {made}: {avail:.0} MiB of memory left available"
-                ));
-                break;
-            }
-            if let Err(e) = workload(&mut zombies, &["never-wait".into(), BATCH.to_string()]) {
-                // The machine makes no more processes: two batches go again, so that the
-                // measurements below can start theirs.
-                let back = zombies.0.len().saturating_sub(2);
-                let undone = Procs(zombies.0.split_off(back));
-                made -= BATCH * undone.0.len() as u64;
-                drop(undone);
-                stop_reason = Some(format!("stopped at {made}: {e:#} (two batches released)"));
-                break;
-            }
-            made += BATCH;
+        if let Some(r) = zombies.make_up_to(goal)? {
+            stop_reason = Some(r);
         }
-        making += started.elapsed();
+        let made = zombies.made;
         if goal > 0 && made < goal && reached.last().is_some_and(|(m, ..)| *m == made) {
             break;
         }
@@ -2233,7 +2179,8 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     for n in &notes {
         writeln!(md, "- {n}")?;
     }
-    let (release_s, reaped_s) = mass_release(md, zombies, made)?;
+    let made = zombies.made;
+    let (release_s, reaped_s) = mass_release(md, zombies.parents, made)?;
     if let Some(r) = &stop_reason {
         writeln!(md, "The largest count: {r}.\n")?;
     }
@@ -2241,6 +2188,96 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     bounded_targets(targets, &reached, made, (release_s, reaped_s), &cpu);
     stop(&mut procs);
     Ok(())
+}
+
+/// Section 5b's zombies are made in batches of this many (one parent each).
+const BOUNDED_BATCH: u64 = 2_000;
+/// Zombies are made only while the machine keeps this much memory available.
+const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
+/// And only for this long in all (the bench holds the machine's e2e lock meanwhile).
+const MAKE_BUDGET: Duration = Duration::from_secs(300);
+
+/// Section 5b's heading, method and table head.
+fn write_bounded_method(md: &mut String, old_pid_max: u64, old_threads: u64) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "## 5b. Bounded: memory, slow readers, freshness, CPU per exit\n"
+    )?;
+    writeln!(
+        md,
+        "Method: one fresh daemon with remediation on (`--remediate dry-run`: the remediation \
+         loop reads every zombie every interval; dry-run never acts). `kernel.pid_max` \
+         ({old_pid_max}) and `kernel.threads-max` ({old_threads}) raised to 4194304 for this \
+         section and restored afterwards. Zombies made in `never-wait {BOUNDED_BATCH}` batches (parents \
+         kept alive) while the machine keeps {KEEP_FREE_MIB:.0} MiB available. At each count: \
+         VmRSS 1 s after /metrics counts them all (at rest); `/metrics` time; detection \
+         latency of 50 new zombies (`/zombies?after=` polled every 2 ms); one whole \
+         `/zombies` read (size, time) and VmRSS after it; 100 clients that ask for `/zombies` \
+         and never read, VmRSS 3 s later (the difference to before them); VmHWM (the peak \
+         since start). Then every parent reaps at once (mass release) and the time until \
+         /metrics counts none is taken.\n"
+    )?;
+    writeln!(
+        md,
+        "| zombies | at rest | after `/zombies` | with 100 non-readers | peak (VmHWM) | \
+         `/metrics` | `/zombies` | detection p50 / p99 |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    Ok(())
+}
+
+/// Section 5b's zombies, made in batches while the machine allows it.
+#[derive(Default)]
+struct BoundedZombies {
+    /// Their parents, which never wait.
+    parents: Procs,
+    made: u64,
+    /// The time spent making them so far, against `MAKE_BUDGET`.
+    making: Duration,
+}
+
+impl BoundedZombies {
+    /// Makes zombies until `goal` are made; returns why it stopped short, if it did.
+    fn make_up_to(&mut self, goal: u64) -> anyhow::Result<Option<String>> {
+        let started = Instant::now();
+        let mut stop_reason = None;
+        while self.made < goal {
+            if self.making + started.elapsed() > MAKE_BUDGET {
+                stop_reason = Some(format!(
+                    "stopped at {}: zombies are made for at most {} s in all",
+                    self.made,
+                    MAKE_BUDGET.as_secs()
+                ));
+                break;
+            }
+            let avail = mem_available_mib()?;
+            if avail < KEEP_FREE_MIB {
+                stop_reason = Some(format!(
+                    "stopped at {}: {avail:.0} MiB of memory left available",
+                    self.made
+                ));
+                break;
+            }
+            if let Err(e) = workload(
+                &mut self.parents,
+                &["never-wait".into(), BOUNDED_BATCH.to_string()],
+            ) {
+                // The machine makes no more processes: two batches go again, so that the
+                // measurements below can start theirs.
+                let back = self.parents.0.len().saturating_sub(2);
+                let undone = Procs(self.parents.0.split_off(back));
+                self.made -= BOUNDED_BATCH * undone.0.len() as u64;
+                drop(undone);
+                stop_reason = Some(format!(
+                    "stopped at {}: {e:#} (two batches released)",
+                    self.made
+                ));
+                break;
+            }
+            self.made += BOUNDED_BATCH;
+        }
+        self.making += started.elapsed();
+        Ok(stop_reason)
+    }
 }
 
 /// One rate of exits for section 5b: (exits/s, % of a core, µs per exit).
