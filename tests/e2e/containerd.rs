@@ -146,18 +146,7 @@ impl Containerd {
         let t = Instant::now();
         preflight();
         let images = images();
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "zombie-containerd-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        for sub in [
-            "root", "state", "runc", "opt", "cni-bin", "cni-conf", "pods",
-        ] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
+        let dir = fresh_dir();
         let socket = dir.join("containerd.sock");
         // Another containerd for every test that takes the system's (the cgroup v2 guest
         // runs them with 1.7 and 2.x too): its binaries' directory.
@@ -175,30 +164,7 @@ impl Containerd {
         prepare(&dir, &dir.join("config.toml"));
 
         let shim_sockets_before = list_dir(Path::new(SHIM_SOCKETS));
-        let log = fs::File::create(dir.join("containerd.log")).unwrap();
-        let mut containerd = match &bin_dir {
-            Some(bin) => {
-                // Its own shim first in PATH: containerd finds `containerd-shim-runc-v2` there.
-                let path = std::env::var_os("PATH").unwrap_or_default();
-                let path = std::env::join_paths(
-                    std::iter::once(bin.clone()).chain(std::env::split_paths(&path)),
-                )
-                .unwrap();
-                let mut c = Command::new(bin.join("containerd"));
-                c.env("PATH", path);
-                c
-            }
-            None => Command::new("containerd"),
-        };
-        let child = containerd
-            .envs(env.iter().copied())
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start containerd: {e}"));
+        let child = spawn_containerd(&dir, bin_dir.as_deref(), env);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -216,14 +182,22 @@ impl Containerd {
             pods: HashMap::new(),
             bin_dir,
         };
+        c.cri = Some(c.wait_for_cri());
+        c.import_images(images, sandbox_image);
+        eprintln!("containerd: up with images in {:?}", t.elapsed());
+        c
+    }
 
+    /// A CRI client once containerd's socket answers; panics with its log if containerd
+    /// exits or the socket does not answer in time.
+    fn wait_for_cri(&mut self) -> CriClient {
         let deadline = Instant::now() + Duration::from_secs(15).max(crate::harness::ready_bound());
-        let endpoint = c.socket.to_str().unwrap().to_string();
-        let cri = loop {
-            if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("containerd exited with {status}:\n{}", c.log_text());
+        let endpoint = self.socket.to_str().unwrap().to_string();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("containerd exited with {status}:\n{}", self.log_text());
             }
-            match c.rt.block_on(CriClient::connect_with_timeout(
+            match self.rt.block_on(CriClient::connect_with_timeout(
                 &endpoint,
                 Duration::from_millis(500),
             )) {
@@ -231,13 +205,16 @@ impl Containerd {
                 Err(e) if Instant::now() > deadline => {
                     panic!(
                         "containerd's CRI socket did not answer: {e}\n{}",
-                        c.log_text()
+                        self.log_text()
                     )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
-        };
-        c.cri = Some(cri);
+        }
+    }
+
+    /// Imports the test images (the no-reap pause only when it is the sandbox image).
+    fn import_images(&self, images: &Images, sandbox_image: &str) {
         let mut wanted = vec![
             (BUSYBOX_IMAGE, &images.busybox),
             (PAUSE_IMAGE, &images.pause),
@@ -247,7 +224,7 @@ impl Containerd {
         }
         for (name, tar) in wanted {
             let base = name.rsplit_once(':').unwrap().0;
-            c.ctr(&[
+            self.ctr(&[
                 "images",
                 "import",
                 "--base-name",
@@ -255,8 +232,6 @@ impl Containerd {
                 tar.to_str().unwrap(),
             ]);
         }
-        eprintln!("containerd: up with images in {:?}", t.elapsed());
-        c
     }
 
     /// The temp dir that holds its root, state, runc root (`runc/`) and config.
@@ -807,6 +782,52 @@ fn info_pid(info: &HashMap<String, String>) -> i32 {
     v["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in status info: {raw}")) as i32
+}
+
+/// A new, empty temp dir for one containerd, with the subdirectories its config names.
+fn fresh_dir() -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "zombie-containerd-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    for sub in [
+        "root", "state", "runc", "opt", "cni-bin", "cni-conf", "pods",
+    ] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    dir
+}
+
+/// Starts containerd on `dir`'s config, logging to `dir`/containerd.log: the system's, or
+/// the one in `bin_dir` (with its own shim first in PATH), with `env` added.
+fn spawn_containerd(dir: &Path, bin_dir: Option<&Path>, env: &[(&str, &std::ffi::OsStr)]) -> Child {
+    let log = fs::File::create(dir.join("containerd.log")).unwrap();
+    let mut containerd = match bin_dir {
+        Some(bin) => {
+            // Its own shim first in PATH: containerd finds `containerd-shim-runc-v2` there.
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let path = std::env::join_paths(
+                std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path)),
+            )
+            .unwrap();
+            let mut c = Command::new(bin.join("containerd"));
+            c.env("PATH", path);
+            c
+        }
+        None => Command::new("containerd"),
+    };
+    containerd
+        .envs(env.iter().copied())
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start containerd: {e}"))
 }
 
 fn config(dir: &Path, socket: &Path, sandbox_image: &str) -> String {

@@ -205,15 +205,97 @@ struct Pod {
 fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
     let template = &ds["spec"]["template"];
     let spec = &template["spec"];
+    let c = the_container(spec);
+    let name = ds["metadata"]["name"].as_str().unwrap();
+    let pod = PodName {
+        name: format!("{name}-e2e01"),
+        namespace: ds["metadata"]["namespace"].as_str().unwrap(),
+        uid,
+    };
+    let namespaces = pod_namespaces(spec);
+    let res = &c["resources"];
+    let (req, lim) = (&res["requests"], &res["limits"]);
+    let cgroup_parent = qos_cgroup_parent(req, lim, uid);
+    let annotations = string_map(&template["metadata"]["annotations"]);
+    let log_dir = scratch.join(format!("{}_{}_{uid}", pod.namespace, pod.name));
+    fs::create_dir_all(&log_dir).unwrap();
+    let sandbox = sandbox_config(
+        &pod,
+        string_map(&template["metadata"]["labels"]),
+        annotations.clone(),
+        cgroup_parent,
+        &log_dir,
+        namespaces.clone(),
+    );
+
+    let sc = &c["securityContext"];
+    check_container_security_context(sc);
+    let capabilities = strings(&sc["capabilities"]["add"]);
+    // The kubelet's default without --seccomp-default.
+    let seccomp = profile_type(&sc["seccompProfile"], ProfileType::Unconfined);
+    let mounts = container_mounts(spec, c, socket_dir, &log_dir);
+    let envs = container_envs(c);
+    let container_name = c["name"].as_str().unwrap();
+    let labels = container_labels(container_name, &pod);
+    let resources = container_resources(req, lim);
+    check_node_critical(spec);
+    let container = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: container_name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: c["image"].as_str().unwrap().into(),
+            ..Default::default()
+        }),
+        command: strings(&c["command"]),
+        args: strings(&c["args"]),
+        envs,
+        mounts,
+        labels,
+        annotations,
+        log_path: format!("{container_name}/0.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(container_security_context(
+                sc,
+                &capabilities,
+                seccomp,
+                namespaces,
+            )),
+        }),
+        ..Default::default()
+    };
+    let probes = probes(c);
+    Pod {
+        sandbox,
+        container,
+        port: probes.port,
+        startup_path: probes.startup_path,
+        readiness_path: probes.readiness_path,
+        liveness_path: probes.liveness_path,
+        startup_budget: probes.startup_budget,
+        grace: spec["terminationGracePeriodSeconds"].as_i64().unwrap_or(30),
+        capabilities,
+        seccomp,
+    }
+}
+
+/// The pod's name as the kubelet passes it in labels and metadata.
+struct PodName<'a> {
+    name: String,
+    namespace: &'a str,
+    uid: &'a str,
+}
+
+/// The pod spec's one container, once the pod-level fields this mapping does not translate
+/// are known to be absent.
+fn the_container(spec: &Value) -> &Value {
     let containers = spec["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "one container");
     if !spec["initContainers"].is_null() {
         unmapped("initContainers", &spec["initContainers"]);
     }
-    let c = &containers[0];
-    let name = ds["metadata"]["name"].as_str().unwrap();
-    let namespace = ds["metadata"]["namespace"].as_str().unwrap();
-    let pod_name = format!("{name}-e2e01");
     for key in ["hostNetwork", "hostIPC", "shareProcessNamespace"] {
         if spec[key].as_bool() == Some(true) {
             unmapped(key, &spec[key]);
@@ -224,8 +306,12 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
     {
         unmapped("the pod's securityContext", &spec["securityContext"]);
     }
-    // No CNI here: the host network (see the module doc).
-    let namespaces = NamespaceOption {
+    &containers[0]
+}
+
+/// The pod's namespaces: no CNI here, so the host network (see the module doc).
+fn pod_namespaces(spec: &Value) -> NamespaceOption {
+    NamespaceOption {
         network: NamespaceMode::Node as i32,
         pid: if spec["hostPID"].as_bool() == Some(true) {
             NamespaceMode::Node
@@ -234,12 +320,12 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
         } as i32,
         ipc: NamespaceMode::Pod as i32,
         ..Default::default()
-    };
+    }
+}
 
-    // QoS from requests and limits (one container): Guaranteed when they are equal for CPU
-    // and memory, BestEffort when neither is set, else Burstable.
-    let res = &c["resources"];
-    let (req, lim) = (&res["requests"], &res["limits"]);
+/// The pod's cgroup by its QoS class, from requests and limits (one container): Guaranteed
+/// when they are equal for CPU and memory, BestEffort when neither is set, else Burstable.
+fn qos_cgroup_parent(req: &Value, lim: &Value, uid: &str) -> String {
     let qos = if req.is_null() && lim.is_null() {
         "besteffort"
     } else if !lim["cpu"].is_null()
@@ -251,57 +337,62 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
     } else {
         "burstable"
     };
-    let cgroup_parent = if qos == "guaranteed" {
+    if qos == "guaranteed" {
         format!("/kubepods/pod{uid}")
     } else {
         format!("/kubepods/{qos}/pod{uid}")
-    };
-    let mut pod_labels: HashMap<String, String> = template["metadata"]["labels"]
-        .as_object()
+    }
+}
+
+/// A manifest's labels or annotations (a map of strings; none when absent).
+fn string_map(v: &Value) -> HashMap<String, String> {
+    v.as_object()
         .map(|m| {
             m.iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect()
         })
-        .unwrap_or_default();
-    pod_labels.insert("io.kubernetes.pod.name".into(), pod_name.clone());
-    pod_labels.insert("io.kubernetes.pod.namespace".into(), namespace.into());
-    pod_labels.insert("io.kubernetes.pod.uid".into(), uid.into());
-    let annotations: HashMap<String, String> = template["metadata"]["annotations"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let log_dir = scratch.join(format!("{namespace}_{pod_name}_{uid}"));
-    fs::create_dir_all(&log_dir).unwrap();
-    let sandbox = PodSandboxConfig {
+        .unwrap_or_default()
+}
+
+fn sandbox_config(
+    pod: &PodName,
+    mut labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+    cgroup_parent: String,
+    log_dir: &Path,
+    namespaces: NamespaceOption,
+) -> PodSandboxConfig {
+    labels.insert("io.kubernetes.pod.name".into(), pod.name.clone());
+    labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace.into());
+    labels.insert("io.kubernetes.pod.uid".into(), pod.uid.into());
+    PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
-            name: pod_name.clone(),
-            uid: uid.into(),
-            namespace: namespace.into(),
+            name: pod.name.clone(),
+            uid: pod.uid.into(),
+            namespace: pod.namespace.into(),
             attempt: 0,
         }),
         // runc refuses a hostname without a UTS namespace of the pod's own.
         hostname: String::new(),
         log_directory: log_dir.to_str().unwrap().into(),
-        labels: pod_labels,
-        annotations: annotations.clone(),
+        labels,
+        annotations,
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent,
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces.clone()),
+                namespace_options: Some(namespaces),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
 
-    // The container.
-    let sc = &c["securityContext"];
+/// The container's securityContext has only fields this mapping knows, and is not
+/// privileged.
+fn check_container_security_context(sc: &Value) {
     let known_sc = [
         "runAsUser",
         "runAsGroup",
@@ -324,10 +415,11 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
         Some(false),
         "a privileged container would prove nothing about the capabilities"
     );
-    let capabilities = strings(&sc["capabilities"]["add"]);
-    // The kubelet's default without --seccomp-default.
-    let seccomp = profile_type(&sc["seccompProfile"], ProfileType::Unconfined);
-    let int64 = |v: &Value| v.as_i64().map(|value| Int64Value { value });
+}
+
+/// The container's hostPath volume mounts, and the kubelet's own: the termination message
+/// file (written into `log_dir`).
+fn container_mounts(spec: &Value, c: &Value, socket_dir: &Path, log_dir: &Path) -> Vec<Mount> {
     let volumes: HashMap<String, &Value> = spec["volumes"]
         .as_array()
         .unwrap()
@@ -367,7 +459,11 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
         host_path: termination.to_str().unwrap().into(),
         ..Default::default()
     });
-    let envs = c["env"]
+    mounts
+}
+
+fn container_envs(c: &Value) -> Vec<KeyValue> {
+    c["env"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -380,20 +476,26 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let container_name = c["name"].as_str().unwrap();
-    let labels = HashMap::from([
+        .unwrap_or_default()
+}
+
+fn container_labels(container_name: &str, pod: &PodName) -> HashMap<String, String> {
+    HashMap::from([
         (
             "io.kubernetes.container.name".to_string(),
             container_name.to_string(),
         ),
-        ("io.kubernetes.pod.name".to_string(), pod_name.clone()),
+        ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
         (
             "io.kubernetes.pod.namespace".to_string(),
-            namespace.to_string(),
+            pod.namespace.to_string(),
         ),
-        ("io.kubernetes.pod.uid".to_string(), uid.to_string()),
-    ]);
+        ("io.kubernetes.pod.uid".to_string(), pod.uid.to_string()),
+    ])
+}
+
+/// CPU and memory from requests and limits, and a node-critical pod's oom_score_adj.
+fn container_resources(req: &Value, lim: &Value) -> LinuxContainerResources {
     let cpu_limit = if lim["cpu"].is_null() {
         0
     } else {
@@ -404,6 +506,23 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
     } else {
         millicpu(&req["cpu"])
     };
+    LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: cpu_limit * 100,
+        // The kubelet's milliCPUToShares.
+        cpu_shares: (cpu_request * 1024 / 1000).max(2),
+        memory_limit_in_bytes: if lim["memory"].is_null() {
+            0
+        } else {
+            bytes(&lim["memory"])
+        },
+        oom_score_adj: NODE_CRITICAL_OOM_SCORE_ADJ,
+        ..Default::default()
+    }
+}
+
+/// The oom_score_adj above is a node-critical pod's: the manifest must say it is one.
+fn check_node_critical(spec: &Value) {
     let critical = matches!(
         spec["priorityClassName"].as_str(),
         Some("system-node-critical" | "system-cluster-critical")
@@ -411,68 +530,55 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
     if !critical {
         unmapped("priorityClassName", &spec["priorityClassName"]);
     }
-    let container = ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: container_name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: c["image"].as_str().unwrap().into(),
+}
+
+fn container_security_context(
+    sc: &Value,
+    capabilities: &[String],
+    seccomp: ProfileType,
+    namespaces: NamespaceOption,
+) -> LinuxContainerSecurityContext {
+    let int64 = |v: &Value| v.as_i64().map(|value| Int64Value { value });
+    LinuxContainerSecurityContext {
+        capabilities: Some(Capability {
+            add_capabilities: capabilities.to_vec(),
+            drop_capabilities: strings(&sc["capabilities"]["drop"]),
             ..Default::default()
         }),
-        command: strings(&c["command"]),
-        args: strings(&c["args"]),
-        envs,
-        mounts,
-        labels,
-        annotations,
-        log_path: format!("{container_name}/0.log"),
-        linux: Some(LinuxContainerConfig {
-            resources: Some(LinuxContainerResources {
-                cpu_period: 100_000,
-                cpu_quota: cpu_limit * 100,
-                // The kubelet's milliCPUToShares.
-                cpu_shares: (cpu_request * 1024 / 1000).max(2),
-                memory_limit_in_bytes: if lim["memory"].is_null() {
-                    0
-                } else {
-                    bytes(&lim["memory"])
-                },
-                oom_score_adj: NODE_CRITICAL_OOM_SCORE_ADJ,
-                ..Default::default()
-            }),
-            security_context: Some(LinuxContainerSecurityContext {
-                capabilities: Some(Capability {
-                    add_capabilities: capabilities.clone(),
-                    drop_capabilities: strings(&sc["capabilities"]["drop"]),
-                    ..Default::default()
-                }),
-                privileged: false,
-                namespace_options: Some(namespaces),
-                selinux_options: (!sc["seLinuxOptions"].is_null()).then(|| SeLinuxOption {
-                    user: sc["seLinuxOptions"]["user"].as_str().unwrap_or("").into(),
-                    role: sc["seLinuxOptions"]["role"].as_str().unwrap_or("").into(),
-                    r#type: sc["seLinuxOptions"]["type"].as_str().unwrap_or("").into(),
-                    level: sc["seLinuxOptions"]["level"].as_str().unwrap_or("").into(),
-                }),
-                run_as_user: int64(&sc["runAsUser"]),
-                run_as_group: int64(&sc["runAsGroup"]),
-                readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
-                no_new_privs: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
-                masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-                readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
-                seccomp: Some(profile(seccomp)),
-                apparmor: Some(profile(profile_type(
-                    &sc["appArmorProfile"],
-                    ProfileType::RuntimeDefault,
-                ))),
-                ..Default::default()
-            }),
+        privileged: false,
+        namespace_options: Some(namespaces),
+        selinux_options: (!sc["seLinuxOptions"].is_null()).then(|| SeLinuxOption {
+            user: sc["seLinuxOptions"]["user"].as_str().unwrap_or("").into(),
+            role: sc["seLinuxOptions"]["role"].as_str().unwrap_or("").into(),
+            r#type: sc["seLinuxOptions"]["type"].as_str().unwrap_or("").into(),
+            level: sc["seLinuxOptions"]["level"].as_str().unwrap_or("").into(),
         }),
+        run_as_user: int64(&sc["runAsUser"]),
+        run_as_group: int64(&sc["runAsGroup"]),
+        readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
+        no_new_privs: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
+        masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+        readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+        seccomp: Some(profile(seccomp)),
+        apparmor: Some(profile(profile_type(
+            &sc["appArmorProfile"],
+            ProfileType::RuntimeDefault,
+        ))),
         ..Default::default()
-    };
+    }
+}
 
-    // The probes: httpGet on a port (by name or number) of this container.
+/// The probes' HTTP port (the named port resolved) and paths, and the startup budget.
+struct Probes {
+    port: u16,
+    startup_path: String,
+    readiness_path: String,
+    liveness_path: String,
+    startup_budget: Duration,
+}
+
+/// The probes: httpGet on a port (by name or number) of this container.
+fn probes(c: &Value) -> Probes {
     let port_of = |p: &Value| -> u16 {
         match p {
             Value::Number(n) => n.as_u64().unwrap() as u16,
@@ -507,17 +613,12 @@ fn to_cri(ds: &Value, uid: &str, socket_dir: &Path, scratch: &Path) -> Pod {
         startup["periodSeconds"].as_u64().unwrap_or(10)
             * startup["failureThreshold"].as_u64().unwrap_or(3),
     );
-    Pod {
-        sandbox,
-        container,
+    Probes {
         port,
         startup_path,
         readiness_path,
         liveness_path,
         startup_budget,
-        grace: spec["terminationGracePeriodSeconds"].as_i64().unwrap_or(30),
-        capabilities,
-        seccomp,
     }
 }
 
@@ -578,29 +679,44 @@ fn metrics(port: u16) -> String {
 }
 
 fn run_as_shipped(source: &str, ds: Value) {
+    let (mut c, pod) = start_containerd_with_the_image(&ds);
+    let t = Instant::now();
+    let sandbox = c.run_pod_config(pod.sandbox.clone());
+    let id = c.run_container_config(&sandbox, pod.container.clone());
+    let pid = c.container_pid(&id);
+    wait_ready(source, &pod, t);
+    let programs = check_confinement(source, &pod, pid);
+    let neighbour = check_neighbour_named(source, &mut c, &pod);
+    check_metrics(source, &pod, [&sandbox, &neighbour], &programs);
+    check_clean_stop(source, &c, &pod, &id, &programs);
+}
+
+/// A containerd of the test's own with the image imported, and the DaemonSet mapped to CRI
+/// for it.
+fn start_containerd_with_the_image(ds: &Value) -> (Containerd, Pod) {
     let archive = repo().join(IMAGE_ARCHIVE);
     assert!(
         archive.is_file(),
         "{} is missing: run `cargo xtask image` (cargo xtask test builds it before this suite)",
         archive.display()
     );
-    let mut c = Containerd::start();
+    let c = Containerd::start();
     let scratch = c.dir().join("pods");
     c.ctr(&["images", "import", archive.to_str().unwrap()]);
     let uid = "d0d0d0d0-1111-2222-3333-444444444444";
-    let pod = to_cri(&ds, uid, c.dir(), &scratch);
+    let pod = to_cri(ds, uid, c.dir(), &scratch);
     // Host network: the port must be ours.
     assert!(
         std::net::TcpListener::bind(("0.0.0.0", pod.port)).is_ok(),
         "port {} is taken on this machine: the pod runs on the host network here",
         pod.port
     );
+    (c, pod)
+}
 
-    let t = Instant::now();
-    let sandbox = c.run_pod_config(pod.sandbox.clone());
-    let id = c.run_container_config(&sandbox, pod.container.clone());
-    let pid = c.container_pid(&id);
-    // Ready on these capabilities alone: the startup probe's budget is the contract.
+/// Ready on these capabilities alone: the startup probe's budget (from `t`, RunPodSandbox)
+/// is the contract; then the readiness and liveness probes answer too.
+fn wait_ready(source: &str, pod: &Pod, t: Instant) {
     poll(
         &format!("{source}: {} answering 200", pod.startup_path),
         pod.startup_budget,
@@ -616,9 +732,12 @@ fn run_as_shipped(source: &str, ds: Value) {
         assert_eq!(code, 200, "{path}: {body}");
     }
     eprintln!("daemonset[{source}]: ready {ready_after:?} after RunPodSandbox");
+}
 
-    // The container got exactly the manifest's capabilities, and the daemon kept
-    // SYS_PTRACE only after the load; the seccomp profile is the manifest's.
+/// The container got exactly the manifest's capabilities, and the daemon kept SYS_PTRACE
+/// only after the load; the seccomp profile is the manifest's; its programs are attached.
+/// Returns the ids of the programs the daemon holds.
+fn check_confinement(source: &str, pod: &Pod, pid: i32) -> BTreeSet<u32> {
     let want: u64 = pod.capabilities.iter().map(|n| cap_bit(n)).sum();
     let bounding = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
     assert_eq!(bounding, want, "{source}: bounding set {bounding:x}");
@@ -640,8 +759,12 @@ fn run_as_shipped(source: &str, ds: Value) {
     );
     let programs = prog_ids(pid);
     assert!(programs.len() >= 5, "{source}: programs held {programs:?}");
+    programs
+}
 
-    // A neighbour pod leaks zombies: named by the runtime, with cause and remedy.
+/// A neighbour pod leaks zombies: named by the runtime, with cause and remedy. Returns its
+/// sandbox id.
+fn check_neighbour_named(source: &str, c: &mut Containerd, pod: &Pod) -> String {
     let neighbour_uid = "e1e1e1e1-1111-2222-3333-444444444444";
     let neighbour = c.run_pod(
         "leaky",
@@ -665,9 +788,13 @@ fn run_as_shipped(source: &str, ds: Value) {
         assert_eq!(z["cause"], "pid1_not_init", "{z}");
         assert!(z["remedy"].as_str().is_some_and(|r| !r.is_empty()), "{z}");
     }
+    neighbour
+}
 
-    // /metrics: the neighbour's series by name; no series names a sandbox by its id; the
-    // daemon's own container (hostPID) does not share a pod's PID namespace.
+/// /metrics: the neighbour's series by name; no series names a sandbox by its id; the
+/// daemon's own container (hostPID) does not share a pod's PID namespace. Its programs are
+/// still in the kernel.
+fn check_metrics(source: &str, pod: &Pod, sandboxes: [&String; 2], programs: &BTreeSet<u32>) {
     let body = poll(
         &format!("{source}: the neighbour in /metrics"),
         Duration::from_secs(5),
@@ -679,7 +806,7 @@ fn run_as_shipped(source: &str, ds: Value) {
         .then_some(b)
         },
     );
-    for sb in [&sandbox, &neighbour] {
+    for sb in sandboxes {
         assert!(
             !body.contains(sb.as_str()),
             "{source}: a series names sandbox {sb}:\n{body}"
@@ -702,14 +829,16 @@ fn run_as_shipped(source: &str, ds: Value) {
         own.contains("shared_pid_namespace=\"false\""),
         "{source}: {own}"
     );
-    for held in &programs {
+    for held in programs {
         assert!(prog_exists(*held), "bpftool does not find program {held}");
     }
+}
 
-    // StopContainer with the grace period: exit 0 in time, nothing left in the kernel.
+/// StopContainer with the grace period: exit 0 in time, nothing left in the kernel.
+fn check_clean_stop(source: &str, c: &Containerd, pod: &Pod, id: &str, programs: &BTreeSet<u32>) {
     let t = Instant::now();
     let req = StopContainerRequest {
-        container_id: id.clone(),
+        container_id: id.to_string(),
         timeout: pod.grace,
     };
     c.call("StopContainer", |mut s| async move {
@@ -717,7 +846,7 @@ fn run_as_shipped(source: &str, ds: Value) {
     });
     let stopped_in = t.elapsed();
     let req = ContainerStatusRequest {
-        container_id: id.clone(),
+        container_id: id.to_string(),
         verbose: false,
     };
     let status = c

@@ -43,22 +43,43 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
     // Start the daemon with the default soft limit (1024) of a released setup: it must raise
     // it itself. Then this process needs the hard limit for its own connections.
     let limit = OpenFiles::get();
-    let need = (IDLE + SLOW + KEPT_ALIVE + 100) as u64;
-    assert!(
-        limit.hard >= need,
-        "this test holds {need} sockets: raise the hard RLIMIT_NOFILE (ulimit -Hn) above {}",
-        limit.hard
-    );
-    let d = {
-        let _lowered = limit.set_soft(1024);
-        Daemon::start()
-    };
+    let d = start_with_the_released_soft_limit(limit);
     let _raised = limit.set_soft(limit.hard);
     // The bound is about how connections are handled, not about CPU share: on a machine busy
     // with other builds and tests, the daemon and this client would otherwise wait for a core
     // as long as the bound itself. A node gives the DaemonSet its CPU request the same way.
     favour(d.pid());
     favour(std::process::id() as i32);
+    let soft = check_the_daemon_raised_its_soft_limit(&d, limit);
+
+    // Warm up every path so the baseline includes what answering costs.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(d.get(path).unwrap().0, 200);
+    }
+    let rss_before = rss(d.pid());
+
+    let hostile = Hostile::open(d.port);
+    let held = wait_held(&d, hostile.opened);
+    check_probes_while_held(&d, held, rss_before, hostile.opened);
+    check_closed_after_the_header_timeout(hostile);
+    check_oldest_shed_beyond_the_cap(&d, soft, rss_before);
+    assert_eq!(d.get("/healthz").unwrap().0, 200);
+}
+
+/// The daemon, started with the soft RLIMIT_NOFILE of a released setup (1024).
+fn start_with_the_released_soft_limit(limit: OpenFiles) -> Daemon {
+    let need = (IDLE + SLOW + KEPT_ALIVE + 100) as u64;
+    assert!(
+        limit.hard >= need,
+        "this test holds {need} sockets: raise the hard RLIMIT_NOFILE (ulimit -Hn) above {}",
+        limit.hard
+    );
+    let _lowered = limit.set_soft(1024);
+    Daemon::start()
+}
+
+/// The daemon raised its soft RLIMIT_NOFILE to the hard one, and said so; returns it.
+fn check_the_daemon_raised_its_soft_limit(d: &Daemon, limit: OpenFiles) -> u64 {
     let (soft, hard) = daemon_open_files(d.pid());
     assert_eq!(
         (soft, hard),
@@ -70,33 +91,51 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
         "{}",
         d.log_text()
     );
+    soft
+}
 
-    // Warm up every path so the baseline includes what answering costs.
-    for path in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(d.get(path).unwrap().0, 200);
-    }
-    let rss_before = rss(d.pid());
+/// The hostile connections, each with when it was opened (or, kept alive, answered).
+struct Hostile {
+    kept_alive: Vec<(TcpStream, Instant)>,
+    idle: Vec<(TcpStream, Instant)>,
+    /// Sending one header byte at a time (by `trickle`).
+    slow: Vec<(TcpStream, Instant)>,
+    trickle: Trickle,
+    /// When the last of them was opened.
+    opened: Instant,
+}
 
-    let mut kept_alive = Vec::new();
-    for _ in 0..KEPT_ALIVE {
-        kept_alive.push(kept_alive_connection(d.port));
+impl Hostile {
+    fn open(port: u16) -> Self {
+        let mut kept_alive = Vec::new();
+        for _ in 0..KEPT_ALIVE {
+            kept_alive.push(kept_alive_connection(port));
+        }
+        let mut idle = Vec::new();
+        for _ in 0..IDLE {
+            let s = connect(port);
+            idle.push((s, Instant::now()));
+        }
+        let mut slow = Vec::new();
+        for _ in 0..SLOW {
+            let mut s = connect(port);
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                .unwrap();
+            slow.push((s, Instant::now()));
+        }
+        let trickle = Trickle::start(slow.iter().map(|(s, _)| s.try_clone().unwrap()).collect());
+        Hostile {
+            kept_alive,
+            idle,
+            slow,
+            trickle,
+            opened: Instant::now(),
+        }
     }
-    let mut idle = Vec::new();
-    for _ in 0..IDLE {
-        let s = connect(d.port);
-        idle.push((s, Instant::now()));
-    }
-    let mut slow = Vec::new();
-    for _ in 0..SLOW {
-        let mut s = connect(d.port);
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            .unwrap();
-        slow.push((s, Instant::now()));
-    }
-    let trickle = Trickle::start(slow.iter().map(|(s, _)| s.try_clone().unwrap()).collect());
-    let opened = Instant::now();
+}
 
-    // The daemon holds them all (none refused, none shed).
+/// The daemon holds them all (none refused, none shed); returns how many it holds.
+fn wait_held(d: &Daemon, opened: Instant) -> usize {
     let want = IDLE + SLOW + KEPT_ALIVE;
     let mut held = 0;
     while opened.elapsed() < Duration::from_secs(2) {
@@ -110,7 +149,12 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
         held >= want,
         "the daemon holds {held} of {want} connections"
     );
+    held
+}
 
+/// With the hostile connections held, every probe answers within the bound, before any
+/// header timeout, and the daemon's memory grew by at most the bound per connection.
+fn check_probes_while_held(d: &Daemon, held: usize, rss_before: u64, opened: Instant) {
     let latencies = probe_all(d.port);
     let rss_during = rss(d.pid());
     let hostile = (IDLE + SLOW + KEPT_ALIVE) as u64;
@@ -139,9 +183,18 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
         rss_before / 1024,
         rss_during / 1024
     );
+}
 
-    // Every hostile connection is closed by the daemon once its header time is up, and not
-    // before (nothing was shed below the cap).
+/// Every hostile connection is closed by the daemon once its header time is up, and not
+/// before (nothing was shed below the cap).
+fn check_closed_after_the_header_timeout(hostile: Hostile) {
+    let Hostile {
+        kept_alive,
+        idle,
+        slow,
+        trickle,
+        ..
+    } = hostile;
     let all: Vec<(&TcpStream, Instant)> = idle
         .iter()
         .chain(&slow)
@@ -169,8 +222,10 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
         }
     }
     drop((idle, slow, kept_alive));
+}
 
-    // Beyond the cap: the oldest idle connections are shed at once and probes still pass.
+/// Beyond the cap: the oldest idle connections are shed at once and probes still pass.
+fn check_oldest_shed_beyond_the_cap(d: &Daemon, soft: u64, rss_before: u64) {
     let cap = connection_cap(Some(soft));
     let mut flood = Vec::new();
     for _ in 0..cap + BEYOND_CAP {
@@ -215,7 +270,6 @@ fn probes_are_served_at_once_while_a_thousand_hostile_connections_are_open() {
         rss_flood / 1024
     );
     drop(flood);
-    assert_eq!(d.get("/healthz").unwrap().0, 200);
 }
 
 /// A client that asks for a large answer and never reads it: the daemon's write blocks, and

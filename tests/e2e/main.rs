@@ -949,8 +949,34 @@ fn without_a_runtime_socket_the_daemon_runs_and_says_so_once() {
 #[test]
 fn the_init_audit_judges_each_containers_pid1() {
     let d = Daemon::start();
+    let containers = start_audited_containers();
+    // A pod with a shared PID namespace: "pause" is PID 1. In the app container's cgroup, a
+    // main process started in that namespace exits at once and leaves its child behind,
+    // handed to pause. (runc itself kills what is left when a container's init exits, so the
+    // container is made by hand: a cgroup and `nsenter`.)
+    let pause = runc::RuncContainer::start(
+        "zombie-audit-c6",
+        &audited_cgroup("c6"),
+        &["/bin/sleep", "3600"],
+    );
+    let app = runc::LeftoverInSharedPidNs::start(pause.pid, &audited_cgroup("c7"));
+    check_plain_pid1_audit(&d);
+    check_init_shell_and_trap_audits(&d);
+    check_leftover_in_shared_pid_namespace_audit(&d);
+    check_the_info_metric_and_the_command_agree(&d);
+    drop(app);
+    drop(pause);
+    drop(containers);
+}
+
+/// The cgroup of the init audit's container `id` (its id is `id` repeated to 64 characters).
+fn audited_cgroup(id: &str) -> String {
     let uid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
-    let path = |id: &str| format!("/kubepods/besteffort/pod{uid}/{}", id.repeat(32));
+    format!("/kubepods/besteffort/pod{uid}/{}", id.repeat(32))
+}
+
+/// c1 a plain PID 1, c2 tini, c3 dumb-init, c4 a shell, c5 a PID 1 that traps SIGTERM.
+fn start_audited_containers() -> Vec<runc::RuncContainer> {
     let long = "while :; do sleep 1; done";
     let trap = format!("trap 'exit 0' TERM; {long}");
     let cases: Vec<(&str, Vec<&str>, &[&str])> = vec![
@@ -980,25 +1006,26 @@ fn the_init_audit_judges_each_containers_pid1() {
         };
         containers.push(runc::RuncContainer::start_with(
             &format!("zombie-audit-{id}"),
-            &path(id),
+            &audited_cgroup(id),
             args,
             opts,
         ));
     }
-    // A pod with a shared PID namespace: "pause" is PID 1. In the app container's cgroup, a
-    // main process started in that namespace exits at once and leaves its child behind,
-    // handed to pause. (runc itself kills what is left when a container's init exits, so the
-    // container is made by hand: a cgroup and `nsenter`.)
-    let pause = runc::RuncContainer::start("zombie-audit-c6", &path("c6"), &["/bin/sleep", "3600"]);
-    let app = runc::LeftoverInSharedPidNs::start(pause.pid, &path("c7"));
-    let audit = |id: &str| -> serde_json::Value {
-        let all = d.audit();
-        all.iter()
-            .find(|a| a["container_id"].as_str() == Some(id.repeat(32).as_str()))
-            .cloned()
-            .unwrap_or_else(|| panic!("no audit of {id} in {all:#?}"))
-    };
-    let a = audit("c1");
+    containers
+}
+
+/// The audit of container `id`, from an audit taken now.
+fn audit_of(d: &Daemon, id: &str) -> serde_json::Value {
+    let all = d.audit();
+    all.iter()
+        .find(|a| a["container_id"].as_str() == Some(id.repeat(32).as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no audit of {id} in {all:#?}"))
+}
+
+/// c1: a plain PID 1 neither reaps nor handles SIGTERM.
+fn check_plain_pid1_audit(d: &Daemon) {
+    let a = audit_of(d, "c1");
     // The daemon runs without --show-cmdlines: PID 1's arguments are redacted.
     assert_eq!(a["pid1_cmdline"], "/bin/sleep [redacted]", "{a:#}");
     assert_eq!(
@@ -1015,32 +1042,41 @@ fn the_init_audit_judges_each_containers_pid1() {
         "{a:#}"
     );
     assert!(a["verdict"].as_str().unwrap().contains("SIGKILL"), "{a:#}");
+}
+
+/// c2 and c3: real inits are ok; c4: a shell is named; c5: a trapped SIGTERM is handled.
+fn check_init_shell_and_trap_audits(d: &Daemon) {
     for (id, init) in [("c2", "tini-static"), ("c3", "dumb-init")] {
-        let a = audit(id);
+        let a = audit_of(d, id);
         assert_eq!(a["kind"], "init", "{a:#}");
         assert_eq!(a["init"], init, "{a:#}");
         assert_eq!(a["reaps"], true, "{a:#}");
         assert_eq!(a["handles_sigterm"], true, "{a:#}");
         assert_eq!(a["verdict"], "ok", "{a:#}");
     }
-    let a = audit("c4");
+    let a = audit_of(d, "c4");
     assert_eq!(
         (a["pid1_comm"].as_str(), a["shell"].as_bool()),
         (Some("bash"), Some(true)),
         "{a:#}"
     );
     assert!(a["verdict"].as_str().unwrap().contains("shell"), "{a:#}");
-    let a = audit("c5");
+    let a = audit_of(d, "c5");
     assert_eq!(
         (a["sigterm"].as_str(), a["handles_sigterm"].as_bool()),
         (Some("caught"), Some(true)),
         "{a:#}"
     );
+}
+
+/// c7: the child its main process left behind in the pod's shared PID namespace; c6 (the
+/// pod's PID 1) has none.
+fn check_leftover_in_shared_pid_namespace_audit(d: &Daemon) {
     let a = poll(
         "the leftover child in the shared PID namespace",
         3 * SECOND,
         || {
-            let a = audit("c7");
+            let a = audit_of(d, "c7");
             (a["leftover_pids"].as_array().is_some_and(|l| l.len() == 1)).then_some(a)
         },
     );
@@ -1052,9 +1088,14 @@ fn the_init_audit_judges_each_containers_pid1() {
             .contains("keep the container from stopping"),
         "{a:#}"
     );
-    assert_eq!(audit("c6")["leftover_pids"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        audit_of(d, "c6")["leftover_pids"].as_array().unwrap().len(),
+        0
+    );
+}
 
-    // The info metric and the command agree.
+/// The info metric and the command agree.
+fn check_the_info_metric_and_the_command_agree(d: &Daemon) {
     let (_, m) = d.get("/metrics").unwrap();
     assert!(
         m.contains("zombie_container_init_info{") && m.contains("pid1=\"tini-static\""),
@@ -1084,9 +1125,6 @@ fn the_init_audit_judges_each_containers_pid1() {
         .unwrap();
     let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.len() >= 7);
-    drop(app);
-    drop(pause);
-    drop(containers);
 }
 
 /// The HTTP API is read-only and bounded: a client that never finishes its headers is cut

@@ -316,17 +316,7 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     let instance = format!("127.0.0.1:{}", d.port);
     let plot_dir = std::env::var_os("ZOMBIE_PLOT_DIR").map(PathBuf::from);
     let mut events = BTreeMap::new();
-
-    // Prometheus runs the rule as substituted.
-    let rule = prom.rule(ALERT).expect("the alert is loaded");
-    assert_eq!(rule["duration"], 2, "{rule}");
-    assert!(
-        rule["query"]
-            .as_str()
-            .unwrap()
-            .contains("namespace_pod:zombie_processes:sum > 1"),
-        "{rule}"
-    );
+    check_the_rule_is_substituted(&prom);
 
     // The zombies appear in a running scrape, as they would on a node.
     poll("the first scrape of the daemon", 15 * SECOND, || {
@@ -351,9 +341,60 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     poll("2 zombies in the container", 3 * SECOND, || {
         (d.children_of(c.pid).len() == 2).then_some(())
     });
+    let cause = the_daemons_cause(&d, uid, &id);
+    check_scraped(&prom, uid, &id, &instance, &mut events);
+    let firing = wait_firing(&prom, uid, &mut events);
+    check_the_firing_alert(&firing, &instance, uid, &cause);
 
-    // The truth, from the daemon: without CRI names, namespace is "", pod the UID, container
-    // the ID; one cause for both zombies.
+    if plot_dir.is_some() {
+        // A plateau worth seeing in the picture.
+        std::thread::sleep(8 * SECOND);
+    }
+    remove_and_wait_resolved(c, &d, &prom, uid, &mut events);
+
+    if let Some(dir) = plot_dir {
+        // And the tail after the reap.
+        std::thread::sleep(4 * SECOND);
+        let context = json!({
+            "pod": uid,
+            "container": id,
+            "cause": cause,
+            "instance": instance,
+            "alert": ALERT,
+            "events": events,
+        });
+        let path = dump_for_plot(&dir, &prom, (window_start, unix_now()), context);
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!(
+        "pending {:.1} s after the container started, firing {:.1} s after pending, resolved \
+         {:.1} s after the container was removed; test took {:.1?}",
+        events["pending"] - events["container_started"],
+        events["firing"] - events["pending"],
+        events["resolved"] - events["container_removed"],
+        t0.elapsed()
+    );
+}
+
+/// When each step of the alert's life was seen (unix seconds), by name.
+type Events = BTreeMap<&'static str, f64>;
+
+/// Prometheus runs the rule as substituted.
+fn check_the_rule_is_substituted(prom: &PrometheusServer) {
+    let rule = prom.rule(ALERT).expect("the alert is loaded");
+    assert_eq!(rule["duration"], 2, "{rule}");
+    assert!(
+        rule["query"]
+            .as_str()
+            .unwrap()
+            .contains("namespace_pod:zombie_processes:sum > 1"),
+        "{rule}"
+    );
+}
+
+/// The truth, from the daemon: without CRI names, namespace is "", pod the UID, container
+/// the ID; one cause for both zombies, which is returned.
+fn the_daemons_cause(d: &Daemon, uid: &str, id: &str) -> String {
     let (_, metrics) = d.get("/metrics").unwrap();
     let series = format!("zombie_processes{{container=\"{id}\",namespace=\"\",pod=\"{uid}\"}} 2");
     assert!(metrics.contains(&series), "no {series} in\n{metrics}");
@@ -364,10 +405,18 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
         .filter_map(|l| label(l, "cause"))
         .collect();
     assert_eq!(causes.len(), 1, "one cause for both zombies: {metrics}");
-    let cause = causes[0];
+    causes[0].to_string()
+}
 
-    // Prometheus scrapes the same series. An empty label value is no label in Prometheus, so
-    // `namespace` is absent there rather than "".
+/// Prometheus scrapes the same series. An empty label value is no label in Prometheus, so
+/// `namespace` is absent there rather than "".
+fn check_scraped(
+    prom: &PrometheusServer,
+    uid: &str,
+    id: &str,
+    instance: &str,
+    events: &mut Events,
+) {
     let scraped = poll(
         "the pod's zombie_processes in Prometheus",
         3 * SECOND,
@@ -379,12 +428,16 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     events.insert("zombies_scraped", unix_now());
     assert_eq!(scraped.len(), 1, "{scraped:?}");
     let m = &scraped[0]["metric"];
-    assert_eq!(m["container"].as_str(), Some(id.as_str()), "{m}");
+    assert_eq!(m["container"].as_str(), Some(id), "{m}");
     assert_eq!(m["job"], "zombie-daemon", "{m}");
-    assert_eq!(m["instance"].as_str(), Some(instance.as_str()), "{m}");
+    assert_eq!(m["instance"].as_str(), Some(instance), "{m}");
     assert!(m.get("namespace").is_none(), "{m}");
     assert_eq!(scraped[0]["value"][1], "2");
+}
 
+/// The pod's alert goes pending, then fires, and is the only one for the pod; returns it
+/// firing.
+fn wait_firing(prom: &PrometheusServer, uid: &str, events: &mut Events) -> Value {
     let ours = |a: &Value| a["labels"]["pod"] == uid;
     let pending = poll("the alert to go pending", 10 * SECOND, || {
         prom.alerts(ALERT).into_iter().find(ours)
@@ -399,8 +452,12 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
     events.insert("firing", unix_now());
     let active: Vec<Value> = prom.alerts(ALERT).into_iter().filter(ours).collect();
     assert_eq!(active.len(), 1, "one alert per (pod, cause): {active:?}");
+    firing
+}
 
-    // The pod's labels; `container` is aggregated away (alerts are per pod and cause).
+/// The pod's labels; `container` is aggregated away (alerts are per pod and cause). The
+/// value and the annotations.
+fn check_the_firing_alert(firing: &Value, instance: &str, uid: &str, cause: &str) {
     let labels = &firing["labels"];
     let expected = json!({
         "alertname": ALERT,
@@ -431,13 +488,18 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
             .ends_with("/deploy/prometheus/runbook.md#zombieprocesseshigh"),
         "{firing}"
     );
+}
 
-    if plot_dir.is_some() {
-        // A plateau worth seeing in the picture.
-        std::thread::sleep(8 * SECOND);
-    }
-
-    // Removing the container tears down its PID namespace: the kernel reaps the zombies.
+/// Removing the container tears down its PID namespace: the kernel reaps the zombies, the
+/// alert resolves and the pod's series goes stale.
+fn remove_and_wait_resolved(
+    c: RuncContainer,
+    d: &Daemon,
+    prom: &PrometheusServer,
+    uid: &str,
+    events: &mut Events,
+) {
+    let ours = |a: &Value| a["labels"]["pod"] == uid;
     let pid1 = c.pid;
     drop(c);
     events.insert("container_removed", unix_now());
@@ -452,28 +514,5 @@ fn the_zombie_alert_fires_with_the_pod_labels_and_resolves_in_a_real_prometheus(
         prom.query(&format!("zombie_processes{{pod=\"{uid}\"}}"))
             .is_empty(),
         "the pod's series went stale"
-    );
-
-    if let Some(dir) = plot_dir {
-        // And the tail after the reap.
-        std::thread::sleep(4 * SECOND);
-        let context = json!({
-            "pod": uid,
-            "container": id,
-            "cause": cause,
-            "instance": instance,
-            "alert": ALERT,
-            "events": events,
-        });
-        let path = dump_for_plot(&dir, &prom, (window_start, unix_now()), context);
-        eprintln!("wrote {}", path.display());
-    }
-    eprintln!(
-        "pending {:.1} s after the container started, firing {:.1} s after pending, resolved \
-         {:.1} s after the container was removed; test took {:.1?}",
-        events["pending"] - events["container_started"],
-        events["firing"] - events["pending"],
-        events["resolved"] - events["container_removed"],
-        t0.elapsed()
     );
 }

@@ -858,6 +858,41 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         md,
         "## 6. Peers: CPU at 5,000 processes, short-lived zombies seen\n"
     )?;
+    let run = run_peers()?;
+    write_peers(md, targets, run)
+}
+
+/// Section 6's short-lived zombies.
+const SHORT_LIVED: usize = 50;
+
+/// What section 6 measured.
+struct PeersRun {
+    /// CPU seconds per minute of zombie-daemon, node-exporter and process-exporter.
+    per_min: Vec<f64>,
+    /// zombie-daemon's CPU seconds over the window.
+    daemon_cpu: f64,
+    /// The window in minutes.
+    mins: f64,
+    /// How many of the short-lived zombies `/zombies` listed, and the requests it took.
+    seen_d: usize,
+    asked: usize,
+    scrapes: PeerScrapes,
+}
+
+/// The exporters' short-lived zombies seen (the sum over scrapes of the gauge above its
+/// baseline) and every scrape's seconds.
+#[derive(Default)]
+struct PeerScrapes {
+    seen_node: f64,
+    seen_pe: f64,
+    dur_node: Vec<f64>,
+    dur_pe: Vec<f64>,
+    dur_d: Vec<f64>,
+}
+
+/// Section 6's measurement: the three daemons, the sleepers, the short-lived zombies and
+/// the scrapes over the window.
+fn run_peers() -> anyhow::Result<PeersRun> {
     let mut procs = Procs::default();
     let daemon = start_daemon(&mut procs, &[])?;
     let cfg = std::env::temp_dir().join("zombie-bench-process-exporter.yml");
@@ -866,6 +901,48 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         &cfg,
         "process_names:\n  - name: \"{{.Comm}}\"\n    cmdline:\n    - '.*'\n",
     )?;
+    let (node, pe) = start_exporters(&mut procs, &cfg)?;
+    let sleepers = start_sleepers(5_000)?;
+    // Wait for both exporters, then take the baseline (zombies that exist anyway).
+    let t = Instant::now();
+    while scrape(19100, "/metrics").is_err() || scrape(19256, "/metrics").is_err() {
+        if t.elapsed() > Duration::from_secs(15) {
+            bail!("the exporters did not come up");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let base_node = node_zombies(&scrape(19100, "/metrics")?.0);
+    let base_pe = pe_zombies(&scrape(19256, "/metrics")?.0);
+    let cpu0 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+
+    let window = Duration::from_secs(120);
+    let maker = short_lived_zombies();
+    let t = Instant::now();
+    let scrapes = scrape_peers(t, base_node, base_pe)?;
+    if let Some(d) = window.checked_sub(t.elapsed()) {
+        thread::sleep(d);
+    }
+    let cpu1 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+    let mins = t.elapsed().as_secs_f64() / 60.0;
+    let (seen_d, asked) = maker
+        .join()
+        .map_err(|_| anyhow::anyhow!("zombie maker panicked"))??;
+    drop(sleepers);
+    drop(procs);
+    let _ = std::fs::remove_file(&cfg);
+    Ok(PeersRun {
+        per_min: (0..3).map(|i| (cpu1[i] - cpu0[i]) / mins).collect(),
+        daemon_cpu: cpu1[0] - cpu0[0],
+        mins,
+        seen_d,
+        asked,
+        scrapes,
+    })
+}
+
+/// Starts node-exporter (port 19100) and process-exporter (port 19256, config `cfg`);
+/// returns their pids.
+fn start_exporters(procs: &mut Procs, cfg: &Path) -> anyhow::Result<(u32, u32)> {
     let node = procs
         .add(
             Command::new("prometheus-node-exporter")
@@ -883,15 +960,20 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         .add(
             Command::new("prometheus-process-exporter")
                 .args(["-web.listen-address", "127.0.0.1:19256", "-config.path"])
-                .arg(&cfg)
+                .arg(cfg)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .context("start prometheus-process-exporter")?,
         )
         .id();
+    Ok((node, pe))
+}
+
+/// `n` extra `sleep 600` processes.
+fn start_sleepers(n: usize) -> anyhow::Result<Procs> {
     let mut sleepers = Procs::default();
-    for _ in 0..5_000 {
+    for _ in 0..n {
         sleepers.add(
             Command::new("sleep")
                 .arg("600")
@@ -902,42 +984,43 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
                 .context("start a sleeper")?,
         );
     }
-    let get = |port: u16, path: &str| -> anyhow::Result<(String, f64)> {
-        let t = Instant::now();
-        let mut s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(14)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok((out, t.elapsed().as_secs_f64()))
-    };
-    // Wait for both exporters, then take the baseline (zombies that exist anyway).
-    let t = Instant::now();
-    while get(19100, "/metrics").is_err() || get(19256, "/metrics").is_err() {
-        if t.elapsed() > Duration::from_secs(15) {
-            bail!("the exporters did not come up");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let z_node = |m: &str| metric_with(m, "node_processes_state", "state=\"Z\"");
-    let z_pe = |m: &str| metric_with(m, "namedprocess_namegroup_states", "state=\"Zombie\"");
-    let base_node = z_node(&get(19100, "/metrics")?.0);
-    let base_pe = z_pe(&get(19256, "/metrics")?.0);
-    let cpu0 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
+    Ok(sleepers)
+}
 
-    // 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s. While
-    // each lives, the maker asks zombie-daemon's `/zombies` every 20 ms whether it lists it
-    // (by its parent's pid): seen means seen by a reader, for these 50 zombies only.
-    const N: usize = 50;
-    let window = Duration::from_secs(120);
-    let maker = thread::spawn(move || -> anyhow::Result<(usize, usize)> {
+/// A GET of `path` on a loopback `port`, the whole answer read; returns (answer, seconds).
+fn scrape(port: u16, path: &str) -> anyhow::Result<(String, f64)> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(14)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok((out, t.elapsed().as_secs_f64()))
+}
+
+/// node-exporter's zombie gauge.
+fn node_zombies(m: &str) -> f64 {
+    metric_with(m, "node_processes_state", "state=\"Z\"")
+}
+
+/// process-exporter's zombie gauge.
+fn pe_zombies(m: &str) -> f64 {
+    metric_with(m, "namedprocess_namegroup_states", "state=\"Zombie\"")
+}
+
+/// 50 zombies, one every 2.4 s at a random offset, each alive a random 0.2–2 s. While each
+/// lives, the maker asks zombie-daemon's `/zombies` every 20 ms whether it lists it (by its
+/// parent's pid): seen means seen by a reader, for these 50 zombies only. The thread
+/// returns (seen, asked).
+fn short_lived_zombies() -> thread::JoinHandle<anyhow::Result<(usize, usize)>> {
+    thread::spawn(move || -> anyhow::Result<(usize, usize)> {
         let mut rng = Lcg(0x5eed_2026);
         let t = Instant::now();
         let (mut seen, mut asked) = (0, 0);
-        for i in 0..N {
+        for i in 0..SHORT_LIVED {
             let at = Duration::from_secs_f64(i as f64 * 2.4 + rng.next_f64() * 0.3);
             if let Some(d) = at.checked_sub(t.elapsed()) {
                 thread::sleep(d);
@@ -961,43 +1044,49 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
             drop(p); // `reap`, then EOF
         }
         Ok((seen, asked))
-    });
-    let t = Instant::now();
-    let (mut seen_node, mut seen_pe) = (0.0, 0.0);
-    let (mut dur_node, mut dur_pe, mut dur_d) = (vec![], vec![], vec![]);
+    })
+}
+
+/// Scrapes the three, every 15 s from `t`, 8 times.
+fn scrape_peers(t: Instant, base_node: f64, base_pe: f64) -> anyhow::Result<PeerScrapes> {
+    let mut s = PeerScrapes::default();
     for k in 0..8u32 {
         if let Some(d) = (Duration::from_secs(15) * k).checked_sub(t.elapsed()) {
             thread::sleep(d);
         }
-        let (m, d) = get(19100, "/metrics")?;
-        seen_node += (z_node(&m) - base_node).max(0.0);
-        dur_node.push(d);
-        let (m, d) = get(19256, "/metrics")?;
-        seen_pe += (z_pe(&m) - base_pe).max(0.0);
-        dur_pe.push(d);
-        let (_, d) = get(PORT, "/metrics")?;
-        dur_d.push(d);
+        let (m, d) = scrape(19100, "/metrics")?;
+        s.seen_node += (node_zombies(&m) - base_node).max(0.0);
+        s.dur_node.push(d);
+        let (m, d) = scrape(19256, "/metrics")?;
+        s.seen_pe += (pe_zombies(&m) - base_pe).max(0.0);
+        s.dur_pe.push(d);
+        let (_, d) = scrape(PORT, "/metrics")?;
+        s.dur_d.push(d);
     }
-    if let Some(d) = window.checked_sub(t.elapsed()) {
-        thread::sleep(d);
-    }
-    let cpu1 = [cpu_secs(daemon)?, cpu_secs(node)?, cpu_secs(pe)?];
-    let mins = t.elapsed().as_secs_f64() / 60.0;
-    let (seen_d, asked) = maker
-        .join()
-        .map_err(|_| anyhow::anyhow!("zombie maker panicked"))??;
-    drop(sleepers);
-    drop(procs);
-    let _ = std::fs::remove_file(&cfg);
+    Ok(s)
+}
 
-    let per_min: Vec<f64> = (0..3).map(|i| (cpu1[i] - cpu0[i]) / mins).collect();
+/// Section 6's method, table and targets; returns process-exporter's CPU seconds per minute.
+fn write_peers(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    run: PeersRun,
+) -> anyhow::Result<f64> {
+    let PeersRun {
+        per_min,
+        daemon_cpu,
+        mins,
+        seen_d,
+        asked,
+        scrapes: mut s,
+    } = run;
     writeln!(
         md,
         "Method: 5,000 extra `sleep 600` processes; zombie-daemon, `prometheus-node-exporter \
          --collector.processes` (defaults otherwise) and `prometheus-process-exporter` (config: \
          one group per comm, cmdline `.*`, which a zombie's empty cmdline matches) on loopback \
          ports, each scraped every 15 s for {:.1} minutes (8 scrapes); CPU = utime + stime \
-         from `/proc/<pid>/stat` across the window, per minute. Meanwhile {N} zombies, one \
+         from `/proc/<pid>/stat` across the window, per minute. Meanwhile {SHORT_LIVED} zombies, one \
          every ~2.4 s, each alive a random 0.2–2 s, reaped by their parent. \"Seen\" for the \
          exporters is the sum over scrapes of the zombie gauge above its baseline (a zombie \
          lives under 2 s, so no scrape sees one twice); for zombie-daemon it is how many of \
@@ -1013,23 +1102,28 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         (
             "zombie-daemon",
             per_min[0],
-            median(&mut dur_d),
+            median(&mut s.dur_d),
             seen_d as f64,
         ),
         (
             "node-exporter `--collector.processes`",
             per_min[1],
-            median(&mut dur_node),
-            seen_node,
+            median(&mut s.dur_node),
+            s.seen_node,
         ),
-        ("process-exporter", per_min[2], median(&mut dur_pe), seen_pe),
+        (
+            "process-exporter",
+            per_min[2],
+            median(&mut s.dur_pe),
+            s.seen_pe,
+        ),
     ];
     for (name, cpu, scrape, seen) in rows {
         writeln!(
             md,
-            "| {name} | {cpu:.2} | {:.0} ms | {seen:.0} of {N} ({:.0} %) |",
+            "| {name} | {cpu:.2} | {:.0} ms | {seen:.0} of {SHORT_LIVED} ({:.0} %) |",
             scrape * 1000.0,
-            seen / N as f64 * 100.0
+            seen / SHORT_LIVED as f64 * 100.0
         )?;
     }
     let ratio = per_min[2] / per_min[0].max(1e-9);
@@ -1037,12 +1131,14 @@ fn peers(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow
         md,
         "\nprocess-exporter used {ratio:.0}x the CPU of zombie-daemon (daemon CPU is counted \
          in 10 ms ticks: {:.2} s over the window).\n",
-        cpu1[0] - cpu0[0]
+        daemon_cpu
     )?;
     targets.push((
-        format!("every one of {N} short-lived zombies (0.2–2 s) listed in /zombies while it lives"),
-        format!("{seen_d} of {N}"),
-        ok(seen_d == N).into(),
+        format!(
+            "every one of {SHORT_LIVED} short-lived zombies (0.2–2 s) listed in /zombies while it lives"
+        ),
+        format!("{seen_d} of {SHORT_LIVED}"),
+        ok(seen_d == SHORT_LIVED).into(),
     ));
     targets.push((
         "at least 20x less CPU than process-exporter at 5,000 processes".into(),
@@ -1068,6 +1164,19 @@ fn unreported_reaps(
     )?;
     let log = std::env::temp_dir().join("zombie-daemon-bench-confirm.log");
     let mut procs = Procs::default();
+    let daemon = start_daemon_logging_confirmations(&mut procs, &log)?;
+    let witness = sh(&format!(
+        "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
+        log.display()
+    ));
+    let base = unreported_in_a_storm(md, targets, &witness)?;
+    unreported_in_a_mass_release(md, targets, base)?;
+    confirmation_cost(md, targets, &mut procs, &log, daemon, base)
+}
+
+/// zombie-daemon with its event loop's debug log (the confirmation passes) in `log`, once
+/// it answers `/readyz`; returns its pid.
+fn start_daemon_logging_confirmations(procs: &mut Procs, log: &Path) -> anyhow::Result<u32> {
     let child = Command::new(bin("zombie-daemon"))
         .args(["run", "--listen", &format!("127.0.0.1:{PORT}")])
         .args([
@@ -1077,7 +1186,7 @@ fn unreported_reaps(
             "json",
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(log)?)
         .spawn()
         .context("start zombie-daemon")?;
     let daemon = child.id();
@@ -1089,39 +1198,49 @@ fn unreported_reaps(
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let witness = sh(&format!(
-        "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
-        log.display()
-    ));
-    let counts = || -> anyhow::Result<(f64, f64, f64)> {
-        let m = http_get("/metrics")?;
-        Ok((
-            metric(&m, "zombie_reaps_unobserved_total"),
-            metric(&m, "zombie_reaped_total"),
-            metric(&m, "zombie_processes"),
-        ))
-    };
-    // Settled: nothing listed beyond `base`, and past the 2 s grace of the last vanish.
-    let settle = |base: f64| -> anyhow::Result<f64> {
-        let t = Instant::now();
-        loop {
-            let (_, _, listed) = counts()?;
-            if listed <= base {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(60) {
-                bail!("{listed} zombies still listed 60 s after the release");
-            }
-            thread::sleep(Duration::from_millis(20));
+    Ok(daemon)
+}
+
+/// (unobserved reaps, reaps, zombies listed) from `/metrics`.
+fn reap_counts() -> anyhow::Result<(f64, f64, f64)> {
+    let m = http_get("/metrics")?;
+    Ok((
+        metric(&m, "zombie_reaps_unobserved_total"),
+        metric(&m, "zombie_reaped_total"),
+        metric(&m, "zombie_processes"),
+    ))
+}
+
+/// Settled: nothing listed beyond `base`, and past the 2 s grace of the last vanish.
+/// Returns the seconds until nothing beyond `base` was listed.
+fn settle(base: f64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    loop {
+        let (_, _, listed) = reap_counts()?;
+        if listed <= base {
+            break;
         }
-        let gone = t.elapsed().as_secs_f64();
-        thread::sleep(Duration::from_secs(3));
-        Ok(gone)
-    };
-    let (u0, r0, base) = counts()?;
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("{listed} zombies still listed 60 s after the release");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let gone = t.elapsed().as_secs_f64();
+    thread::sleep(Duration::from_secs(3));
+    Ok(gone)
+}
+
+/// The reaps of a 100,000-exit storm the kernel did not report: the method, the table's
+/// head and its first row. Returns the zombies listed before it (the baseline).
+fn unreported_in_a_storm(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    witness: &str,
+) -> anyhow::Result<f64> {
+    let (u0, r0, base) = reap_counts()?;
     let (exits, secs) = storms(1, 100_000)?;
     settle(base)?;
-    let (u1, r1, _) = counts()?;
+    let (u1, r1, _) = reap_counts()?;
     writeln!(
         md,
         "Method: a fresh daemon (reaps seen at {witness}); a storm of {exits} exits (vfork + \
@@ -1144,7 +1263,16 @@ fn unreported_reaps(
         format!("{:.0} of {exits}", u1 - u0),
         ok(u1 - u0 == 0.0).into(),
     ));
-    // The mass release.
+    Ok(base)
+}
+
+/// The reaps of a mass release the kernel did not report: 4,000 zombies released at once
+/// (their parent exits under a subreaper that ignores SIGCHLD); the table's second row.
+fn unreported_in_a_mass_release(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    base: f64,
+) -> anyhow::Result<()> {
     let n = 4_000;
     let mut child = Command::new(bin("zombie-workload"))
         .args(["orphans-to-ignoring-reaper", &n.to_string(), "zd-bench"])
@@ -1160,18 +1288,18 @@ fn unreported_reaps(
     let mut holder = Procs::default();
     holder.add(child);
     let t = Instant::now();
-    while counts()?.2 < base + n as f64 {
+    while reap_counts()?.2 < base + n as f64 {
         if t.elapsed() > Duration::from_secs(30) {
             bail!("the {n} zombies of the mass release were not listed within 30 s");
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let (u0, r0, _) = counts()?;
+    let (u0, r0, _) = reap_counts()?;
     writeln!(stdin, "release")?;
     line.clear();
     out.read_line(&mut line)?;
     let gone = settle(base)?;
-    let (u1, r1, _) = counts()?;
+    let (u1, r1, _) = reap_counts()?;
     drop(holder);
     writeln!(
         md,
@@ -1185,8 +1313,19 @@ fn unreported_reaps(
         format!("{:.0} of {n}", u1 - u0),
         ok(u1 - u0 == 0.0).into(),
     ));
+    Ok(())
+}
 
-    // 100,000 zombies held: the pass over the whole table, every 5 s.
+/// 100,000 zombies held: the pass over the whole table, every 5 s, timed from the daemon's
+/// `log`, and the daemon's CPU meanwhile. Stops the daemon (`procs`) once measured.
+fn confirmation_cost(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+    procs: &mut Procs,
+    log: &Path,
+    daemon: u32,
+    base: f64,
+) -> anyhow::Result<()> {
     let old_pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
         .trim()
         .parse()?;
@@ -1202,7 +1341,7 @@ fn unreported_reaps(
         made += 1000;
     }
     let t = Instant::now();
-    while counts()?.2 < base + made as f64 {
+    while reap_counts()?.2 < base + made as f64 {
         if t.elapsed() > Duration::from_secs(60) {
             bail!("the {made} zombies were not listed within 60 s");
         }
@@ -1216,24 +1355,10 @@ fn unreported_reaps(
     let window = 30.0;
     thread::sleep(Duration::from_secs_f64(window));
     let cpu = (cpu_secs(daemon)? - cpu0) / window;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let mut took: Vec<f64> = text
-        .lines()
-        .filter(|l| {
-            l.contains("confirmed every listed zombie")
-                && l.contains(&format!("\"zombies\":{made}"))
-        })
-        .filter_map(|l| {
-            let v = l.split("\"took_us\":").nth(1)?;
-            v.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .collect();
+    let mut took = confirmation_pass_times(log, made);
     drop(zombies);
     drop(_pid_guard);
-    stop(&mut procs);
+    stop(procs);
     let med = median(&mut took) / 1000.0;
     writeln!(
         md,
@@ -1251,6 +1376,24 @@ fn unreported_reaps(
         ok(made >= 100_000 && med < 5_000.0 && !took.is_empty()).into(),
     ));
     Ok(())
+}
+
+/// The microseconds each confirmation pass over `made` zombies took, from the daemon's log.
+fn confirmation_pass_times(log: &Path, made: u64) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.contains("confirmed every listed zombie")
+                && l.contains(&format!("\"zombies\":{made}"))
+        })
+        .filter_map(|l| {
+            let v = l.split("\"took_us\":").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .collect()
 }
 
 /// Section 1: kernel time per process lifetime of the running daemon's programs, beside the
@@ -1972,7 +2115,6 @@ fn non_readers(n: usize) -> anyhow::Result<Vec<TcpStream>> {
 /// freshness with a large table, mass release, CPU per exit), from one daemon.
 fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
     eprintln!("xtask: bench 5b: bounded memory and freshness (up to 1,000,000 zombies)");
-    const BATCH: u64 = 2_000;
     const LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
     // For working on this section: `ZD_BENCH_MAX_ZOMBIES=100000` stops at that level (a
     // whole run takes every level the machine holds).
@@ -1982,11 +2124,6 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
             .with_context(|| format!("ZD_BENCH_MAX_ZOMBIES={v:?} is not a count"))?,
         Err(_) => u64::MAX,
     };
-    /// Zombies are made only while the machine keeps this much memory available.
-    const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
-    /// And only for this long in all (the bench holds the machine's e2e lock meanwhile).
-    const MAKE_BUDGET: Duration = Duration::from_secs(300);
-    let mut making = Duration::ZERO;
     let mut procs = Procs::default();
     // `ZD_BENCH_DAEMON=PATH` measures another build (an earlier revision, to compare).
     let daemon_bin = std::env::var_os("ZD_BENCH_DAEMON")
@@ -2008,67 +2145,19 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     let _threads = (old_threads < 4_194_304)
         .then(|| Sysctl::set("/proc/sys/kernel/threads-max", "4194304"))
         .transpose()?;
-    writeln!(
-        md,
-        "## 5b. Bounded: memory, slow readers, freshness, CPU per exit\n"
-    )?;
-    writeln!(
-        md,
-        "Method: one fresh daemon with remediation on (`--remediate dry-run`: the remediation \
-         loop reads every zombie every interval; dry-run never acts). `kernel.pid_max` \
-         ({old_pid_max}) and `kernel.threads-max` ({old_threads}) raised to 4194304 for this \
-         section and restored afterwards. Zombies made in `never-wait {BATCH}` batches (parents \
-         kept alive) while the machine keeps {KEEP_FREE_MIB:.0} MiB available. At each count: \
-         VmRSS 1 s after /metrics counts them all (at rest); `/metrics` time; detection \
-         latency of 50 new zombies (`/zombies?after=` polled every 2 ms); one whole \
-         `/zombies` read (size, time) and VmRSS after it; 100 clients that ask for `/zombies` \
-         and never read, VmRSS 3 s later (the difference to before them); VmHWM (the peak \
-         since start). Then every parent reaps at once (mass release) and the time until \
-         /metrics counts none is taken.\n"
-    )?;
-    writeln!(
-        md,
-        "| zombies | at rest | after `/zombies` | with 100 non-readers | peak (VmHWM) | \
-         `/metrics` | `/zombies` | detection p50 / p99 |\n|---|---|---|---|---|---|---|---|"
-    )?;
+    write_bounded_method(md, old_pid_max, old_threads)?;
     // CPU per exit first, with the table empty (after a mass release the daemon is still
     // busy with the table for a while).
     let (cpu, cpu_md) = cpu_per_exit(daemon)?;
-    let mut zombies = Procs::default();
-    let mut made = 0u64;
+    let mut zombies = BoundedZombies::default();
     let mut reached: Vec<Level> = vec![];
     let mut stop_reason = None;
     let mut notes: Vec<String> = vec![];
     for goal in LEVELS.into_iter().filter(|&l| l <= max_level) {
-        let started = Instant::now();
-        while made < goal {
-            if making + started.elapsed() > MAKE_BUDGET {
-                stop_reason = Some(format!(
-                    "stopped at {made}: zombies are made for at most {} s in all",
-                    MAKE_BUDGET.as_secs()
-                ));
-                break;
-            }
-            let avail = mem_available_mib()?;
-            if avail < KEEP_FREE_MIB {
-                stop_reason = Some(format!(
-                    "stopped at {made}: {avail:.0} MiB of memory left available"
-                ));
-                break;
-            }
-            if let Err(e) = workload(&mut zombies, &["never-wait".into(), BATCH.to_string()]) {
-                // The machine makes no more processes: two batches go again, so that the
-                // measurements below can start theirs.
-                let back = zombies.0.len().saturating_sub(2);
-                let undone = Procs(zombies.0.split_off(back));
-                made -= BATCH * undone.0.len() as u64;
-                drop(undone);
-                stop_reason = Some(format!("stopped at {made}: {e:#} (two batches released)"));
-                break;
-            }
-            made += BATCH;
+        if let Some(r) = zombies.make_up_to(goal)? {
+            stop_reason = Some(r);
         }
-        making += started.elapsed();
+        let made = zombies.made;
         if goal > 0 && made < goal && reached.last().is_some_and(|(m, ..)| *m == made) {
             break;
         }
@@ -2090,7 +2179,8 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     for n in &notes {
         writeln!(md, "- {n}")?;
     }
-    let (release_s, reaped_s) = mass_release(md, zombies, made)?;
+    let made = zombies.made;
+    let (release_s, reaped_s) = mass_release(md, zombies.parents, made)?;
     if let Some(r) = &stop_reason {
         writeln!(md, "The largest count: {r}.\n")?;
     }
@@ -2098,6 +2188,96 @@ fn bounded(md: &mut String, targets: &mut Vec<(String, String, String)>) -> anyh
     bounded_targets(targets, &reached, made, (release_s, reaped_s), &cpu);
     stop(&mut procs);
     Ok(())
+}
+
+/// Section 5b's zombies are made in batches of this many (one parent each).
+const BOUNDED_BATCH: u64 = 2_000;
+/// Zombies are made only while the machine keeps this much memory available.
+const KEEP_FREE_MIB: f64 = 6.0 * 1024.0;
+/// And only for this long in all (the bench holds the machine's e2e lock meanwhile).
+const MAKE_BUDGET: Duration = Duration::from_secs(300);
+
+/// Section 5b's heading, method and table head.
+fn write_bounded_method(md: &mut String, old_pid_max: u64, old_threads: u64) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "## 5b. Bounded: memory, slow readers, freshness, CPU per exit\n"
+    )?;
+    writeln!(
+        md,
+        "Method: one fresh daemon with remediation on (`--remediate dry-run`: the remediation \
+         loop reads every zombie every interval; dry-run never acts). `kernel.pid_max` \
+         ({old_pid_max}) and `kernel.threads-max` ({old_threads}) raised to 4194304 for this \
+         section and restored afterwards. Zombies made in `never-wait {BOUNDED_BATCH}` batches (parents \
+         kept alive) while the machine keeps {KEEP_FREE_MIB:.0} MiB available. At each count: \
+         VmRSS 1 s after /metrics counts them all (at rest); `/metrics` time; detection \
+         latency of 50 new zombies (`/zombies?after=` polled every 2 ms); one whole \
+         `/zombies` read (size, time) and VmRSS after it; 100 clients that ask for `/zombies` \
+         and never read, VmRSS 3 s later (the difference to before them); VmHWM (the peak \
+         since start). Then every parent reaps at once (mass release) and the time until \
+         /metrics counts none is taken.\n"
+    )?;
+    writeln!(
+        md,
+        "| zombies | at rest | after `/zombies` | with 100 non-readers | peak (VmHWM) | \
+         `/metrics` | `/zombies` | detection p50 / p99 |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    Ok(())
+}
+
+/// Section 5b's zombies, made in batches while the machine allows it.
+#[derive(Default)]
+struct BoundedZombies {
+    /// Their parents, which never wait.
+    parents: Procs,
+    made: u64,
+    /// The time spent making them so far, against `MAKE_BUDGET`.
+    making: Duration,
+}
+
+impl BoundedZombies {
+    /// Makes zombies until `goal` are made; returns why it stopped short, if it did.
+    fn make_up_to(&mut self, goal: u64) -> anyhow::Result<Option<String>> {
+        let started = Instant::now();
+        let mut stop_reason = None;
+        while self.made < goal {
+            if self.making + started.elapsed() > MAKE_BUDGET {
+                stop_reason = Some(format!(
+                    "stopped at {}: zombies are made for at most {} s in all",
+                    self.made,
+                    MAKE_BUDGET.as_secs()
+                ));
+                break;
+            }
+            let avail = mem_available_mib()?;
+            if avail < KEEP_FREE_MIB {
+                stop_reason = Some(format!(
+                    "stopped at {}: {avail:.0} MiB of memory left available",
+                    self.made
+                ));
+                break;
+            }
+            if let Err(e) = workload(
+                &mut self.parents,
+                &["never-wait".into(), BOUNDED_BATCH.to_string()],
+            ) {
+                // The machine makes no more processes: two batches go again, so that the
+                // measurements below can start theirs.
+                let back = self.parents.0.len().saturating_sub(2);
+                let undone = Procs(self.parents.0.split_off(back));
+                self.made -= BOUNDED_BATCH * undone.0.len() as u64;
+                drop(undone);
+                stop_reason = Some(format!(
+                    "stopped at {}: {e:#} (two batches released)",
+                    self.made
+                ));
+                break;
+            }
+            self.made += BOUNDED_BATCH;
+        }
+        self.making += started.elapsed();
+        Ok(stop_reason)
+    }
 }
 
 /// One rate of exits for section 5b: (exits/s, % of a core, µs per exit).

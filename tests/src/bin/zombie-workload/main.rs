@@ -205,207 +205,17 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let me = std::process::id();
     match args.get(1).map(String::as_str) {
         Some("soak") => soak::soak(arg(&args, 2, 1)),
-        Some("never-wait") => {
-            let mut kids: Vec<i32> = match args.get(3) {
-                Some(comm) => (0..arg(&args, 2, 1))
-                    .map(|_| fork_named_exit(comm, 7))
-                    .collect(),
-                None => (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect(),
-            };
-            say(&format!(
-                "{{\"pid\":{me},\"children\":{}}}",
-                pids_json(&kids)
-            ));
-            serve(&mut kids);
-        }
-        Some("orphans-to-ignoring-reaper") => {
-            // A subreaper that ignores SIGCHLD, a middle process with N zombie children
-            // (named COMM); on `release` the middle exits and the kernel releases its zombies
-            // at once in the middle's exit, without anyone calling wait().
-            let n = arg(&args, 2, 1);
-            let comm = args.get(3).cloned().unwrap_or_else(|| "zd-orphan".into());
-            let mut fds = [0; 2];
-            // SAFETY: plain syscalls with valid pointers; single-threaded at this point.
-            unsafe {
-                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-            }
-            // SAFETY: the middle child only forks, writes and reads, then _exits.
-            let middle = unsafe { libc::fork() };
-            if middle == 0 {
-                let kids: Vec<i32> = (0..n).map(|_| fork_named_exit(&comm, 4)).collect();
-                say(&format!(
-                    "{{\"pid\":{me},\"middle\":{},\"children\":{}}}",
-                    std::process::id(),
-                    pids_json(&kids)
-                ));
-                let mut b = [0u8; 1];
-                // SAFETY: reading one byte into a local buffer.
-                unsafe {
-                    libc::read(fds[0], b.as_mut_ptr().cast(), 1);
-                    libc::_exit(0);
-                }
-            }
-            assert!(middle > 0, "fork failed");
-            // SAFETY: setting a disposition; the middle has its own copy (default).
-            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if line.trim() == "release" {
-                    // SAFETY: writing one byte from a local buffer.
-                    unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
-                    say("{\"released\":true}");
-                }
-            }
-        }
-        Some("ignore-sigchld") => {
-            // SAFETY: setting a disposition at start, single-threaded.
-            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-            let kids: Vec<i32> = (0..arg(&args, 2, 1)).map(|_| fork_exit(7)).collect();
-            thread::sleep(Duration::from_millis(200));
-            say(&format!(
-                "{{\"pid\":{me},\"children\":{}}}",
-                pids_json(&kids)
-            ));
-            serve(&mut Vec::new());
-        }
-        Some("threads") => {
-            let n = arg(&args, 2, 4);
-            let handles: Vec<_> = (0..n)
-                .map(|_| thread::spawn(|| thread::sleep(Duration::from_secs(3600))))
-                .collect();
-            thread::sleep(Duration::from_millis(200));
-            say(&format!(
-                "{{\"pid\":{me},\"threads\":{}}}",
-                handles.len() + 1
-            ));
-            // exit_group with threads still running: one process exits, not N+1.
-            std::process::exit(3);
-        }
-        Some("leader-exits-first") => {
-            let n = arg(&args, 2, 4);
-            let ms = arg(&args, 3, 1000);
-            for i in 0..n {
-                thread::spawn(move || {
-                    if i == 0 {
-                        // Once the leader is gone, a marker: a child that becomes a zombie
-                        // (`{"marker":PID}`). Events reach the daemon in order, so once it
-                        // lists the marker it has seen whatever the leader's exit made.
-                        let stat = format!("/proc/{me}/task/{me}/stat");
-                        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
-                            thread::sleep(Duration::from_millis(5));
-                        }
-                        say(&format!("{{\"marker\":{}}}", fork_exit(9)));
-                    }
-                    thread::sleep(Duration::from_millis(ms));
-                    // SAFETY: ends the whole process from the last thread standing.
-                    unsafe { libc::_exit(0) };
-                });
-            }
-            say(&format!("{{\"pid\":{me},\"threads\":{}}}", n + 1));
-            // The main thread alone leaves (the exit syscall, not exit_group); the process lives
-            // on in its threads. Not pthread_exit: it would unwind through Rust frames.
-            // SAFETY: ends only this thread; nothing of it is used afterwards.
-            unsafe { libc::syscall(libc::SYS_exit, 0) };
-            unreachable!();
-        }
-        Some("pid1-orphans") => {
-            let n = arg(&args, 2, 3);
-            // SAFETY: the child forks and exits; async-signal-safe calls only.
-            let child = unsafe { libc::fork() };
-            if child == 0 {
-                for _ in 0..n {
-                    // SAFETY: as above.
-                    if unsafe { libc::fork() } == 0 {
-                        unsafe { libc::usleep(100_000) };
-                        unsafe { libc::_exit(5) };
-                    }
-                }
-                unsafe { libc::_exit(0) };
-            }
-            say(&format!("{{\"pid\":{me},\"orphans\":{n}}}"));
-            // A PID 1 that never reaps: sleep until killed.
-            loop {
-                thread::sleep(Duration::from_secs(3600));
-            }
-        }
-        Some("storm") => {
-            let n = arg(&args, 2, 10_000);
-            let z = arg(&args, 3, 0);
-            let mut kids = vec![];
-            for i in 0..n {
-                if i == n / 2 {
-                    kids.extend((0..z).map(|_| fork_exit(7)));
-                }
-                // vfork is the fastest way to make exits (~15k/s per loop on 2 cores, fork
-                // ~2k/s). The deprecation is about children that touch memory or return;
-                // this one only calls _exit.
-                // SAFETY: the child shares our memory and stack until it calls _exit.
-                #[allow(deprecated)]
-                let pid = unsafe { libc::vfork() };
-                if pid == 0 {
-                    unsafe { libc::_exit(0) };
-                }
-                wait_for(pid);
-            }
-            say(&format!(
-                "{{\"pid\":{me},\"children\":{}}}",
-                pids_json(&kids)
-            ));
-            serve(&mut kids);
-        }
-        Some("paced") => {
-            let (rate, secs) = (arg(&args, 2, 1_000), arg(&args, 3, 10));
-            let tick = std::time::Duration::from_millis(10);
-            let per_tick = (rate / 100).max(1);
-            let t0 = std::time::Instant::now();
-            let (mut exits, mut ticks) = (0u64, 0u32);
-            while t0.elapsed() < std::time::Duration::from_secs(secs) {
-                for _ in 0..per_tick {
-                    // SAFETY: as in `storm`: the child only calls _exit.
-                    #[allow(deprecated)]
-                    let pid = unsafe { libc::vfork() };
-                    if pid == 0 {
-                        unsafe { libc::_exit(0) };
-                    }
-                    wait_for(pid);
-                    exits += 1;
-                }
-                ticks += 1;
-                if let Some(d) = (tick * ticks).checked_sub(t0.elapsed()) {
-                    std::thread::sleep(d);
-                }
-            }
-            say(&format!(
-                "{{\"pid\":{me},\"exits\":{exits},\"seconds\":{}}}",
-                t0.elapsed().as_secs_f64()
-            ));
-        }
-        Some("reuse") => {
-            let first = fork_exit(1);
-            say(&format!("{{\"pid\":{me},\"children\":[{first}]}}"));
-            let mut kids = vec![];
-            let mut line = String::new();
-            // One line only: `serve` below takes the stdin lock again.
-            while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
-                if line.trim() == "next" {
-                    wait_for(first);
-                    // Later than the first one's start tick, so /proc tells them apart too.
-                    thread::sleep(Duration::from_millis(30));
-                    let second = clone_with_pid(first, 2);
-                    say(&format!("{{\"pid\":{me},\"children\":[{second}]}}"));
-                    if second > 0 {
-                        kids.push(second);
-                    }
-                    break;
-                }
-                line.clear();
-            }
-            serve(&mut kids);
-        }
+        Some("never-wait") => never_wait(&args),
+        Some("orphans-to-ignoring-reaper") => orphans_to_ignoring_reaper(&args),
+        Some("ignore-sigchld") => ignore_sigchld(&args),
+        Some("threads") => threads(&args),
+        Some("leader-exits-first") => leader_exits_first(&args),
+        Some("pid1-orphans") => pid1_orphans(&args),
+        Some("storm") => storm(&args),
+        Some("paced") => paced(&args),
+        Some("reuse") => reuse(),
         Some("signals") => {
             let reap = match args.get(3).map(String::as_str) {
                 Some("reap-on-sigchld") => true,
@@ -426,4 +236,228 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// `never-wait N [COMM]` (see the module doc).
+fn never_wait(args: &[String]) {
+    let me = std::process::id();
+    let mut kids: Vec<i32> = match args.get(3) {
+        Some(comm) => (0..arg(args, 2, 1))
+            .map(|_| fork_named_exit(comm, 7))
+            .collect(),
+        None => (0..arg(args, 2, 1)).map(|_| fork_exit(7)).collect(),
+    };
+    say(&format!(
+        "{{\"pid\":{me},\"children\":{}}}",
+        pids_json(&kids)
+    ));
+    serve(&mut kids);
+}
+
+/// `orphans-to-ignoring-reaper N [COMM]`: a subreaper that ignores SIGCHLD, a middle process
+/// with N zombie children (named COMM); on `release` the middle exits and the kernel releases
+/// its zombies at once in the middle's exit, without anyone calling wait().
+fn orphans_to_ignoring_reaper(args: &[String]) {
+    let me = std::process::id();
+    let n = arg(args, 2, 1);
+    let comm = args.get(3).cloned().unwrap_or_else(|| "zd-orphan".into());
+    let mut fds = [0; 2];
+    // SAFETY: plain syscalls with valid pointers; single-threaded at this point.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+    }
+    // SAFETY: the middle child only forks, writes and reads, then _exits.
+    let middle = unsafe { libc::fork() };
+    if middle == 0 {
+        let kids: Vec<i32> = (0..n).map(|_| fork_named_exit(&comm, 4)).collect();
+        say(&format!(
+            "{{\"pid\":{me},\"middle\":{},\"children\":{}}}",
+            std::process::id(),
+            pids_json(&kids)
+        ));
+        let mut b = [0u8; 1];
+        // SAFETY: reading one byte into a local buffer.
+        unsafe {
+            libc::read(fds[0], b.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    assert!(middle > 0, "fork failed");
+    // SAFETY: setting a disposition; the middle has its own copy (default).
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "release" {
+            // SAFETY: writing one byte from a local buffer.
+            unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+            say("{\"released\":true}");
+        }
+    }
+}
+
+/// `ignore-sigchld N` (see the module doc).
+fn ignore_sigchld(args: &[String]) {
+    let me = std::process::id();
+    // SAFETY: setting a disposition at start, single-threaded.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let kids: Vec<i32> = (0..arg(args, 2, 1)).map(|_| fork_exit(7)).collect();
+    thread::sleep(Duration::from_millis(200));
+    say(&format!(
+        "{{\"pid\":{me},\"children\":{}}}",
+        pids_json(&kids)
+    ));
+    serve(&mut Vec::new());
+}
+
+/// `threads N` (see the module doc).
+fn threads(args: &[String]) {
+    let me = std::process::id();
+    let n = arg(args, 2, 4);
+    let handles: Vec<_> = (0..n)
+        .map(|_| thread::spawn(|| thread::sleep(Duration::from_secs(3600))))
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    say(&format!(
+        "{{\"pid\":{me},\"threads\":{}}}",
+        handles.len() + 1
+    ));
+    // exit_group with threads still running: one process exits, not N+1.
+    std::process::exit(3);
+}
+
+/// `leader-exits-first N MS` (see the module doc).
+fn leader_exits_first(args: &[String]) {
+    let me = std::process::id();
+    let n = arg(args, 2, 4);
+    let ms = arg(args, 3, 1000);
+    for i in 0..n {
+        thread::spawn(move || {
+            if i == 0 {
+                // Once the leader is gone, a marker: a child that becomes a zombie
+                // (`{"marker":PID}`). Events reach the daemon in order, so once it
+                // lists the marker it has seen whatever the leader's exit made.
+                let stat = format!("/proc/{me}/task/{me}/stat");
+                while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                say(&format!("{{\"marker\":{}}}", fork_exit(9)));
+            }
+            thread::sleep(Duration::from_millis(ms));
+            // SAFETY: ends the whole process from the last thread standing.
+            unsafe { libc::_exit(0) };
+        });
+    }
+    say(&format!("{{\"pid\":{me},\"threads\":{}}}", n + 1));
+    // The main thread alone leaves (the exit syscall, not exit_group); the process lives
+    // on in its threads. Not pthread_exit: it would unwind through Rust frames.
+    // SAFETY: ends only this thread; nothing of it is used afterwards.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!();
+}
+
+/// `pid1-orphans N` (see the module doc).
+fn pid1_orphans(args: &[String]) {
+    let me = std::process::id();
+    let n = arg(args, 2, 3);
+    // SAFETY: the child forks and exits; async-signal-safe calls only.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        for _ in 0..n {
+            // SAFETY: as above.
+            if unsafe { libc::fork() } == 0 {
+                unsafe { libc::usleep(100_000) };
+                unsafe { libc::_exit(5) };
+            }
+        }
+        unsafe { libc::_exit(0) };
+    }
+    say(&format!("{{\"pid\":{me},\"orphans\":{n}}}"));
+    // A PID 1 that never reaps: sleep until killed.
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// `storm N Z` (see the module doc).
+fn storm(args: &[String]) {
+    let me = std::process::id();
+    let n = arg(args, 2, 10_000);
+    let z = arg(args, 3, 0);
+    let mut kids = vec![];
+    for i in 0..n {
+        if i == n / 2 {
+            kids.extend((0..z).map(|_| fork_exit(7)));
+        }
+        // vfork is the fastest way to make exits (~15k/s per loop on 2 cores, fork
+        // ~2k/s). The deprecation is about children that touch memory or return;
+        // this one only calls _exit.
+        // SAFETY: the child shares our memory and stack until it calls _exit.
+        #[allow(deprecated)]
+        let pid = unsafe { libc::vfork() };
+        if pid == 0 {
+            unsafe { libc::_exit(0) };
+        }
+        wait_for(pid);
+    }
+    say(&format!(
+        "{{\"pid\":{me},\"children\":{}}}",
+        pids_json(&kids)
+    ));
+    serve(&mut kids);
+}
+
+/// `paced RATE SECS` (see the module doc).
+fn paced(args: &[String]) {
+    let me = std::process::id();
+    let (rate, secs) = (arg(args, 2, 1_000), arg(args, 3, 10));
+    let tick = std::time::Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let t0 = std::time::Instant::now();
+    let (mut exits, mut ticks) = (0u64, 0u32);
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        for _ in 0..per_tick {
+            // SAFETY: as in `storm`: the child only calls _exit.
+            #[allow(deprecated)]
+            let pid = unsafe { libc::vfork() };
+            if pid == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            wait_for(pid);
+            exits += 1;
+        }
+        ticks += 1;
+        if let Some(d) = (tick * ticks).checked_sub(t0.elapsed()) {
+            std::thread::sleep(d);
+        }
+    }
+    say(&format!(
+        "{{\"pid\":{me},\"exits\":{exits},\"seconds\":{}}}",
+        t0.elapsed().as_secs_f64()
+    ));
+}
+
+/// `reuse` (see the module doc).
+fn reuse() {
+    let me = std::process::id();
+    let first = fork_exit(1);
+    say(&format!("{{\"pid\":{me},\"children\":[{first}]}}"));
+    let mut kids = vec![];
+    let mut line = String::new();
+    // One line only: `serve` below takes the stdin lock again.
+    while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+        if line.trim() == "next" {
+            wait_for(first);
+            // Later than the first one's start tick, so /proc tells them apart too.
+            thread::sleep(Duration::from_millis(30));
+            let second = clone_with_pid(first, 2);
+            say(&format!("{{\"pid\":{me},\"children\":[{second}]}}"));
+            if second > 0 {
+                kids.push(second);
+            }
+            break;
+        }
+        line.clear();
+    }
+    serve(&mut kids);
 }

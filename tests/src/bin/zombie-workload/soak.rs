@@ -127,166 +127,186 @@ fn step(rng: &mut Rng, s: &mut State) {
     }
     let dice = rng.range(0, 100);
     match dice {
-        // Children exit and are kept as zombies.
-        0..=21 | 37..=40 => {
-            for _ in 0..rng.range(1, 16) {
-                s.held.push(fork_exit(rng.range(0, 5) as i32));
-                s.exits += 1;
-            }
-        }
-        // One kept zombie (or soon-to-exit child) is reaped.
-        22..=35 => {
-            if !s.held.is_empty() {
-                let i = rng.range(0, s.held.len() as u64) as usize;
-                wait_for(s.held.swap_remove(i));
-                s.reaps += 1;
-            }
-        }
+        0..=21 | 37..=40 => keep_zombies(rng, s),
+        22..=35 => reap_one(rng, s),
         // Everything waitable is reaped.
         36 => {
             s.reap_waitable();
         }
-        // An exit storm: children exit and are reaped at once.
-        41..=48 => {
-            for _ in 0..rng.range(200, 3000) {
-                // SAFETY: the vfork child only calls _exit.
-                #[allow(deprecated)]
-                let pid = unsafe { libc::vfork() };
-                if pid == 0 {
-                    unsafe { libc::_exit(0) };
-                }
-                wait_for(pid);
-                s.exits += 1;
-                s.reaps += 1;
-            }
-        }
-        // A middle process with children of its own.
-        49..=60 => {
-            let kids = rng.range(1, 20);
-            let how = rng.range(0, 3);
-            let linger = rng.range(0, 50);
-            if how == 2 && s.middles.len() >= MAX_MIDDLES {
-                return;
-            }
-            let pid = fork_run(0, move || {
-                let pids: Vec<i32> = (0..kids).map(|_| fork_exit(1)).collect();
-                match how {
-                    // Exit at once: the zombies are orphaned to us.
-                    0 => {}
-                    // Reap them after a while, then exit.
-                    1 => {
-                        thread::sleep(Duration::from_millis(linger));
-                        pids.into_iter().for_each(wait_for);
-                    }
-                    // Hold them until killed.
-                    _ => loop {
-                        // SAFETY: plain pause.
-                        unsafe { libc::pause() };
-                    },
-                }
-            });
-            s.exits += kids + 1;
-            if how == 2 {
-                s.middles.push(pid);
-            } else {
-                s.held.push(pid);
-            }
-        }
-        // A middle is killed: it and its zombies become ours to reap.
-        61..=65 => {
-            if !s.middles.is_empty() {
-                let i = rng.range(0, s.middles.len() as u64) as usize;
-                let pid = s.middles.swap_remove(i);
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                s.held.push(pid);
-            }
-        }
-        // Threads exit (no zombie), then the process does.
-        66..=71 => {
-            let threads = rng.range(1, 8);
-            s.held.push(fork_run(3, move || {
-                let handles: Vec<_> = (0..threads)
-                    .map(|i| {
-                        thread::spawn(move || {
-                            if i % 2 == 1 {
-                                thread::sleep(Duration::from_secs(60));
-                            }
-                        })
-                    })
-                    .collect();
-                for (i, h) in handles.into_iter().enumerate() {
-                    if i % 2 == 0 {
-                        let _ = h.join();
-                    }
-                }
-            }));
-            s.exits += 1;
-        }
-        // The main thread exits first; the process is a zombie only when the last one does.
-        72..=75 => {
-            let ms = rng.range(1, 40);
-            s.held.push(fork_run(0, move || {
-                thread::spawn(move || {
-                    thread::sleep(Duration::from_millis(ms));
-                    // SAFETY: ends the whole process from the last thread.
-                    unsafe { libc::_exit(4) };
-                });
-                // The exit syscall, not exit_group (nor pthread_exit, which would unwind
-                // through Rust frames): only the main thread ends.
-                // SAFETY: nothing of this thread is used afterwards.
-                unsafe { libc::syscall(libc::SYS_exit, 0) };
-            }));
-            s.exits += 1;
-        }
-        // SIGCHLD ignored: its children are reaped by the kernel and never zombies.
-        76..=79 => {
-            let kids = rng.range(1, 10);
-            s.held.push(fork_run(0, move || {
-                // SAFETY: setting a disposition in the single-threaded child.
-                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-                for _ in 0..kids {
-                    fork_exit(0);
-                }
-                thread::sleep(Duration::from_millis(5));
-            }));
-            s.exits += kids + 1;
-        }
-        // A non-leader thread execs: it takes over the leader's pid, then exits.
-        80..=82 => {
-            s.held.push(fork_run(5, || {
-                let t = thread::spawn(|| {
-                    let path = c"/bin/true";
-                    let argv = [path.as_ptr(), std::ptr::null()];
-                    let envp = [std::ptr::null()];
-                    // SAFETY: NUL-terminated path, argv and envp.
-                    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-                });
-                let _ = t.join();
-                thread::sleep(Duration::from_secs(5)); // only if execve failed
-            }));
-            s.exits += 1;
-        }
-        // Killed by a signal.
-        83..=87 => {
-            let pid = fork_run(0, || {
-                loop {
-                    // SAFETY: plain pause.
-                    unsafe { libc::pause() };
-                }
-            });
-            let sig = if rng.range(0, 2) == 0 {
-                libc::SIGKILL
-            } else {
-                libc::SIGTERM
-            };
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, sig) };
-            s.held.push(pid);
-            s.exits += 1;
-        }
+        41..=48 => exit_storm(rng, s),
+        49..=60 => middle(rng, s),
+        61..=65 => kill_middle(rng, s),
+        66..=71 => threads_exit_first(rng, s),
+        72..=75 => leader_exits_first(rng, s),
+        76..=79 => ignores_sigchld(rng, s),
+        80..=82 => thread_execs(s),
+        83..=87 => killed_by_signal(rng, s),
         _ => thread::sleep(Duration::from_millis(rng.range(0, 20))),
     }
+}
+
+/// Children exit and are kept as zombies.
+fn keep_zombies(rng: &mut Rng, s: &mut State) {
+    for _ in 0..rng.range(1, 16) {
+        s.held.push(fork_exit(rng.range(0, 5) as i32));
+        s.exits += 1;
+    }
+}
+
+/// One kept zombie (or soon-to-exit child) is reaped.
+fn reap_one(rng: &mut Rng, s: &mut State) {
+    if !s.held.is_empty() {
+        let i = rng.range(0, s.held.len() as u64) as usize;
+        wait_for(s.held.swap_remove(i));
+        s.reaps += 1;
+    }
+}
+
+/// An exit storm: children exit and are reaped at once.
+fn exit_storm(rng: &mut Rng, s: &mut State) {
+    for _ in 0..rng.range(200, 3000) {
+        // SAFETY: the vfork child only calls _exit.
+        #[allow(deprecated)]
+        let pid = unsafe { libc::vfork() };
+        if pid == 0 {
+            unsafe { libc::_exit(0) };
+        }
+        wait_for(pid);
+        s.exits += 1;
+        s.reaps += 1;
+    }
+}
+
+/// A middle process with children of its own.
+fn middle(rng: &mut Rng, s: &mut State) {
+    let kids = rng.range(1, 20);
+    let how = rng.range(0, 3);
+    let linger = rng.range(0, 50);
+    if how == 2 && s.middles.len() >= MAX_MIDDLES {
+        return;
+    }
+    let pid = fork_run(0, move || {
+        let pids: Vec<i32> = (0..kids).map(|_| fork_exit(1)).collect();
+        match how {
+            // Exit at once: the zombies are orphaned to us.
+            0 => {}
+            // Reap them after a while, then exit.
+            1 => {
+                thread::sleep(Duration::from_millis(linger));
+                pids.into_iter().for_each(wait_for);
+            }
+            // Hold them until killed.
+            _ => loop {
+                // SAFETY: plain pause.
+                unsafe { libc::pause() };
+            },
+        }
+    });
+    s.exits += kids + 1;
+    if how == 2 {
+        s.middles.push(pid);
+    } else {
+        s.held.push(pid);
+    }
+}
+
+/// A middle is killed: it and its zombies become ours to reap.
+fn kill_middle(rng: &mut Rng, s: &mut State) {
+    if !s.middles.is_empty() {
+        let i = rng.range(0, s.middles.len() as u64) as usize;
+        let pid = s.middles.swap_remove(i);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        s.held.push(pid);
+    }
+}
+
+/// Threads exit (no zombie), then the process does.
+fn threads_exit_first(rng: &mut Rng, s: &mut State) {
+    let threads = rng.range(1, 8);
+    s.held.push(fork_run(3, move || {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                thread::spawn(move || {
+                    if i % 2 == 1 {
+                        thread::sleep(Duration::from_secs(60));
+                    }
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let _ = h.join();
+            }
+        }
+    }));
+    s.exits += 1;
+}
+
+/// The main thread exits first; the process is a zombie only when the last one does.
+fn leader_exits_first(rng: &mut Rng, s: &mut State) {
+    let ms = rng.range(1, 40);
+    s.held.push(fork_run(0, move || {
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(ms));
+            // SAFETY: ends the whole process from the last thread.
+            unsafe { libc::_exit(4) };
+        });
+        // The exit syscall, not exit_group (nor pthread_exit, which would unwind
+        // through Rust frames): only the main thread ends.
+        // SAFETY: nothing of this thread is used afterwards.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }));
+    s.exits += 1;
+}
+
+/// SIGCHLD ignored: its children are reaped by the kernel and never zombies.
+fn ignores_sigchld(rng: &mut Rng, s: &mut State) {
+    let kids = rng.range(1, 10);
+    s.held.push(fork_run(0, move || {
+        // SAFETY: setting a disposition in the single-threaded child.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        for _ in 0..kids {
+            fork_exit(0);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }));
+    s.exits += kids + 1;
+}
+
+/// A non-leader thread execs: it takes over the leader's pid, then exits.
+fn thread_execs(s: &mut State) {
+    s.held.push(fork_run(5, || {
+        let t = thread::spawn(|| {
+            let path = c"/bin/true";
+            let argv = [path.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null()];
+            // SAFETY: NUL-terminated path, argv and envp.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        });
+        let _ = t.join();
+        thread::sleep(Duration::from_secs(5)); // only if execve failed
+    }));
+    s.exits += 1;
+}
+
+/// Killed by a signal.
+fn killed_by_signal(rng: &mut Rng, s: &mut State) {
+    let pid = fork_run(0, || {
+        loop {
+            // SAFETY: plain pause.
+            unsafe { libc::pause() };
+        }
+    });
+    let sig = if rng.range(0, 2) == 0 {
+        libc::SIGKILL
+    } else {
+        libc::SIGTERM
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, sig) };
+    s.held.push(pid);
+    s.exits += 1;
 }
 
 pub fn soak(seed: u64) {
