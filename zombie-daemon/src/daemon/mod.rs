@@ -75,6 +75,18 @@ pub fn bound_allocator() {
     }
 }
 
+/// process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
+/// daemon's own use, to watch against the pod's limits. Read from /proc/self, which is this
+/// process whatever --proc-root says (and so added here: the read side reads no file).
+fn register_own_process(metrics: &Metrics) {
+    metrics
+        .registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
+}
+
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     // The HTTP connection cap is derived from this limit.
     let open_files = crate::http::raise_open_files_limit();
@@ -103,15 +115,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (history_tx, history_rx) = watch::channel(Bytes::from_static(b"[]"));
     let metrics = Arc::new(Metrics::new(snapshot_rx.clone()));
-    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: the
-    // daemon's own use, to watch against the pod's limits. Read from /proc/self, which is
-    // this process whatever --proc-root says (and so added here, not by the read side).
-    metrics
-        .registry
-        .register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("unique metric");
+    register_own_process(&metrics);
     let health = Arc::new(Health::default());
     let demand = Arc::new(Demand::default());
     let make_builder = {
