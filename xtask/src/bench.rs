@@ -77,6 +77,20 @@ impl Drop for Sysctl {
     }
 }
 
+/// A process that is not our child (a workload's own child), SIGKILLed on drop.
+/// Disarmed (None) once the process has exited on its own, so that its pid, free again,
+/// is never killed.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) with a pid the workload reported, still its process.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 fn bin(name: &str) -> PathBuf {
     root().join("target/release").join(name)
 }
@@ -380,30 +394,13 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     let mut targets: Vec<(String, String, String)> = vec![];
     header(&mut md)?;
 
-    let mut procs = Procs::default();
-    let daemon = start_daemon(&mut procs, &[])?;
-
-    // 1. Kernel cost per event, above the floor.
-    eprintln!("xtask: bench 1: kernel time per event");
-    kernel_cost(&mut md, &mut targets)?;
-
-    let cpu_per_k = exit_rate(&mut md, &mut targets, &mut procs, daemon)?;
-    let daemon = start_daemon(&mut procs, &[])?;
-
-    steady_cpu(&mut md, &mut targets, daemon, &cpu_per_k)?;
-
-    detection_latency(&mut md, &mut targets)?;
-
-    stop(&mut procs);
-    memory(&mut md, &mut targets)?;
-    bounded(&mut md, &mut targets)?;
-
-    let process_exporter_cpu = peers(&mut md, &mut targets)?;
-    event_loop_stall(&mut md, &mut targets)?;
-    idle(&mut md, &mut targets, process_exporter_cpu)?;
-    workload_cost(&mut md, &mut targets)?;
-    micro(&mut md)?;
-    unreported_reaps(&mut md, &mut targets)?;
+    if let Err(e) = all_sections(&mut md, &mut targets) {
+        // What was measured before the failure is kept (not as BENCHMARKS.md: that comes
+        // from a whole run).
+        let partial = root().join("target/BENCHMARKS.partial.md");
+        let _ = std::fs::write(&partial, format!("{md}\n\nThe bench stopped: {e:#}\n"));
+        return Err(e.context(format!("what was measured is in {}", partial.display())));
+    }
 
     let mut head = String::new();
     writeln!(head, "## Targets\n")?;
@@ -422,6 +419,38 @@ pub fn bench(only: &[String]) -> anyhow::Result<()> {
     )?;
     std::fs::write(root().join("BENCHMARKS.md"), md)?;
     eprintln!("xtask: wrote BENCHMARKS.md");
+    Ok(())
+}
+
+/// Every section, in order (sections 2 and 3 share a daemon, and section 6's process-exporter
+/// CPU is section 8's comparison).
+fn all_sections(
+    md: &mut String,
+    targets: &mut Vec<(String, String, String)>,
+) -> anyhow::Result<()> {
+    let mut procs = Procs::default();
+    let daemon = start_daemon(&mut procs, &[])?;
+    // 1. Kernel cost per event, above the floor.
+    eprintln!("xtask: bench 1: kernel time per event");
+    kernel_cost(md, targets)?;
+
+    let cpu_per_k = exit_rate(md, targets, &mut procs, daemon)?;
+    let daemon = start_daemon(&mut procs, &[])?;
+
+    steady_cpu(md, targets, daemon, &cpu_per_k)?;
+
+    detection_latency(md, targets)?;
+
+    stop(&mut procs);
+    memory(md, targets)?;
+    bounded(md, targets)?;
+
+    let process_exporter_cpu = peers(md, targets)?;
+    event_loop_stall(md, targets)?;
+    idle(md, targets, process_exporter_cpu)?;
+    workload_cost(md, targets)?;
+    micro(md)?;
+    unreported_reaps(md, targets)?;
     Ok(())
 }
 
@@ -1170,7 +1199,7 @@ fn unreported_reaps(
         log.display()
     ));
     let base = unreported_in_a_storm(md, targets, &witness)?;
-    unreported_in_a_mass_release(md, targets, base)?;
+    unreported_in_a_mass_release(md, targets)?;
     confirmation_cost(md, targets, &mut procs, &log, daemon, base)
 }
 
@@ -1271,7 +1300,6 @@ fn unreported_in_a_storm(
 fn unreported_in_a_mass_release(
     md: &mut String,
     targets: &mut Vec<(String, String, String)>,
-    base: f64,
 ) -> anyhow::Result<()> {
     let n = 4_000;
     let mut child = Command::new(bin("zombie-workload"))
@@ -1287,17 +1315,37 @@ fn unreported_in_a_mass_release(
     let mut stdin = child.stdin.take().unwrap();
     let mut holder = Procs::default();
     holder.add(child);
+    // The zombies' parent: killed if the section stops before it releases them (killing the
+    // workload alone would hand it, zombies and all, to init).
+    let middle = serde_json::from_str::<serde_json::Value>(&line)?["middle"]
+        .as_i64()
+        .with_context(|| format!("no middle pid in {line:?}"))? as i32;
+    let mut middle_guard = KillOnDrop(Some(middle));
+    // Its own zombies listed (the node's count may move with what earlier sections left).
     let t = Instant::now();
-    while reap_counts()?.2 < base + n as f64 {
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!("the {n} zombies of the mass release were not listed within 30 s");
+    loop {
+        let listed: serde_json::Value = serde_json::from_str(&http_get("/zombies")?)?;
+        let own = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|z| z["ppid"].as_i64() == Some(middle as i64))
+            .count();
+        if own >= n {
+            break;
         }
-        thread::sleep(Duration::from_millis(20));
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("{own} of the {n} zombies of the mass release listed after 30 s");
+        }
+        thread::sleep(Duration::from_millis(50));
     }
-    let (u0, r0, _) = reap_counts()?;
+    let (u0, r0, base) = reap_counts()?;
+    let base = base - n as f64;
     writeln!(stdin, "release")?;
     line.clear();
     out.read_line(&mut line)?;
+    // It said it released them: it has exited.
+    middle_guard.0 = None;
     let gone = settle(base)?;
     let (u1, r1, _) = reap_counts()?;
     drop(holder);
