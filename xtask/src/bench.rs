@@ -1198,9 +1198,9 @@ fn unreported_reaps(
         "grep -o '\"reaps\":\"[a-z_]*\"' {} | head -1 | cut -d'\"' -f4",
         log.display()
     ));
-    let base = unreported_in_a_storm(md, targets, &witness)?;
+    unreported_in_a_storm(md, targets, &witness)?;
     unreported_in_a_mass_release(md, targets)?;
-    confirmation_cost(md, targets, &mut procs, &log, daemon, base)
+    confirmation_cost(md, targets, &mut procs, &log, daemon)
 }
 
 /// zombie-daemon with its event loop's debug log (the confirmation passes) in `log`, once
@@ -1240,6 +1240,17 @@ fn reap_counts() -> anyhow::Result<(f64, f64, f64)> {
     ))
 }
 
+/// How many zombies `/zombies` lists whose parent is one of `parents`.
+fn listed_children_of(parents: &std::collections::HashSet<i64>) -> anyhow::Result<usize> {
+    let listed: serde_json::Value = serde_json::from_str(&http_get("/zombies")?)?;
+    Ok(listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|z| z["ppid"].as_i64().is_some_and(|p| parents.contains(&p)))
+        .count())
+}
+
 /// Settled: nothing listed beyond `base`, and past the 2 s grace of the last vanish.
 /// Returns the seconds until nothing beyond `base` was listed.
 fn settle(base: f64) -> anyhow::Result<f64> {
@@ -1265,7 +1276,7 @@ fn unreported_in_a_storm(
     md: &mut String,
     targets: &mut Vec<(String, String, String)>,
     witness: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<()> {
     let (u0, r0, base) = reap_counts()?;
     let (exits, secs) = storms(1, 100_000)?;
     settle(base)?;
@@ -1292,7 +1303,7 @@ fn unreported_in_a_storm(
         format!("{:.0} of {exits}", u1 - u0),
         ok(u1 - u0 == 0.0).into(),
     ));
-    Ok(base)
+    Ok(())
 }
 
 /// The reaps of a mass release the kernel did not report: 4,000 zombies released at once
@@ -1324,13 +1335,7 @@ fn unreported_in_a_mass_release(
     // Its own zombies listed (the node's count may move with what earlier sections left).
     let t = Instant::now();
     loop {
-        let listed: serde_json::Value = serde_json::from_str(&http_get("/zombies")?)?;
-        let own = listed
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|z| z["ppid"].as_i64() == Some(middle as i64))
-            .count();
+        let own = listed_children_of(&std::collections::HashSet::from([middle as i64]))?;
         if own >= n {
             break;
         }
@@ -1372,7 +1377,6 @@ fn confirmation_cost(
     procs: &mut Procs,
     log: &Path,
     daemon: u32,
-    base: f64,
 ) -> anyhow::Result<()> {
     let old_pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
         .trim()
@@ -1384,16 +1388,25 @@ fn confirmation_cost(
     };
     let mut zombies = Procs::default();
     let mut made = 0u64;
+    let mut parents = std::collections::HashSet::new();
     while made < 100_000 {
-        workload(&mut zombies, &["never-wait".into(), "1000".into()])?;
+        parents.insert(workload(&mut zombies, &["never-wait".into(), "1000".into()])? as i64);
         made += 1000;
     }
+    // Their own zombies listed (the node's count may move with what earlier sections left).
     let t = Instant::now();
-    while reap_counts()?.2 < base + made as f64 {
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("the {made} zombies were not listed within 60 s");
+    loop {
+        let own = listed_children_of(&parents)?;
+        if own >= made as usize {
+            break;
         }
-        thread::sleep(Duration::from_millis(100));
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "{own} of the {made} zombies listed after 60 s ({} listed in all)",
+                reap_counts()?.2
+            );
+        }
+        thread::sleep(Duration::from_millis(500));
     }
     let passes_before = sh(&format!(
         "grep -c 'confirmed every listed zombie' {}",
