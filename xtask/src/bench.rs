@@ -1751,6 +1751,45 @@ fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
 /// One stall measurement: `bin` with [`STALL_ZOMBIES`] held and a steady 1,000 exits/s for
 /// 20 s, with or without /metrics and /zombies scraped every 100 ms. Returns (p50, p99) of
 /// `zombie_event_delay_seconds` in ms, the events measured and the scrapes made.
+/// Section 7's four runs (before and now, without and with scrapes), a table row each:
+/// their p99 delays, and whether the design before / now applied no event in a run.
+fn stall_rows(md: &mut String, baseline: &Path) -> anyhow::Result<(Vec<f64>, [bool; 2])> {
+    let mut p99s = vec![];
+    let mut applied_none = [false; 2];
+    for (name, path, programs) in [
+        ("before", baseline, BASELINE_PROGRAMS),
+        ("now", &bin("zombie-daemon"), PROGRAMS),
+    ] {
+        for scrape in [false, true] {
+            let (p50, p99, n, scrapes, lost) = stall_run(path, programs, scrape)?;
+            // No event applied in the 20 s: there is no delay to show, only that none came.
+            let delay = |ms: f64| {
+                if n == 0.0 {
+                    "none applied".to_string()
+                } else {
+                    format!("{ms:.1} ms")
+                }
+            };
+            if n == 0.0 {
+                applied_none[usize::from(name == "now")] = true;
+            }
+            writeln!(
+                md,
+                "| {name} | {} | {n:.0} | {lost:.0} | {} | {} |",
+                if scrape {
+                    format!("{scrapes} x (`/metrics` + `/zombies`)")
+                } else {
+                    "none".into()
+                },
+                delay(p50),
+                delay(p99)
+            )?;
+            p99s.push(p99);
+        }
+    }
+    Ok((p99s, applied_none))
+}
+
 /// One run of section 7: (delay p50 ms, p99 ms, events applied, scrapes, events lost).
 fn stall_run(
     path: &Path,
@@ -1857,39 +1896,7 @@ fn event_loop_stall(
         "| daemon | scrapes | events applied | events lost | delay p50 | delay p99 |\n\
          |---|---|---|---|---|---|"
     )?;
-    let mut p99s = vec![];
-    let mut applied_none = [false; 2];
-    for (name, path, programs) in [
-        ("before", baseline.as_path(), BASELINE_PROGRAMS),
-        ("now", &bin("zombie-daemon"), PROGRAMS),
-    ] {
-        for scrape in [false, true] {
-            let (p50, p99, n, scrapes, lost) = stall_run(path, programs, scrape)?;
-            // No event applied in the 20 s: there is no delay to show, only that none came.
-            let delay = |ms: f64| {
-                if n == 0.0 {
-                    "none applied".to_string()
-                } else {
-                    format!("{ms:.1} ms")
-                }
-            };
-            if n == 0.0 {
-                applied_none[usize::from(name == "now")] = true;
-            }
-            writeln!(
-                md,
-                "| {name} | {} | {n:.0} | {lost:.0} | {} | {} |",
-                if scrape {
-                    format!("{scrapes} x (`/metrics` + `/zombies`)")
-                } else {
-                    "none".into()
-                },
-                delay(p50),
-                delay(p99)
-            )?;
-            p99s.push(p99);
-        }
-    }
+    let (p99s, applied_none) = stall_rows(md, &baseline)?;
     if applied_none[1] {
         bail!("section 7: the daemon applied no event in 20 s at {STALL_ZOMBIES} zombies");
     }
