@@ -1631,6 +1631,18 @@ fn sections(only: &[String]) -> anyhow::Result<()> {
                 kernel_cost(&mut md, &mut targets)?;
             }
             "stall" => event_loop_stall(&mut md, &mut targets)?,
+            "detect" => {
+                let mut procs = Procs::default();
+                start_daemon(&mut procs, &[])?;
+                detection_latency(&mut md, &mut targets)?;
+            }
+            "cpu" => {
+                let mut procs = Procs::default();
+                let daemon = start_daemon(&mut procs, &[])?;
+                steady_cpu(&mut md, &mut targets, daemon, &[])?;
+                let (_, cpu_md) = cpu_per_exit(daemon)?;
+                md.push_str(&cpu_md);
+            }
             "idle" => idle(&mut md, &mut targets, f64::NAN)?,
             "cost" => workload_cost(&mut md, &mut targets)?,
             "bounded" => bounded(&mut md, &mut targets)?,
@@ -1640,7 +1652,7 @@ fn sections(only: &[String]) -> anyhow::Result<()> {
             }
             other => bail!(
                 "no bench section {other:?} (kernel, unreported, stall, idle, cost, bounded, \
-                 memory, peers)"
+                 memory, peers, detect, cpu)"
             ),
         }
     }
