@@ -29,11 +29,15 @@ pub struct Diagnoser<'a> {
 }
 
 impl<'a> Diagnoser<'a> {
-    /// From the parents seen waiting and what origins ran as (what a table copy carries).
+    /// From the parents seen waiting, what origins ran as (what a table copy carries) and
+    /// the injected init as the caller looked it up (see
+    /// [`crate::prevention::injected_init`]): a builder diagnoses at every build and looks
+    /// it up only at a refresh, not with two failing `stat`s per build.
     pub fn with_facts(
         proc_root: &'a Path,
         waited: &'a rustc_hash::FxHashSet<u32>,
         origins: &'a FxHashMap<ProcKey, OriginInfo>,
+        injected_init: Option<crate::prevention::FileId>,
     ) -> Self {
         Self {
             proc_root,
@@ -42,15 +46,8 @@ impl<'a> Diagnoser<'a> {
             show_cmdlines: false,
             cache: FxHashMap::default(),
             reaper_cgroups: FxHashMap::default(),
-            injected_init: crate::prevention::injected_init(proc_root),
+            injected_init,
         }
-    }
-
-    /// The injected init as already looked up (see [`crate::prevention::injected_init`]),
-    /// for a caller that diagnoses often and looks it up less often.
-    pub fn with_injected_init(mut self, init: Option<crate::prevention::FileId>) -> Self {
-        self.injected_init = init;
-        self
     }
 
     /// Reapers' command lines in full rather than redacted.

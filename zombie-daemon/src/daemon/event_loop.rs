@@ -24,7 +24,7 @@ use crate::{
     probe::Probe,
     proc_scan::{PidCursor, ProcFs, ScanError, possibly_reused},
     snapshot::Demand,
-    tracker::{Applied, Event, Ns, ProcKey, Scan, Tracker},
+    tracker::{Applied, Event, Hold, Ns, ProcKey, Scan, Tracker},
 };
 
 use super::{RunConfig, publish::Publisher};
@@ -37,8 +37,10 @@ const PROC_CHECK: Duration = Duration::from_secs(1);
 /// Reparented zombies re-read per check, to bound the time a check spends in /proc.
 const PARENT_REFRESH_BATCH: usize = 512;
 /// Zombies that may have been reaped unseen (see [`Tracker::sweep_batch`]) probed per check,
-/// and how old they must be. A probe is one `kill(pid, 0)`, well under a microsecond.
-const SWEEP_BATCH: usize = 20_000;
+/// and how old they must be. A probe is one `kill(pid, 0)`, well under a microsecond, on
+/// the blocking pool: a mass release of this many, whose frees the kernel dropped, leaves
+/// the table at the next check (at 20,000 a check, 100,000 took five).
+const SWEEP_BATCH: usize = 262_144;
 const SWEEP_MIN_AGE: Duration = Duration::from_millis(500);
 /// Every listed zombie, candidate or not, is re-confirmed at least this often: it still
 /// holds its pid, and that pid is still its own (see [`crate::proc_scan::possibly_reused`]).
@@ -55,6 +57,19 @@ const IDLE_AFTER: Duration = Duration::from_millis(500);
 /// Asleep, the loop still wakes this often: the heartbeat, periodic work, and a bound on
 /// how long an event can wait if its wakeup raced with falling asleep.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
+
+/// A new zombie whose parent was seen waiting just before it exited is shown this long
+/// after its exit if it is still a zombie then (see [`Tracker::hold_back`]): its reap
+/// usually shows within it (the free fires an RCU grace period after the reap, 10-50 ms
+/// here, and is drained within [`RunConfig::drain_interval`]), so a fork/exit/wait loop does
+/// not make a snapshot build per child. A leak (a parent that never waits) is never held.
+pub(crate) const HOLD: Duration = Duration::from_millis(100);
+
+/// Zombies released since the most the table held before their memory is given back.
+const GIVE_BACK_AFTER: usize = 10_000;
+
+/// Events a drain's batch keeps room for between drains.
+const BATCH: usize = 4096;
 
 /// Why the table is rebuilt from /proc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +127,8 @@ pub(super) struct EventLoop {
     check: Option<JoinHandle<Checked>>,
     checks: CheckSchedule,
     pacing: Pacing,
+    /// The most zombies the table held since memory was last given back.
+    held_most: usize,
 }
 
 /// When the table is rebuilt from /proc: after lost events, periodically, and once more
@@ -321,17 +338,27 @@ impl EventLoop {
         demand: Arc<Demand>,
     ) -> Self {
         let now = clock::boottime_now();
+        // The kernel reports a parent's waits once per wait_dedup at most, so one that keeps
+        // waiting shows a wait within any window twice that long.
+        let wait_window = (cfg.probe.wait_dedup * 2).max(HOLD);
         Self {
             procfs: ProcFs::new(&cfg.proc_root, ticks),
             v2_root: crate::cgroups::detect(&cfg.cgroup_root).1,
             cfg,
             ticks,
-            tracker: Tracker::default(),
+            tracker: {
+                let mut t = Tracker::default();
+                t.hold_back(Some(Hold {
+                    for_ns: HOLD.as_nanos() as u64,
+                    wait_dedup_ns: wait_window.as_nanos() as u64,
+                }));
+                t
+            },
             metrics,
             health,
             publisher,
             demand,
-            batch: Vec::with_capacity(4096),
+            batch: Vec::with_capacity(BATCH),
             seq: 0,
             ready_at_seq: None,
             resync: None,
@@ -339,6 +366,7 @@ impl EventLoop {
             check: None,
             checks: CheckSchedule::new(now),
             pacing: Pacing::new(now, tokio::time::Instant::now()),
+            held_most: 0,
         }
     }
 
@@ -394,12 +422,12 @@ impl EventLoop {
                     self.check = None;
                     self.drain(probe);
                     match r {
-                        Ok(Checked { events, cursor }) => {
-                            if cursor.is_some() {
-                                self.checks.pid_cursor = cursor;
+                        Ok(checked) => {
+                            if checked.cursor.is_some() {
+                                self.checks.pid_cursor = checked.cursor;
                             }
-                            for ev in &events {
-                                self.apply(ev);
+                            for ev in checked.events() {
+                                self.apply(&ev);
                             }
                             self.seq += 1;
                             self.publisher.exec_leaks(self.tracker.take_left_by_exec());
@@ -408,6 +436,7 @@ impl EventLoop {
                     }
                 }
                 () = publisher.finished(), if building => {
+                    self.give_back_after_release();
                     if let Some(at) = self.ready_at_seq
                         && self.publisher.published_seq().is_some_and(|s| s >= at)
                     {
@@ -426,6 +455,9 @@ impl EventLoop {
             self.check_losses(probe, now);
             self.maybe_resync(now);
             self.maybe_check(now);
+            if self.tracker.held_len() > 0 {
+                self.show_held(now);
+            }
             if self.tracker.vanished_len() > 0 {
                 self.apply(&Event::GraceElapsed {
                     now,
@@ -437,13 +469,46 @@ impl EventLoop {
         }
     }
 
+    /// Shows the held-back zombies whose hold ended, but first takes out those whose pid is
+    /// free: reaped, and the kernel dropped their release (it does, under churn). One
+    /// `kill(pid, 0)` each, no /proc read: a pid another process took since is shown and
+    /// left to the next pass over the whole table.
+    fn show_held(&mut self, now: Ns) {
+        let gone: Vec<ProcKey> = self
+            .tracker
+            .held_due(now)
+            .filter(|k| !self.procfs.pid_exists(k.pid))
+            .collect();
+        for key in gone {
+            self.apply(&Event::Vanished { key, at: now });
+        }
+        self.apply(&Event::HoldElapsed { now });
+    }
+
+    /// After a build: when the table lost [`GIVE_BACK_AFTER`] zombies since the most it held
+    /// and their last trace is gone (the vanished ones settled, the build applied the
+    /// removals), the pages they used go back to the node, so the daemon's size at rest
+    /// after a mass release is that of what it still holds.
+    fn give_back_after_release(&mut self) {
+        let held = self.tracker.len() + self.tracker.vanished_len();
+        self.held_most = self.held_most.max(held);
+        if self.tracker.vanished_len() == 0 && self.held_most >= held + GIVE_BACK_AFTER {
+            super::give_back_freed_memory();
+            self.held_most = held;
+        }
+    }
+
     /// When to wake at the latest: the next drain tick (at a fixed rate while events flow,
     /// so the time an iteration takes does not stretch the interval), or a build waiting
     /// for its gap.
     fn next_wake(&mut self, now: Ns) -> tokio::time::Instant {
         let t = tokio::time::Instant::now();
         let mut wake = self.pacing.next_tick(t, self.cfg.drain_interval);
-        if let Some(at) = self.publisher.next_start(&self.tracker, &self.demand) {
+        let held = (self.tracker.held_len() > 0)
+            .then(|| self.tracker.next_shown_at())
+            .flatten();
+        let build = self.publisher.next_start(&self.tracker, &self.demand);
+        for at in [held, build].into_iter().flatten() {
             wake = wake.min(t + Duration::from_nanos(at.saturating_sub(now)));
         }
         wake
@@ -498,6 +563,10 @@ impl EventLoop {
         }
         self.batch = batch;
         self.batch.clear();
+        // A full ring drained at once (tens of thousands of events): not kept for good.
+        if self.batch.capacity() > 4 * BATCH {
+            self.batch.shrink_to(BATCH);
+        }
         self.seq += 1;
         self.publisher.exec_leaks(self.tracker.take_left_by_exec());
         n
@@ -672,11 +741,26 @@ impl Probes {
     }
 }
 
-/// What a check found: events for the table, and the pid allocator's position when a pass
-/// over the whole table started.
+/// What a check found: reparented zombies' new parents, the zombies found gone at `at`
+/// (keys only: a pass over a mass release may find the whole table gone), and the pid
+/// allocator's position when a pass over the whole table started.
 struct Checked {
     events: Vec<Event>,
+    gone: Vec<ProcKey>,
+    at: Ns,
     cursor: Option<PidCursor>,
+}
+
+impl Checked {
+    /// Everything found, as the table's events.
+    fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        let at = self.at;
+        self.events.iter().cloned().chain(
+            self.gone
+                .iter()
+                .map(move |&key| Event::Vanished { key, at }),
+        )
+    }
 }
 
 /// What /proc says of `parents` (zombies whose parent exited: who is their parent now) and
@@ -712,7 +796,7 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
     // Gone: the pid is free, or (checked where the allocator may have handed it out again)
     // it belongs to another process. A /proc entry that cannot be read or parsed right now
     // proves nothing and is left for a later pass.
-    let (mut vanished, mut reread, probed) = (0, 0, keys.len());
+    let (mut gone_keys, mut reread, probed) = (Vec::new(), 0, keys.len());
     for key in keys {
         let gone = if !procfs.pid_exists(key.pid) {
             true
@@ -725,10 +809,10 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
             false
         };
         if gone {
-            vanished += 1;
-            events.push(Event::Vanished { key, at: now });
+            gone_keys.push(key);
         }
     }
+    let vanished = gone_keys.len();
     if vanished > 0 {
         debug!(
             zombies = vanished,
@@ -744,7 +828,12 @@ fn check_proc(procfs: &ProcFs, parents: &[ProcKey], probes: Probes, now: Ns) -> 
             "confirmed every listed zombie"
         );
     }
-    Checked { events, cursor }
+    Checked {
+        events,
+        gone: gone_keys,
+        at: now,
+        cursor,
+    }
 }
 
 #[cfg(test)]

@@ -228,8 +228,7 @@ impl Builder {
             ..
         } = self;
         let waited = &*waited;
-        let mut diagnoser = Diagnoser::with_facts(proc_root, waited, origins)
-            .with_injected_init(*injected_init)
+        let mut diagnoser = Diagnoser::with_facts(proc_root, waited, origins, *injected_init)
             .show_cmdlines(*show_cmdlines);
         // One diagnosis per (parent, attribution, origin), one origin view per origin and
         // one set of labels per attribution, shared by the groups made in this build.
