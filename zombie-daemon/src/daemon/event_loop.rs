@@ -67,6 +67,8 @@ pub(crate) const HOLD: Duration = Duration::from_millis(100);
 
 /// Zombies released since the most the table held before their memory is given back.
 const GIVE_BACK_AFTER: usize = 10_000;
+/// ... once the table's size has not moved for this long.
+const GIVE_BACK_QUIET: Duration = Duration::from_secs(2);
 
 /// Events a drain's batch keeps room for between drains.
 const BATCH: usize = 4096;
@@ -127,8 +129,8 @@ pub(super) struct EventLoop {
     check: Option<JoinHandle<Checked>>,
     checks: CheckSchedule,
     pacing: Pacing,
-    /// The most zombies the table held since memory was last given back.
-    held_most: usize,
+    /// When to give freed memory back to the node (see [`GiveBack`]).
+    give_back: GiveBack,
 }
 
 /// When the table is rebuilt from /proc: after lost events, periodically, and once more
@@ -200,6 +202,32 @@ impl ResyncSchedule {
     /// A resync that started at `started` finished (whatever its result).
     fn finished(&mut self, started: Ns) {
         self.last_start = Some(started);
+    }
+}
+
+/// When freed memory goes back to the node: once the table (with the zombies found gone
+/// whose late free may still come) holds [`GIVE_BACK_AFTER`] fewer than the most it held
+/// since the last time, and its size has not moved for [`GIVE_BACK_QUIET`] (the release is
+/// over, the build applied it, the vanished settled). Pure: sizes and the clock come in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct GiveBack {
+    most: usize,
+    last: usize,
+    moved_at: Ns,
+}
+
+impl GiveBack {
+    fn due(&mut self, held: usize, now: Ns) -> bool {
+        if held != self.last {
+            (self.last, self.moved_at) = (held, now);
+        }
+        self.most = self.most.max(held);
+        let quiet = now.saturating_sub(self.moved_at) >= GIVE_BACK_QUIET.as_nanos() as u64;
+        if quiet && self.most >= held + GIVE_BACK_AFTER {
+            self.most = held;
+            return true;
+        }
+        false
     }
 }
 
@@ -366,7 +394,7 @@ impl EventLoop {
             check: None,
             checks: CheckSchedule::new(now),
             pacing: Pacing::new(now, tokio::time::Instant::now()),
-            held_most: 0,
+            give_back: GiveBack::default(),
         }
     }
 
@@ -436,7 +464,6 @@ impl EventLoop {
                     }
                 }
                 () = publisher.finished(), if building => {
-                    self.give_back_after_release();
                     if let Some(at) = self.ready_at_seq
                         && self.publisher.published_seq().is_some_and(|s| s >= at)
                     {
@@ -464,6 +491,7 @@ impl EventLoop {
                     grace: VANISH_GRACE.as_nanos() as u64,
                 });
             }
+            self.give_back_after_release(now);
             self.publisher
                 .maybe_start(&mut self.tracker, &self.demand, now, self.seq);
         }
@@ -485,16 +513,18 @@ impl EventLoop {
         self.apply(&Event::HoldElapsed { now });
     }
 
-    /// After a build: when the table lost [`GIVE_BACK_AFTER`] zombies since the most it held
-    /// and their last trace is gone (the vanished ones settled, the build applied the
-    /// removals), the pages they used go back to the node, so the daemon's size at rest
-    /// after a mass release is that of what it still holds.
-    fn give_back_after_release(&mut self) {
+    /// Gives the pages of a large release back to the node once it is over (see
+    /// [`GiveBack`]); `malloc_trim` walks the heap, so never in the middle of one.
+    fn give_back_after_release(&mut self, now: Ns) {
         let held = self.tracker.len() + self.tracker.vanished_len();
-        self.held_most = self.held_most.max(held);
-        if self.tracker.vanished_len() == 0 && self.held_most >= held + GIVE_BACK_AFTER {
+        if self.give_back.due(held, now) {
+            let t = std::time::Instant::now();
             super::give_back_freed_memory();
-            self.held_most = held;
+            debug!(
+                zombies = held,
+                took_us = t.elapsed().as_micros() as u64,
+                "memory of released zombies given back"
+            );
         }
     }
 
@@ -842,6 +872,23 @@ mod tests {
 
     const MS: Ns = 1_000_000;
     const S: Ns = 1_000 * MS;
+
+    #[test]
+    fn memory_goes_back_once_a_large_release_is_over() {
+        let mut g = GiveBack::default();
+        let quiet = GIVE_BACK_QUIET.as_nanos() as u64;
+        assert!(!g.due(50_000, S));
+        // Releasing: never in the middle, however much is gone.
+        for (i, held) in [40_000, 20_000, 5_000].into_iter().enumerate() {
+            assert!(!g.due(held, S + (i as u64 + 1) * 100 * MS));
+        }
+        assert!(!g.due(5_000, S + 300 * MS + quiet - 1));
+        assert!(g.due(5_000, S + 300 * MS + quiet), "quiet: given back once");
+        assert!(!g.due(5_000, S + 300 * MS + 10 * quiet));
+        // A small release is not worth a walk of the heap.
+        assert!(!g.due(0, 100 * S));
+        assert!(!g.due(0, 200 * S));
+    }
 
     #[test]
     fn losses_ask_for_one_resync_at_most_once_a_gap() {
