@@ -2141,17 +2141,21 @@ mod tests {
         assert_eq!(t.tombstones.order.len(), 4);
     }
 
-    /// A random interleaving of exits, frees, duplicates and losses, checked against a model
-    /// after a final reconcile against the ground truth.
-    #[test]
-    fn random_sequences_converge_to_the_truth_after_reconcile() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rand = move || {
+    /// A deterministic xorshift64 generator from `seed`, for the randomised tests.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    /// A random interleaving of exits, frees, duplicates and losses, checked against a model
+    /// after a final reconcile against the ground truth.
+    #[test]
+    fn random_sequences_converge_to_the_truth_after_reconcile() {
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
         for _round in 0..50 {
             let mut t = Tracker::new(1 << 16);
             let mut alive_zombies: FxHashSet<ProcKey> = FxHashSet::default();
@@ -2162,8 +2166,8 @@ mod tests {
                 now += MS;
                 let slot = (rand() % 64) as usize;
                 let k = key(1000 + slot as u32, generation[slot]);
-                let drop_event = rand() % 10 == 0;
-                let dup = rand() % 10 == 0;
+                let drop_event = rand().is_multiple_of(10);
+                let dup = rand().is_multiple_of(10);
                 if alive_zombies.remove(&k) {
                     generation[slot] += 1;
                     if !drop_event {
@@ -2378,13 +2382,7 @@ mod tests {
     /// a hold; once every hold ended, the same fingerprint, table and reader's copy.
     #[test]
     fn held_back_or_not_readers_end_with_the_same_table() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
         for _round in 0..40 {
             let (mut plain, mut held) = (Tracker::default(), Tracker::default());
             held.hold_back(Some(HOLD_TEST));
